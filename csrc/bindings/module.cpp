@@ -1,0 +1,41 @@
+// tapegrad._core: pybind11 module. The per-op hot path (Var) is a plain CPython type
+// registered from var.cpp; everything else is bound here with pybind11.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bindings/var.hpp"
+
+namespace py = pybind11;
+using namespace tapegrad;
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "tapegrad's C++ core: a flat tape of scalar nodes and the Var type.";
+    if (!bind::register_var(m.ptr())) throw py::error_already_set();
+
+    m.def(
+        "ops",
+        [] {
+            std::vector<std::pair<std::string, int>> rows;
+            for (int o = int(op::constant) + 1; o < int(op::count_); ++o)
+                rows.emplace_back(op_table[o].name, op_table[o].arity);
+            return rows;
+        },
+        "The op table: (name, arity) per op, in table order.");
+
+    m.def(
+        "tape_stats",
+        [] {
+            const tape& t = bind::current_tape().nodes;
+            py::dict d;
+            d["size"] = t.size();
+            d["capacity"] = t.capacity();
+            d["bytes"] = t.bytes();
+            d["bytes_per_node"] = tape::bytes_per_node;
+            d["max_nodes"] = t.max_nodes();
+            return d;
+        },
+        "Size and memory of the calling thread's tape.");
+
+    m.def("_set_max_nodes", &bind::set_default_max_nodes, py::arg("n"),
+          "Node limit for tapes created from now on (new threads); returns the previous one.");
+}

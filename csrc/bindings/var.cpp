@@ -1,0 +1,564 @@
+// `tapegrad.Var` as a plain CPython extension type with number slots.
+//
+// Why not a pybind11 class: every arithmetic op creates a Var, and measured here a
+// pybind11 instance costs 130-250 ns (holder allocation, instance registry, overload
+// dispatch), against ~30 ns for a static type whose nb_* slots call the tape directly.
+// Everything that is not per-op hot stays in pybind11 (module.cpp). A Var holds no
+// Python references, so it is not tracked by the cyclic GC.
+#include "bindings/var.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <vector>
+
+namespace tapegrad::bind {
+namespace {
+
+using index = tape::index;
+
+// ---------------------------------------------------------------- tapes per thread
+
+std::uint64_t default_max_nodes = tape::hard_max_nodes;
+std::uint64_t next_serial = 1;
+
+// A thread's tape reference is dropped at thread exit, where the GIL may not be held,
+// so the exiting thread only queues it; the next Var() on any thread releases it.
+std::mutex orphans_mutex;
+std::vector<shared_tape*>* orphans = new std::vector<shared_tape*>;  // never destroyed
+std::atomic<bool> have_orphans{false};
+
+void unref(shared_tape* t) {
+    if (--t->refs == 0) delete t;
+}
+
+struct thread_tape {
+    shared_tape* t = nullptr;
+    ~thread_tape() {
+        if (!t) return;
+        std::lock_guard<std::mutex> lock(orphans_mutex);
+        orphans->push_back(t);
+        have_orphans.store(true, std::memory_order_release);
+    }
+};
+thread_local thread_tape this_thread;
+
+void release_orphans() {
+    std::vector<shared_tape*> done;
+    {
+        std::lock_guard<std::mutex> lock(orphans_mutex);
+        done.swap(*orphans);
+        have_orphans.store(false, std::memory_order_relaxed);
+    }
+    for (shared_tape* t : done) unref(t);
+}
+
+// ---------------------------------------------------------------- helpers
+
+inline VarObject* as_var(PyObject* o) {
+    return Py_TYPE(o) == &VarType ? reinterpret_cast<VarObject*>(o) : nullptr;
+}
+
+PyObject* new_var(shared_tape* t, index i) {
+    auto* v = static_cast<VarObject*>(PyObject_Malloc(sizeof(VarObject)));
+    if (!v) {
+        t->nodes.trim();
+        return PyErr_NoMemory();
+    }
+    PyObject_Init(reinterpret_cast<PyObject*>(v), &VarType);
+    v->tape = t;
+    v->idx = i;
+    ++t->refs;
+    t->nodes.retain(i);
+    return reinterpret_cast<PyObject*>(v);
+}
+
+// Translate a C++ exception from the tape into a Python one; returns nullptr.
+PyObject* set_error_from_exception() {
+    try {
+        throw;
+    } catch (const std::length_error& e) {
+        PyErr_SetString(PyExc_OverflowError, e.what());
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return nullptr;
+}
+
+PyObject* numpy_number = nullptr;  // numpy.number, once numpy has been imported
+
+bool is_numpy_number(PyObject* o) {
+    if (!numpy_number) {
+        PyObject* modules = PyImport_GetModuleDict();
+        PyObject* numpy = PyDict_GetItemString(modules, "numpy");  // borrowed
+        if (!numpy) return false;
+        numpy_number = PyObject_GetAttrString(numpy, "number");
+        if (!numpy_number) {
+            PyErr_Clear();
+            return false;
+        }
+    }
+    const int r = PyObject_IsInstance(o, numpy_number);
+    if (r < 0) PyErr_Clear();
+    return r > 0;
+}
+
+// 1: *out holds the number; 0: not a number we take; -1: a Python error is set.
+int as_double(PyObject* o, double* out) {
+    if (PyFloat_Check(o)) {
+        *out = PyFloat_AS_DOUBLE(o);
+        return 1;
+    }
+    if (PyLong_Check(o) || is_numpy_number(o)) {
+        *out = PyFloat_AsDouble(o);
+        return (*out == -1.0 && PyErr_Occurred()) ? -1 : 1;
+    }
+    return 0;
+}
+
+PyObject* different_tapes() {
+    PyErr_SetString(PyExc_ValueError,
+                    "cannot combine Vars from different tapes: each thread records on its "
+                    "own tape, so build each graph within one thread (pass plain values, "
+                    "not Vars, between threads)");
+    return nullptr;
+}
+
+PyObject* not_a_number(const char* where, PyObject* o) {
+    PyErr_Format(PyExc_TypeError, "%s: expected a Var or a real number, got %.100s", where,
+                 Py_TYPE(o)->tp_name);
+    return nullptr;
+}
+
+// ---------------------------------------------------------------- op application
+
+template <class K>
+PyObject* apply_unary(VarObject* v) {
+    shared_tape* t = v->tape;
+    index i;
+    try {
+        i = t->nodes.push<K>(v->idx);
+    } catch (...) {
+        return set_error_from_exception();
+    }
+    return new_var(t, i);
+}
+
+// K applied to a and b, at least one a Var; NotImplemented for an operand we don't take.
+template <class K>
+PyObject* apply_binary(PyObject* a, PyObject* b) {
+    VarObject* va = as_var(a);
+    VarObject* vb = as_var(b);
+    shared_tape* t;
+    index i;
+    try {
+        if (va && vb) {
+            if (va->tape != vb->tape) return different_tapes();
+            t = va->tape;
+            i = t->nodes.push<K>(va->idx, vb->idx);
+        } else {
+            double c;
+            const int r = as_double(va ? b : a, &c);
+            if (r <= 0) return r < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
+            t = (va ? va : vb)->tape;
+            t->nodes.reserve_more(2);
+            const index k = t->nodes.push_leaf(op::constant, c);
+            i = va ? t->nodes.push<K>(va->idx, k) : t->nodes.push<K>(k, vb->idx);
+        }
+    } catch (...) {
+        return set_error_from_exception();
+    }
+    return new_var(t, i);
+}
+
+// x.sin() / x.maximum(y): same as the slots, but a bad operand is a TypeError.
+template <class K>
+PyObject* op_method(PyObject* self, PyObject* other) {
+    if constexpr (K::arity == 1) {
+        return apply_unary<K>(reinterpret_cast<VarObject*>(self));
+    } else {
+        PyObject* r = apply_binary<K>(self, other);
+        if (r == Py_NotImplemented) {
+            Py_DECREF(r);
+            return not_a_number(K::label, other);
+        }
+        return r;
+    }
+}
+
+// tapegrad.sin(x) / tapegrad.maximum(x, y): Vars give a node, plain numbers a float.
+template <class K>
+PyObject* op_function(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != K::arity) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %d argument%s (%zd given)", K::label,
+                     K::arity, K::arity == 1 ? "" : "s", nargs);
+        return nullptr;
+    }
+    bool any_var = false;
+    double v[2] = {0.0, 0.0};
+    for (Py_ssize_t k = 0; k < nargs; ++k) {
+        if (as_var(args[k])) {
+            any_var = true;
+            continue;
+        }
+        const int r = as_double(args[k], &v[k]);
+        if (r < 0) return nullptr;
+        if (r == 0) return not_a_number(K::label, args[k]);
+    }
+    if (!any_var) return PyFloat_FromDouble(K::forward(v[0], K::arity == 2 ? v[1] : v[0]));
+    if constexpr (K::arity == 1)
+        return apply_unary<K>(reinterpret_cast<VarObject*>(args[0]));
+    else
+        return apply_binary<K>(args[0], args[1]);
+}
+
+// ---------------------------------------------------------------- number slots
+
+PyObject* var_power(PyObject* a, PyObject* b, PyObject* mod) {
+    if (mod != Py_None) {
+        PyErr_SetString(PyExc_TypeError, "pow() with a modulus is not supported for Var");
+        return nullptr;
+    }
+    return apply_binary<kernel::pow>(a, b);
+}
+
+PyObject* var_neg(PyObject* a) { return apply_unary<kernel::neg>(as_var(a)); }
+PyObject* var_abs(PyObject* a) { return apply_unary<kernel::abs>(as_var(a)); }
+PyObject* var_pos(PyObject* a) { return Py_NewRef(a); }
+
+double value_of(PyObject* self) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    return v->tape->nodes.val(v->idx);
+}
+
+PyObject* var_float(PyObject* self) { return PyFloat_FromDouble(value_of(self)); }
+PyObject* var_int(PyObject* self) { return PyLong_FromDouble(value_of(self)); }
+int var_bool(PyObject* self) { return value_of(self) != 0.0; }
+
+PyNumberMethods var_as_number = [] {
+    PyNumberMethods n{};
+    n.nb_add = apply_binary<kernel::add>;
+    n.nb_subtract = apply_binary<kernel::sub>;
+    n.nb_multiply = apply_binary<kernel::mul>;
+    n.nb_true_divide = apply_binary<kernel::div>;
+    n.nb_power = var_power;
+    n.nb_negative = var_neg;
+    n.nb_positive = var_pos;
+    n.nb_absolute = var_abs;
+    n.nb_bool = var_bool;
+    n.nb_float = var_float;
+    n.nb_int = var_int;
+    return n;
+}();
+
+// ---------------------------------------------------------------- object protocol
+
+void var_dealloc(PyObject* self) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    shared_tape* t = v->tape;
+    t->nodes.release(v->idx);
+    unref(t);
+    PyObject_Free(self);
+}
+
+PyObject* var_new(PyTypeObject*, PyObject* args, PyObject* kwargs) {
+    if ((kwargs && PyDict_GET_SIZE(kwargs)) || PyTuple_GET_SIZE(args) != 1) {
+        PyErr_SetString(PyExc_TypeError, "Var() takes exactly one argument, the value");
+        return nullptr;
+    }
+    PyObject* x = PyTuple_GET_ITEM(args, 0);
+    double d;
+    const int r = as_double(x, &d);
+    if (r < 0) return nullptr;
+    if (r == 0) {
+        PyErr_Format(PyExc_TypeError, "Var() takes a real number, got %.100s%s",
+                     Py_TYPE(x)->tp_name,
+                     as_var(x) ? " (use v.detach() for a new leaf's value)" : "");
+        return nullptr;
+    }
+    shared_tape& t = current_tape();
+    index i;
+    try {
+        i = t.nodes.push_leaf(op::leaf, d);
+    } catch (...) {
+        return set_error_from_exception();
+    }
+    return new_var(&t, i);
+}
+
+PyObject* var_repr(PyObject* self) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    PyObject* val = PyFloat_FromDouble(v->tape->nodes.val(v->idx));
+    PyObject* grad = PyFloat_FromDouble(v->tape->nodes.adj(v->idx));
+    PyObject* r = (val && grad) ? PyUnicode_FromFormat("Var(value=%R, grad=%R)", val, grad)
+                                : nullptr;
+    Py_XDECREF(val);
+    Py_XDECREF(grad);
+    return r;
+}
+
+std::uint64_t node_id(VarObject* v) { return (v->tape->serial << 32) | v->idx; }
+
+Py_hash_t var_hash(PyObject* self) {
+    // Equal to hash(v.id): node ids stay below 2**61 - 1, where hash(int) is the identity.
+    return static_cast<Py_hash_t>(node_id(reinterpret_cast<VarObject*>(self)));
+}
+
+PyObject* var_richcompare(PyObject* a, PyObject* b, int opid) {
+    double x, y;
+    for (auto [o, d] : {std::pair{a, &x}, std::pair{b, &y}}) {
+        if (VarObject* v = as_var(o)) {
+            *d = v->tape->nodes.val(v->idx);
+            continue;
+        }
+        const int r = as_double(o, d);
+        if (r <= 0) return r < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
+    }
+    Py_RETURN_RICHCOMPARE(x, y, opid);
+}
+
+// ---------------------------------------------------------------- properties
+
+PyObject* get_value(PyObject* self, void*) { return var_float(self); }
+
+int set_value(PyObject* self, PyObject* x, void*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    if (!x) {
+        PyErr_SetString(PyExc_TypeError, "cannot delete a Var's value");
+        return -1;
+    }
+    const op o = v->tape->nodes.op_at(v->idx);
+    if (!is_leaf(o)) {
+        PyErr_Format(PyExc_ValueError,
+                     "cannot set .value of a non-leaf Var (op '%s'): only leaves made by "
+                     "Var() or constants hold values of their own",
+                     op_table[int(o)].name);
+        return -1;
+    }
+    double d;
+    const int r = as_double(x, &d);
+    if (r < 0) return -1;
+    if (r == 0) {
+        not_a_number("Var.value", x);
+        return -1;
+    }
+    v->tape->nodes.val(v->idx) = d;
+    return 0;
+}
+
+PyObject* get_grad(PyObject* self, void*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    return PyFloat_FromDouble(v->tape->nodes.adj(v->idx));
+}
+
+int set_grad(PyObject* self, PyObject* x, void*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    double d = 0.0;
+    if (x && x != Py_None) {
+        const int r = as_double(x, &d);
+        if (r < 0) return -1;
+        if (r == 0) {
+            not_a_number("Var.grad", x);
+            return -1;
+        }
+    }
+    v->tape->nodes.adj(v->idx) = d;
+    return 0;
+}
+
+PyObject* op_names[int(op::count_)];  // interned names, indexed by op code
+
+PyObject* get_op(PyObject* self, void*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    return Py_NewRef(op_names[int(v->tape->nodes.op_at(v->idx))]);
+}
+
+PyObject* get_inputs(PyObject* self, void*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    tape& t = v->tape->nodes;
+    const int arity = op_table[int(t.op_at(v->idx))].arity;
+    PyObject* tup = PyTuple_New(arity);
+    if (!tup) return nullptr;
+    const index args[2] = {t.arg0(v->idx), t.arg1(v->idx)};
+    for (int k = 0; k < arity; ++k) {
+        PyObject* p = new_var(v->tape, args[k]);
+        if (!p) {
+            Py_DECREF(tup);
+            return nullptr;
+        }
+        PyTuple_SET_ITEM(tup, k, p);
+    }
+    return tup;
+}
+
+PyObject* get_is_leaf(PyObject* self, void*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    return PyBool_FromLong(is_leaf(v->tape->nodes.op_at(v->idx)));
+}
+
+PyObject* get_id(PyObject* self, void*) {
+    return PyLong_FromUnsignedLongLong(node_id(reinterpret_cast<VarObject*>(self)));
+}
+
+PyGetSetDef var_getset[] = {
+    {"value", get_value, set_value, "The node's value (settable on leaves).", nullptr},
+    {"data", get_value, set_value, "Alias of .value, for micrograd users.", nullptr},
+    {"grad", get_grad, set_grad, "The node's adjoint after backward(); 0.0 before.", nullptr},
+    {"op", get_op, nullptr, "The op name, or 'leaf' / 'const'.", nullptr},
+    {"inputs", get_inputs, nullptr, "The Vars this node was computed from.", nullptr},
+    {"is_leaf", get_is_leaf, nullptr, "True for 'leaf' and 'const' nodes.", nullptr},
+    {"id", get_id, nullptr, "An int naming the node (same for every Var of one node).",
+     nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+// ---------------------------------------------------------------- methods
+
+PyObject* m_backward(PyObject* self, PyObject*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    v->tape->nodes.backward(v->idx, 1.0);
+    Py_RETURN_NONE;
+}
+
+PyObject* m_item(PyObject* self, PyObject*) { return var_float(self); }
+
+PyObject* m_zero_grad(PyObject* self, PyObject*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    v->tape->nodes.adj(v->idx) = 0.0;
+    Py_RETURN_NONE;
+}
+
+PyObject* m_detach(PyObject* self, PyObject*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    index i;
+    try {
+        i = v->tape->nodes.push_leaf(op::constant, v->tape->nodes.val(v->idx));
+    } catch (...) {
+        return set_error_from_exception();
+    }
+    return new_var(v->tape, i);
+}
+
+// copy/deepcopy give an independent leaf (as PyTorch does for leaf tensors).
+PyObject* m_copy(PyObject* self, PyObject*) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    tape& t = v->tape->nodes;
+    const op o = t.op_at(v->idx);
+    if (!is_leaf(o)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "only leaf Vars support copy/deepcopy; use .detach() or .value");
+        return nullptr;
+    }
+    index i;
+    try {
+        i = t.push_leaf(o, t.val(v->idx));
+    } catch (...) {
+        return set_error_from_exception();
+    }
+    t.adj(i) = t.adj(v->idx);
+    return new_var(v->tape, i);
+}
+
+PyObject* m_reduce(PyObject*, PyObject*) {
+    PyErr_SetString(PyExc_TypeError,
+                    "cannot pickle a Var: it points into a tape in this process; pickle its "
+                    ".value, or trace a tapegrad.Function");
+    return nullptr;
+}
+
+PyObject* m_format(PyObject* self, PyObject* spec) {
+    PyObject* f = var_float(self);
+    if (!f) return nullptr;
+    PyObject* r = PyObject_Format(f, spec);
+    Py_DECREF(f);
+    return r;
+}
+
+PyMethodDef var_methods[] = {
+    {"backward", m_backward, METH_NOARGS,
+     "Reverse-mode sweep from this node: its grad is seeded with 1, leaf grads accumulate."},
+    {"item", m_item, METH_NOARGS, "The value as a Python float."},
+    {"zero_grad", m_zero_grad, METH_NOARGS, "Set this node's grad to 0."},
+    {"detach", m_detach, METH_NOARGS, "A new constant node with this node's value."},
+    {"__copy__", m_copy, METH_NOARGS, nullptr},
+    {"__deepcopy__", m_copy, METH_O, nullptr},
+    {"__reduce__", m_reduce, METH_NOARGS, nullptr},
+    {"__format__", m_format, METH_O, nullptr},
+#define TG_OP(name, arity, fwd, dx, dy)                                         \
+    {#name, op_method<kernel::name>, arity == 1 ? METH_NOARGS : METH_O,        \
+     arity == 1 ? "Apply op '" #name "' to this Var (see tapegrad.ops())."      \
+                : "Apply op '" #name "' to this Var and another Var or number."},
+#include "tapegrad/ops.def"
+#undef TG_OP
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyMethodDef module_functions[] = {
+#define TG_OP(name, arity, fwd, dx, dy)                                                  \
+    {#name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(            \
+                op_function<kernel::name>)),                                             \
+     METH_FASTCALL,                                                                      \
+     #name "(" #arity " Var or number argument(s)): a new node, or a float for numbers."},
+#include "tapegrad/ops.def"
+#undef TG_OP
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
+PyTypeObject VarType = [] {
+    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    t.tp_name = "tapegrad.Var";
+    t.tp_basicsize = sizeof(VarObject);
+    t.tp_flags = Py_TPFLAGS_DEFAULT;  // final, and not GC-tracked
+    t.tp_doc =
+        "A scalar node in a computational graph.\n\n"
+        "Var(x) makes a leaf; arithmetic on Vars records new nodes on the tape.";
+    t.tp_dealloc = var_dealloc;
+    t.tp_new = var_new;
+    t.tp_repr = var_repr;
+    t.tp_hash = var_hash;
+    t.tp_richcompare = var_richcompare;
+    t.tp_as_number = &var_as_number;
+    t.tp_getset = var_getset;
+    t.tp_methods = var_methods;
+    return t;
+}();
+
+shared_tape::shared_tape(std::uint64_t max_nodes)
+    : nodes(max_nodes), serial(next_serial++ & ((std::uint64_t(1) << 28) - 1)) {}
+
+shared_tape& current_tape() {
+    if (have_orphans.load(std::memory_order_acquire)) release_orphans();
+    if (!this_thread.t) {
+        this_thread.t = new shared_tape(default_max_nodes);
+        this_thread.t->refs = 1;  // the thread's own reference
+    }
+    return *this_thread.t;
+}
+
+std::uint64_t set_default_max_nodes(std::uint64_t n) {
+    const std::uint64_t old = default_max_nodes;
+    default_max_nodes = n;
+    return old;
+}
+
+bool register_var(PyObject* module) {
+    for (int o = 0; o < int(op::count_); ++o) {
+        op_names[o] = PyUnicode_InternFromString(op_table[o].name);
+        if (!op_names[o]) return false;
+    }
+    if (PyType_Ready(&VarType) < 0) return false;
+    Py_INCREF(&VarType);
+    if (PyModule_AddObject(module, "Var", reinterpret_cast<PyObject*>(&VarType)) < 0) {
+        Py_DECREF(&VarType);
+        return false;
+    }
+    return PyModule_AddFunctions(module, module_functions) == 0;
+}
+
+}  // namespace tapegrad::bind

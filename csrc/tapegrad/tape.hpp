@@ -1,0 +1,100 @@
+// The flat tape: a struct-of-arrays arena of nodes appended in topological order.
+// Pure C++ (no Python headers), so it can be built and tested on its own.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+
+#include "tapegrad/ops.hpp"
+
+namespace tapegrad {
+
+class tape {
+public:
+    using index = std::uint32_t;
+    // Indices are uint32; the largest value is kept free so a count never wraps.
+    static constexpr std::uint64_t hard_max_nodes = std::numeric_limits<index>::max();
+
+    explicit tape(std::uint64_t max_nodes = hard_max_nodes);
+    tape(const tape&) = delete;
+    tape& operator=(const tape&) = delete;
+
+    index size() const { return size_; }
+    index capacity() const { return cap_; }
+    std::uint64_t max_nodes() const { return max_; }
+    std::size_t bytes() const { return std::size_t(cap_) * bytes_per_node; }
+
+    // Make room for n more nodes, so the next n appends cannot fail.
+    // Throws std::length_error when the tape would pass max_nodes(), std::bad_alloc when
+    // memory runs out; the tape is unchanged then.
+    void reserve_more(index n) {
+        if (cap_ - size_ < n) grow(n);
+    }
+
+    index push_leaf(op kind, double value) {
+        reserve_more(1);
+        return put(kind, 0, 0, value);
+    }
+
+    // Append op K over existing nodes a (and b), computing its value now.
+    template <class K>
+    index push(index a, index b) {
+        reserve_more(1);
+        return put(K::code, a, b, K::forward(val_[a], val_[b]));
+    }
+    template <class K>
+    index push(index a) {
+        return push<K>(a, a);  // unary ops point arg1 at arg0: always a valid read
+    }
+    // The same for an op known only at run time.
+    index push(op o, index a, index b);
+
+    // Reverse sweep from root: non-leaf adjoints at or below root are reset first,
+    // the root gets `seed`, and leaf adjoints accumulate. Zero adjoints are skipped,
+    // so 0 * inf never leaks NaN into a branch whose gradient is zero.
+    void backward(index root, double seed = 1.0);
+
+    // Host references (live Python objects) per node. When the topmost node loses its
+    // last reference, every unreferenced node on top is dropped: nodes only point
+    // downwards, so nothing left on the tape can point at them. Amortised O(1).
+    void retain(index i) { ++live_[i]; }
+    void release(index i) {
+        if (--live_[i] == 0 && i + 1 == size_) drop_unreferenced_top();
+    }
+    // Drop unreferenced nodes on top now (after an append whose host object failed).
+    void trim() { drop_unreferenced_top(); }
+
+    op op_at(index i) const { return op_[i]; }
+    index arg0(index i) const { return arg0_[i]; }
+    index arg1(index i) const { return arg1_[i]; }
+    double& val(index i) { return val_[i]; }
+    double& adj(index i) { return adj_[i]; }
+
+    static constexpr std::size_t bytes_per_node =
+        sizeof(op) + 2 * sizeof(index) + 2 * sizeof(double) + sizeof(std::uint32_t);
+
+private:
+    index put(op o, index a, index b, double v) {
+        const index i = size_++;
+        op_[i] = o;
+        arg0_[i] = a;
+        arg1_[i] = b;
+        val_[i] = v;
+        adj_[i] = 0.0;
+        live_[i] = 0;
+        return i;
+    }
+    void grow(index n);
+    void drop_unreferenced_top();
+
+    index size_ = 0;
+    index cap_ = 0;
+    std::uint64_t max_;
+    std::unique_ptr<op[]> op_;
+    std::unique_ptr<index[]> arg0_, arg1_;
+    std::unique_ptr<double[]> val_, adj_;
+    std::unique_ptr<std::uint32_t[]> live_;
+};
+
+}  // namespace tapegrad
