@@ -366,7 +366,7 @@ int set_grad(PyObject* self, PyObject* x, void*) {
             return -1;
         }
     }
-    v->tape->nodes.adj(v->idx) = d;
+    v->tape->nodes.set_adj(v->idx, d);
     return 0;
 }
 
@@ -428,7 +428,7 @@ PyObject* m_item(PyObject* self, PyObject*) { return var_float(self); }
 
 PyObject* m_zero_grad(PyObject* self, PyObject*) {
     auto* v = reinterpret_cast<VarObject*>(self);
-    v->tape->nodes.adj(v->idx) = 0.0;
+    v->tape->nodes.set_adj(v->idx, 0.0);
     Py_RETURN_NONE;
 }
 
@@ -459,7 +459,7 @@ PyObject* m_copy(PyObject* self, PyObject*) {
     } catch (...) {
         return set_error_from_exception();
     }
-    t.adj(i) = t.adj(v->idx);
+    t.set_adj(i, t.adj(v->idx));
     return new_var(v->tape, i);
 }
 
@@ -497,7 +497,34 @@ PyMethodDef var_methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+// local_grads(v, g=v.grad): what each input of v receives from v in a backward sweep.
+PyObject* f_local_grads(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    VarObject* v = nargs >= 1 ? as_var(args[0]) : nullptr;
+    if (!v || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "local_grads(v, g=None) takes a Var and an optional g");
+        return nullptr;
+    }
+    tape& t = v->tape->nodes;
+    double g = t.adj(v->idx);
+    if (nargs == 2 && args[1] != Py_None) {
+        const int r = as_double(args[1], &g);
+        if (r <= 0) return r < 0 ? nullptr : not_a_number("local_grads", args[1]);
+    }
+    const op o = t.op_at(v->idx);
+    const index a = t.arg0(v->idx), b = t.arg1(v->idx);
+    double d[2];
+    local_grads(o, t.val(a), t.val(b), t.val(v->idx), g, d);
+    const int arity = op_table[int(o)].arity;
+    return arity == 0 ? PyTuple_New(0)
+           : arity == 1 ? Py_BuildValue("(d)", d[0])
+                        : Py_BuildValue("(dd)", d[0], d[1]);
+}
+
 PyMethodDef module_functions[] = {
+    {"local_grads", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_local_grads)),
+     METH_FASTCALL,
+     "local_grads(v, g=None): the adjoint each of v's inputs receives from v when v's adjoint "
+     "is g (default: v.grad), by the op table's rules."},
 #define TG_OP(name, arity, fwd, dx, dy)                                                  \
     {#name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(            \
                 op_function<kernel::name>)),                                             \

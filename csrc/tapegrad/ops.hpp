@@ -68,4 +68,20 @@ inline double forward(op o, double x, double y) {
     }
 }
 
+// The adjoint each argument receives from a node with adjoint g: d[0] for x, d[1] for y.
+// The same kernels backward() runs, for code that explains or checks a sweep.
+inline void local_grads(op o, double x, double y, double out, double g, double d[2]) {
+    switch (o) {
+#define TG_OP(name, arity, fwd, dx_, dy_)                                  \
+    case op::name:                                                         \
+        d[0] = kernel::name::dx(x, y, out, g);                             \
+        d[1] = arity == 2 ? kernel::name::dy(x, y, out, g) : 0.0;          \
+        return;
+#include "tapegrad/ops.def"
+#undef TG_OP
+        default:
+            d[0] = d[1] = 0.0;  // leaves have no arguments
+    }
+}
+
 }  // namespace tapegrad

@@ -43,11 +43,13 @@ tape::index tape::push(op o, index a, index b) {
 
 void tape::drop_unreferenced_top() {
     while (size_ > 0 && live_[size_ - 1] == 0) --size_;
+    if (dirty_ > size_) dirty_ = size_;
 }
 
 void tape::backward(index root, double seed) {
-    for (index i = 0; i <= root; ++i)
+    for (index i = 0, n = std::min(root + 1, dirty_); i < n; ++i)
         if (!is_leaf(op_[i])) adj_[i] = 0.0;
+    dirty_ = std::max(dirty_, root + 1);
     adj_[root] += seed;
     for (index i = root + 1; i-- > 0;) {
         const double g = adj_[i];

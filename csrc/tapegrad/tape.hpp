@@ -69,7 +69,11 @@ public:
     index arg0(index i) const { return arg0_[i]; }
     index arg1(index i) const { return arg1_[i]; }
     double& val(index i) { return val_[i]; }
-    double& adj(index i) { return adj_[i]; }
+    double adj(index i) const { return adj_[i]; }
+    void set_adj(index i, double g) {
+        adj_[i] = g;
+        if (i >= dirty_) dirty_ = i + 1;
+    }
 
     static constexpr std::size_t bytes_per_node =
         sizeof(op) + 2 * sizeof(index) + 2 * sizeof(double) + sizeof(std::uint32_t);
@@ -90,6 +94,10 @@ private:
 
     index size_ = 0;
     index cap_ = 0;
+    // Non-leaf adjoints at indices >= dirty_ are known to be zero: backward() only has to
+    // reset the ones below. In a training loop each new graph starts clean, so the reset
+    // covers at most the parameters.
+    index dirty_ = 0;
     std::uint64_t max_;
     std::unique_ptr<op[]> op_;
     std::unique_ptr<index[]> arg0_, arg1_;

@@ -20,7 +20,7 @@ except ImportError as err:  # pragma: no cover - depends on the install
         f"(original error: {err})"
     ) from err
 
-from ._core import Var, ops
+from ._core import Var, local_grads, ops
 
 __version__ = "0.1.0"
 
@@ -35,4 +35,4 @@ def zero_grad(vars: Iterable[Var]) -> None:
         v.zero_grad()
 
 
-__all__ = ["Var", "ops", "zero_grad", *_OP_NAMES]
+__all__ = ["Var", "local_grads", "ops", "zero_grad", *_OP_NAMES]
