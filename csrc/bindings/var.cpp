@@ -89,20 +89,24 @@ PyObject* set_error_from_exception() {
     return nullptr;
 }
 
-PyObject* numpy_number = nullptr;  // numpy.number, once numpy has been imported
+PyObject* numbers_real = nullptr;  // numbers.Real: numpy floats and ints, Fraction, ...
 
-bool is_numpy_number(PyObject* o) {
-    if (!numpy_number) {
-        PyObject* modules = PyImport_GetModuleDict();
-        PyObject* numpy = PyDict_GetItemString(modules, "numpy");  // borrowed
-        if (!numpy) return false;
-        numpy_number = PyObject_GetAttrString(numpy, "number");
-        if (!numpy_number) {
+// The slow path for operands that are not float or int (numpy scalars, mostly).
+bool is_real_number(PyObject* o) {
+    if (!numbers_real) {
+        PyObject* numbers = PyImport_ImportModule("numbers");
+        if (!numbers) {
+            PyErr_Clear();
+            return false;
+        }
+        numbers_real = PyObject_GetAttrString(numbers, "Real");
+        Py_DECREF(numbers);
+        if (!numbers_real) {
             PyErr_Clear();
             return false;
         }
     }
-    const int r = PyObject_IsInstance(o, numpy_number);
+    const int r = PyObject_IsInstance(o, numbers_real);
     if (r < 0) PyErr_Clear();
     return r > 0;
 }
@@ -113,7 +117,7 @@ int as_double(PyObject* o, double* out) {
         *out = PyFloat_AS_DOUBLE(o);
         return 1;
     }
-    if (PyLong_Check(o) || is_numpy_number(o)) {
+    if (PyLong_Check(o) || (!as_var(o) && is_real_number(o))) {
         *out = PyFloat_AsDouble(o);
         return (*out == -1.0 && PyErr_Occurred()) ? -1 : 1;
     }
@@ -538,7 +542,8 @@ PyMethodDef module_functions[] = {
 }  // namespace
 
 PyTypeObject VarType = [] {
-    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    PyTypeObject t{};
+    Py_SET_REFCNT(reinterpret_cast<PyObject*>(&t), 1);  // what PyVarObject_HEAD_INIT does
     t.tp_name = "tapegrad.Var";
     t.tp_basicsize = sizeof(VarObject);
     t.tp_flags = Py_TPFLAGS_DEFAULT;  // final, and not GC-tracked
