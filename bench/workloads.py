@@ -5,7 +5,6 @@ functions differ, so the definitions cannot drift between systems.
 """
 from __future__ import annotations
 
-import gc
 import math
 import sys
 from dataclasses import dataclass
@@ -257,7 +256,3 @@ def rel_err(a: float, b: float) -> float:
     if a == b:
         return 0.0
     return abs(a - b) / max(abs(a), abs(b), 1e-300)
-
-
-def collect() -> None:
-    gc.collect()

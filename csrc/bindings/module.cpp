@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bindings/function.hpp"
 #include "bindings/var.hpp"
 
 namespace py = pybind11;
@@ -35,6 +36,8 @@ PYBIND11_MODULE(_core, m) {
             return d;
         },
         "Size and memory of the calling thread's tape.");
+
+    bind::register_function(m);
 
     m.def("_set_max_nodes", &bind::set_default_max_nodes, py::arg("n"),
           "Node limit for tapes created from now on (new threads); returns the previous one.");

@@ -63,6 +63,14 @@ inline VarObject* as_var(PyObject* o) {
 
 PyObject* new_var(shared_tape* t, index i) {
     auto* v = static_cast<VarObject*>(PyObject_Malloc(sizeof(VarObject)));
+    if (v) {
+        try {
+            t->vars.push_back(v);
+        } catch (const std::bad_alloc&) {
+            PyObject_Free(v);
+            v = nullptr;
+        }
+    }
     if (!v) {
         t->nodes.trim();
         return PyErr_NoMemory();
@@ -70,6 +78,7 @@ PyObject* new_var(shared_tape* t, index i) {
     PyObject_Init(reinterpret_cast<PyObject*>(v), &VarType);
     v->tape = t;
     v->idx = i;
+    v->pos = std::uint32_t(t->vars.size() - 1);
     ++t->refs;
     t->nodes.retain(i);
     return reinterpret_cast<PyObject*>(v);
@@ -140,11 +149,14 @@ PyObject* not_a_number(const char* where, PyObject* o) {
 
 // ---------------------------------------------------------------- op application
 
+// Every append reserves first and reads operand indices after: reserving may compact
+// the tape, which moves nodes (and updates the Vars pointing at them).
 template <class K>
 PyObject* apply_unary(VarObject* v) {
     shared_tape* t = v->tape;
     index i;
     try {
+        t->nodes.reserve_more(1);
         i = t->nodes.push<K>(v->idx);
     } catch (...) {
         return set_error_from_exception();
@@ -163,6 +175,7 @@ PyObject* apply_binary(PyObject* a, PyObject* b) {
         if (va && vb) {
             if (va->tape != vb->tape) return different_tapes();
             t = va->tape;
+            t->nodes.reserve_more(1);
             i = t->nodes.push<K>(va->idx, vb->idx);
         } else {
             double c;
@@ -220,6 +233,52 @@ PyObject* op_function(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         return apply_binary<K>(args[0], args[1]);
 }
 
+double value_of(PyObject* self) {
+    auto* v = reinterpret_cast<VarObject*>(self);
+    return v->tape->nodes.val(v->idx);
+}
+
+// ---------------------------------------------------------------- guards while tracing
+
+thread_local recorder* innermost_recorder = nullptr;
+
+std::string python_location() {
+    PyFrameObject* f = PyEval_GetFrame();  // borrowed
+    if (!f) return "<unknown>";
+    PyCodeObject* code = PyFrame_GetCode(f);
+    const char* file = PyUnicode_AsUTF8(code->co_filename);
+    std::string where = (file ? file : "<unknown>") + std::string(":") +
+                        std::to_string(PyFrame_GetLineNumber(f));
+    Py_DECREF(code);
+    if (!file) PyErr_Clear();
+    return where;
+}
+
+operand operand_of(recorder& r, PyObject* o, double value) {
+    VarObject* v = as_var(o);
+    if (v && v->tape == r.tape) {
+        Py_INCREF(o);
+        r.held.push_back(v);
+        return {true, v->idx, value};
+    }
+    return {false, 0, value};
+}
+
+// Record that comparing a and b (values x and y) with c gave `outcome`.
+void record_guard(PyObject* a, double x, PyObject* b, double y, cmp c, bool outcome) {
+    recorder* r = innermost_recorder;
+    if (!r) return;
+    r->guards.push_back({c, operand_of(*r, a, x), operand_of(*r, b, y), outcome,
+                         python_location()});
+}
+
+// A Var's value leaving the graph for Python: replay must see the same value.
+void record_escape(PyObject* self) {
+    if (!innermost_recorder) return;
+    const double x = value_of(self);
+    record_guard(self, x, Py_None, x, cmp::eq, x == x);
+}
+
 // ---------------------------------------------------------------- number slots
 
 PyObject* var_power(PyObject* a, PyObject* b, PyObject* mod) {
@@ -234,14 +293,19 @@ PyObject* var_neg(PyObject* a) { return apply_unary<kernel::neg>(as_var(a)); }
 PyObject* var_abs(PyObject* a) { return apply_unary<kernel::abs>(as_var(a)); }
 PyObject* var_pos(PyObject* a) { return Py_NewRef(a); }
 
-double value_of(PyObject* self) {
-    auto* v = reinterpret_cast<VarObject*>(self);
-    return v->tape->nodes.val(v->idx);
+PyObject* var_float(PyObject* self) {
+    record_escape(self);
+    return PyFloat_FromDouble(value_of(self));
 }
-
-PyObject* var_float(PyObject* self) { return PyFloat_FromDouble(value_of(self)); }
-PyObject* var_int(PyObject* self) { return PyLong_FromDouble(value_of(self)); }
-int var_bool(PyObject* self) { return value_of(self) != 0.0; }
+PyObject* var_int(PyObject* self) {
+    record_escape(self);
+    return PyLong_FromDouble(value_of(self));
+}
+int var_bool(PyObject* self) {
+    const double x = value_of(self);
+    if (innermost_recorder) record_guard(self, x, Py_None, 0.0, cmp::ne, x != 0.0);
+    return x != 0.0;
+}
 
 PyNumberMethods var_as_number = [] {
     PyNumberMethods n{};
@@ -264,6 +328,10 @@ PyNumberMethods var_as_number = [] {
 void var_dealloc(PyObject* self) {
     auto* v = reinterpret_cast<VarObject*>(self);
     shared_tape* t = v->tape;
+    VarObject* last = t->vars.back();  // swap-remove from the tape's list
+    t->vars[v->pos] = last;
+    last->pos = v->pos;
+    t->vars.pop_back();
     t->nodes.release(v->idx);
     unref(t);
     PyObject_Free(self);
@@ -305,11 +373,14 @@ PyObject* var_repr(PyObject* self) {
     return r;
 }
 
-std::uint64_t node_id(VarObject* v) { return (v->tape->serial << 32) | v->idx; }
-
+// v.id is (tape serial << 64) | node uid: unique for the process's life, and stable when
+// the tape compacts. hash(v) == hash(v.id), computed the way CPython hashes an int
+// (n mod 2**61 - 1, and 2**64 = 8 mod 2**61 - 1).
 Py_hash_t var_hash(PyObject* self) {
-    // Equal to hash(v.id): node ids stay below 2**61 - 1, where hash(int) is the identity.
-    return static_cast<Py_hash_t>(node_id(reinterpret_cast<VarObject*>(self)));
+    auto* v = reinterpret_cast<VarObject*>(self);
+    constexpr std::uint64_t P = (std::uint64_t(1) << 61) - 1;
+    const std::uint64_t uid = v->tape->nodes.uid(v->idx);
+    return static_cast<Py_hash_t>((v->tape->serial * 8 % P + uid % P) % P);
 }
 
 PyObject* var_richcompare(PyObject* a, PyObject* b, int opid) {
@@ -321,6 +392,11 @@ PyObject* var_richcompare(PyObject* a, PyObject* b, int opid) {
         }
         const int r = as_double(o, d);
         if (r <= 0) return r < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
+    }
+    if (innermost_recorder) {
+        static constexpr cmp by_opid[] = {cmp::lt, cmp::le, cmp::eq, cmp::ne, cmp::gt, cmp::ge};
+        const cmp c = by_opid[opid];
+        record_guard(a, x, b, y, c, compare(c, x, y));
     }
     Py_RETURN_RICHCOMPARE(x, y, opid);
 }
@@ -405,7 +481,17 @@ PyObject* get_is_leaf(PyObject* self, void*) {
 }
 
 PyObject* get_id(PyObject* self, void*) {
-    return PyLong_FromUnsignedLongLong(node_id(reinterpret_cast<VarObject*>(self)));
+    auto* v = reinterpret_cast<VarObject*>(self);
+    PyObject* hi = PyLong_FromUnsignedLongLong(v->tape->serial);
+    PyObject* shift = PyLong_FromLong(64);
+    PyObject* lo = PyLong_FromUnsignedLongLong(v->tape->nodes.uid(v->idx));
+    PyObject* top = (hi && shift) ? PyNumber_Lshift(hi, shift) : nullptr;
+    PyObject* id = (top && lo) ? PyNumber_Or(top, lo) : nullptr;
+    Py_XDECREF(hi);
+    Py_XDECREF(shift);
+    Py_XDECREF(lo);
+    Py_XDECREF(top);
+    return id;
 }
 
 PyGetSetDef var_getset[] = {
@@ -440,6 +526,7 @@ PyObject* m_detach(PyObject* self, PyObject*) {
     auto* v = reinterpret_cast<VarObject*>(self);
     index i;
     try {
+        v->tape->nodes.reserve_more(1);
         i = v->tape->nodes.push_leaf(op::constant, v->tape->nodes.val(v->idx));
     } catch (...) {
         return set_error_from_exception();
@@ -459,6 +546,7 @@ PyObject* m_copy(PyObject* self, PyObject*) {
     }
     index i;
     try {
+        t.reserve_more(1);
         i = t.push_leaf(o, t.val(v->idx));
     } catch (...) {
         return set_error_from_exception();
@@ -561,8 +649,20 @@ PyTypeObject VarType = [] {
     return t;
 }();
 
+recorder::~recorder() {
+    for (VarObject* v : held) Py_DECREF(reinterpret_cast<PyObject*>(v));
+}
+
+recorder*& active_recorder() { return innermost_recorder; }
+
 shared_tape::shared_tape(std::uint64_t max_nodes)
-    : nodes(max_nodes), serial(next_serial++ & ((std::uint64_t(1) << 28) - 1)) {}
+    : nodes(max_nodes), serial(next_serial++) {
+    nodes.set_relocator(this);
+}
+
+void shared_tape::relocate(const std::uint32_t* new_index) {
+    for (VarObject* v : vars) v->idx = new_index[v->idx];
+}
 
 shared_tape& current_tape() {
     if (have_orphans.load(std::memory_order_acquire)) release_orphans();

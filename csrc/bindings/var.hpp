@@ -4,15 +4,23 @@
 
 #include <cstdint>
 
+#include <vector>
+
+#include "tapegrad/program.hpp"
 #include "tapegrad/tape.hpp"
 
 namespace tapegrad::bind {
 
+struct VarObject;
+
 // A tape shared by the Var objects that point into it; deleted with the last one.
-// Every access happens with the GIL held, so the counts need no atomics.
-struct shared_tape {
+// It lists its Vars, so that when the tape compacts each one learns its node's new index.
+// Every access happens with the GIL held, so nothing here needs atomics.
+struct shared_tape final : relocator {
     explicit shared_tape(std::uint64_t max_nodes);
+    void relocate(const std::uint32_t* new_index) override;
     tape nodes;
+    std::vector<VarObject*> vars;
     Py_ssize_t refs = 0;
     std::uint64_t serial;
 };
@@ -21,9 +29,22 @@ struct VarObject {
     PyObject_HEAD
     shared_tape* tape;
     tape::index idx;
+    std::uint32_t pos;  // in tape->vars
 };
 
 extern PyTypeObject VarType;
+
+// While a function is traced on this thread, every comparison of a Var (and every value
+// that escapes into Python: bool(), float(), .value, ...) is recorded here as a guard.
+// The recorder keeps the compared nodes alive until the trace is compiled.
+struct recorder {
+    shared_tape* tape = nullptr;  // the traced tape; Vars of other tapes count as numbers
+    std::vector<recorded_guard> guards;
+    std::vector<VarObject*> held;  // new references
+    recorder* outer = nullptr;
+    ~recorder();
+};
+recorder*& active_recorder();  // this thread's innermost recorder, or nullptr
 
 // Adds Var and the per-op functions (tapegrad.sin, ...) to the module. False: error set.
 bool register_var(PyObject* module);

@@ -1,9 +1,12 @@
 #include "tapegrad/tape.hpp"
 
+#include "tapegrad/sweep.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace tapegrad {
 
@@ -19,7 +22,7 @@ std::unique_ptr<T[]> resized(const std::unique_ptr<T[]>& p, std::size_t used, st
 }
 }  // namespace
 
-void tape::grow(index n) {
+void tape::grow(index n) {  // cap_ - size_ < n
     const std::uint64_t need = std::uint64_t(size_) + n;
     if (need > max_)
         throw std::length_error("tapegrad: tape is full (" + std::to_string(max_) +
@@ -31,9 +34,50 @@ void tape::grow(index n) {
     auto a0 = resized(arg0_, size_, cap), a1 = resized(arg1_, size_, cap);
     auto v = resized(val_, size_, cap), d = resized(adj_, size_, cap);
     auto l = resized(live_, size_, cap);
+    auto u = resized(uid_, size_, cap);
     op_ = std::move(o), arg0_ = std::move(a0), arg1_ = std::move(a1);
-    val_ = std::move(v), adj_ = std::move(d), live_ = std::move(l);
+    val_ = std::move(v), adj_ = std::move(d), live_ = std::move(l), uid_ = std::move(u);
     cap_ = index(cap);
+}
+
+void tape::make_room(index n) {
+    if (std::uint64_t(size_) + n > next_compact_) {
+        if (relocator_) compact();
+        // Next time after the tape has grown by twice what survived (at least 4096
+        // nodes): each compaction's O(size) cost is paid for by as many appends.
+        const std::uint64_t next = std::max<std::uint64_t>(3 * std::uint64_t(size_),
+                                                           std::uint64_t(size_) + 4096);
+        next_compact_ = index(std::min<std::uint64_t>(next, hard_max_nodes));
+    }
+    if (cap_ - size_ < n) grow(n);
+    room_ = std::min(cap_, next_compact_);
+}
+
+void tape::compact() {
+    // Keep what a referenced node reaches: one downward pass, since args precede users.
+    std::vector<std::uint8_t> keep(size_);
+    for (index i = 0; i < size_; ++i) keep[i] = live_[i] > 0;
+    for (index i = size_; i-- > 0;)
+        if (keep[i] && !is_leaf(op_[i])) keep[arg0_[i]] = keep[arg1_[i]] = 1;
+    std::vector<index> to(size_);
+    index j = 0, dirty = 0;
+    for (index i = 0; i < size_; ++i) {
+        if (i == dirty_) dirty = j;
+        if (!keep[i]) continue;
+        to[i] = j;
+        op_[j] = op_[i];
+        arg0_[j] = to[arg0_[i]];  // leaves point at 0: harmless, never read
+        arg1_[j] = to[arg1_[i]];
+        val_[j] = val_[i];
+        adj_[j] = adj_[i];
+        live_[j] = live_[i];
+        uid_[j] = uid_[i];
+        ++j;
+    }
+    dirty_ = dirty_ >= size_ ? j : dirty;
+    if (j == size_) return;
+    size_ = j;
+    relocator_->relocate(to.data());
 }
 
 tape::index tape::push(op o, index a, index b) {
@@ -51,24 +95,7 @@ void tape::backward(index root, double seed) {
         if (!is_leaf(op_[i])) adj_[i] = 0.0;
     dirty_ = std::max(dirty_, root + 1);
     adj_[root] += seed;
-    for (index i = root + 1; i-- > 0;) {
-        const double g = adj_[i];
-        if (g == 0.0) continue;
-        const index a = arg0_[i], b = arg1_[i];
-        switch (op_[i]) {
-#define TG_OP(name, arity, fwd_, dx_, dy_)                           \
-    case op::name: {                                                 \
-        const double x = val_[a], y = val_[b], out = val_[i];        \
-        adj_[a] += kernel::name::dx(x, y, out, g);                   \
-        if constexpr (arity == 2) adj_[b] += kernel::name::dy(x, y, out, g); \
-        break;                                                       \
-    }
-#include "tapegrad/ops.def"
-#undef TG_OP
-            default:
-                break;  // leaves
-        }
-    }
+    reverse_sweep(op_.get(), arg0_.get(), arg1_.get(), val_.get(), adj_.get(), 0, root + 1);
 }
 
 }  // namespace tapegrad

@@ -10,6 +10,12 @@
 
 namespace tapegrad {
 
+// Told where nodes moved when the tape compacts (see tape::reserve_more).
+struct relocator {
+    virtual void relocate(const std::uint32_t* new_index) = 0;
+    virtual ~relocator() = default;
+};
+
 class tape {
 public:
     using index = std::uint32_t;
@@ -25,12 +31,17 @@ public:
     std::uint64_t max_nodes() const { return max_; }
     std::size_t bytes() const { return std::size_t(cap_) * bytes_per_node; }
 
-    // Make room for n more nodes, so the next n appends cannot fail.
+    // Make room for n more nodes, so the next n appends cannot fail (nor move nodes).
     // Throws std::length_error when the tape would pass max_nodes(), std::bad_alloc when
     // memory runs out; the tape is unchanged then.
+    // This is also where the tape compacts: once it has grown well past what was
+    // reachable at the last compaction, nodes no referenced node reaches are removed and
+    // the rest slide down in order (so the order stays topological), and the relocator
+    // is told the new index of every node. Read node indices only after this call.
     void reserve_more(index n) {
-        if (cap_ - size_ < n) grow(n);
+        if (room_ - size_ < n) make_room(n);
     }
+    void set_relocator(relocator* r) { relocator_ = r; }
 
     index push_leaf(op kind, double value) {
         reserve_more(1);
@@ -56,8 +67,9 @@ public:
     void backward(index root, double seed = 1.0);
 
     // Host references (live Python objects) per node. When the topmost node loses its
-    // last reference, every unreferenced node on top is dropped: nodes only point
-    // downwards, so nothing left on the tape can point at them. Amortised O(1).
+    // last reference, every unreferenced node on top is dropped at once: nodes only point
+    // downwards, so nothing left on the tape can point at them. Garbage below a
+    // referenced node is left to compaction. Both are amortised O(1) per node.
     void retain(index i) { ++live_[i]; }
     void release(index i) {
         if (--live_[i] == 0 && i + 1 == size_) drop_unreferenced_top();
@@ -69,14 +81,19 @@ public:
     index arg0(index i) const { return arg0_[i]; }
     index arg1(index i) const { return arg1_[i]; }
     double& val(index i) { return val_[i]; }
+    double val(index i) const { return val_[i]; }
     double adj(index i) const { return adj_[i]; }
+    // A number naming node i for the tape's whole life: unlike the index, it survives
+    // compaction and is never reused.
+    std::uint64_t uid(index i) const { return uid_[i]; }
     void set_adj(index i, double g) {
         adj_[i] = g;
         if (i >= dirty_) dirty_ = i + 1;
     }
 
-    static constexpr std::size_t bytes_per_node =
-        sizeof(op) + 2 * sizeof(index) + 2 * sizeof(double) + sizeof(std::uint32_t);
+    static constexpr std::size_t bytes_per_node = sizeof(op) + 2 * sizeof(index) +
+                                                  2 * sizeof(double) + sizeof(std::uint32_t) +
+                                                  sizeof(std::uint64_t);
 
 private:
     index put(op o, index a, index b, double v) {
@@ -87,13 +104,19 @@ private:
         val_[i] = v;
         adj_[i] = 0.0;
         live_[i] = 0;
+        uid_[i] = next_uid_++;
         return i;
     }
+    void make_room(index n);
     void grow(index n);
+    void compact();
     void drop_unreferenced_top();
 
     index size_ = 0;
     index cap_ = 0;
+    index room_ = 0;         // min(cap_, next_compact_): appends below it take no branch
+    index next_compact_ = 0; // size at which the next compaction is considered
+    relocator* relocator_ = nullptr;
     // Non-leaf adjoints at indices >= dirty_ are known to be zero: backward() only has to
     // reset the ones below. In a training loop each new graph starts clean, so the reset
     // covers at most the parameters.
@@ -103,6 +126,8 @@ private:
     std::unique_ptr<index[]> arg0_, arg1_;
     std::unique_ptr<double[]> val_, adj_;
     std::unique_ptr<std::uint32_t[]> live_;
+    std::unique_ptr<std::uint64_t[]> uid_;
+    std::uint64_t next_uid_ = 0;
 };
 
 }  // namespace tapegrad

@@ -128,7 +128,7 @@ _newest_first = operator.attrgetter("_index")
 
 
 def _number(x):
-    """x as a float if it is a real number (int, float, bool, numpy scalar), else None."""
+    """x as a float if it is a real number (int, float, bool, numpy scalar, ...), else None."""
     if type(x) is float:
         return x
     return float(x) if isinstance(x, numbers.Real) else None
@@ -154,6 +154,14 @@ def _apply(name, inputs):
     return _node(OPS[name][1](x, y), name, inputs)
 
 
+def _partials(v, g):
+    """The rule of v's op: (d/dx, d/dy) times v's adjoint g."""
+    inputs = v._inputs
+    x = inputs[0]._value
+    y = inputs[1]._value if len(inputs) == 2 else 0.0
+    return OPS[v._op][2](x, y, v._value, g)
+
+
 def _type_error(where, x):
     return TypeError(f"{where}: expected a Var or a real number, got {type(x).__name__!r}")
 
@@ -167,7 +175,7 @@ class Var:
         """A leaf holding ``value`` (an int, float, bool or numpy number scalar)."""
         x = _number(value)
         if x is None:
-            raise TypeError(f"Var() expects a real number, got {type(value).__name__!r}")
+            raise TypeError(f"Var() takes a real number, got {type(value).__name__!r}")
         self._value, self._grad, self._op, self._inputs = x, 0.0, "leaf", ()
         self._index = _next_index()
 
@@ -180,12 +188,12 @@ class Var:
 
     @value.setter
     def value(self, x):
+        if self._inputs:
+            raise ValueError(f"cannot set .value of a non-leaf Var (op {self._op!r}): "
+                             "only 'leaf' and 'const' nodes hold values of their own")
         v = _number(x)
         if v is None:
             raise TypeError(f"Var.value must be a real number, got {type(x).__name__!r}")
-        if self._inputs:
-            raise ValueError(f"cannot set the value of a non-leaf Var (op {self._op!r}): "
-                             "only 'leaf' and 'const' values can be set")
         self._value = v
 
     data = value  # micrograd's name
@@ -248,12 +256,10 @@ class Var:
                 v._grad = 0.0
         self._grad += 1.0
         for v in nodes:  # newest first: every node before its inputs
-            g, inputs = v._grad, v._inputs
-            if g == 0.0 or not inputs:  # skip a zero adjoint: 0 * inf must not leak NaN
+            g = v._grad
+            if g == 0.0 or not v._inputs:  # skip a zero adjoint: 0 * inf must not leak NaN
                 continue
-            x = inputs[0]._value
-            y = inputs[1]._value if len(inputs) == 2 else 0.0
-            for u, d in zip(inputs, OPS[v._op][2](x, y, v._value, g)):
+            for u, d in zip(v._inputs, _partials(v, g)):  # unary: zip drops d/dy
                 u._grad += d
 
     def _subgraph(self):
@@ -275,7 +281,7 @@ class Var:
         return f"Var(value={self._value!r}, grad={self._grad!r})"
 
     def __format__(self, spec):
-        return format(self._value, spec) if spec else repr(self)
+        return format(self._value, spec)
 
     def __float__(self):
         return self._value
@@ -398,6 +404,17 @@ for _name, (_arity, _, _) in OPS.items():
 del _name, _op, _arity
 
 
+def local_grads(v, g=None):
+    """What each input of ``v`` receives from ``v`` in a backward sweep when v's adjoint is
+    ``g`` (default: ``v.grad``), by the table's rule: one float per input."""
+    if not isinstance(v, Var):
+        raise TypeError(f"local_grads() expects a Var, got {type(v).__name__!r}")
+    adjoint = v._grad if g is None else _number(g)
+    if adjoint is None:
+        raise _type_error("local_grads()", g)
+    return _partials(v, adjoint)[:len(v._inputs)] if v._inputs else ()
+
+
 def zero_grad(variables):
     """Set the grad of every Var in ``variables`` (any iterable) to 0.0."""
     for v in variables:
@@ -406,4 +423,4 @@ def zero_grad(variables):
         v._grad = 0.0
 
 
-__all__ = ["Var", "ops", "zero_grad", *OPS]
+__all__ = ["Var", "local_grads", "ops", "zero_grad", *OPS]

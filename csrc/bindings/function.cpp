@@ -1,0 +1,323 @@
+// Tracing and replay: guard recording, compile(), and the frozen Program (pybind11).
+// Shapes, broadcasting and output structure are handled in python/tapegrad/function.py;
+// this layer checks buffers, releases the GIL and maps errors.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "bindings/function.hpp"
+#include "bindings/var.hpp"
+#include "tapegrad/lanes.hpp"
+
+namespace py = pybind11;
+
+namespace tapegrad::bind {
+namespace {
+
+constexpr int program_pickle_version = 1;
+
+// `with _core.Recording() as rec:` — guards of comparisons made on this thread.
+class Recording {
+public:
+    Recording() : rec_(std::make_unique<recorder>()) {}
+    ~Recording() {
+        if (active_) stop();
+    }
+    void start() {
+        if (active_) throw std::logic_error("Recording already started");
+        rec_->tape = &current_tape();
+        rec_->outer = active_recorder();
+        active_recorder() = rec_.get();
+        thread_ = PyThread_get_thread_ident();
+        active_ = true;
+    }
+    void stop() {
+        if (!active_) return;
+        if (PyThread_get_thread_ident() != thread_ || active_recorder() != rec_.get())
+            throw std::logic_error("Recording stopped out of order or on another thread");
+        active_recorder() = rec_->outer;
+        active_ = false;
+    }
+    std::size_t size() const { return rec_->guards.size(); }
+    const recorder& get() const { return *rec_; }
+
+private:
+    std::unique_ptr<recorder> rec_;
+    bool active_ = false;
+    unsigned long thread_ = 0;
+};
+
+VarObject* var_arg(py::handle h, const char* what) {
+    if (Py_TYPE(h.ptr()) != &VarType)
+        throw py::type_error(std::string(what) + " must be a tapegrad.Var, got " +
+                             Py_TYPE(h.ptr())->tp_name);
+    return reinterpret_cast<VarObject*>(h.ptr());
+}
+
+std::vector<double>& scratch(std::size_t which, std::size_t n) {
+    thread_local std::vector<double> buffers[2];
+    auto& b = buffers[which];
+    if (b.size() < n) b.resize(n);
+    return b;
+}
+
+py::array_t<double> vector_of(const double* p, std::size_t n) {
+    py::array_t<double> a(static_cast<py::ssize_t>(n));
+    if (n) std::memcpy(a.mutable_data(), p, n * sizeof(double));
+    return a;
+}
+
+// Flat input i of a point p lives at base[i] + p * stride[i] (strides in doubles).
+void describe_inputs(const program& prog, const py::list& args, std::size_t n,
+                     std::vector<const double*>& base, std::vector<std::ptrdiff_t>& stride) {
+    for (py::handle h : args) {
+        auto a = py::reinterpret_borrow<py::array>(h);
+        if (!py::isinstance<py::array_t<double>>(a) || a.ndim() != 2)
+            throw py::type_error("batch: every argument must be a 2-D float64 array");
+        if (a.strides(0) % sizeof(double) || a.strides(1) % sizeof(double))
+            throw py::value_error("batch: argument strides must be multiples of 8 bytes");
+        const std::size_t rows = std::size_t(a.shape(0));
+        if (rows != n && rows != 1)
+            throw py::value_error("batch: argument has " + std::to_string(rows) +
+                                  " points, expected " + std::to_string(n) + " or 1");
+        const auto* p = static_cast<const double*>(a.data());
+        for (py::ssize_t j = 0; j < a.shape(1); ++j) {
+            base.push_back(p + j * (a.strides(1) / py::ssize_t(sizeof(double))));
+            stride.push_back(rows == 1 ? 0 : a.strides(0) / py::ssize_t(sizeof(double)));
+        }
+    }
+    if (base.size() != prog.n_inputs)
+        throw py::value_error("batch: arguments hold " + std::to_string(base.size()) +
+                              " inputs per point, the program takes " +
+                              std::to_string(prog.n_inputs));
+}
+
+void describe_outputs(py::array a, std::size_t n, std::size_t cols, const char* what,
+                      std::vector<double*>& base, std::vector<std::ptrdiff_t>& stride) {
+    if (!py::isinstance<py::array_t<double>>(a) || a.ndim() != 2 ||
+        std::size_t(a.shape(0)) != n || std::size_t(a.shape(1)) != cols || !a.writeable() ||
+        a.strides(0) % sizeof(double) || a.strides(1) % sizeof(double))
+        throw py::value_error(std::string("batch: ") + what + " must be a writable (" +
+                              std::to_string(n) + ", " + std::to_string(cols) +
+                              ") float64 array");
+    auto* p = static_cast<double*>(a.mutable_data());
+    for (std::size_t j = 0; j < cols; ++j) {
+        base.push_back(p + py::ssize_t(j) * (a.strides(1) / py::ssize_t(sizeof(double))));
+        stride.push_back(a.strides(0) / py::ssize_t(sizeof(double)));
+    }
+}
+
+py::bytes raw(const void* p, std::size_t n) { return py::bytes(static_cast<const char*>(p), n); }
+
+template <class T>
+std::vector<T> unraw(const py::bytes& b, std::size_t count, const char* what) {
+    const std::string s = b;
+    if (s.size() != count * sizeof(T))
+        throw py::value_error(std::string("corrupt Program pickle: bad ") + what + " size");
+    std::vector<T> v(count);
+    if (count) std::memcpy(v.data(), s.data(), s.size());
+    return v;
+}
+
+py::tuple program_state(const program& p) {
+    py::list names;
+    for (const auto& row : op_table) names.append(row.name);
+    std::vector<std::uint8_t> codes(p.op_.size());
+    for (std::size_t s = 0; s < codes.size(); ++s) codes[s] = std::uint8_t(p.op_[s]);
+    py::list guards;
+    for (const auto& g : p.guards_)
+        guards.append(py::make_tuple(int(g.c), g.lhs, g.rhs, g.outcome, g.where));
+    return py::make_tuple(program_pickle_version, names, p.n_inputs, p.first_op(),
+                          raw(codes.data(), codes.size()),
+                          raw(p.a_.data(), p.a_.size() * sizeof(slot)),
+                          raw(p.b_.data(), p.b_.size() * sizeof(slot)),
+                          raw(p.init_.data(), p.init_.size() * sizeof(double)), p.outputs_,
+                          guards);
+}
+
+// Rebuild a program from its pickled state, checking everything a replay relies on:
+// a corrupt or hostile pickle raises instead of reading out of bounds.
+program program_from_state(const py::tuple& st) {
+    if (st.size() < 1) throw py::value_error("corrupt Program pickle: empty state");
+    const int version = st[0].cast<int>();
+    if (version != program_pickle_version)
+        throw py::value_error("unsupported Program pickle version " + std::to_string(version) +
+                              "; this tapegrad reads version " +
+                              std::to_string(program_pickle_version));
+    if (st.size() != 10) throw py::value_error("corrupt Program pickle: wrong field count");
+    std::unordered_map<std::string, op> by_name;
+    for (int o = 0; o < int(op::count_); ++o) by_name[op_table[o].name] = op(o);
+    std::vector<op> code_map;
+    for (py::handle h : st[1].cast<py::list>()) {
+        const auto name = h.cast<std::string>();
+        auto it = by_name.find(name);
+        if (it == by_name.end())
+            throw py::value_error("Program pickle uses op '" + name +
+                                  "', which this tapegrad does not have (saved by a newer "
+                                  "version?)");
+        code_map.push_back(it->second);
+    }
+    program p;
+    p.n_inputs = st[2].cast<std::uint32_t>();
+    const auto first_op = st[3].cast<std::uint32_t>();
+    const std::string codes = st[4].cast<py::bytes>();
+    const std::size_t n = codes.size();
+    if (n >= tape::hard_max_nodes || p.n_inputs > first_op || first_op > n)
+        throw py::value_error("corrupt Program pickle: bad layout");
+    p.set_first_op(first_op);
+    p.a_ = unraw<slot>(st[5].cast<py::bytes>(), n, "argument");
+    p.b_ = unraw<slot>(st[6].cast<py::bytes>(), n, "argument");
+    p.init_ = unraw<double>(st[7].cast<py::bytes>(), n, "constant");
+    p.op_.resize(n);
+    for (std::size_t s = 0; s < n; ++s) {
+        const auto c = std::uint8_t(codes[s]);
+        if (c >= code_map.size()) throw py::value_error("corrupt Program pickle: bad op code");
+        const op o = code_map[c];
+        const op want = s < p.n_inputs ? op::leaf : s < first_op ? op::constant : o;
+        const bool ok = s < first_op ? o == want
+                                     : !is_leaf(o) && p.a_[s] < s && p.b_[s] < s;
+        if (!ok) throw py::value_error("corrupt Program pickle: bad node " + std::to_string(s));
+        p.op_[s] = o;
+    }
+    p.outputs_ = st[8].cast<std::vector<slot>>();
+    for (slot s : p.outputs_)
+        if (s >= n) throw py::value_error("corrupt Program pickle: bad output");
+    for (py::handle h : st[9].cast<py::list>()) {
+        auto t = h.cast<py::tuple>();
+        const int c = t[0].cast<int>();
+        const auto l = t[1].cast<slot>(), r = t[2].cast<slot>();
+        if (c < 0 || c > int(cmp::ne) || l >= n || r >= n)
+            throw py::value_error("corrupt Program pickle: bad guard");
+        p.guards_.push_back({cmp(c), l, r, t[3].cast<bool>(), t[4].cast<std::string>()});
+    }
+    return p;
+}
+
+}  // namespace
+
+void register_function(py::module_& m) {
+    py::class_<Recording>(m, "Recording",
+                          "Records comparisons of Vars on this thread as guards (tracing).")
+        .def(py::init<>())
+        .def("start", &Recording::start)
+        .def("stop", &Recording::stop)
+        .def("__len__", &Recording::size);
+
+    py::class_<Program, std::shared_ptr<Program>>(
+        m, "Program", "A frozen, optimised tape: replay it at new inputs.")
+        .def_property_readonly("n_inputs", [](const Program& P) { return P.p->n_inputs; })
+        .def_property_readonly("n_outputs",
+                               [](const Program& P) { return P.p->outputs_.size(); })
+        .def_property_readonly("n_nodes", [](const Program& P) { return P.p->n_slots(); })
+        .def_property_readonly(
+            "n_ops", [](const Program& P) { return P.p->n_slots() - P.p->first_op(); })
+        .def("histogram", [](const Program& P) { return P.p->histogram(); })
+        .def("guard_location",
+             [](const Program& P, std::size_t k) { return P.p->guards_.at(k).where; })
+        .def_property_readonly("n_guards", [](const Program& P) { return P.p->guards_.size(); })
+        .def(
+            "point",
+            [](const Program& P, py::array_t<double, py::array::c_style | py::array::forcecast> x,
+               int mode) {
+                // mode 0: values; 1: values and the gradient of output 0; 2: + Jacobian.
+                const program& p = *P.p;
+                if (x.ndim() != 1 || std::size_t(x.shape(0)) != p.n_inputs)
+                    throw py::value_error("point: expected " + std::to_string(p.n_inputs) +
+                                          " inputs, got shape " + std::to_string(x.size()));
+                const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
+                double* val = scratch(0, n).data();
+                double* adj = scratch(1, n).data();
+                std::vector<double> out(m_out), jac(mode ? (mode == 1 ? 1 : m_out) * p.n_inputs : 0);
+                long failed;
+                {
+                    std::unique_ptr<py::gil_scoped_release> nogil;
+                    if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+                    p.forward(x.data(), val);
+                    failed = p.failing_guard(val);
+                    for (std::size_t k = 0; k < m_out; ++k) out[k] = val[p.outputs_[k]];
+                    std::vector<double> seed(m_out, 0.0);
+                    for (std::size_t k = 0; mode && k < (mode == 1 ? 1 : m_out); ++k) {
+                        seed.assign(m_out, 0.0);
+                        seed[k] = 1.0;
+                        p.reverse(val, adj, seed.data(), jac.data() + k * p.n_inputs);
+                    }
+                }
+                py::object j = py::none();
+                if (mode) j = vector_of(jac.data(), jac.size());
+                return py::make_tuple(vector_of(out.data(), m_out), j, failed);
+            },
+            py::arg("x"), py::arg("mode") = 0)
+        .def(
+            "batch",
+            [](const Program& P, py::list args, py::array out, py::object grads, int threads) {
+                const program& p = *P.p;
+                const std::size_t n = std::size_t(out.ndim() == 2 ? out.shape(0) : 0);
+                program::batch_io io;
+                describe_inputs(p, args, n, io.in_base, io.in_stride);
+                describe_outputs(out, n, p.outputs_.size(), "out", io.out_base, io.out_stride);
+                if (!grads.is_none()) {
+                    if (p.outputs_.size() != 1)
+                        throw py::value_error("batch: gradients need a scalar function");
+                    for (py::handle g : grads.cast<py::list>()) {
+                        auto a = py::reinterpret_borrow<py::array>(g);
+                        describe_outputs(a, n, std::size_t(a.ndim() == 2 ? a.shape(1) : 0),
+                                         "grad", io.grad_base, io.grad_stride);
+                    }
+                    if (io.grad_base.size() != p.n_inputs)
+                        throw py::value_error("batch: grad arrays do not match the inputs");
+                }
+                std::vector<std::size_t> failed;
+                bool finished;
+                {
+                    py::gil_scoped_release nogil;
+                    finished = p.run_batch(io, n, threads, failed, [] {
+                        py::gil_scoped_acquire gil;
+                        return PyErr_CheckSignals() != 0;
+                    });
+                }
+                if (!finished) throw py::error_already_set();
+                py::array_t<std::int64_t> f(static_cast<py::ssize_t>(failed.size()));
+                for (std::size_t k = 0; k < failed.size(); ++k)
+                    f.mutable_data()[k] = std::int64_t(failed[k]);
+                return f;
+            },
+            py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),
+            py::arg("threads") = 1)
+        .def(py::pickle([](const Program& P) { return program_state(*P.p); },
+                        [](py::tuple st) {
+                            return std::make_shared<Program>(
+                                Program{std::make_shared<const program>(program_from_state(st))});
+                        }));
+
+    m.def(
+        "compile",
+        [](py::list inputs, py::list outputs, const Recording& rec, bool cse) {
+            shared_tape* t = nullptr;
+            auto index_of = [&](py::handle h, const char* what) {
+                VarObject* v = var_arg(h, what);
+                if (t && v->tape != t)
+                    throw py::value_error("trace: inputs and outputs are on different tapes "
+                                          "(was a Var from another thread used?)");
+                t = v->tape;
+                return v->idx;
+            };
+            std::vector<tape::index> in, out;
+            for (py::handle h : inputs) in.push_back(index_of(h, "an input"));
+            for (py::handle h : outputs) out.push_back(index_of(h, "an output"));
+            if (!t) throw py::value_error("trace: a function needs an input or an output");
+            return std::make_shared<Program>(Program{std::make_shared<const program>(
+                compile(t->nodes, in, out, rec.get().guards, cse))});
+        },
+        py::arg("inputs"), py::arg("outputs"), py::arg("recording"), py::arg("cse") = true,
+        "Compile the graph from `inputs` (placeholder leaves) to `outputs` into a Program.");
+
+    m.def("lanes", [] { return std::string(lanes::get().name); },
+          "The instruction set batched replay uses here.");
+}
+
+}  // namespace tapegrad::bind

@@ -1,0 +1,105 @@
+// Compiled once per instruction set: TG_LANES_ISA names the namespace (baseline, avx2).
+// With TG_VECTOR_MATH, libm's functions are declared SIMD-callable, so GCC turns the
+// op table's std::exp, std::sin, ... inside `omp simd` loops into calls to glibc's
+// libmvec (the same functions, 2 or 4 lanes at a time, within 4 ulp of scalar libm,
+// IEEE special values kept). The op table stays the only definition of each op.
+#include <cmath>
+
+#ifdef TG_VECTOR_MATH
+extern "C" {
+#define TG_SIMD __attribute__((simd("notinbranch")))
+TG_SIMD double exp(double);
+TG_SIMD double log(double);
+TG_SIMD double sin(double);
+TG_SIMD double cos(double);
+TG_SIMD double tan(double);
+TG_SIMD double tanh(double);
+TG_SIMD double pow(double, double);
+#undef TG_SIMD
+}
+#endif
+
+#include "tapegrad/lanes.hpp"
+#include "tapegrad/program.hpp"
+
+#ifndef TG_LANES_ISA
+#define TG_LANES_ISA baseline
+#endif
+
+namespace tapegrad::lanes::TG_LANES_ISA {
+
+template <class K>
+void forward_op(double* __restrict out, const double* x, const double* y, std::size_t L) {
+#pragma omp simd
+    for (std::size_t l = 0; l < L; ++l) out[l] = K::forward(x[l], y[l]);
+}
+
+// Same rule as reverse_sweep, lane by lane: a zero adjoint leaves the inputs untouched.
+template <class K>
+void reverse_op(double* ga, double* gb, const double* x, const double* y, const double* out,
+                const double* g, std::size_t L) {
+    if (ga == gb) {  // unary ops (b = a), or x * x: both rules add into one adjoint
+#pragma omp simd
+        for (std::size_t l = 0; l < L; ++l) {
+            double t = ga[l] + K::dx(x[l], y[l], out[l], g[l]);
+            if constexpr (K::arity == 2) t += K::dy(x[l], y[l], out[l], g[l]);
+            if (g[l] != 0.0) ga[l] = t;
+        }
+        return;
+    }
+#pragma omp simd
+    for (std::size_t l = 0; l < L; ++l) {
+        const double dx = K::dx(x[l], y[l], out[l], g[l]);
+        const double dy = K::dy(x[l], y[l], out[l], g[l]);
+        if (g[l] != 0.0) {
+            ga[l] += dx;
+            gb[l] += dy;
+        }
+    }
+}
+
+void forward(const program& p, double* v, std::size_t B, std::size_t L) {
+    for (slot s = p.first_op(); s < p.n_slots(); ++s) {
+        double* out = v + s * B;
+        const double* x = v + std::size_t(p.a_[s]) * B;
+        const double* y = v + std::size_t(p.b_[s]) * B;
+        switch (p.op_[s]) {
+#define TG_OP(name, arity, fwd_, dx_, dy_)           \
+    case op::name:                                   \
+        forward_op<kernel::name>(out, x, y, L);      \
+        break;
+#include "tapegrad/ops.def"
+#undef TG_OP
+            default:
+                break;
+        }
+    }
+}
+
+void reverse(const program& p, const double* v, double* adj, std::size_t B, std::size_t L) {
+    for (slot s = p.n_slots(); s-- > p.first_op();) {
+        const slot a = p.a_[s], b = p.b_[s];
+        const double* g = adj + s * B;
+        const double* out = v + s * B;
+        const double* x = v + std::size_t(a) * B;
+        const double* y = v + std::size_t(b) * B;
+        double* ga = adj + std::size_t(a) * B;
+        double* gb = adj + std::size_t(b) * B;
+        switch (p.op_[s]) {
+#define TG_OP(name, arity, fwd_, dx_, dy_)                     \
+    case op::name:                                             \
+        reverse_op<kernel::name>(ga, gb, x, y, out, g, L);     \
+        break;
+#include "tapegrad/ops.def"
+#undef TG_OP
+            default:
+                break;
+        }
+    }
+}
+
+#define TG_STR2(x) #x
+#define TG_STR(x) TG_STR2(x)
+extern const kernels set{TG_STR(TG_LANES_ISA), forward, reverse};
+
+}  // namespace tapegrad::lanes::TG_LANES_ISA

@@ -1,0 +1,29 @@
+#include <cstdlib>
+#include <cstring>
+
+#include "tapegrad/lanes.hpp"
+
+namespace tapegrad::lanes {
+
+namespace baseline {
+extern const kernels set;
+}
+#ifdef TG_HAVE_AVX2
+namespace avx2 {
+extern const kernels set;
+}
+#endif
+
+const kernels& get() {
+    static const kernels& chosen = []() -> const kernels& {
+        const char* want = std::getenv("TAPEGRAD_LANES");
+        if (want && std::strcmp(want, "baseline") == 0) return baseline::set;
+#ifdef TG_HAVE_AVX2
+        if (__builtin_cpu_supports("avx2")) return avx2::set;
+#endif
+        return baseline::set;
+    }();
+    return chosen;
+}
+
+}  // namespace tapegrad::lanes

@@ -1,0 +1,294 @@
+#include "tapegrad/program.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <thread>
+#include <tuple>
+#include <unordered_map>
+
+#include "tapegrad/lanes.hpp"
+#include "tapegrad/sweep.hpp"
+
+namespace tapegrad {
+
+// ------------------------------------------------------------------ compile
+
+namespace {
+
+// Where a tape node lives in the program being built.
+struct ref {
+    enum kind_t : std::uint8_t { none, input, constant, instr } kind = none;
+    std::uint32_t k = 0;  // input number, constant number, or instruction number
+};
+
+struct builder {
+    std::vector<double> consts;
+    std::map<std::uint64_t, std::uint32_t> const_by_bits;  // dedup by bit pattern
+    std::vector<op> ops;
+    std::vector<ref> args_a, args_b;
+    std::map<std::tuple<op, std::uint64_t, std::uint64_t>, std::uint32_t> seen;  // CSE
+
+    ref constant(double v) {
+        std::uint64_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        auto [it, fresh] = const_by_bits.try_emplace(bits, std::uint32_t(consts.size()));
+        if (fresh) consts.push_back(v);
+        return {ref::constant, it->second};
+    }
+};
+
+std::uint64_t key(ref r) { return (std::uint64_t(r.kind) << 32) | r.k; }
+
+}  // namespace
+
+program compile(const tape& t, const std::vector<tape::index>& inputs,
+                const std::vector<tape::index>& outputs,
+                const std::vector<recorded_guard>& guards, bool cse) {
+    const tape::index size = t.size();
+    for (tape::index i : inputs)
+        if (i >= size || t.op_at(i) != op::leaf)
+            throw std::invalid_argument("compile: an input is not a leaf on this tape");
+    for (tape::index i : outputs)
+        if (i >= size) throw std::invalid_argument("compile: an output is not on this tape");
+    for (const auto& g : guards)
+        for (const operand* o : {&g.lhs, &g.rhs})
+            if (o->is_node && o->node >= size)
+                throw std::invalid_argument("compile: a guard operand is not on this tape");
+
+    // Dead-code elimination: only what an output or a guard reaches.
+    std::vector<std::uint8_t> needed(size, 0);
+    std::vector<ref> where(size);
+    for (std::uint32_t k = 0; k < inputs.size(); ++k) where[inputs[k]] = {ref::input, k};
+    tape::index hi = 0;
+    auto need = [&](tape::index i) {
+        needed[i] = 1;
+        hi = std::max(hi, i + 1);
+    };
+    for (tape::index i : outputs) need(i);
+    for (const auto& g : guards)
+        for (const operand* o : {&g.lhs, &g.rhs})
+            if (o->is_node) need(o->node);
+    for (tape::index i = hi; i-- > 0;) {
+        if (!needed[i] || is_leaf(t.op_at(i))) continue;
+        needed[t.arg0(i)] = 1;
+        needed[t.arg1(i)] = 1;
+    }
+
+    // Constant folding and CSE, in tape order. A node computed only from constants is a
+    // constant with the value the eager tape already computed for it.
+    builder bld;
+    for (tape::index i = 0; i < hi; ++i) {
+        if (!needed[i] || where[i].kind == ref::input) continue;
+        const op o = t.op_at(i);
+        if (is_leaf(o)) {
+            where[i] = bld.constant(t.val(i));
+            continue;
+        }
+        ref ra = where[t.arg0(i)], rb = where[t.arg1(i)];
+        if (ra.kind == ref::constant && rb.kind == ref::constant) {
+            where[i] = bld.constant(t.val(i));
+            continue;
+        }
+        if ((o == op::add || o == op::mul) && key(rb) < key(ra)) std::swap(ra, rb);
+        if (cse) {
+            auto [it, fresh] = bld.seen.try_emplace({o, key(ra), key(rb)},
+                                                    std::uint32_t(bld.ops.size()));
+            if (!fresh) {
+                where[i] = {ref::instr, it->second};
+                continue;
+            }
+        }
+        where[i] = {ref::instr, std::uint32_t(bld.ops.size())};
+        bld.ops.push_back(o);
+        bld.args_a.push_back(ra);
+        bld.args_b.push_back(rb);
+    }
+
+    // Guard operands, registering the numbers they compare against as constants.
+    std::vector<std::pair<ref, ref>> guard_refs;
+    for (const auto& g : guards) {
+        auto side = [&](const operand& o) {
+            return o.is_node ? where[o.node] : bld.constant(o.value);
+        };
+        guard_refs.emplace_back(side(g.lhs), side(g.rhs));
+    }
+
+    // Lay out the slots: inputs, constants, instructions.
+    program p;
+    p.n_inputs = std::uint32_t(inputs.size());
+    const slot first_const = p.n_inputs;
+    const slot first_op = first_const + slot(bld.consts.size());
+    p.set_first_op(first_op);
+    auto slot_of = [&](ref r) -> slot {
+        switch (r.kind) {
+            case ref::input: return r.k;
+            case ref::constant: return first_const + r.k;
+            case ref::instr: return first_op + r.k;
+            default: throw std::logic_error("compile: unresolved node");
+        }
+    };
+    const std::size_t n = std::size_t(first_op) + bld.ops.size();
+    if (n >= tape::hard_max_nodes) throw std::length_error("compile: program too large");
+    p.op_.assign(n, op::leaf);
+    p.a_.assign(n, 0);
+    p.b_.assign(n, 0);
+    p.init_.assign(n, 0.0);
+    for (std::size_t k = 0; k < bld.consts.size(); ++k) {
+        p.op_[first_const + k] = op::constant;
+        p.init_[first_const + k] = bld.consts[k];
+    }
+    for (std::size_t k = 0; k < bld.ops.size(); ++k) {
+        p.op_[first_op + k] = bld.ops[k];
+        p.a_[first_op + k] = slot_of(bld.args_a[k]);
+        p.b_[first_op + k] = slot_of(bld.args_b[k]);
+    }
+    for (tape::index i : outputs) p.outputs_.push_back(slot_of(where[i]));
+    for (std::size_t k = 0; k < guards.size(); ++k) {
+        const auto [l, r] = guard_refs[k];
+        if (l.kind == ref::constant && r.kind == ref::constant) continue;  // always holds
+        p.guards_.push_back({guards[k].c, slot_of(l), slot_of(r), guards[k].outcome,
+                             guards[k].where});
+    }
+    return p;
+}
+
+// ------------------------------------------------------------------ one point
+
+void program::forward(const double* x, double* val) const {
+    std::memcpy(val, x, sizeof(double) * n_inputs);
+    std::memcpy(val + n_inputs, init_.data() + n_inputs,
+                sizeof(double) * (first_op_ - n_inputs));
+    forward_sweep(op_.data(), a_.data(), b_.data(), val, first_op_, n_slots());
+}
+
+void program::reverse(const double* val, double* adj, const double* seed,
+                      double* grad) const {
+    std::memset(adj, 0, sizeof(double) * n_slots());
+    for (std::size_t k = 0; k < outputs_.size(); ++k) adj[outputs_[k]] += seed[k];
+    reverse_sweep(op_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots());
+    for (std::uint32_t i = 0; i < n_inputs; ++i) grad[i] += adj[i];
+}
+
+long program::failing_guard(const double* val) const {
+    for (std::size_t k = 0; k < guards_.size(); ++k) {
+        const guard& g = guards_[k];
+        if (compare(g.c, val[g.lhs], val[g.rhs]) != g.outcome) return long(k);
+    }
+    return -1;
+}
+
+std::vector<std::pair<std::string, std::size_t>> program::histogram() const {
+    std::vector<std::size_t> count(std::size_t(op::count_), 0);
+    for (slot s = first_op_; s < n_slots(); ++s) ++count[std::size_t(op_[s])];
+    std::vector<std::pair<std::string, std::size_t>> h;
+    for (std::size_t o = 0; o < count.size(); ++o)
+        if (count[o]) h.emplace_back(op_table[o].name, count[o]);
+    return h;
+}
+
+}  // namespace tapegrad
+
+// ------------------------------------------------------------------ many points
+
+namespace tapegrad {
+namespace {
+
+std::size_t block_size(const program& p) {
+    // Keep a block's values and adjoints (16 bytes per slot and lane) near 256 KiB.
+    const std::size_t b = (std::size_t(256) << 10) / (16 * std::max<std::size_t>(p.n_slots(), 1));
+    return std::clamp<std::size_t>(b & ~std::size_t(7), 8, 512);
+}
+
+}  // namespace
+
+void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, double* v,
+                        double* adj, std::vector<std::size_t>& failed) const {
+    const std::size_t B = block_size(*this);
+    for (std::uint32_t i = 0; i < n_inputs; ++i) {
+        const double* src = io.in_base[i] + std::ptrdiff_t(p0) * io.in_stride[i];
+        const std::ptrdiff_t st = io.in_stride[i];
+        double* dst = v + std::size_t(i) * B;
+        for (std::size_t l = 0; l < L; ++l) dst[l] = src[std::ptrdiff_t(l) * st];
+    }
+    lanes::get().forward(*this, v, B, L);
+
+    // Guards: a point whose comparison goes the other way gets NaN outputs and is listed.
+    std::size_t n_failed_before = failed.size();
+    if (!guards_.empty())
+        for (std::size_t l = 0; l < L; ++l)
+            for (const guard& g : guards_)
+                if (compare(g.c, v[g.lhs * B + l], v[g.rhs * B + l]) != g.outcome) {
+                    failed.push_back(p0 + l);
+                    break;
+                }
+
+    for (std::size_t k = 0; k < outputs_.size(); ++k) {
+        const double* src = v + std::size_t(outputs_[k]) * B;
+        double* dst = io.out_base[k] + std::ptrdiff_t(p0) * io.out_stride[k];
+        for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * io.out_stride[k]] = src[l];
+    }
+    if (!io.grad_base.empty()) {
+        std::memset(adj, 0, sizeof(double) * B * n_slots());
+        double* seed = adj + std::size_t(outputs_[0]) * B;
+        for (std::size_t l = 0; l < L; ++l) seed[l] += 1.0;
+        lanes::get().reverse(*this, v, adj, B, L);
+        for (std::uint32_t i = 0; i < n_inputs; ++i) {
+            const double* src = adj + std::size_t(i) * B;
+            double* dst = io.grad_base[i] + std::ptrdiff_t(p0) * io.grad_stride[i];
+            for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * io.grad_stride[i]] = src[l];
+        }
+    }
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (std::size_t f = n_failed_before; f < failed.size(); ++f) {
+        const std::ptrdiff_t q = std::ptrdiff_t(failed[f]);
+        for (std::size_t k = 0; k < outputs_.size(); ++k) io.out_base[k][q * io.out_stride[k]] = nan;
+        for (std::size_t i = 0; i < io.grad_base.size(); ++i)
+            io.grad_base[i][q * io.grad_stride[i]] = nan;
+    }
+}
+
+bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
+                        std::vector<std::size_t>& failed,
+                        const std::function<bool()>& stop) const {
+    const std::size_t B = block_size(*this);
+    const std::size_t n_blocks = (n_points + B - 1) / B;
+    // Small batches are not worth a thread start (~tens of microseconds).
+    const std::size_t work = n_points * n_slots();
+    std::size_t n_threads = std::clamp<std::size_t>(std::size_t(std::max(threads, 1)), 1,
+                                                    std::max<std::size_t>(n_blocks, 1));
+    if (work < (std::size_t(1) << 16)) n_threads = 1;
+
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> stopped{false};
+    std::vector<std::vector<std::size_t>> fails(n_threads);
+    auto worker = [&](std::size_t w, bool polls) {
+        std::vector<double> v(B * n_slots()), adj(io.grad_base.empty() ? 0 : B * n_slots());
+        for (slot s = n_inputs; s < first_op_; ++s)
+            std::fill_n(v.begin() + std::ptrdiff_t(s * B), B, init_[s]);
+        std::size_t done = 0;
+        for (std::size_t blk; !stopped.load(std::memory_order_relaxed) &&
+                              (blk = next.fetch_add(1, std::memory_order_relaxed)) < n_blocks;) {
+            const std::size_t p0 = blk * B;
+            run_block(io, p0, std::min(B, n_points - p0), v.data(), adj.data(), fails[w]);
+            if (polls && ++done % 16 == 0 && stop && stop())
+                stopped.store(true, std::memory_order_relaxed);
+        }
+    };
+    std::vector<std::thread> pool;
+    pool.reserve(n_threads - 1);
+    try {
+        for (std::size_t w = 1; w < n_threads; ++w) pool.emplace_back(worker, w, false);
+    } catch (...) {
+        // Could not start more threads: the ones started and this one share the work.
+    }
+    worker(0, true);
+    for (auto& th : pool) th.join();
+    for (auto& f : fails) failed.insert(failed.end(), f.begin(), f.end());
+    std::sort(failed.begin(), failed.end());
+    return !stopped.load();
+}
+
+}  // namespace tapegrad

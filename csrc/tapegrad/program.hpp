@@ -1,0 +1,114 @@
+// A frozen program: the part of a tape that maps a traced function's inputs to its
+// outputs, compacted and optimised once, then replayed at new inputs (one point, or
+// blocks of points lane by lane). Immutable after compile(), so any number of threads
+// may replay it at once; each call brings its own scratch.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tapegrad/ops.hpp"
+#include "tapegrad/tape.hpp"
+
+namespace tapegrad {
+
+using slot = std::uint32_t;
+
+// The comparison a guard re-checks on replay.
+enum class cmp : std::uint8_t { lt, le, gt, ge, eq, ne };
+
+inline bool compare(cmp c, double x, double y) {
+    switch (c) {
+        case cmp::lt: return x < y;
+        case cmp::le: return x <= y;
+        case cmp::gt: return x > y;
+        case cmp::ge: return x >= y;
+        case cmp::eq: return x == y;
+        case cmp::ne: return x != y;
+    }
+    return false;
+}
+
+// One side of a recorded comparison: a tape node, or a plain number.
+struct operand {
+    bool is_node;
+    tape::index node;
+    double value;
+};
+
+// A comparison made while tracing; its outcome steered Python control flow.
+struct recorded_guard {
+    cmp c;
+    operand lhs, rhs;
+    bool outcome;
+    std::string where;  // "file:line" of the comparison
+};
+
+struct guard {
+    cmp c;
+    slot lhs, rhs;
+    bool outcome;
+    std::string where;
+};
+
+class program {
+public:
+    // Slots: [0, n_inputs) inputs, then constants, then one slot per instruction.
+    std::uint32_t n_inputs = 0;
+    std::vector<op> op_;
+    std::vector<slot> a_, b_;
+    std::vector<double> init_;  // inputs 0, constants their value, the rest 0
+    std::vector<slot> outputs_;
+    std::vector<guard> guards_;
+
+    slot n_slots() const { return slot(op_.size()); }
+    slot first_op() const { return first_op_; }
+    void set_first_op(slot s) { first_op_ = s; }
+
+    // --- one point; val and adj hold n_slots() doubles each (caller-owned scratch)
+    void forward(const double* x, double* val) const;
+    // Reverse sweep seeded with seed[k] at output k; adds d/dinputs into grad[n_inputs].
+    void reverse(const double* val, double* adj, const double* seed, double* grad) const;
+    // Index of the first guard whose outcome differs at these values, or -1.
+    long failing_guard(const double* val) const;
+
+    // --- many points, lane by lane. Flat input i of point p is
+    // in_base[i][p * in_stride[i]]; output k goes to out_base[k][p * out_stride[k]];
+    // with grad set, the gradient of output 0 (scalar programs) goes to
+    // grad_base[i][p * grad_stride[i]]. Points whose guards fail are listed in `failed`
+    // (their outputs are NaN). `stop` is polled between blocks; true aborts the call.
+    struct batch_io {
+        std::vector<const double*> in_base;
+        std::vector<std::ptrdiff_t> in_stride;
+        std::vector<double*> out_base;
+        std::vector<std::ptrdiff_t> out_stride;
+        std::vector<double*> grad_base;  // empty: values only
+        std::vector<std::ptrdiff_t> grad_stride;
+    };
+    // Returns false if stopped.
+    bool run_batch(const batch_io& io, std::size_t n_points, int threads,
+                   std::vector<std::size_t>& failed,
+                   const std::function<bool()>& stop) const;
+
+    // Instruction count per op name, for insight.
+    std::vector<std::pair<std::string, std::size_t>> histogram() const;
+
+private:
+    slot first_op_ = 0;
+    void run_block(const batch_io& io, std::size_t p0, std::size_t n, double* val,
+                   double* adj, std::vector<std::size_t>& failed) const;
+};
+
+// Compile the nodes of `t` that the outputs (and guards) depend on into a program whose
+// inputs are the given leaves. Other leaves, constants and anything computed only from
+// them become constants (folded with the values the tape already holds, so results are
+// bit-for-bit those of the eager graph). With cse, repeated (op, args) share one slot.
+// Throws std::invalid_argument for an output or input that is not on the tape.
+program compile(const tape& t, const std::vector<tape::index>& inputs,
+                const std::vector<tape::index>& outputs,
+                const std::vector<recorded_guard>& guards, bool cse);
+
+}  // namespace tapegrad

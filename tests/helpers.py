@@ -1,0 +1,188 @@
+"""Shared test specs: per-op domains and oracles, comparisons, and random graph programs."""
+import importlib
+import math
+import operator
+from typing import Callable, NamedTuple
+
+import pytest
+from hypothesis import strategies as st
+
+BACKENDS = ("tapegrad.reference", "tapegrad")
+inf, nan = math.inf, math.nan
+
+
+def table_ops():
+    """Every (name, arity) row in either backend's table, for parametrizing at collection.
+
+    The union, so a row that one table lacks still gets tests, which fail on that backend
+    (and test_tables_agree fails too). A backend that cannot be imported adds nothing here:
+    its fixture then fails every test that uses it.
+    """
+    rows = {}
+    for name in BACKENDS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        for op, arity in module.ops():
+            rows.setdefault(op, arity)
+    return list(rows.items())
+
+
+# ---------------------------------------------------------------------------- op specs
+# Each op's test spec: where it is smooth (JAX's rng_factory: log on positives; never at
+# a kink, whose documented value test_conventions checks exactly) and an independent
+# oracle for its value, from Python's math module.
+
+def real(r):
+    return r.uniform(-3.0, 3.0)
+
+
+def positive(r):
+    return r.uniform(0.1, 3.0)
+
+
+def nonzero(r):
+    return r.choice((-1.0, 1.0)) * r.uniform(0.1, 3.0)
+
+
+def untied(r):  # maximum/minimum away from their kink x == y
+    x = real(r)
+    return x, x + nonzero(r)
+
+
+class Spec(NamedTuple):
+    domain: Callable  # random.Random -> tuple of arguments
+    oracle: Callable  # the op's value, computed without tapegrad
+
+
+SPECS = {
+    "add":     Spec(lambda r: (real(r), real(r)), operator.add),
+    "sub":     Spec(lambda r: (real(r), real(r)), operator.sub),
+    "mul":     Spec(lambda r: (real(r), real(r)), operator.mul),
+    "div":     Spec(lambda r: (real(r), nonzero(r)), operator.truediv),
+    "pow":     Spec(lambda r: (positive(r), real(r)), math.pow),
+    "maximum": Spec(untied, max),
+    "minimum": Spec(untied, min),
+    "neg":     Spec(lambda r: (real(r),), operator.neg),
+    "abs":     Spec(lambda r: (nonzero(r),), math.fabs),
+    "sqrt":    Spec(lambda r: (positive(r),), math.sqrt),
+    "exp":     Spec(lambda r: (real(r),), math.exp),
+    "log":     Spec(lambda r: (positive(r),), math.log),
+    "sin":     Spec(lambda r: (real(r),), math.sin),
+    "cos":     Spec(lambda r: (real(r),), math.cos),
+    "tan":     Spec(lambda r: (r.uniform(-1.3, 1.3),), math.tan),
+    "tanh":    Spec(lambda r: (real(r),), math.tanh),
+    "sigmoid": Spec(lambda r: (real(r),), lambda x: 1 / (1 + math.exp(-x))),
+    "relu":    Spec(lambda r: (nonzero(r),), lambda x: max(x, 0.0)),
+}
+
+
+# (op, args, value, grads): the documented values at kinks and singular points, where
+# finite differences cannot go. PyTorch float64 gives the same (test_torch checks it).
+CONVENTIONS = [
+    ("relu", (0.0,), 0.0, [0.0]),
+    ("relu", (-0.0,), 0.0, [0.0]),
+    ("abs", (0.0,), 0.0, [0.0]),
+    ("abs", (-0.0,), 0.0, [0.0]),
+    ("maximum", (1.5, 1.5), 1.5, [0.5, 0.5]),
+    ("minimum", (1.5, 1.5), 1.5, [0.5, 0.5]),
+    ("maximum", (0.0, -0.0), -0.0, [0.5, 0.5]),
+    ("sqrt", (0.0,), 0.0, [inf]),
+    ("log", (0.0,), -inf, [inf]),
+    ("pow", (0.0, 0.0), 1.0, [0.0, 0.0]),
+    ("pow", (0.0, 2.0), 0.0, [0.0, 0.0]),
+    ("pow", (0.0, 0.5), 0.0, [inf, 0.0]),
+    ("pow", (-2.0, 3.0), -8.0, [12.0, nan]),
+    ("pow", (-2.0, 0.5), nan, [nan, nan]),
+    ("pow", (-3.0, 3.0), -27.0, [27.0, nan]),
+    ("pow", (-2.0, 0.0), 1.0, [0.0, nan]),
+    ("pow", (2.0, 0.0), 1.0, [0.0, math.log(2.0)]),
+    ("div", (1.0, 0.0), inf, [inf, -inf]),
+    ("log", (-1.0,), nan, [-1.0]),
+    ("exp", (1000.0,), inf, [inf]),
+    ("sigmoid", (-1000.0,), 0.0, [0.0]),
+    ("tanh", (inf,), 1.0, [0.0]),
+]
+
+
+def spec_for(op):
+    """The op's spec; a table row without one is a test failure, never a skip."""
+    if op not in SPECS:
+        pytest.fail(f"op {op!r} has no test spec: add its domain and oracle to SPECS "
+                    "in tests/helpers.py")
+    return SPECS[op]
+
+
+def same(a, b, rel=0.0, abs_=0.0):
+    """a and b agree: both NaN, the same infinity, or finite and within tolerance."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+# ---------------------------------------------------------------------------- random graphs
+# A program: leaf values, then steps (op, style, args); an arg is an int (an earlier
+# node: leaves first, then step results) or a float constant. The same program runs on
+# any backend, so graphs with shared leaves and shared intermediates are built identically.
+
+OPERATORS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+             "div": operator.truediv, "pow": operator.pow, "neg": operator.neg,
+             "abs": operator.abs}
+STYLES = ("function", "method", "operator")
+SPECIAL = (0.0, -0.0, 1.0, -1.0, 0.5, 2.0, -2.0, 3.0)
+
+
+def run(program, backend):
+    """Build the program's graph on ``backend``; returns every node (leaves first)."""
+    leaves, steps = program
+    nodes = [backend.Var(v) for v in leaves]
+    for op, style, args in steps:
+        vals = [nodes[a] if isinstance(a, int) else a for a in args]
+        if style == "operator" and op in OPERATORS:
+            out = OPERATORS[op](*vals)
+        elif style == "method" and isinstance(vals[0], backend.Var):
+            out = getattr(vals[0], op)(*vals[1:])
+        else:
+            out = getattr(backend, op)(*vals)
+        nodes.append(out)
+    return nodes
+
+
+def reachable(program, root):
+    """Indices of the nodes ``root`` depends on, itself included."""
+    leaves, steps = program
+    seen, stack = {root}, [root]
+    while stack:
+        i = stack.pop()
+        if i >= len(leaves):
+            for a in steps[i - len(leaves)][2]:
+                if isinstance(a, int) and a not in seen:
+                    seen.add(a)
+                    stack.append(a)
+    return seen
+
+
+leaf_values = st.one_of(st.sampled_from(SPECIAL), st.floats(-4.0, 4.0))
+
+
+@st.composite
+def programs(draw, ops, max_leaves=4, max_steps=14):
+    """Random expression DAGs: few leaves, so operands are reused (shared) often."""
+    leaves = draw(st.lists(leaf_values, min_size=1, max_size=max_leaves))
+    steps = []
+    for _ in range(draw(st.integers(1, max_steps))):
+        op, arity = draw(st.sampled_from(ops))
+        n = len(leaves) + len(steps)
+        node = st.integers(0, n - 1)
+        if arity == 1:
+            args = (draw(node),)
+        else:
+            args = (draw(node), draw(node))
+            if draw(st.integers(0, 4)) == 0:  # a constant on one side
+                k = draw(st.integers(0, 1))
+                args = args[:k] + (draw(leaf_values),) + args[k + 1:]
+        steps.append((op, draw(st.sampled_from(STYLES)), args))
+    return leaves, steps

@@ -1,0 +1,105 @@
+"""Every table row: value against an independent oracle, gradient against finite differences.
+
+Parametrized over the op tables themselves, so a new row is tested with no new test code
+(and fails until it has a spec in helpers.SPECS).
+"""
+import math
+import random
+import re
+from pathlib import Path
+
+import pytest
+from helpers import spec_for, table_ops
+
+OPS = table_ops()
+IDS = [op for op, _ in OPS]
+SAMPLES = 12
+
+
+def samples(op):
+    spec = spec_for(op)
+    r = random.Random(op)
+    return [spec.domain(r) for _ in range(SAMPLES)]
+
+
+def central_difference(f, x, h=1e-3):
+    """Stan's 6-point stencil: error O(h**6), about 1e-10 for smooth f."""
+    return (f(x + 3 * h) - 9 * f(x + 2 * h) + 45 * f(x + h)
+            - 45 * f(x - h) + 9 * f(x - 2 * h) - f(x - 3 * h)) / (60 * h)
+
+
+def row(backend, op):
+    table = dict(backend.ops())
+    assert op in table, f"op {op!r} is missing from this backend's table"
+    return table[op]
+
+
+@pytest.mark.parametrize("op, arity", OPS, ids=IDS)
+def test_value_matches_oracle(backend, op, arity):
+    assert row(backend, op) == arity
+    oracle = spec_for(op).oracle
+    for args in samples(op):
+        assert len(args) == arity
+        expected = oracle(*args)
+        assert getattr(backend, op)(*args) == expected  # plain numbers: a float
+        assert getattr(backend, op)(*map(backend.Var, args)).value == expected
+
+
+@pytest.mark.parametrize("op, arity", OPS, ids=IDS)
+def test_gradient_matches_finite_differences(backend, op, arity):
+    assert row(backend, op) == arity
+    f = getattr(backend, op)
+    for args in samples(op):
+        leaves = [backend.Var(a) for a in args]
+        f(*leaves).backward()
+        for k in range(arity):
+            def partial(t, k=k, args=args):
+                return f(*args[:k], t, *args[k + 1:])
+            fd = central_difference(partial, args[k])
+            assert math.isclose(leaves[k].grad, fd, rel_tol=1e-7, abs_tol=1e-9), (args, k)
+
+
+@pytest.mark.parametrize("op, arity", OPS, ids=IDS)
+def test_method_function_and_mixed_forms_agree(backend, op, arity):
+    assert row(backend, op) == arity
+    f = getattr(backend, op)
+    for args in samples(op)[:3]:
+        xs = [backend.Var(a) for a in args]
+        expected = f(*args)
+        method = getattr(xs[0], op)(*xs[1:])
+        assert type(expected) is float
+        assert isinstance(method, backend.Var)
+        assert method.op == op and method.value == expected
+        assert [p.id for p in method.inputs] == [x.id for x in xs]
+        if arity == 2:  # a plain number on either side becomes a 'const' input
+            for node, k in ((f(args[0], xs[1]), 0), (f(xs[0], args[1]), 1),
+                            (getattr(xs[0], op)(args[1]), 1)):
+                assert node.op == op and node.value == expected
+                assert node.inputs[k].op == "const" and node.inputs[k].value == args[k]
+                assert node.inputs[1 - k].id == xs[1 - k].id
+
+
+@pytest.mark.parametrize("op, arity", OPS, ids=IDS)
+def test_local_grads_is_the_backward_rule(backend, op, arity):
+    assert row(backend, op) == arity
+    for args in samples(op)[:3]:
+        xs = [backend.Var(a) for a in args]
+        out = getattr(backend, op)(*xs)
+        out.backward()
+        assert backend.local_grads(out) == tuple(x.grad for x in xs)
+        scaled = backend.local_grads(out, 2.0)
+        assert len(scaled) == arity
+        assert all(math.isclose(s, 2 * x.grad, rel_tol=1e-15) for s, x in zip(scaled, xs))
+
+
+def ops_def_rows():
+    """(name, arity) per TG_OP row of csrc/tapegrad/ops.def, the single op table."""
+    text = (Path(__file__).resolve().parents[1] / "csrc" / "tapegrad" / "ops.def").read_text()
+    return [(name, int(arity))
+            for name, arity in re.findall(r"^TG_OP\(\s*(\w+)\s*,\s*(\d+)\s*,", text, re.M)]
+
+
+def test_table_matches_ops_def(backend):
+    rows = ops_def_rows()
+    assert len(rows) >= 18
+    assert backend.ops() == rows
