@@ -64,6 +64,13 @@ SPECS = {
     "pow":     Spec(lambda r: (positive(r), real(r)), math.pow),
     "maximum": Spec(untied, max),
     "minimum": Spec(untied, min),
+    "lt":      Spec(untied, lambda x, y: float(x < y)),
+    "le":      Spec(untied, lambda x, y: float(x <= y)),
+    "gt":      Spec(untied, lambda x, y: float(x > y)),
+    "ge":      Spec(untied, lambda x, y: float(x >= y)),
+    # cond away from 0, where the select flips (test_trace checks both sides exactly)
+    "if_true":  Spec(lambda r: (nonzero(r), real(r)), lambda c, a: a if c else 0.0),
+    "if_false": Spec(lambda r: (nonzero(r), real(r)), lambda c, a: 0.0 if c else a),
     "neg":     Spec(lambda r: (real(r),), operator.neg),
     "abs":     Spec(lambda r: (nonzero(r),), math.fabs),
     "sqrt":    Spec(lambda r: (positive(r),), math.sqrt),

@@ -19,6 +19,13 @@ TORCH = {
     "neg": torch.neg, "abs": torch.abs, "sqrt": torch.sqrt, "exp": torch.exp,
     "log": torch.log, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan,
     "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
+    # comparisons are not differentiable in torch: add 0 * operands to get zero grads
+    "lt": lambda x, y: (x < y).double() + 0 * (x + y),
+    "le": lambda x, y: (x <= y).double() + 0 * (x + y),
+    "gt": lambda x, y: (x > y).double() + 0 * (x + y),
+    "ge": lambda x, y: (x >= y).double() + 0 * (x + y),
+    "if_true": lambda c, a: torch.where(c != 0, a, torch.zeros_like(a)) + 0 * c,
+    "if_false": lambda c, a: torch.where(c != 0, torch.zeros_like(a), a) + 0 * c,
 }
 OPS = table_ops()
 

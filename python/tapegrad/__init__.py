@@ -21,6 +21,7 @@ except ImportError as err:  # pragma: no cover - depends on the install
     ) from err
 
 from ._core import Var, local_grads, ops
+from .function import Function, TraceError, trace
 
 __version__ = "0.1.0"
 
@@ -29,10 +30,21 @@ _OP_NAMES = tuple(name for name, _ in ops())
 globals().update({name: getattr(_core, name) for name in _OP_NAMES})
 
 
+def where(cond, a, b):
+    """``a`` where ``cond`` is nonzero, else ``b``, as a branch-free graph node
+    (``if_true(cond, a) + if_false(cond, b)``), so a traced Function replays it correctly
+    for any input. Build ``cond`` with ``tg.lt/le/gt/ge`` (nodes), not ``<`` (a Python
+    bool, which tracing records as a guard). Only the chosen side gets a gradient."""
+    if not any(isinstance(v, Var) for v in (cond, a, b)):
+        return a if cond else b
+    return _core.if_true(cond, a) + _core.if_false(cond, b)
+
+
 def zero_grad(vars: Iterable[Var]) -> None:
     """Set the grad of every Var in ``vars`` to 0 (the collection form of Var.zero_grad)."""
     for v in vars:
         v.zero_grad()
 
 
-__all__ = ["Var", "local_grads", "ops", "zero_grad", *_OP_NAMES]
+__all__ = ["Function", "TraceError", "Var", "local_grads", "ops", "trace", "where", "zero_grad",
+           *_OP_NAMES]

@@ -90,6 +90,14 @@ OPS = {
     "minimum": (2, lambda x, y: x if (x < y or x != x) else y,
                    lambda x, y, out, g: (g if x < y else 0.5 * g if x == y else 0.0,
                                          g if y < x else 0.5 * g if x == y else 0.0)),
+    "lt":       (2, lambda x, y: 1.0 if x < y else 0.0,  lambda x, y, out, g: (0.0, 0.0)),
+    "le":       (2, lambda x, y: 1.0 if x <= y else 0.0, lambda x, y, out, g: (0.0, 0.0)),
+    "gt":       (2, lambda x, y: 1.0 if x > y else 0.0,  lambda x, y, out, g: (0.0, 0.0)),
+    "ge":       (2, lambda x, y: 1.0 if x >= y else 0.0, lambda x, y, out, g: (0.0, 0.0)),
+    "if_true":  (2, lambda x, y: y if x != 0 else 0.0,
+                    lambda x, y, out, g: (0.0, g if x != 0 else 0.0)),
+    "if_false": (2, lambda x, y: 0.0 if x != 0 else y,
+                    lambda x, y, out, g: (0.0, 0.0 if x != 0 else g)),
     "neg":     (1, lambda x, y: -x,
                    lambda x, y, out, g: (-g, 0.0)),
     "abs":     (1, lambda x, y: _fabs(x),
@@ -415,6 +423,15 @@ def local_grads(v, g=None):
     return _partials(v, adjoint)[:len(v._inputs)] if v._inputs else ()
 
 
+def where(cond, a, b):
+    """``a`` where ``cond`` is nonzero, else ``b``, as a branch-free graph node
+    (``if_true(cond, a) + if_false(cond, b)``). Build ``cond`` with ``lt``/``le``/``gt``/
+    ``ge`` (nodes), not ``<`` (a Python bool). Only the chosen side gets a gradient."""
+    if not any(isinstance(v, Var) for v in (cond, a, b)):
+        return a if cond else b
+    return if_true(cond, a) + if_false(cond, b)  # noqa: F821 - generated from OPS above
+
+
 def zero_grad(variables):
     """Set the grad of every Var in ``variables`` (any iterable) to 0.0."""
     for v in variables:
@@ -423,4 +440,4 @@ def zero_grad(variables):
         v._grad = 0.0
 
 
-__all__ = ["Var", "local_grads", "ops", "zero_grad", *OPS]
+__all__ = ["Var", "local_grads", "ops", "where", "zero_grad", *OPS]

@@ -1,0 +1,327 @@
+"""Trace once, replay many: ``tg.trace(fn, *examples)`` -> ``tg.Function``.
+
+A Function is ``fn`` recorded once on placeholder leaves, compiled into a frozen program
+(constant folding, common-subexpression elimination, dead-code elimination) and replayed
+in C++ at new inputs: one point at a time, or many points at once from numpy arrays
+(leading dimensions are batch dimensions, broadcast across arguments as numpy does),
+split across threads with the GIL released.
+
+Python control flow that depends on a traced value is never silently wrong: every
+comparison of a Var while tracing (``if x > 0``, ``bool(v)``, ``float(v)``, ...) is kept
+as a guard and re-checked on replay; an input that would take another branch raises
+``TraceError`` naming the file:line of the comparison, or, with ``retrace=True``, is
+evaluated by re-tracing ``fn`` at that input. ``tg.where(cond, a, b)`` with ``cond`` from
+``tg.lt/le/gt/ge`` records a branch-free select instead.
+"""
+from __future__ import annotations
+
+import linecache
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import _core
+from ._core import Var
+
+PICKLE_VERSION = 1
+
+
+class TraceError(RuntimeError):
+    """A replayed input takes another branch than the one recorded when tracing."""
+
+
+def _location(where: str) -> str:
+    file, _, line = where.rpartition(":")
+    source = linecache.getline(file, int(line)).strip() if line.isdigit() else ""
+    return f"{where}: {source}" if source else where
+
+
+def _default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _point_shape(example: Any, k: int) -> tuple[int, ...]:
+    if isinstance(example, Var):
+        raise TypeError(f"trace: example argument {k} is a Var; pass a number or an array "
+                        "of numbers (placeholders are made for you)")
+    try:
+        a = np.asarray(example, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"trace: example argument {k} must be a real number or an array of "
+                        f"them, got {type(example).__name__}") from err
+    return a.shape
+
+
+def _placeholder(example: Any, shape: tuple[int, ...]) -> Any:
+    values = np.asarray(example, dtype=np.float64)
+    if shape == ():
+        return Var(float(values))
+    leaves = np.empty(shape, dtype=object)
+    for i, x in np.ndenumerate(values):
+        leaves[i] = Var(float(x))
+    return leaves
+
+
+def _flatten_outputs(out: Any) -> tuple[list[Var], tuple[int, ...]]:
+    """fn's result as a flat list of Vars and the shape to give values back in."""
+    if isinstance(out, Var):
+        return [out], ()
+    if isinstance(out, (int, float)) and not isinstance(out, bool):
+        return [Var(float(out))], ()
+    try:
+        arr = np.asarray(out, dtype=object)
+    except Exception as err:  # pragma: no cover - numpy raises many kinds here
+        raise TypeError(f"trace: fn must return a Var or a sequence of Vars, got "
+                        f"{type(out).__name__}") from err
+    if arr.ndim == 0:
+        raise TypeError(f"trace: fn must return a Var or a sequence of Vars, got "
+                        f"{type(out).__name__}")
+    flat = []
+    for v in arr.reshape(-1):
+        if isinstance(v, Var):
+            flat.append(v)
+        elif isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+            flat.append(Var(float(v)))  # a constant output
+        else:
+            raise TypeError(f"trace: fn returned a {type(v).__name__} among its outputs; "
+                            "expected Vars or numbers")
+    return flat, arr.shape
+
+
+def _record(fn: Callable, examples: Sequence[Any], cse: bool) -> tuple[Any, list, tuple]:
+    shapes = [_point_shape(e, k) for k, e in enumerate(examples)]
+    args = [_placeholder(e, s) for e, s in zip(examples, shapes)]
+    inputs = [a for arg in args for a in ([arg] if isinstance(arg, Var) else arg.reshape(-1))]
+    recording = _core.Recording()
+    recording.start()
+    try:
+        out = fn(*args)
+    finally:
+        recording.stop()
+    outputs, out_shape = _flatten_outputs(out)
+    program = _core.compile(inputs, outputs, recording, cse)
+    return program, shapes, out_shape
+
+
+class Function:
+    """A traced function: values, gradients and Jacobians at new inputs, in C++.
+
+    Made by :func:`tapegrad.trace`. Immutable and safe to call from many threads at once.
+    """
+
+    def __init__(self, fn: Callable | None, programs: list, arg_shapes: list,
+                 out_shape: tuple, retrace: bool, cse: bool):
+        self._fn = fn
+        self._programs = programs  # the first trace, then any retraces (retrace=True)
+        self._arg_shapes = [tuple(s) for s in arg_shapes]
+        self._out_shape = tuple(out_shape)
+        self._retrace = retrace
+        self._cse = cse
+        self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._arg_shapes]
+        self._n_out = int(np.prod(self._out_shape, dtype=np.int64))
+
+    # -- insight ------------------------------------------------------------------------
+
+    @property
+    def n_nodes(self) -> int:
+        """Nodes of the (first) compiled program: inputs, constants and ops."""
+        return self._programs[0].n_nodes
+
+    @property
+    def n_ops(self) -> int:
+        return self._programs[0].n_ops
+
+    @property
+    def n_guards(self) -> int:
+        return self._programs[0].n_guards
+
+    def ops_histogram(self) -> dict[str, int]:
+        """How many instructions of each op the compiled program runs."""
+        return dict(self._programs[0].histogram())
+
+    def __repr__(self) -> str:
+        name = getattr(self._fn, "__name__", "fn")
+        args = ", ".join("scalar" if s == () else "x".join(map(str, s)) for s in self._arg_shapes)
+        out = "scalar" if self._out_shape == () else "x".join(map(str, self._out_shape))
+        return (f"<tapegrad.Function {name}({args}) -> {out}: {self.n_nodes} nodes, "
+                f"{self.n_ops} ops, {self.n_guards} guards>")
+
+    # -- calling ------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, threads: int | None = None) -> Any:
+        """fn's value(s) at these arguments (leading batch dimensions allowed)."""
+        return self._run(args, mode=0, threads=threads)[0]
+
+    def value_and_grad(self, *args: Any, threads: int | None = None) -> tuple[Any, Any]:
+        """(value, gradient) of a scalar fn; the gradient as in :meth:`grad`."""
+        value, grads = self._run(args, mode=1, threads=threads)
+        return value, grads
+
+    def grad(self, *args: Any, threads: int | None = None) -> Any:
+        """Gradient of a scalar fn with respect to every argument, each shaped like its
+        argument (a tuple for several arguments, like ``jax.grad(fn, argnums=(0, ...))``)."""
+        return self._run(args, mode=1, threads=threads)[1]
+
+    def jacobian(self, *args: Any, threads: int | None = None) -> Any:
+        """d outputs / d argument, per argument: shape batch + out_shape + arg_shape."""
+        return self._run(args, mode=2, threads=threads)[1]
+
+    # -- the machinery ------------------------------------------------------------------
+
+    def _arrays(self, args: Sequence[Any]) -> tuple[list[np.ndarray], tuple[int, ...]]:
+        if len(args) != len(self._arg_shapes):
+            raise TypeError(f"Function takes {len(self._arg_shapes)} argument(s), got "
+                            f"{len(args)}")
+        arrays, batches = [], []
+        for k, (a, shape) in enumerate(zip(args, self._arg_shapes)):
+            try:
+                arr = np.asarray(a, dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"argument {k}: expected real numbers, got "
+                                f"{type(a).__name__}") from err
+            nd = len(shape)
+            if arr.ndim < nd or arr.shape[arr.ndim - nd:] != shape:
+                want = "a scalar" if nd == 0 else f"trailing shape {shape}"
+                raise ValueError(f"argument {k}: expected {want} (traced point shape), got "
+                                 f"shape {arr.shape}")
+            arrays.append(arr)
+            batches.append(arr.shape[:arr.ndim - nd])
+        try:
+            batch = np.broadcast_shapes(*batches)
+        except ValueError as err:
+            raise ValueError(f"batch dimensions do not broadcast: {batches}") from err
+        return arrays, batch
+
+    def _run(self, args: Sequence[Any], mode: int, threads: int | None) -> tuple[Any, Any]:
+        if mode == 1 and self._n_out != 1:
+            raise ValueError("grad/value_and_grad need a scalar function; use jacobian()")
+        arrays, batch = self._arrays(args)
+        if batch == ():
+            return self._point(arrays, mode)
+        return self._batch(arrays, batch, mode, _default_threads() if threads is None else threads)
+
+    def _point(self, arrays: list[np.ndarray], mode: int) -> tuple[Any, Any]:
+        x = np.concatenate([a.reshape(-1) for a in arrays]) if len(arrays) != 1 else arrays[0].reshape(-1)
+        out, jac = self._eval_point(x, mode)
+        value = out.reshape(self._out_shape) if self._out_shape else out[0]
+        if mode == 0:
+            return value, None
+        jac = jac.reshape((self._n_out if mode == 2 else 1, -1))
+        parts = np.split(jac, np.cumsum(self._sizes)[:-1], axis=1)
+        if mode == 1:
+            grads = [p.reshape(s) if s else p[0, 0] for p, s in zip(parts, self._arg_shapes)]
+        else:
+            grads = [p.reshape(self._out_shape + s) for p, s in zip(parts, self._arg_shapes)]
+        return value, grads[0] if len(grads) == 1 else tuple(grads)
+
+    def _eval_point(self, x: np.ndarray, mode: int) -> tuple[np.ndarray, Any]:
+        first_failure = None
+        for program in self._programs:
+            out, jac, failed = program.point(x, mode)
+            if failed < 0:
+                return out, jac
+            if first_failure is None:
+                first_failure = (program, failed)
+        if self._retrace and self._fn is not None:
+            examples = np.split(x, np.cumsum(self._sizes)[:-1])
+            examples = [e.reshape(s) if s else float(e[0]) for e, s in zip(examples, self._arg_shapes)]
+            program, shapes, out_shape = _record(self._fn, examples, self._cse)
+            self._programs.append(program)
+            out, jac, failed = program.point(x, mode)
+            if failed < 0:
+                return out, jac
+            first_failure = (program, failed)
+        program, k = first_failure
+        raise TraceError(
+            "this input takes another branch than the one traced: the comparison at "
+            f"{_location(program.guard_location(k))} went the other way. Use tg.where() "
+            "for a branch-free select, or trace(..., retrace=True) to re-record per branch.")
+
+    def _batch(self, arrays: list[np.ndarray], batch: tuple, mode: int,
+               threads: int) -> tuple[Any, Any]:
+        n = int(np.prod(batch, dtype=np.int64))
+        cols = []
+        for a, shape, size in zip(arrays, self._arg_shapes, self._sizes):
+            b = a.shape[:a.ndim - len(shape)]
+            if int(np.prod(b, dtype=np.int64)) == 1:
+                cols.append(np.ascontiguousarray(a.reshape(1, size)))
+            elif b == batch:
+                flat = a.reshape(n, size)  # a view whenever numpy can make one
+                cols.append(flat if flat.strides[0] % 8 == 0 and flat.strides[1] % 8 == 0
+                            else np.ascontiguousarray(flat))
+            else:
+                cols.append(np.ascontiguousarray(np.broadcast_to(a, batch + shape).reshape(n, size)))
+        program = self._programs[0]
+        out = np.empty((n, self._n_out))
+        if mode == 0:
+            failed = program.batch(cols, out, None, threads)
+            jac = None
+        elif mode == 1:
+            grads = [np.empty((n, size)) for size in self._sizes]
+            failed = program.batch(cols, out, grads, threads)
+            jac = grads
+        else:
+            raise NotImplementedError("batched jacobian is not implemented yet; "
+                                      "call jacobian() per point")
+        if len(failed):
+            self._repair(failed, cols, out, jac, mode)
+        value = out.reshape(batch + self._out_shape)
+        if mode == 0:
+            return value, None
+        grads = [g.reshape(batch + s) for g, s in zip(jac, self._arg_shapes)]
+        return value, grads[0] if len(grads) == 1 else tuple(grads)
+
+    def _repair(self, failed: np.ndarray, cols: list, out: np.ndarray, grads: Any,
+                mode: int) -> None:
+        """Points whose guards failed: re-evaluated one by one (retrace), or reported."""
+        if not self._retrace:
+            program = self._programs[0]
+            p = int(failed[0])
+            x = np.concatenate([c[p if c.shape[0] > 1 else 0] for c in cols])
+            _, _, k = program.point(x, 0)
+            shown = ", ".join(map(str, failed[:10])) + (", ..." if len(failed) > 10 else "")
+            raise TraceError(
+                f"{len(failed)} of {out.shape[0]} points take another branch than the one "
+                f"traced (flat batch indices {shown}): the comparison at "
+                f"{_location(program.guard_location(max(k, 0)))} went the other way. Use "
+                "tg.where() for a branch-free select, or trace(..., retrace=True).")
+        for p in failed:
+            x = np.concatenate([c[p if c.shape[0] > 1 else 0] for c in cols])
+            o, jac = self._eval_point(x, mode)
+            out[p] = o
+            if mode == 1:
+                parts = np.split(jac, np.cumsum(self._sizes)[:-1])
+                for g, part in zip(grads, parts):
+                    g[p] = part
+
+    # -- pickling -----------------------------------------------------------------------
+
+    def __reduce__(self):
+        fn = self._fn if self._retrace else None  # only a retracing Function needs fn
+        state = (PICKLE_VERSION, self._programs, self._arg_shapes, self._out_shape,
+                 self._retrace, self._cse, fn)
+        return (_restore, (state,))
+
+
+def _restore(state: tuple) -> Function:
+    if not isinstance(state, tuple) or not state or state[0] != PICKLE_VERSION:
+        got = state[0] if isinstance(state, tuple) and state else state
+        raise ValueError(f"cannot unpickle tapegrad.Function: format version {got!r}, this "
+                         f"tapegrad reads version {PICKLE_VERSION}")
+    _, programs, arg_shapes, out_shape, retrace, cse, fn = state
+    return Function(fn, list(programs), arg_shapes, out_shape, retrace, cse)
+
+
+def trace(fn: Callable, *example_args: Any, retrace: bool = False, cse: bool = True) -> Function:
+    """Record ``fn`` once at ``example_args`` and return a replayable :class:`Function`.
+
+    Each example fixes its argument's point shape: a number is a scalar input, an array
+    (or sequence) of shape S is an input of shape S, which ``fn`` receives as a numpy
+    object array of Vars. ``fn`` returns a Var (scalar function) or a sequence/array of
+    Vars (vector function). Vars that ``fn`` closes over are constants of the trace.
+    """
+    if not callable(fn):
+        raise TypeError(f"trace: fn must be callable, got {type(fn).__name__}")
+    program, shapes, out_shape = _record(fn, example_args, cse)
+    return Function(fn, [program], shapes, out_shape, retrace, cse)
