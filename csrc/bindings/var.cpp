@@ -379,7 +379,13 @@ PyObject* var_repr(PyObject* self) {
 Py_hash_t var_hash(PyObject* self) {
     auto* v = reinterpret_cast<VarObject*>(self);
     constexpr std::uint64_t P = (std::uint64_t(1) << 61) - 1;
-    const std::uint64_t uid = v->tape->nodes.uid(v->idx);
+    std::uint64_t uid;
+    try {
+        uid = v->tape->nodes.uid(v->idx);
+    } catch (...) {
+        set_error_from_exception();
+        return -1;
+    }
     return static_cast<Py_hash_t>((v->tape->serial * 8 % P + uid % P) % P);
 }
 
@@ -484,7 +490,13 @@ PyObject* get_id(PyObject* self, void*) {
     auto* v = reinterpret_cast<VarObject*>(self);
     PyObject* hi = PyLong_FromUnsignedLongLong(v->tape->serial);
     PyObject* shift = PyLong_FromLong(64);
-    PyObject* lo = PyLong_FromUnsignedLongLong(v->tape->nodes.uid(v->idx));
+    std::uint64_t uid;
+    try {
+        uid = v->tape->nodes.uid(v->idx);
+    } catch (...) {
+        return set_error_from_exception();
+    }
+    PyObject* lo = PyLong_FromUnsignedLongLong(uid);
     PyObject* top = (hi && shift) ? PyNumber_Lshift(hi, shift) : nullptr;
     PyObject* id = (top && lo) ? PyNumber_Or(top, lo) : nullptr;
     Py_XDECREF(hi);

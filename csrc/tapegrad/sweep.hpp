@@ -27,7 +27,9 @@ inline void forward_sweep(const op* o, const std::uint32_t* a, const std::uint32
 
 // Reverse sweep over [lo, hi), newest first: each node with a nonzero adjoint adds its
 // local rule's contribution to its arguments' adjoints. Zero adjoints are skipped, so
-// 0 * inf never leaks NaN into a branch whose gradient is zero.
+// 0 * inf never leaks NaN into a branch whose gradient is zero. Constants get no
+// contribution: nothing reads their adjoint, and skipping them spares e.g. the log in
+// pow's d/dy for `x ** 2`.
 inline void reverse_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
                           const double* val, double* adj, std::uint32_t lo,
                           std::uint32_t hi) {
@@ -38,8 +40,9 @@ inline void reverse_sweep(const op* o, const std::uint32_t* a, const std::uint32
 #define TG_OP(name, arity, fwd_, dx_, dy_)                                      \
     case op::name: {                                                            \
         const double x = val[a[i]], y = val[b[i]], out = val[i];               \
-        adj[a[i]] += kernel::name::dx(x, y, out, g);                            \
-        if constexpr (arity == 2) adj[b[i]] += kernel::name::dy(x, y, out, g);  \
+        if (o[a[i]] != op::constant) adj[a[i]] += kernel::name::dx(x, y, out, g); \
+        if constexpr (arity == 2)                                               \
+            if (o[b[i]] != op::constant) adj[b[i]] += kernel::name::dy(x, y, out, g); \
         break;                                                                  \
     }
 #include "tapegrad/ops.def"

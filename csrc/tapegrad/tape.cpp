@@ -34,9 +34,8 @@ void tape::grow(index n) {  // cap_ - size_ < n
     auto a0 = resized(arg0_, size_, cap), a1 = resized(arg1_, size_, cap);
     auto v = resized(val_, size_, cap), d = resized(adj_, size_, cap);
     auto l = resized(live_, size_, cap);
-    auto u = resized(uid_, size_, cap);
     op_ = std::move(o), arg0_ = std::move(a0), arg1_ = std::move(a1);
-    val_ = std::move(v), adj_ = std::move(d), live_ = std::move(l), uid_ = std::move(u);
+    val_ = std::move(v), adj_ = std::move(d), live_ = std::move(l);
     cap_ = index(cap);
 }
 
@@ -71,11 +70,16 @@ void tape::compact() {
         val_[j] = val_[i];
         adj_[j] = adj_[i];
         live_[j] = live_[i];
-        uid_[j] = uid_[i];
         ++j;
     }
     dirty_ = dirty_ >= size_ ? j : dirty;
     if (j == size_) return;
+    if (!uids_.empty()) {
+        std::unordered_map<index, std::uint64_t> moved;
+        for (const auto& [i, u] : uids_)
+            if (keep[i]) moved.emplace(to[i], u);
+        uids_.swap(moved);
+    }
     size_ = j;
     relocator_->relocate(to.data());
 }
@@ -85,8 +89,17 @@ tape::index tape::push(op o, index a, index b) {
     return put(o, a, b, forward(o, val_[a], val_[b]));
 }
 
+std::uint64_t tape::uid(index i) {
+    const auto [it, fresh] = uids_.try_emplace(i, next_uid_);
+    if (fresh) ++next_uid_;
+    return it->second;
+}
+
 void tape::drop_unreferenced_top() {
-    while (size_ > 0 && live_[size_ - 1] == 0) --size_;
+    while (size_ > 0 && live_[size_ - 1] == 0) {
+        --size_;
+        if (!uids_.empty()) uids_.erase(size_);
+    }
     if (dirty_ > size_) dirty_ = size_;
 }
 

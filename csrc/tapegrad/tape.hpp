@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <unordered_map>
 
 #include "tapegrad/ops.hpp"
 
@@ -83,17 +84,17 @@ public:
     double& val(index i) { return val_[i]; }
     double val(index i) const { return val_[i]; }
     double adj(index i) const { return adj_[i]; }
-    // A number naming node i for the tape's whole life: unlike the index, it survives
-    // compaction and is never reused.
-    std::uint64_t uid(index i) const { return uid_[i]; }
+    // A number naming node i for the rest of its life: unlike the index, it survives
+    // compaction, and no other node of this tape ever gets it. Assigned on first request
+    // and kept in a side table, so the nodes nobody asks about cost no memory for it.
+    std::uint64_t uid(index i);
     void set_adj(index i, double g) {
         adj_[i] = g;
         if (i >= dirty_) dirty_ = i + 1;
     }
 
-    static constexpr std::size_t bytes_per_node = sizeof(op) + 2 * sizeof(index) +
-                                                  2 * sizeof(double) + sizeof(std::uint32_t) +
-                                                  sizeof(std::uint64_t);
+    static constexpr std::size_t bytes_per_node =
+        sizeof(op) + 2 * sizeof(index) + 2 * sizeof(double) + sizeof(std::uint32_t);
 
 private:
     index put(op o, index a, index b, double v) {
@@ -104,7 +105,6 @@ private:
         val_[i] = v;
         adj_[i] = 0.0;
         live_[i] = 0;
-        uid_[i] = next_uid_++;
         return i;
     }
     void make_room(index n);
@@ -126,7 +126,7 @@ private:
     std::unique_ptr<index[]> arg0_, arg1_;
     std::unique_ptr<double[]> val_, adj_;
     std::unique_ptr<std::uint32_t[]> live_;
-    std::unique_ptr<std::uint64_t[]> uid_;
+    std::unordered_map<index, std::uint64_t> uids_;
     std::uint64_t next_uid_ = 0;
 };
 

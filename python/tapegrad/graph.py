@@ -42,13 +42,14 @@ def backward_edges(root: Any, backend: ModuleType) -> list[Edge]:
     """The edges of a finished backward sweep from ``root``, in the order it visits them.
 
     Each contribution is the node's local rule applied to its adjoint, by the backend's
-    own op table (``backend.local_grads``). Nodes with a zero adjoint are skipped, as in
-    backward() itself.
+    own op table (``backend.local_grads``). Nodes with a zero adjoint, and constants
+    (which take no gradient), are skipped, as in backward() itself.
     """
     edges = []
     for v in reversed(topo_order(root)):
         if v.is_leaf or v.grad == 0:
             continue
         for k, (p, c) in enumerate(zip(v.inputs, backend.local_grads(v))):
-            edges.append(Edge(v, k, p, c))
+            if p.op != "const":
+                edges.append(Edge(v, k, p, c))
     return edges

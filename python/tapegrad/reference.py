@@ -268,7 +268,8 @@ class Var:
             if g == 0.0 or not v._inputs:  # skip a zero adjoint: 0 * inf must not leak NaN
                 continue
             for u, d in zip(v._inputs, _partials(v, g)):  # unary: zip drops d/dy
-                u._grad += d
+                if u._op != "const":  # constants take no gradient (nothing reads it)
+                    u._grad += d
 
     def _subgraph(self):
         # Creation order is a topological order (an op's inputs exist before it) and it is
