@@ -60,7 +60,7 @@ VarObject* var_arg(py::handle h, const char* what) {
 }
 
 std::vector<double>& scratch(std::size_t which, std::size_t n) {
-    thread_local std::vector<double> buffers[2];
+    thread_local std::vector<double> buffers[5];
     auto& b = buffers[which];
     if (b.size() < n) b.resize(n);
     return b;
@@ -198,6 +198,87 @@ program program_from_state(const py::tuple& st) {
     return p;
 }
 
+py::object float64(double v) {
+    static PyObject* type = py::object(py::module_::import("numpy").attr("float64")).release().ptr();
+    PyObject* f = PyFloat_FromDouble(v);
+    if (!f) throw py::error_already_set();
+    PyObject* r = PyObject_CallOneArg(type, f);
+    Py_DECREF(f);
+    if (!r) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(r);
+}
+
+py::object shaped(const double* p, const std::vector<py_ssize>& shape) {
+    if (shape.empty()) return float64(*p);
+    py::array_t<double> a(shape);
+    std::memcpy(a.mutable_data(), p, sizeof(double) * std::size_t(a.size()));
+    return std::move(a);
+}
+
+// F(*args) / F.value_and_grad(*args) at one point, without leaving C++: arguments whose
+// shapes are exactly the traced point shapes. Anything else (batches, odd types, a failed
+// guard) returns None, and function.py takes the general path, which also explains errors.
+py::object call_point(const Program& P, const py::args& args, int mode) {
+    const program& p = *P.p;
+    if (args.size() != P.arg_shapes.size()) return py::none();
+    std::vector<double>& x = scratch(2, p.n_inputs);
+    std::size_t at = 0;
+    for (std::size_t k = 0; k < args.size(); ++k) {
+        PyObject* a = args[k].ptr();
+        const auto& shape = P.arg_shapes[k];
+        if (shape.empty()) {
+            if (PyFloat_CheckExact(a)) {
+                x[at++] = PyFloat_AS_DOUBLE(a);
+            } else if (PyLong_CheckExact(a)) {
+                x[at++] = PyLong_AsDouble(a);
+                if (x[at - 1] == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+            } else {
+                return py::none();
+            }
+            continue;
+        }
+        if (!py::isinstance<py::array>(args[k])) return py::none();
+        auto arr = py::reinterpret_borrow<py::array>(args[k]);
+        if (std::size_t(arr.ndim()) != shape.size()) return py::none();
+        for (std::size_t d = 0; d < shape.size(); ++d)
+            if (arr.shape(py::ssize_t(d)) != shape[d]) return py::none();
+        auto c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
+        if (!c) throw py::error_already_set();
+        std::memcpy(x.data() + at, c.data(), sizeof(double) * std::size_t(c.size()));
+        at += std::size_t(c.size());
+    }
+    if (at != p.n_inputs) return py::none();
+    const std::size_t n = p.n_slots();
+    double* val = scratch(0, n).data();
+    double* adj = scratch(1, n).data();
+    std::vector<double>& grad = scratch(3, p.n_inputs);
+    {
+        std::unique_ptr<py::gil_scoped_release> nogil;
+        if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        p.forward(x.data(), val);
+        if (p.failing_guard(val) >= 0) return py::none();
+        if (mode) {
+            std::vector<double> seed(p.outputs_.size(), 0.0);
+            seed[0] = 1.0;
+            std::fill_n(grad.begin(), p.n_inputs, 0.0);
+            p.reverse(val, adj, seed.data(), grad.data());
+        }
+    }
+    std::vector<double>& out = scratch(4, p.outputs_.size());
+    for (std::size_t k = 0; k < p.outputs_.size(); ++k) out[k] = val[p.outputs_[k]];
+    py::object value = shaped(out.data(), P.out_shape);
+    if (!mode) return value;
+    py::tuple grads(args.size());
+    at = 0;
+    for (std::size_t k = 0; k < args.size(); ++k) {
+        grads[k] = shaped(grad.data() + at, P.arg_shapes[k]);
+        std::size_t size = 1;
+        for (py_ssize d : P.arg_shapes[k]) size *= std::size_t(d);
+        at += size;
+    }
+    return py::make_tuple(value, args.size() == 1 ? py::object(grads[0]) : py::object(grads));
+}
+
 }  // namespace
 
 void register_function(py::module_& m) {
@@ -217,6 +298,13 @@ void register_function(py::module_& m) {
         .def_property_readonly(
             "n_ops", [](const Program& P) { return P.p->n_slots() - P.p->first_op(); })
         .def("histogram", [](const Program& P) { return P.p->histogram(); })
+        .def("set_signature",
+             [](Program& P, std::vector<std::vector<py_ssize>> args, std::vector<py_ssize> out) {
+                 P.arg_shapes = std::move(args);
+                 P.out_shape = std::move(out);
+             })
+        .def("call", [](const Program& P, py::args args) { return call_point(P, args, 0); })
+        .def("call_vg", [](const Program& P, py::args args) { return call_point(P, args, 1); })
         .def("guard_location",
              [](const Program& P, std::size_t k) { return P.p->guards_.at(k).where; })
         .def_property_readonly("n_guards", [](const Program& P) { return P.p->guards_.size(); })
@@ -291,7 +379,7 @@ void register_function(py::module_& m) {
         .def(py::pickle([](const Program& P) { return program_state(*P.p); },
                         [](py::tuple st) {
                             return std::make_shared<Program>(
-                                Program{std::make_shared<const program>(program_from_state(st))});
+                                Program{std::make_shared<const program>(program_from_state(st)), {}, {}});
                         }));
 
     m.def(
@@ -310,8 +398,9 @@ void register_function(py::module_& m) {
             for (py::handle h : inputs) in.push_back(index_of(h, "an input"));
             for (py::handle h : outputs) out.push_back(index_of(h, "an output"));
             if (!t) throw py::value_error("trace: a function needs an input or an output");
-            return std::make_shared<Program>(Program{std::make_shared<const program>(
-                compile(t->nodes, in, out, rec.get().guards, cse))});
+            return std::make_shared<Program>(Program{
+                std::make_shared<const program>(compile(t->nodes, in, out, rec.get().guards, cse)),
+                {}, {}});
         },
         py::arg("inputs"), py::arg("outputs"), py::arg("recording"), py::arg("cse") = true,
         "Compile the graph from `inputs` (placeholder leaves) to `outputs` into a Program.");

@@ -2,14 +2,21 @@
 #include <pybind11/pybind11.h>
 
 #include <memory>
+#include <vector>
 
 #include "tapegrad/program.hpp"
 
 namespace tapegrad::bind {
 
+using py_ssize = pybind11::ssize_t;
+
 // The Python handle of a frozen program; shared, immutable, safe across threads.
 struct Program {
     std::shared_ptr<const program> p;
+    // The traced signature, for the one-point fast path: each argument's point shape
+    // and the output shape.
+    std::vector<std::vector<py_ssize>> arg_shapes;
+    std::vector<py_ssize> out_shape;
 };
 
 void register_function(pybind11::module_& m);

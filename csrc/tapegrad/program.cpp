@@ -3,10 +3,8 @@
 #include <algorithm>
 #include <limits>
 #include <cstring>
-#include <map>
 #include <stdexcept>
 #include <thread>
-#include <tuple>
 #include <unordered_map>
 
 #include "tapegrad/lanes.hpp"
@@ -24,12 +22,60 @@ struct ref {
     std::uint32_t k = 0;  // input number, constant number, or instruction number
 };
 
+// CSE table: (op, arg, arg) -> instruction, open addressing (the compile loop's hot spot).
+class cse_table {
+public:
+    explicit cse_table(std::size_t n) {
+        std::size_t cap = 16;
+        while (cap < 2 * n) cap *= 2;
+        keys_.assign(cap, {~std::uint64_t(0), 0});
+        vals_.resize(cap);
+    }
+    // The instruction already computing (o, a, b), or `fresh` after recording it as such.
+    std::uint32_t find_or_add(op o, std::uint64_t a, std::uint64_t b, std::uint32_t fresh) {
+        const std::pair<std::uint64_t, std::uint64_t> k{a, (b << 8) | std::uint64_t(o)};
+        const std::size_t mask = keys_.size() - 1;
+        for (std::size_t i = mix(k.first ^ mix(k.second)) & mask;; i = (i + 1) & mask) {
+            if (keys_[i] == k) return vals_[i];
+            if (keys_[i].first == ~std::uint64_t(0)) {
+                if (2 * ++used_ > keys_.size()) grow();
+                else {
+                    keys_[i] = k;
+                    vals_[i] = fresh;
+                    return fresh;
+                }
+                return find_or_add(o, a, b, fresh);
+            }
+        }
+    }
+
+private:
+    static std::uint64_t mix(std::uint64_t z) {  // splitmix64's finaliser
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    void grow() {
+        auto keys = std::move(keys_);
+        auto vals = std::move(vals_);
+        keys_.assign(keys.size() * 2, {~std::uint64_t(0), 0});
+        vals_.assign(keys.size() * 2, 0);
+        used_ = 0;
+        for (std::size_t i = 0; i < keys.size(); ++i)
+            if (keys[i].first != ~std::uint64_t(0))
+                find_or_add(op(keys[i].second & 0xff), keys[i].first, keys[i].second >> 8, vals[i]);
+    }
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> keys_;
+    std::vector<std::uint32_t> vals_;
+    std::size_t used_ = 0;
+};
+
 struct builder {
     std::vector<double> consts;
-    std::map<std::uint64_t, std::uint32_t> const_by_bits;  // dedup by bit pattern
+    std::unordered_map<std::uint64_t, std::uint32_t> const_by_bits;  // dedup by bit pattern
     std::vector<op> ops;
     std::vector<ref> args_a, args_b;
-    std::map<std::tuple<op, std::uint64_t, std::uint64_t>, std::uint32_t> seen;  // CSE
+    cse_table seen{0};
 
     ref constant(double v) {
         std::uint64_t bits;
@@ -71,8 +117,10 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
     for (const auto& g : guards)
         for (const operand* o : {&g.lhs, &g.rhs})
             if (o->is_node) need(o->node);
+    std::size_t n_needed = 0;
     for (tape::index i = hi; i-- > 0;) {
         if (!needed[i] || is_leaf(t.op_at(i))) continue;
+        ++n_needed;
         needed[t.arg0(i)] = 1;
         needed[t.arg1(i)] = 1;
     }
@@ -80,6 +128,7 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
     // Constant folding and CSE, in tape order. A node computed only from constants is a
     // constant with the value the eager tape already computed for it.
     builder bld;
+    if (cse) bld.seen = cse_table(n_needed);
     for (tape::index i = 0; i < hi; ++i) {
         if (!needed[i] || where[i].kind == ref::input) continue;
         const op o = t.op_at(i);
@@ -94,10 +143,10 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
         }
         if ((o == op::add || o == op::mul) && key(rb) < key(ra)) std::swap(ra, rb);
         if (cse) {
-            auto [it, fresh] = bld.seen.try_emplace({o, key(ra), key(rb)},
-                                                    std::uint32_t(bld.ops.size()));
-            if (!fresh) {
-                where[i] = {ref::instr, it->second};
+            const auto next = std::uint32_t(bld.ops.size());
+            const std::uint32_t k = bld.seen.find_or_add(o, key(ra), key(rb), next);
+            if (k != next) {
+                where[i] = {ref::instr, k};
                 continue;
             }
         }

@@ -57,10 +57,9 @@ def _placeholder(example: Any, shape: tuple[int, ...]) -> Any:
     values = np.asarray(example, dtype=np.float64)
     if shape == ():
         return Var(float(values))
-    leaves = np.empty(shape, dtype=object)
-    for i, x in np.ndenumerate(values):
-        leaves[i] = Var(float(x))
-    return leaves
+    leaves = np.empty(values.size, dtype=object)
+    leaves[:] = [Var(x) for x in values.reshape(-1).tolist()]
+    return leaves.reshape(shape)
 
 
 def _flatten_outputs(out: Any) -> tuple[list[Var], tuple[int, ...]]:
@@ -120,6 +119,11 @@ class Function:
         self._cse = cse
         self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._arg_shapes]
         self._n_out = int(np.prod(self._out_shape, dtype=np.int64))
+        for program in programs:
+            program.set_signature(self._arg_shapes, self._out_shape)
+        # One point at exactly the traced shapes never leaves C++ (None: general path).
+        self._call = programs[0].call
+        self._call_vg = programs[0].call_vg if self._n_out == 1 else (lambda *a: None)
 
     # -- insight ------------------------------------------------------------------------
 
@@ -151,17 +155,19 @@ class Function:
 
     def __call__(self, *args: Any, threads: int | None = None) -> Any:
         """fn's value(s) at these arguments (leading batch dimensions allowed)."""
-        return self._run(args, mode=0, threads=threads)[0]
+        r = self._call(*args)
+        return r if r is not None else self._run(args, mode=0, threads=threads)[0]
 
     def value_and_grad(self, *args: Any, threads: int | None = None) -> tuple[Any, Any]:
         """(value, gradient) of a scalar fn; the gradient as in :meth:`grad`."""
-        value, grads = self._run(args, mode=1, threads=threads)
-        return value, grads
+        r = self._call_vg(*args)
+        return r if r is not None else self._run(args, mode=1, threads=threads)
 
     def grad(self, *args: Any, threads: int | None = None) -> Any:
         """Gradient of a scalar fn with respect to every argument, each shaped like its
         argument (a tuple for several arguments, like ``jax.grad(fn, argnums=(0, ...))``)."""
-        return self._run(args, mode=1, threads=threads)[1]
+        r = self._call_vg(*args)
+        return r[1] if r is not None else self._run(args, mode=1, threads=threads)[1]
 
     def jacobian(self, *args: Any, threads: int | None = None) -> Any:
         """d outputs / d argument, per argument: shape batch + out_shape + arg_shape."""
@@ -227,6 +233,7 @@ class Function:
             examples = np.split(x, np.cumsum(self._sizes)[:-1])
             examples = [e.reshape(s) if s else float(e[0]) for e, s in zip(examples, self._arg_shapes)]
             program, shapes, out_shape = _record(self._fn, examples, self._cse)
+            program.set_signature(self._arg_shapes, self._out_shape)
             self._programs.append(program)
             out, jac, failed = program.point(x, mode)
             if failed < 0:
