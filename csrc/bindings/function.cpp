@@ -342,15 +342,17 @@ void register_function(py::module_& m) {
             py::arg("x"), py::arg("mode") = 0)
         .def(
             "batch",
-            [](const Program& P, py::list args, py::array out, py::object grads, int threads) {
+            [](const Program& P, py::list args, py::array out, py::object grads, int threads,
+               std::size_t seed_output) {
                 const program& p = *P.p;
                 const std::size_t n = std::size_t(out.ndim() == 2 ? out.shape(0) : 0);
                 program::batch_io io;
                 describe_inputs(p, args, n, io.in_base, io.in_stride);
                 describe_outputs(out, n, p.outputs_.size(), "out", io.out_base, io.out_stride);
                 if (!grads.is_none()) {
-                    if (p.outputs_.size() != 1)
-                        throw py::value_error("batch: gradients need a scalar function");
+                    if (seed_output >= p.outputs_.size())
+                        throw py::value_error("batch: seed_output out of range");
+                    io.seed_output = seed_output;
                     for (py::handle g : grads.cast<py::list>()) {
                         auto a = py::reinterpret_borrow<py::array>(g);
                         describe_outputs(a, n, std::size_t(a.ndim() == 2 ? a.shape(1) : 0),
@@ -375,7 +377,7 @@ void register_function(py::module_& m) {
                 return f;
             },
             py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),
-            py::arg("threads") = 1)
+            py::arg("threads") = 1, py::arg("seed_output") = 0)
         .def(py::pickle([](const Program& P) { return program_state(*P.p); },
                         [](py::tuple st) {
                             return std::make_shared<Program>(

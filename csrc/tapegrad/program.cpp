@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -246,8 +247,12 @@ namespace tapegrad {
 namespace {
 
 std::size_t block_size(const program& p) {
-    // Keep a block's values and adjoints (16 bytes per slot and lane) near 256 KiB.
-    const std::size_t b = (std::size_t(256) << 10) / (16 * std::max<std::size_t>(p.n_slots(), 1));
+    // Keep a block's values and adjoints (16 bytes per slot and lane) near L1/L2 size.
+    static const std::size_t budget = [] {
+        const char* e = std::getenv("TAPEGRAD_BLOCK_BYTES");
+        return e ? std::size_t(std::atol(e)) : (std::size_t(64) << 10);
+    }();
+    const std::size_t b = budget / (16 * std::max<std::size_t>(p.n_slots(), 1));
     return std::clamp<std::size_t>(b & ~std::size_t(7), 8, 512);
 }
 
@@ -281,7 +286,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, doubl
     }
     if (!io.grad_base.empty()) {
         std::memset(adj, 0, sizeof(double) * B * n_slots());
-        double* seed = adj + std::size_t(outputs_[0]) * B;
+        double* seed = adj + std::size_t(outputs_[io.seed_output]) * B;
         for (std::size_t l = 0; l < L; ++l) seed[l] += 1.0;
         lanes::get().reverse(*this, v, adj, B, L);
         for (std::uint32_t i = 0; i < n_inputs; ++i) {

@@ -77,7 +77,7 @@ public:
 
     // --- many points, lane by lane. Flat input i of point p is
     // in_base[i][p * in_stride[i]]; output k goes to out_base[k][p * out_stride[k]];
-    // with grad set, the gradient of output 0 (scalar programs) goes to
+    // with grad set, the gradient of output seed_output goes to
     // grad_base[i][p * grad_stride[i]]. Points whose guards fail are listed in `failed`
     // (their outputs are NaN). `stop` is polled between blocks; true aborts the call.
     struct batch_io {
@@ -87,6 +87,7 @@ public:
         std::vector<std::ptrdiff_t> out_stride;
         std::vector<double*> grad_base;  // empty: values only
         std::vector<std::ptrdiff_t> grad_stride;
+        std::size_t seed_output = 0;  // the output whose gradient goes to grad_base
     };
     // Returns false if stopped.
     bool run_batch(const batch_io& io, std::size_t n_points, int threads,

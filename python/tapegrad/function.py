@@ -170,7 +170,8 @@ class Function:
         return r[1] if r is not None else self._run(args, mode=1, threads=threads)[1]
 
     def jacobian(self, *args: Any, threads: int | None = None) -> Any:
-        """d outputs / d argument, per argument: shape batch + out_shape + arg_shape."""
+        """d outputs / d argument, per argument: shape batch + out_shape + arg_shape
+        (one reverse sweep per output)."""
         return self._run(args, mode=2, threads=threads)[1]
 
     # -- the machinery ------------------------------------------------------------------
@@ -268,15 +269,19 @@ class Function:
             grads = [np.empty((n, size)) for size in self._sizes]
             failed = program.batch(cols, out, grads, threads)
             jac = grads
-        else:
-            raise NotImplementedError("batched jacobian is not implemented yet; "
-                                      "call jacobian() per point")
+        else:  # one reverse sweep per output, each over the whole batch
+            jac = [np.empty((n, self._n_out, size)) for size in self._sizes]
+            for k in range(self._n_out):
+                failed = program.batch(cols, out, [j[:, k, :] for j in jac], threads, k)
         if len(failed):
             self._repair(failed, cols, out, jac, mode)
         value = out.reshape(batch + self._out_shape)
         if mode == 0:
             return value, None
-        grads = [g.reshape(batch + s) for g, s in zip(jac, self._arg_shapes)]
+        if mode == 1:
+            grads = [g.reshape(batch + s) for g, s in zip(jac, self._arg_shapes)]
+        else:
+            grads = [j.reshape(batch + self._out_shape + s) for j, s in zip(jac, self._arg_shapes)]
         return value, grads[0] if len(grads) == 1 else tuple(grads)
 
     def _repair(self, failed: np.ndarray, cols: list, out: np.ndarray, grads: Any,
@@ -297,10 +302,11 @@ class Function:
             x = np.concatenate([c[p if c.shape[0] > 1 else 0] for c in cols])
             o, jac = self._eval_point(x, mode)
             out[p] = o
-            if mode == 1:
-                parts = np.split(jac, np.cumsum(self._sizes)[:-1])
+            if mode:
+                jac = jac.reshape((self._n_out if mode == 2 else 1, -1))
+                parts = np.split(jac, np.cumsum(self._sizes)[:-1], axis=1)
                 for g, part in zip(grads, parts):
-                    g[p] = part
+                    g[p] = part[0] if mode == 1 else part
 
     # -- pickling -----------------------------------------------------------------------
 
