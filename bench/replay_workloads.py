@@ -237,7 +237,9 @@ class TapegradF3:
     def __init__(self):
         import tapegrad as tg
 
+        t0 = time.perf_counter()
         self.F = tg.trace(f3_tapegrad, 0.5, 0.5, 0.5)
+        self.trace_s = time.perf_counter() - t0
 
     def grad(self, X, Y, Z, threads: int = 1):
         return self.F.grad(X, Y, Z, threads=threads)

@@ -23,60 +23,23 @@ struct ref {
     std::uint32_t k = 0;  // input number, constant number, or instruction number
 };
 
-// CSE table: (op, arg, arg) -> instruction, open addressing (the compile loop's hot spot).
-class cse_table {
-public:
-    explicit cse_table(std::size_t n) {
-        std::size_t cap = 16;
-        while (cap < 2 * n) cap *= 2;
-        keys_.assign(cap, {~std::uint64_t(0), 0});
-        vals_.resize(cap);
-    }
-    // The instruction already computing (o, a, b), or `fresh` after recording it as such.
-    std::uint32_t find_or_add(op o, std::uint64_t a, std::uint64_t b, std::uint32_t fresh) {
-        const std::pair<std::uint64_t, std::uint64_t> k{a, (b << 8) | std::uint64_t(o)};
-        const std::size_t mask = keys_.size() - 1;
-        for (std::size_t i = mix(k.first ^ mix(k.second)) & mask;; i = (i + 1) & mask) {
-            if (keys_[i] == k) return vals_[i];
-            if (keys_[i].first == ~std::uint64_t(0)) {
-                if (2 * ++used_ > keys_.size()) grow();
-                else {
-                    keys_[i] = k;
-                    vals_[i] = fresh;
-                    return fresh;
-                }
-                return find_or_add(o, a, b, fresh);
-            }
-        }
-    }
+std::uint64_t mix(std::uint64_t z) {  // splitmix64's finaliser
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
 
-private:
-    static std::uint64_t mix(std::uint64_t z) {  // splitmix64's finaliser
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
-    void grow() {
-        auto keys = std::move(keys_);
-        auto vals = std::move(vals_);
-        keys_.assign(keys.size() * 2, {~std::uint64_t(0), 0});
-        vals_.assign(keys.size() * 2, 0);
-        used_ = 0;
-        for (std::size_t i = 0; i < keys.size(); ++i)
-            if (keys[i].first != ~std::uint64_t(0))
-                find_or_add(op(keys[i].second & 0xff), keys[i].first, keys[i].second >> 8, vals[i]);
-    }
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> keys_;
-    std::vector<std::uint32_t> vals_;
-    std::size_t used_ = 0;
-};
+std::uint64_t key(ref r) { return (std::uint64_t(r.kind) << 32) | r.k; }
 
 struct builder {
     std::vector<double> consts;
     std::unordered_map<std::uint64_t, std::uint32_t> const_by_bits;  // dedup by bit pattern
     std::vector<op> ops;
     std::vector<ref> args_a, args_b;
-    cse_table seen{0};
+    // CSE: open addressing over instruction numbers + 1 (0: empty), 4 bytes a slot, sized
+    // for the live graph. Fresh memory is costly (page faults), so it stays small.
+    std::vector<std::uint32_t> seen;
+    std::size_t n_seen = 0;
 
     ref constant(double v) {
         std::uint64_t bits;
@@ -85,9 +48,55 @@ struct builder {
         if (fresh) consts.push_back(v);
         return {ref::constant, it->second};
     }
-};
 
-std::uint64_t key(ref r) { return (std::uint64_t(r.kind) << 32) | r.k; }
+    // The instruction computing (o, a, b): an earlier one (CSE), or a new one.
+    ref instruction(op o, ref a, ref b, bool cse) {
+        const auto next = std::uint32_t(ops.size());
+        if (cse) {
+            if (2 * (n_seen + 1) > seen.size()) rehash(std::max<std::size_t>(64, 4 * n_seen));
+            const std::size_t mask = seen.size() - 1;
+            for (std::size_t i = hash(o, a, b) & mask;; i = (i + 1) & mask) {
+                const std::uint32_t e = seen[i];
+                if (e == 0) {
+                    seen[i] = next + 1;
+                    ++n_seen;
+                    break;
+                }
+                if (ops[e - 1] == o && key(args_a[e - 1]) == key(a) && key(args_b[e - 1]) == key(b))
+                    return {ref::instr, e - 1};
+            }
+        }
+        ops.push_back(o);
+        args_a.push_back(a);
+        args_b.push_back(b);
+        return {ref::instr, next};
+    }
+
+    void reserve(std::size_t n) {
+        ops.reserve(n);
+        args_a.reserve(n);
+        args_b.reserve(n);
+        rehash(2 * n + 2);
+    }
+
+private:
+    static std::uint64_t hash(op o, ref a, ref b) {
+        return mix(key(a) ^ mix((key(b) << 8) | std::uint64_t(o)));
+    }
+    void rehash(std::size_t want) {
+        std::size_t cap = 64;
+        while (cap < want) cap *= 2;
+        seen.assign(cap, 0);
+        for (std::uint32_t e = 1; e <= ops.size(); ++e) {
+            for (std::size_t i = hash(ops[e - 1], args_a[e - 1], args_b[e - 1]) & (cap - 1);;
+                 i = (i + 1) & (cap - 1))
+                if (seen[i] == 0) {
+                    seen[i] = e;
+                    break;
+                }
+        }
+    }
+};
 
 }  // namespace
 
@@ -105,63 +114,65 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
             if (o->is_node && o->node >= size)
                 throw std::invalid_argument("compile: a guard operand is not on this tape");
 
-    // Dead-code elimination: only what an output or a guard reaches.
-    std::vector<std::uint8_t> needed(size, 0);
-    std::vector<ref> where(size);
-    for (std::uint32_t k = 0; k < inputs.size(); ++k) where[inputs[k]] = {ref::input, k};
-    tape::index hi = 0;
-    auto need = [&](tape::index i) {
-        needed[i] = 1;
+    // Only the part of the tape from the lowest input, output or guard node up matters:
+    // anything below it is a constant of the trace (no input is below it).
+    tape::index lo = size, hi = 0;
+    auto span = [&](tape::index i) {
+        lo = std::min(lo, i);
         hi = std::max(hi, i + 1);
     };
-    for (tape::index i : outputs) need(i);
+    for (tape::index i : inputs) lo = std::min(lo, i);
+    for (tape::index i : outputs) span(i);
     for (const auto& g : guards)
         for (const operand* o : {&g.lhs, &g.rhs})
-            if (o->is_node) need(o->node);
-    std::size_t n_needed = 0;
-    for (tape::index i = hi; i-- > 0;) {
-        if (!needed[i] || is_leaf(t.op_at(i))) continue;
-        ++n_needed;
-        needed[t.arg0(i)] = 1;
-        needed[t.arg1(i)] = 1;
+            if (o->is_node) span(o->node);
+    if (hi <= lo) lo = hi;
+
+    // Dead-code elimination: only what an output or a guard reaches.
+    std::vector<std::uint8_t> needed(hi - lo, 0);
+    std::vector<ref> where(hi - lo);
+    for (std::uint32_t k = 0; k < inputs.size(); ++k)
+        if (inputs[k] < hi) where[inputs[k] - lo] = {ref::input, k};
+    for (tape::index i : outputs) needed[i - lo] = 1;
+    for (const auto& g : guards)
+        for (const operand* o : {&g.lhs, &g.rhs})
+            if (o->is_node) needed[o->node - lo] = 1;
+    std::size_t n_ops = 0;
+    for (tape::index i = hi; i-- > lo;) {
+        if (!needed[i - lo] || is_leaf(t.op_at(i))) continue;
+        ++n_ops;
+        if (t.arg0(i) >= lo) needed[t.arg0(i) - lo] = 1;
+        if (t.arg1(i) >= lo) needed[t.arg1(i) - lo] = 1;
     }
 
     // Constant folding and CSE, in tape order. A node computed only from constants is a
     // constant with the value the eager tape already computed for it.
     builder bld;
-    if (cse) bld.seen = cse_table(n_needed);
-    for (tape::index i = 0; i < hi; ++i) {
-        if (!needed[i] || where[i].kind == ref::input) continue;
+    if (cse) bld.reserve(n_ops);
+    auto ref_of = [&](tape::index i) {
+        return i < lo ? bld.constant(t.val(i)) : where[i - lo];
+    };
+    for (tape::index i = lo; i < hi; ++i) {
+        if (!needed[i - lo] || where[i - lo].kind == ref::input) continue;
         const op o = t.op_at(i);
         if (is_leaf(o)) {
-            where[i] = bld.constant(t.val(i));
+            where[i - lo] = bld.constant(t.val(i));
             continue;
         }
-        ref ra = where[t.arg0(i)], rb = where[t.arg1(i)];
+        ref ra = ref_of(t.arg0(i)), rb = ref_of(t.arg1(i));
         if (ra.kind == ref::constant && rb.kind == ref::constant) {
-            where[i] = bld.constant(t.val(i));
+            where[i - lo] = bld.constant(t.val(i));
             continue;
         }
         if ((o == op::add || o == op::mul) && key(rb) < key(ra)) std::swap(ra, rb);
-        if (cse) {
-            const auto next = std::uint32_t(bld.ops.size());
-            const std::uint32_t k = bld.seen.find_or_add(o, key(ra), key(rb), next);
-            if (k != next) {
-                where[i] = {ref::instr, k};
-                continue;
-            }
-        }
-        where[i] = {ref::instr, std::uint32_t(bld.ops.size())};
-        bld.ops.push_back(o);
-        bld.args_a.push_back(ra);
-        bld.args_b.push_back(rb);
+        where[i - lo] = bld.instruction(o, ra, rb, cse);
     }
 
     // Guard operands, registering the numbers they compare against as constants.
     std::vector<std::pair<ref, ref>> guard_refs;
     for (const auto& g : guards) {
         auto side = [&](const operand& o) {
-            return o.is_node ? where[o.node] : bld.constant(o.value);
+            return o.is_node ? ref_of(o.node) : bld.constant(o.value);
         };
         guard_refs.emplace_back(side(g.lhs), side(g.rhs));
     }
@@ -195,7 +206,7 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
         p.a_[first_op + k] = slot_of(bld.args_a[k]);
         p.b_[first_op + k] = slot_of(bld.args_b[k]);
     }
-    for (tape::index i : outputs) p.outputs_.push_back(slot_of(where[i]));
+    for (tape::index i : outputs) p.outputs_.push_back(slot_of(ref_of(i)));
     for (std::size_t k = 0; k < guards.size(); ++k) {
         const auto [l, r] = guard_refs[k];
         if (l.kind == ref::constant && r.kind == ref::constant) continue;  // always holds
