@@ -82,7 +82,7 @@ OPS = {
     "div":     (2, lambda x, y: _div(x, y),
                    lambda x, y, out, g: (_div(g, y), _div(-g * out, y))),
     "pow":     (2, lambda x, y: _pow(x, y),
-                   lambda x, y, out, g: (0.0 if y == 0 else g * y * _pow(x, y - 1),
+                   lambda x, y, out, g: (0.0 if y == 0 else g * y * (x if y == 2 else _pow(x, y - 1)),
                                          0.0 if (x == 0 and y >= 0) else g * out * _log(x))),
     "maximum": (2, lambda x, y: x if (x > y or x != x) else y,
                    lambda x, y, out, g: (g if x > y else 0.5 * g if x == y else 0.0,
