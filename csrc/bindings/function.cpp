@@ -26,19 +26,28 @@ class Recording {
 public:
     Recording() : rec_(std::make_unique<recorder>()) {}
     ~Recording() {
-        if (active_) stop();
+        if (!active_) return;
+        if (PyThread_get_thread_ident() == thread_ && active_recorder() == rec_.get()) {
+            active_recorder() = rec_->outer;
+        } else {
+            // Dropped while still recording, out of order or from another thread: some
+            // thread's chain still points at it. That thread frees it when it next meets
+            // it at the top of its chain.
+            rec_->abandoned = true;
+            (void)rec_.release();
+        }
     }
     void start() {
         if (active_) throw std::logic_error("Recording already started");
         rec_->tape = &current_tape();
-        rec_->outer = active_recorder();
+        rec_->outer = live_active_recorder();
         active_recorder() = rec_.get();
         thread_ = PyThread_get_thread_ident();
         active_ = true;
     }
     void stop() {
         if (!active_) return;
-        if (PyThread_get_thread_ident() != thread_ || active_recorder() != rec_.get())
+        if (PyThread_get_thread_ident() != thread_ || live_active_recorder() != rec_.get())
             throw std::logic_error("Recording stopped out of order or on another thread");
         active_recorder() = rec_->outer;
         active_ = false;
@@ -140,9 +149,24 @@ py::tuple program_state(const program& p) {
                           guards);
 }
 
+program program_from_checked_state(const py::tuple& st);
+
 // Rebuild a program from its pickled state, checking everything a replay relies on:
-// a corrupt or hostile pickle raises instead of reading out of bounds.
+// a corrupt or hostile pickle raises ValueError instead of reading out of bounds.
 program program_from_state(const py::tuple& st) {
+    try {
+        return program_from_checked_state(st);
+    } catch (const py::cast_error&) {
+        throw py::value_error("corrupt Program pickle: a field has the wrong type or range");
+    } catch (const py::error_already_set& e) {
+        if (e.matches(PyExc_TypeError) || e.matches(PyExc_OverflowError) ||
+            e.matches(PyExc_IndexError))
+            throw py::value_error(std::string("corrupt Program pickle: ") + e.what());
+        throw;
+    }
+}
+
+program program_from_checked_state(const py::tuple& st) {
     if (st.size() < 1) throw py::value_error("corrupt Program pickle: empty state");
     const int version = st[0].cast<int>();
     if (version != program_pickle_version)
@@ -300,6 +324,23 @@ void register_function(py::module_& m) {
         .def("histogram", [](const Program& P) { return P.p->histogram(); })
         .def("set_signature",
              [](Program& P, std::vector<std::vector<py_ssize>> args, std::vector<py_ssize> out) {
+                 // The fast path trusts these, so they must match the program exactly.
+                 auto count = [](const std::vector<py_ssize>& shape) {
+                     std::size_t n = 1;
+                     for (py_ssize d : shape) {
+                         if (d < 0) throw py::value_error("signature: negative dimension");
+                         n *= std::size_t(d);
+                     }
+                     return n;
+                 };
+                 std::size_t n_in = 0;
+                 for (const auto& a : args) n_in += count(a);
+                 if (n_in != P.p->n_inputs || count(out) != P.p->outputs_.size())
+                     throw py::value_error(
+                         "signature does not match the program (" + std::to_string(n_in) +
+                         " inputs, " + std::to_string(count(out)) + " outputs; the program has " +
+                         std::to_string(P.p->n_inputs) + " and " +
+                         std::to_string(P.p->outputs_.size()) + ")");
                  P.arg_shapes = std::move(args);
                  P.out_shape = std::move(out);
              })

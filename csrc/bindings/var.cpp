@@ -264,9 +264,19 @@ operand operand_of(recorder& r, PyObject* o, double value) {
     return {false, 0, value};
 }
 
+// This thread's innermost live recorder, dropping abandoned ones on the way.
+recorder* live_recorder() {
+    while (innermost_recorder && innermost_recorder->abandoned) {
+        recorder* dead = innermost_recorder;
+        innermost_recorder = dead->outer;
+        delete dead;
+    }
+    return innermost_recorder;
+}
+
 // Record that comparing a and b (values x and y) with c gave `outcome`.
 void record_guard(PyObject* a, double x, PyObject* b, double y, cmp c, bool outcome) {
-    recorder* r = innermost_recorder;
+    recorder* r = live_recorder();
     if (!r) return;
     r->guards.push_back({c, operand_of(*r, a, x), operand_of(*r, b, y), outcome,
                          python_location()});
@@ -666,6 +676,7 @@ recorder::~recorder() {
 }
 
 recorder*& active_recorder() { return innermost_recorder; }
+recorder* live_active_recorder() { return live_recorder(); }
 
 shared_tape::shared_tape(std::uint64_t max_nodes)
     : nodes(max_nodes), serial(next_serial++) {

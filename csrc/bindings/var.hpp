@@ -42,9 +42,11 @@ struct recorder {
     std::vector<recorded_guard> guards;
     std::vector<VarObject*> held;  // new references
     recorder* outer = nullptr;
+    bool abandoned = false;  // its Recording died while it was active: drop it when seen
     ~recorder();
 };
 recorder*& active_recorder();  // this thread's innermost recorder, or nullptr
+recorder* live_active_recorder();  // the same after freeing abandoned ones on top
 
 // Adds Var and the per-op functions (tapegrad.sin, ...) to the module. False: error set.
 bool register_var(PyObject* module);

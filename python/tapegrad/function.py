@@ -322,8 +322,16 @@ def _restore(state: tuple) -> Function:
         got = state[0] if isinstance(state, tuple) and state else state
         raise ValueError(f"cannot unpickle tapegrad.Function: format version {got!r}, this "
                          f"tapegrad reads version {PICKLE_VERSION}")
-    _, programs, arg_shapes, out_shape, retrace, cse, fn = state
-    return Function(fn, list(programs), arg_shapes, out_shape, retrace, cse)
+    try:
+        _, programs, arg_shapes, out_shape, retrace, cse, fn = state
+        programs = list(programs)
+        arg_shapes = [tuple(int(d) for d in s) for s in arg_shapes]
+        out_shape = tuple(int(d) for d in out_shape)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cannot unpickle tapegrad.Function: malformed state ({err})") from err
+    if not programs or not all(isinstance(p, _core.Program) for p in programs):
+        raise ValueError("cannot unpickle tapegrad.Function: it holds no compiled program")
+    return Function(fn, programs, arg_shapes, out_shape, bool(retrace), bool(cse))
 
 
 def trace(fn: Callable, *example_args: Any, retrace: bool = False, cse: bool = True) -> Function:
