@@ -2,7 +2,7 @@
 """Side-by-side numbers for tapegrad's trace/replay targets: tg.trace(fn) -> tg.Function
 against JAX (jit), CasADi (SX Function) and hand-written numpy, in ONE run.
 
-    python bench/compare_replay.py           # full run (~1 min on 2 noisy cores)
+    python bench/compare_replay.py           # full run (~40 s on 2 noisy cores)
     python bench/compare_replay.py --quick   # fewer, shorter repeats (< 1 min)
 
 Workloads (bench/replay_workloads.py): Rosenbrock gradient at a new point (d = 1000, 10000,
@@ -401,16 +401,18 @@ def setup_trace() -> tuple[dict[str, Case], dict]:
 
     X, y = R.two_moons()
     p0 = R.mlp_params()
-    workloads = [(f"Rosenbrock d={d}, {form}", R.ROSEN_FORMS[form], R.rosen_point(d))
+    workloads = [(f"Rosenbrock d={d}, {form}", R.ROSEN_FORMS[form], R.rosen_point(d), True)
                  for d in R.ROSEN_DIMS for form in ("loop", "slices")]
-    workloads.append(("MLP step", R.make_mlp_loss_tapegrad(X, y), p0))
+    mlp_loss = R.make_mlp_loss_tapegrad(X, y)
+    workloads.append(("MLP step", mlp_loss, p0, True))
+    workloads.append(("MLP step, trace(cse=False) (info)", mlp_loss, p0, False))
     cases: dict[str, Case] = {}
     ops: dict[str, int] = {}
-    for name, fn, x in workloads:
-        ops[name] = tg.trace(fn, x).n_ops
+    for name, fn, x, cse in workloads:
+        ops[name] = tg.trace(fn, x, cse=cse).n_ops
 
-        def trace(fn=fn, x=x):
-            tg.trace(fn, x)
+        def trace(fn=fn, x=x, cse=cse):
+            tg.trace(fn, x, cse=cse)
 
         def build(fn=fn, x=x):
             fn(R.var_array(x))
@@ -432,9 +434,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer, shorter repeats (< 1 min)")
     args = ap.parse_args(argv)
     q = args.quick
-    repeats = 5 if q else 21
+    repeats = 5 if q else 31
     warmup = 1 if q else 3
-    sample_s = 0.004 if q else 0.025  # wall time of one sample (inner loop), roughly
+    sample_s = 0.004 if q else 0.010  # wall time of one sample (inner loop), roughly
     trace_repeats = 5 if q else 15
 
     t_start = time.perf_counter()
@@ -509,10 +511,11 @@ def main(argv=None) -> int:
     jaxc = f3_cases.get("JAX jit(vmap(grad))")
     for threads in (1, 2):
         tgc = f3_cases.get(f"tapegrad F.grad, threads={threads}")
-        label = f"3-input gradient at {R.F3_N:.0e} points, threads={threads}"
+        label = f"3-input gradient at {R.F3_N} points, threads={threads}"
         if tgc is None or jaxc is None:
             rows.append([label, "≤ 1.0× JAX jit(vmap(grad)); aim 0.5× with 2 threads",
-                         "", "JAX missing", "", "not measured", ""])
+                         f"{fmt(med(tgc.wall) / R.F3_N * 1e9)} ns/point" if tgc else "failed",
+                         "JAX missing", "", "not measured", ""])
             continue
         r = med(tgc.wall) / med(jaxc.wall)
         rows.append([label, "≤ 1.0× JAX jit(vmap(grad)); aim 0.5× with 2 threads",
@@ -534,7 +537,7 @@ def main(argv=None) -> int:
     t1, t2 = thr_cases.get("tapegrad F.grad, threads=1"), thr_cases.get("tapegrad F.grad, threads=2")
     if t1 and t2:
         r = med(t1.wall) / med(t2.wall)
-        rows.append([f"threads, 3-input gradient at {R.THREADS_N:.0e} points",
+        rows.append([f"threads, 3-input gradient at {R.THREADS_N} points",
                      "≥ 1.8× on 2 cores for large batches", f"{fmt(med(t2.wall) / R.THREADS_N * 1e9)} ns/point (2 thr)",
                      f"1 thread {fmt(med(t1.wall) / R.THREADS_N * 1e9)} ns/point",
                      f"{fmt(r)}× speed-up ({paired(t1, t2)})", met(r >= THREADS_TARGET), "—"])
@@ -607,6 +610,7 @@ def main(argv=None) -> int:
     if NOTES:
         print("\n## Failures and warnings\n")
         print("\n".join(f"- {n}" for n in NOTES))
+    print(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"\nwall time: total {time.perf_counter() - t_start:.1f} s ("
           + ", ".join(f"{k} {v:.1f} s" for k, v in section_s.items()) + ")")
     return 1 if BAD else 0

@@ -1,9 +1,21 @@
 """One suite, two backends: every behavioural test takes the `backend` fixture."""
 import importlib
 import os
+import warnings
 
 import pytest
 from hypothesis import settings
+
+# When a hypothesis test fails, hypothesis's pytest plugin imports hypothesis.extra._patching
+# (libcst), and that import warns (a DeprecationWarning from mypy_extensions): under
+# filterwarnings = error this is an INTERNALERROR that ends the whole session instead of
+# a reported failure. Importing it once here, warnings off, makes the later import a no-op.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:  # libcst not installed: nothing to pre-import
+        pass
 
 settings.register_profile("ci", deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

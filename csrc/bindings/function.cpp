@@ -215,7 +215,7 @@ program program_from_checked_state(const py::tuple& st) {
         auto t = h.cast<py::tuple>();
         const int c = t[0].cast<int>();
         const auto l = t[1].cast<slot>(), r = t[2].cast<slot>();
-        if (c < 0 || c > int(cmp::ne) || l >= n || r >= n)
+        if (c < 0 || c > int(cmp::same) || l >= n || r >= n)
             throw py::value_error("corrupt Program pickle: bad guard");
         p.guards_.push_back({cmp(c), l, r, t[3].cast<bool>(), t[4].cast<std::string>()});
     }
@@ -441,8 +441,20 @@ void register_function(py::module_& m) {
             for (py::handle h : inputs) in.push_back(index_of(h, "an input"));
             for (py::handle h : outputs) out.push_back(index_of(h, "an output"));
             if (!t) throw py::value_error("trace: a function needs an input or an output");
+            // Guard operands name Vars the recorder holds; their nodes' indices now.
+            std::vector<recorded_guard> guards = rec.get().guards;
+            for (auto& g : guards)
+                for (operand* o : {&g.lhs, &g.rhs})
+                    if (o->is_node) {
+                        VarObject* v = rec.get().held.at(o->node);
+                        if (v->tape != t) {  // compared, but not on the traced tape
+                            *o = {false, 0, v->tape->nodes.val(v->idx)};
+                            continue;
+                        }
+                        o->node = v->idx;
+                    }
             return std::make_shared<Program>(Program{
-                std::make_shared<const program>(compile(t->nodes, in, out, rec.get().guards, cse)),
+                std::make_shared<const program>(compile(t->nodes, in, out, guards, cse)),
                 {}, {}});
         },
         py::arg("inputs"), py::arg("outputs"), py::arg("recording"), py::arg("cse") = true,

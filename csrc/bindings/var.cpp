@@ -259,7 +259,9 @@ operand operand_of(recorder& r, PyObject* o, double value) {
     if (v && v->tape == r.tape) {
         Py_INCREF(o);
         r.held.push_back(v);
-        return {true, v->idx, value};
+        // The node's position in `held`, not its tape index: the tape may compact (and
+        // move the node) before the trace is compiled; the Var in `held` follows it.
+        return {true, tape::index(r.held.size() - 1), value};
     }
     return {false, 0, value};
 }
@@ -282,11 +284,12 @@ void record_guard(PyObject* a, double x, PyObject* b, double y, cmp c, bool outc
                          python_location()});
 }
 
-// A Var's value leaving the graph for Python: replay must see the same value.
+// A Var's value leaving the graph for Python: replay must see the same value (the same
+// bits' worth: NaN matches NaN).
 void record_escape(PyObject* self) {
     if (!innermost_recorder) return;
     const double x = value_of(self);
-    record_guard(self, x, Py_None, x, cmp::eq, x == x);
+    record_guard(self, x, Py_None, x, cmp::same, true);
 }
 
 // ---------------------------------------------------------------- number slots

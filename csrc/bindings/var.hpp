@@ -39,7 +39,7 @@ extern PyTypeObject VarType;
 // The recorder keeps the compared nodes alive until the trace is compiled.
 struct recorder {
     shared_tape* tape = nullptr;  // the traced tape; Vars of other tapes count as numbers
-    std::vector<recorded_guard> guards;
+    std::vector<recorded_guard> guards;  // node operands index `held`, not the tape
     std::vector<VarObject*> held;  // new references
     recorder* outer = nullptr;
     bool abandoned = false;  // its Recording died while it was active: drop it when seen

@@ -18,7 +18,8 @@ namespace tapegrad {
 using slot = std::uint32_t;
 
 // The comparison a guard re-checks on replay.
-enum class cmp : std::uint8_t { lt, le, gt, ge, eq, ne };
+// `same` is equality in which NaN matches NaN: for values that escaped into Python.
+enum class cmp : std::uint8_t { lt, le, gt, ge, eq, ne, same };
 
 inline bool compare(cmp c, double x, double y) {
     switch (c) {
@@ -28,6 +29,7 @@ inline bool compare(cmp c, double x, double y) {
         case cmp::ge: return x >= y;
         case cmp::eq: return x == y;
         case cmp::ne: return x != y;
+        case cmp::same: return x == y || (x != x && y != y);
     }
     return false;
 }

@@ -16,6 +16,7 @@ evaluated by re-tracing ``fn`` at that input. ``tg.where(cond, a, b)`` with ``co
 from __future__ import annotations
 
 import linecache
+import numbers
 import os
 from typing import Any, Callable, Sequence
 
@@ -41,16 +42,26 @@ def _default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def _real_array(a: Any, what: str) -> np.ndarray:
+    """``a`` as a float64 array, if it holds only real numbers (no None, str, Var, ...)."""
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as err:  # ragged sequences
+        raise TypeError(f"{what}: expected real numbers, got {type(a).__name__}") from err
+    if arr.dtype.kind == "O" and all(isinstance(v, numbers.Real) and not isinstance(v, Var)
+                                     for v in arr.reshape(-1)):
+        arr = arr.astype(np.float64)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: expected real numbers, got {type(a).__name__}"
+                        + (f" of {arr.dtype}" if isinstance(a, np.ndarray) or arr.ndim else ""))
+    return arr.astype(np.float64, copy=False)
+
+
 def _point_shape(example: Any, k: int) -> tuple[int, ...]:
     if isinstance(example, Var):
         raise TypeError(f"trace: example argument {k} is a Var; pass a number or an array "
                         "of numbers (placeholders are made for you)")
-    try:
-        a = np.asarray(example, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"trace: example argument {k} must be a real number or an array of "
-                        f"them, got {type(example).__name__}") from err
-    return a.shape
+    return _real_array(example, f"trace: example argument {k}").shape
 
 
 def _placeholder(example: Any, shape: tuple[int, ...]) -> Any:
@@ -182,11 +193,7 @@ class Function:
                             f"{len(args)}")
         arrays, batches = [], []
         for k, (a, shape) in enumerate(zip(args, self._arg_shapes)):
-            try:
-                arr = np.asarray(a, dtype=np.float64)
-            except (TypeError, ValueError) as err:
-                raise TypeError(f"argument {k}: expected real numbers, got "
-                                f"{type(a).__name__}") from err
+            arr = _real_array(a, f"argument {k}")
             nd = len(shape)
             if arr.ndim < nd or arr.shape[arr.ndim - nd:] != shape:
                 want = "a scalar" if nd == 0 else f"trailing shape {shape}"
