@@ -637,7 +637,36 @@ PyObject* f_local_grads(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
                         : Py_BuildValue("(dd)", d[0], d[1]);
 }
 
+// leaves(values): a list of new leaf Vars, one per float in `values` (a sequence of
+// floats), made in one go: tracing makes one placeholder per input element.
+PyObject* f_leaves(PyObject*, PyObject* values) {
+    PyObject* seq = PySequence_Fast(values, "leaves() takes a sequence of floats");
+    if (!seq) return nullptr;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject* list = PyList_New(n);
+    shared_tape& t = current_tape();
+    for (Py_ssize_t k = 0; list && k < n; ++k) {
+        double d;
+        const int r = as_double(PySequence_Fast_GET_ITEM(seq, k), &d);
+        PyObject* v = nullptr;
+        if (r > 0) {
+            try {
+                v = new_var(&t, t.nodes.push_leaf(op::leaf, d));
+            } catch (...) {
+                set_error_from_exception();
+            }
+        } else if (r == 0) {
+            not_a_number("leaves", PySequence_Fast_GET_ITEM(seq, k));
+        }
+        if (!v) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, k, v);
+    }
+    Py_DECREF(seq);
+    return list;
+}
+
 PyMethodDef module_functions[] = {
+    {"leaves", f_leaves, METH_O, "leaves(values): a list of new leaf Vars, one per value."},
     {"local_grads", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_local_grads)),
      METH_FASTCALL,
      "local_grads(v, g=None): the adjoint each of v's inputs receives from v when v's adjoint "

@@ -69,7 +69,7 @@ def _placeholder(example: Any, shape: tuple[int, ...]) -> Any:
     if shape == ():
         return Var(float(values))
     leaves = np.empty(values.size, dtype=object)
-    leaves[:] = [Var(x) for x in values.reshape(-1).tolist()]
+    leaves[:] = _core.leaves(values.reshape(-1).tolist())
     return leaves.reshape(shape)
 
 
