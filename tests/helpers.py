@@ -71,6 +71,7 @@ SPECS = {
     # cond away from 0, where the select flips (test_trace checks both sides exactly)
     "if_true":  Spec(lambda r: (nonzero(r), real(r)), lambda c, a: a if c else 0.0),
     "if_false": Spec(lambda r: (nonzero(r), real(r)), lambda c, a: 0.0 if c else a),
+    "square":  Spec(lambda r: (real(r),), lambda x: x * x),
     "neg":     Spec(lambda r: (real(r),), operator.neg),
     "abs":     Spec(lambda r: (nonzero(r),), math.fabs),
     "sqrt":    Spec(lambda r: (positive(r),), math.sqrt),

@@ -154,9 +154,25 @@ def test_pow_with_a_constant_exponent_never_computes_its_log(backend):
     # d/dy of pow is out * log(x): nan for x < 0. With a constant exponent nothing flows
     # into the constant, so x.grad is exact and the constant's grad stays 0.
     x = backend.Var(-3.0)
-    f = x**2
+    f = x**3
     f.backward()
-    assert x.grad == -6.0 and f.inputs[1].grad == 0.0
+    assert f.op == "pow" and f.value == -27.0
+    assert x.grad == 27.0 and f.inputs[1].grad == 0.0
+
+
+@pytest.mark.parametrize("form", ["x ** 2", "x ** 2.0", "x.pow(2)", "pow(x, 2)"])
+def test_x_squared_with_a_number_2_is_the_square_op(backend, form):
+    # x * x is exact to half an ulp; glibc's pow(x, 2) is not always (it differs from
+    # x * x for ~0.1% of doubles), so a number exponent 2 records `square`, as PyTorch
+    # computes pow(x, 2) as x * x. A Var exponent stays pow.
+    x = backend.Var(-3.0)
+    f = eval(form, {"x": x, "pow": backend.pow})
+    f.backward()
+    assert f.op == "square" and f.value == 9.0 and x.grad == -6.0
+    y = backend.Var(2.0)
+    assert (x ** y).op == "pow" and (2 ** x).op == "pow"
+    for v in (0.1, 1e-200, 3.3e150, -7.77):
+        assert backend.square(v) == v * v
 
 
 @pytest.mark.parametrize("zero", [0.0, -0.0])

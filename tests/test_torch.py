@@ -18,7 +18,7 @@ TORCH = {
     "pow": torch.pow, "maximum": torch.maximum, "minimum": torch.minimum,
     "neg": torch.neg, "abs": torch.abs, "sqrt": torch.sqrt, "exp": torch.exp,
     "log": torch.log, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan,
-    "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
+    "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "square": torch.square,
     # comparisons are not differentiable in torch: add 0 * operands to get zero grads
     "lt": lambda x, y: (x < y).double() + 0 * (x + y),
     "le": lambda x, y: (x <= y).double() + 0 * (x + y),

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 namespace tapegrad::bind {
@@ -182,6 +183,13 @@ PyObject* apply_binary(PyObject* a, PyObject* b) {
             const int r = as_double(va ? b : a, &c);
             if (r <= 0) return r < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
             t = (va ? va : vb)->tape;
+            if constexpr (std::is_same_v<K, kernel::pow>) {
+                if (va && c == 2.0) {  // x ** 2: the square op (see ops.def)
+                    t->nodes.reserve_more(1);
+                    i = t->nodes.push<kernel::square>(va->idx);
+                    return new_var(t, i);
+                }
+            }
             t->nodes.reserve_more(2);
             const index k = t->nodes.push_leaf(op::constant, c);
             i = va ? t->nodes.push<K>(va->idx, k) : t->nodes.push<K>(k, vb->idx);

@@ -98,6 +98,8 @@ OPS = {
                     lambda x, y, out, g: (0.0, g if x != 0 else 0.0)),
     "if_false": (2, lambda x, y: 0.0 if x != 0 else y,
                     lambda x, y, out, g: (0.0, 0.0 if x != 0 else g)),
+    "square":  (1, lambda x, y: x * x,
+                   lambda x, y, out, g: (g * 2 * x, 0.0)),
     "neg":     (1, lambda x, y: -x,
                    lambda x, y, out, g: (-g, 0.0)),
     "abs":     (1, lambda x, y: _fabs(x),
@@ -156,7 +158,10 @@ def _operand(x):
     return None if value is None else _node(value, "const", ())
 
 
-def _apply(name, inputs):
+def _apply(name, inputs, exponent=None):
+    """A new node: op `name` over `inputs`. `exponent`: pow's exponent if it was a number."""
+    if name == "pow" and exponent == 2.0:  # x ** 2 with a number 2: the square op
+        name, inputs = "square", inputs[:1]
     x = inputs[0]._value
     y = inputs[1]._value if len(inputs) == 2 else 0.0
     return _node(OPS[name][1](x, y), name, inputs)
@@ -331,8 +336,8 @@ class Var:
     def __pow__(self, other, mod=None):
         if mod is not None:
             raise TypeError("pow() with a modulus is not supported for Var")
-        other = _operand(other)
-        return NotImplemented if other is None else _apply("pow", (self, other))
+        y = _operand(other)
+        return NotImplemented if y is None else _apply("pow", (self, y), _number(other))
 
     def __rpow__(self, other, mod=None):
         if mod is not None:
@@ -376,7 +381,7 @@ def _method(name, arity):
             y = _operand(other)
             if y is None:
                 raise _type_error(f"Var.{name}()", other)
-            return _apply(name, (self, y))
+            return _apply(name, (self, y), _number(other))
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"The {name!r} op of the table (a new node)."
     return method
@@ -393,7 +398,8 @@ def _function(name, arity):
         for a, v in zip(args, inputs):
             if v is None:
                 raise _type_error(f"{name}()", a)
-        return _apply(name, inputs)
+        exponent = _number(args[1]) if arity == 2 and isinstance(args[0], Var) else None
+        return _apply(name, inputs, exponent)
 
     if arity == 1:
         def function(x):
