@@ -31,14 +31,31 @@ std::uint64_t mix(std::uint64_t z) {  // splitmix64's finaliser
 
 std::uint64_t key(ref r) { return (std::uint64_t(r.kind) << 32) | r.k; }
 
-struct builder {
-    std::vector<double> consts;
-    std::unordered_map<std::uint64_t, std::uint32_t> const_by_bits;  // dedup by bit pattern
+// compile()'s working arrays, kept per thread between calls: fresh memory costs about
+// 1 ms per MB here (page faults), more than compiling a large graph itself.
+struct compile_scratch {
+    std::vector<std::uint8_t> needed;
+    std::vector<ref> where;
     std::vector<op> ops;
     std::vector<ref> args_a, args_b;
-    // CSE: open addressing over instruction numbers + 1 (0: empty), 4 bytes a slot, sized
-    // for the live graph. Fresh memory is costly (page faults), so it stays small.
     std::vector<std::uint32_t> seen;
+};
+
+struct builder {
+    explicit builder(compile_scratch& s)
+        : ops(s.ops), args_a(s.args_a), args_b(s.args_b), seen(s.seen) {
+        ops.clear();
+        args_a.clear();
+        args_b.clear();
+        seen.clear();
+    }
+    std::vector<double> consts;
+    std::unordered_map<std::uint64_t, std::uint32_t> const_by_bits;  // dedup by bit pattern
+    std::vector<op>& ops;
+    std::vector<ref>& args_a;
+    std::vector<ref>& args_b;
+    // CSE: open addressing over instruction numbers + 1 (0: empty), 4 bytes a slot.
+    std::vector<std::uint32_t>& seen;
     std::size_t n_seen = 0;
 
     ref constant(double v) {
@@ -129,8 +146,11 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
     if (hi <= lo) lo = hi;
 
     // Dead-code elimination: only what an output or a guard reaches.
-    std::vector<std::uint8_t> needed(hi - lo, 0);
-    std::vector<ref> where(hi - lo);
+    thread_local compile_scratch scratch;
+    std::vector<std::uint8_t>& needed = scratch.needed;
+    std::vector<ref>& where = scratch.where;
+    needed.assign(hi - lo, 0);
+    where.assign(hi - lo, ref{});
     for (std::uint32_t k = 0; k < inputs.size(); ++k)
         if (inputs[k] < hi) where[inputs[k] - lo] = {ref::input, k};
     for (tape::index i : outputs) needed[i - lo] = 1;
@@ -147,7 +167,7 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
 
     // Constant folding and CSE, in tape order. A node computed only from constants is a
     // constant with the value the eager tape already computed for it.
-    builder bld;
+    builder bld(scratch);
     if (cse) bld.reserve(n_ops);
     auto ref_of = [&](tape::index i) {
         return i < lo ? bld.constant(t.val(i)) : where[i - lo];
