@@ -215,3 +215,29 @@ def test_the_backends_expose_the_same_api():
     def public(cls):
         return {name for name in dir(cls) if not name.startswith("_")}
     assert public(tg.Var) == public(reference.Var)
+
+
+def test_ids_hashes_and_values_survive_compaction():
+    # Garbage below a live node makes the tape compact (once it has grown by 4096 nodes):
+    # the live nodes move down, and every Var must still see its own node, with the same
+    # id and hash, so dicts keyed by Vars keep working.
+    def work():
+        x = tg.Var(2.0)
+        dead = [x * float(k) for k in range(10)]  # garbage below `keep`
+        keep = [x * 3.0, x + 1.0]
+        before = {v: (v.id, hash(v), v.value) for v in keep}
+        top_before = core.tape_stats()["size"]
+        del dead
+        for _ in range(3000):  # ~6000 appends: past the compaction threshold
+            t = x * 1.5
+            del t
+            z = keep[0] + 1.0  # a live node above, so the trim alone cannot drop garbage
+        shrunk = core.tape_stats()["size"] < top_before + 6000
+        after = {v: (v.id, hash(v), v.value) for v in keep}
+        f = keep[0] * keep[1]
+        f.backward()
+        return before == after, shrunk, x.grad, z.value, before[keep[0]] == after[keep[0]]
+    same, shrunk, grad, z, lookup = in_new_thread(work)
+    assert same and lookup and shrunk
+    assert grad == 6 * 2.0 + 3  # d/dx (3x)(x + 1) = 6x + 3 at x = 2
+    assert z == 7.0
