@@ -249,7 +249,8 @@ void program::reverse(const double* val, double* adj, const double* seed,
                       double* grad) const {
     std::memset(adj, 0, sizeof(double) * n_slots());
     for (std::size_t k = 0; k < outputs_.size(); ++k) adj[outputs_[k]] += seed[k];
-    reverse_sweep(op_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots());
+    reverse_sweep(op_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
+                  consts_in_range{n_inputs, first_op_ - n_inputs});
     for (std::uint32_t i = 0; i < n_inputs; ++i) grad[i] += adj[i];
 }
 

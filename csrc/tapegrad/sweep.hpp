@@ -65,17 +65,29 @@ leaf_kind:
 // 0 * inf never leaks NaN into a branch whose gradient is zero. Constants get no
 // contribution: nothing reads their adjoint, and skipping them spares e.g. the log in
 // pow's d/dy for `x ** 3`.
+// `is_const(i)`: whether node i is a constant. The eager tape asks its op array; a frozen
+// program keeps its constants in one range of slots and compares the index instead.
+struct consts_by_op {
+    const op* o;
+    bool operator()(std::uint32_t i) const { return o[i] == op::constant; }
+};
+struct consts_in_range {
+    std::uint32_t first, count;
+    bool operator()(std::uint32_t i) const { return i - first < count; }
+};
+
+template <class IsConst = consts_by_op>
 inline void reverse_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
-                          const double* val, double* adj, std::uint32_t lo,
-                          std::uint32_t hi) {
+                          const double* val, double* adj, std::uint32_t lo, std::uint32_t hi,
+                          IsConst is_const) {
 #define TG_RULE(name, arity)                                                         \
     {                                                                                \
         const double g = adj[i];                                                     \
         if (g != 0.0) {                                                              \
             const double x = val[a[i]], y = val[b[i]], out = val[i];                 \
-            if (o[a[i]] != op::constant) adj[a[i]] += kernel::name::dx(x, y, out, g);  \
+            if (!is_const(a[i])) adj[a[i]] += kernel::name::dx(x, y, out, g);  \
             if constexpr (arity == 2)                                                \
-                if (o[b[i]] != op::constant) adj[b[i]] += kernel::name::dy(x, y, out, g); \
+                if (!is_const(b[i])) adj[b[i]] += kernel::name::dy(x, y, out, g); \
         }                                                                            \
     }
     std::uint32_t i = hi;
