@@ -1,6 +1,7 @@
 """Shared test specs: per-op domains and oracles, comparisons, and random graph programs."""
 import importlib
 import math
+import threading
 import operator
 from typing import Callable, NamedTuple
 
@@ -143,10 +144,13 @@ STYLES = ("function", "method", "operator")
 SPECIAL = (0.0, -0.0, 1.0, -1.0, 0.5, 2.0, -2.0, 3.0)
 
 
-def run(program, backend):
-    """Build the program's graph on ``backend``; returns every node (leaves first)."""
-    leaves, steps = program
-    nodes = [backend.Var(v) for v in leaves]
+def run(program, backend, leaves=None):
+    """Build the program's graph on ``backend``; returns every node (leaves first).
+
+    ``leaves``: Vars to build on instead of new leaves from the program's values (a traced
+    fn runs a program on its placeholders)."""
+    values, steps = program
+    nodes = [backend.Var(v) for v in values] if leaves is None else list(leaves)
     for op, style, args in steps:
         vals = [nodes[a] if isinstance(a, int) else a for a in args]
         if style == "operator" and op in OPERATORS:
@@ -194,3 +198,21 @@ def programs(draw, ops, max_leaves=4, max_steps=14):
                 args = args[:k] + (draw(leaf_values),) + args[k + 1:]
         steps.append((op, draw(st.sampled_from(STYLES)), args))
     return leaves, steps
+
+
+def in_new_thread(fn, *args, **kwargs):
+    """fn(...) on a fresh thread, so on a fresh (empty) tape; its result, or its exception."""
+    out = {}
+
+    def target():
+        try:
+            out["result"] = fn(*args, **kwargs)
+        except BaseException as e:  # re-raised on the calling thread
+            out["error"] = e
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["result"]

@@ -8,28 +8,11 @@ import sys
 import threading
 
 import pytest
+from helpers import in_new_thread
 
 tg = importlib.import_module("tapegrad")
 core = importlib.import_module("tapegrad._core")
 reference = importlib.import_module("tapegrad.reference")
-
-
-def in_new_thread(fn, *args):
-    """fn(*args) on a fresh thread (so on a fresh tape); its result, or its exception."""
-    out = {}
-
-    def target():
-        try:
-            out["result"] = fn(*args)
-        except BaseException as e:  # re-raised on the calling thread
-            out["error"] = e
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["result"]
 
 
 def size():

@@ -9,11 +9,10 @@ import gc
 import importlib
 import math
 import random
-import threading
 
 import numpy as np
 import pytest
-from helpers import OPERATORS, STYLES, leaf_values, programs, run
+from helpers import STYLES, in_new_thread, leaf_values, programs, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,27 +26,9 @@ EPS = 2.0 ** -52  # the largest relative spacing of float64 numbers (1 ulp at 1.
 
 # ---------------------------------------------------------------------------- shared helpers
 
-def build(program, leaves, backend=tg):
-    """The program's graph (helpers.programs) over the given leaves; its last node.
-
-    helpers.run with the leaves handed in, so a traced fn can run a program on its
-    placeholders."""
-    nodes = list(leaves)
-    for op, style, args in program[1]:
-        vals = [nodes[a] if isinstance(a, int) else a for a in args]
-        if style == "operator" and op in OPERATORS:
-            out = OPERATORS[op](*vals)
-        elif style == "method" and isinstance(vals[0], backend.Var):
-            out = getattr(vals[0], op)(*vals[1:])
-        else:
-            out = getattr(backend, op)(*vals)
-        nodes.append(out)
-    return nodes[-1]
-
-
 def trace_program(program, cse=True):
     """The program traced at its own leaf values, one scalar argument per leaf."""
-    return tg.trace(lambda *xs: build(program, xs), *program[0], cse=cse)
+    return tg.trace(lambda *xs: run(program, tg, xs)[-1], *program[0], cse=cse)
 
 
 def eager(program, x):
@@ -93,33 +74,6 @@ def central_difference(f, x, h=1e-3):
             - 45 * f(x - h) + 9 * f(x - 2 * h) - f(x - 3 * h)) / (60 * h)
 
 
-def in_new_thread(fn, *args, **kwargs):
-    """fn(...) on a fresh thread, so on a fresh (empty) tape; its result or its exception."""
-    out = {}
-
-    def target():
-        try:
-            out["result"] = fn(*args, **kwargs)
-        except BaseException as e:  # re-raised on the calling thread
-            out["error"] = e
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["result"]
-
-
-# A pure-Python replay of a program with the reference backend's formulas (ops.def's rows),
-# used as a measuring instrument, never as the oracle under test:
-#  - with `absolute`, the reverse sweep adds |contribution| instead of the contribution, so
-#    each gradient component becomes sum(|terms|) along every path: the scale of the
-#    rounding error that reordering sums (what CSE does to adjoints) can cause;
-#  - with `perturb=(site, delta)`, one libm result is scaled by (1 + delta): the forward
-#    value of a libm op, or the libm call inside a local derivative rule (sin/cos: cos/sin,
-#    pow: pow(x, y-1) and log(x)). test_trace_batch uses it to bound how far libmvec's
-#    <= 4 ulp per call can carry a batched result from the one-point result.
 LIBM_FORWARD = {"pow", "exp", "log", "sin", "cos", "tan", "tanh", "sigmoid"}
 LIBM_RULE = {"pow": (0, 1), "sin": (0,), "cos": (0,)}  # which rule outputs call libm
 

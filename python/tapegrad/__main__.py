@@ -129,7 +129,6 @@ def speed(n: int = 100_000) -> None:
         s = x
         for i in range(n // 4):  # four nodes per step: mul, add, sin, const
             s = tg.sin(s * y + x) if i % 2 else s * 0.5 + x
-        t1 = time.perf_counter()
         s.backward()
         t2 = time.perf_counter()
         return t2 - t0, s.value, x.grad
