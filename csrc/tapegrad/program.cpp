@@ -343,8 +343,11 @@ bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
     const std::size_t n_blocks = (n_points + B - 1) / B;
     // Small batches are not worth a thread start (~tens of microseconds).
     const std::size_t work = n_points * n_slots();
-    std::size_t n_threads = std::clamp<std::size_t>(std::size_t(std::max(threads, 1)), 1,
-                                                    std::max<std::size_t>(n_blocks, 1));
+    // At most one thread per block, and at most 256 (a typo like threads=100000 must not
+    // start a hundred thousand threads).
+    std::size_t n_threads = std::clamp<std::size_t>(
+        std::size_t(std::max(threads, 1)), 1,
+        std::min<std::size_t>(std::max<std::size_t>(n_blocks, 1), 256));
     if (work < (std::size_t(1) << 16)) n_threads = 1;
 
     std::atomic<std::size_t> next{0};
