@@ -167,7 +167,12 @@ def make_mlp_loss_tapegrad(X: np.ndarray, y: np.ndarray) -> Callable:
     """loss(p) on a numpy object array of 337 Vars, the data as float constants; numpy
     object matmul does the multiply-adds on Vars (the same graph as micrograd's loops,
     built ~3x faster)."""
-    relu = _relu_objects()
+    return make_mlp_loss_objects(X, y, _relu_objects())
+
+
+def make_mlp_loss_objects(X: np.ndarray, y: np.ndarray, relu: Callable) -> Callable:
+    """The MLP loss on a numpy object array of scalar nodes of any system (tapegrad Vars,
+    micrograd Values, 0-dim torch tensors); relu maps an object array elementwise."""
     n = len(y)
 
     def mlp_loss(p):
