@@ -429,6 +429,13 @@ def w3_specs(d: int, peers: dict, x: np.ndarray) -> list[Spec]:
             return (lambda: c.grad_buffer(x)), s
         specs.append(Spec("casadi", "SX Function, zero-copy buffer()", "compiled", make,
                           setup_what="SX build + Function", result=lambda o: o.copy()))
+
+        def make_call():
+            c, s = timed_setup(lambda: R.CasadiRosen(d))
+            return (lambda: c.grad_call(x)), s
+        specs.append(Spec("casadi", "SX Function, numpy in/out g(x)", "compiled", make_call,
+                          setup_what="SX build + Function",
+                          notes="CasADi's ordinary call: converts numpy to DM and back"))
     if "autograd" in peers:
         import autograd
         import autograd.numpy as anp
