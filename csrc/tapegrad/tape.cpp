@@ -108,8 +108,9 @@ void tape::backward(index root, double seed) {
         if (!is_leaf(op_[i])) adj_[i] = 0.0;
     dirty_ = std::max(dirty_, root + 1);
     adj_[root] += seed;
-    reverse_sweep(op_.get(), arg0_.get(), arg1_.get(), val_.get(), adj_.get(), 0, root + 1,
-                  consts_by_op{op_.get()});
+    reverse_sweep<consts_by_op, /*Carry=*/true>(op_.get(), arg0_.get(), arg1_.get(),
+                                                val_.get(), adj_.get(), 0, root + 1,
+                                                consts_by_op{op_.get()});
 }
 
 }  // namespace tapegrad
