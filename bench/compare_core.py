@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workloads as W  # noqa: E402
+from compare_replay import fmt  # noqa: E402  (one number formatter for both reports)
 
 REL_TOL = 1e-9
 
@@ -70,12 +71,6 @@ def med(xs):
     return statistics.median(xs)
 
 
-def fmt(x: float, digits: int = 3) -> str:
-    if x != x:
-        return "n/a"
-    if x == 0 or abs(x) >= 10 ** digits:
-        return f"{x:.0f}"
-    return f"{x:.{max(0, digits - 1 - int(math.floor(math.log10(abs(x)))))}f}"
 
 
 def spread(xs, scale=1.0) -> str:
