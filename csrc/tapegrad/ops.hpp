@@ -55,19 +55,6 @@ inline constexpr op_info op_table[] = {
 };
 static_assert(sizeof(op_table) / sizeof(op_table[0]) == static_cast<int>(op::count_));
 
-// Forward value of any op, for code that only knows the op at run time.
-inline double forward(op o, double x, double y) {
-    switch (o) {
-#define TG_OP(name, arity, fwd, dx, dy) \
-    case op::name:                      \
-        return kernel::name::forward(x, y);
-#include "tapegrad/ops.def"
-#undef TG_OP
-        default:
-            return x;  // leaf kinds carry their own value
-    }
-}
-
 // The adjoint each argument receives from a node with adjoint g: d[0] for x, d[1] for y.
 // The same kernels backward() runs, for code that explains or checks a sweep.
 inline void local_grads(op o, double x, double y, double out, double g, double d[2]) {

@@ -84,11 +84,6 @@ void tape::compact() {
     relocator_->relocate(to.data());
 }
 
-tape::index tape::push(op o, index a, index b) {
-    reserve_more(1);
-    return put(o, a, b, forward(o, val_[a], val_[b]));
-}
-
 std::uint64_t tape::uid(index i) {
     const auto [it, fresh] = uids_.try_emplace(i, next_uid_);
     if (fresh) ++next_uid_;

@@ -59,8 +59,6 @@ public:
     index push(index a) {
         return push<K>(a, a);  // unary ops point arg1 at arg0: always a valid read
     }
-    // The same for an op known only at run time.
-    index push(op o, index a, index b);
 
     // Reverse sweep from root: non-leaf adjoints at or below root are reset first,
     // the root gets `seed`, and leaf adjoints accumulate. Zero adjoints are skipped,
