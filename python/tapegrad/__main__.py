@@ -1,8 +1,14 @@
-"""python -m tapegrad: the seed's worked examples, step by step, then a speed check."""
+"""python -m tapegrad: the seed's worked examples, step by step, then a speed check.
+
+Subcommands:
+    python -m tapegrad explain "x**2 + x*y" x=3 y=4 -o graph.html   (tapegrad.viz)
+    python -m tapegrad demo moons [--steps 100] [--mode eager|traced] (tapegrad.nn.demo)
+"""
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections import defaultdict
 from types import ModuleType
@@ -148,6 +154,13 @@ def speed(n: int = 100_000) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "explain":
+        from tapegrad.viz import main as explain_main
+        return explain_main(argv[1:])
+    if argv and argv[0] == "demo":
+        from tapegrad.nn.demo import main as demo_main
+        return demo_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tapegrad", description=__doc__)
     parser.add_argument("--nodes", type=int, default=100_000,
                         help="size of the graph for the speed check (default 100000)")
