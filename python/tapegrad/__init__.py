@@ -46,5 +46,23 @@ def zero_grad(vars: Iterable[Var]) -> None:
         v.zero_grad()
 
 
-__all__ = ["Function", "TraceError", "Var", "local_grads", "ops", "trace", "where", "zero_grad",
+# Higher layers load on first use, so `import tapegrad` never pulls in graphviz, dask, ...
+_LAZY = {
+    "draw": "viz", "explain": "viz",
+    "gradcheck": "diagnostics", "grad_report": "diagnostics",
+}
+_SUBMODULES = ("nn", "viz", "diagnostics", "dask", "reference")
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'tapegrad' has no attribute {name!r}")
+
+
+__all__ = [*_LAZY, "Function", "TraceError", "Var", "local_grads", "ops", "trace", "where", "zero_grad",
            *_OP_NAMES]
