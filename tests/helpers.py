@@ -55,6 +55,8 @@ def untied(r):  # maximum/minimum away from their kink x == y
 class Spec(NamedTuple):
     domain: Callable  # random.Random -> tuple of arguments
     oracle: Callable  # the op's value, computed without tapegrad
+    # False for detach, whose derivative is 0 by definition, not the slope of its value.
+    differentiable: bool = True
 
 
 SPECS = {
@@ -84,6 +86,7 @@ SPECS = {
     "tanh":    Spec(lambda r: (real(r),), math.tanh),
     "sigmoid": Spec(lambda r: (real(r),), lambda x: 1 / (1 + math.exp(-x))),
     "relu":    Spec(lambda r: (nonzero(r),), lambda x: max(x, 0.0)),
+    "detach":  Spec(lambda r: (real(r),), lambda x: x, differentiable=False),
 }
 
 
@@ -155,7 +158,8 @@ def run(program, backend, leaves=None):
         vals = [nodes[a] if isinstance(a, int) else a for a in args]
         if style == "operator" and op in OPERATORS:
             out = OPERATORS[op](*vals)
-        elif style == "method" and isinstance(vals[0], backend.Var):
+        elif style == "method" and isinstance(vals[0], backend.Var) and op != "detach":
+            # (Var.detach() is PyTorch's, a new constant; the detach op keeps the edge)
             out = getattr(vals[0], op)(*vals[1:])
         else:
             out = getattr(backend, op)(*vals)

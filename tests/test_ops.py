@@ -55,7 +55,7 @@ def test_gradient_matches_finite_differences(backend, op, arity):
         for k in range(arity):
             def partial(t, k=k, args=args):
                 return f(*args[:k], t, *args[k + 1:])
-            fd = central_difference(partial, args[k])
+            fd = central_difference(partial, args[k]) if spec_for(op).differentiable else 0.0
             assert math.isclose(leaves[k].grad, fd, rel_tol=1e-7, abs_tol=1e-9), (args, k)
 
 
@@ -66,7 +66,8 @@ def test_method_function_and_mixed_forms_agree(backend, op, arity):
     for args in samples(op)[:3]:
         xs = [backend.Var(a) for a in args]
         expected = f(*args)
-        method = getattr(xs[0], op)(*xs[1:])
+        # Var.detach() is PyTorch's (a new constant, test_api); the function records the op.
+        method = getattr(xs[0], op)(*xs[1:]) if op != "detach" else f(*xs)
         assert type(expected) is float
         assert isinstance(method, backend.Var)
         assert method.op == op and method.value == expected

@@ -19,6 +19,7 @@ TORCH = {
     "neg": torch.neg, "abs": torch.abs, "sqrt": torch.sqrt, "exp": torch.exp,
     "log": torch.log, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan,
     "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "square": torch.square,
+    "detach": lambda t: t.detach() + 0 * t,  # x with gradient 0 (torch: no graph at all)
     # comparisons are not differentiable in torch: add 0 * operands to get zero grads
     "lt": lambda x, y: (x < y).double() + 0 * (x + y),
     "le": lambda x, y: (x <= y).double() + 0 * (x + y),

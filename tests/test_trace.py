@@ -84,7 +84,7 @@ def reference_sweep(program, x, perturb=None, absolute=False):
     n = len(leaves)
     val = [float(v) for v in x]
     for i, (op, _, args) in enumerate(steps):
-        arity, forward, _ = REF_OPS[op]
+        arity, forward, *_ = REF_OPS[op]
         a = [val[j] if isinstance(j, int) else float(j) for j in args]
         v = forward(a[0], a[1] if arity == 2 else 0.0)
         if perturb is not None and perturb[0] == ("value", n + i):
@@ -97,7 +97,7 @@ def reference_sweep(program, x, perturb=None, absolute=False):
         if g == 0.0:  # zero adjoints are skipped, as in both C++ sweeps
             continue
         op, _, args = steps[k - n]
-        arity, _, rule = REF_OPS[op]
+        arity, _, rule, *_ = REF_OPS[op]
         a = [val[j] if isinstance(j, int) else float(j) for j in args]
         d = list(rule(a[0], a[1] if arity == 2 else 0.0, val[k], abs(g) if absolute else g))
         if perturb is not None and perturb[0][0] == "rule" and perturb[0][1] == k:

@@ -81,29 +81,32 @@ py::array_t<double> vector_of(const double* p, std::size_t n) {
     return a;
 }
 
-// Flat input i of a point p lives at base[i] + p * stride[i] (strides in doubles).
-void describe_inputs(const program& prog, const py::list& args, std::size_t n,
-                     std::vector<const double*>& base, std::vector<std::ptrdiff_t>& stride) {
-    for (py::handle h : args) {
-        auto a = py::reinterpret_borrow<py::array>(h);
-        if (!py::isinstance<py::array_t<double>>(a) || a.ndim() != 2)
-            throw py::type_error("batch: every argument must be a 2-D float64 array");
-        if (a.strides(0) % sizeof(double) || a.strides(1) % sizeof(double))
-            throw py::value_error("batch: argument strides must be multiples of 8 bytes");
-        const std::size_t rows = std::size_t(a.shape(0));
+// Column j of point p lives at base[j] + p * stride[j] (strides in doubles): the flat
+// inputs of a batch (what = "argument"), its input tangents, or its output cotangents.
+void describe_columns(const py::list& arrays, std::size_t n, std::size_t expected,
+                      const std::string& what, std::vector<const double*>& base,
+                      std::vector<std::ptrdiff_t>& stride) {
+    for (py::handle h : arrays) {
+        auto a = py::reinterpret_borrow<py::object>(h);
+        if (!py::isinstance<py::array_t<double>>(a) || a.cast<py::array>().ndim() != 2)
+            throw py::type_error("batch: every " + what + " must be a 2-D float64 array");
+        auto arr = a.cast<py::array>();
+        if (arr.strides(0) % sizeof(double) || arr.strides(1) % sizeof(double))
+            throw py::value_error("batch: " + what + " strides must be multiples of 8 bytes");
+        const std::size_t rows = std::size_t(arr.shape(0));
         if (rows != n && rows != 1)
-            throw py::value_error("batch: argument has " + std::to_string(rows) +
+            throw py::value_error("batch: " + what + " has " + std::to_string(rows) +
                                   " points, expected " + std::to_string(n) + " or 1");
-        const auto* p = static_cast<const double*>(a.data());
-        for (py::ssize_t j = 0; j < a.shape(1); ++j) {
-            base.push_back(p + j * (a.strides(1) / py::ssize_t(sizeof(double))));
-            stride.push_back(rows == 1 ? 0 : a.strides(0) / py::ssize_t(sizeof(double)));
+        const auto* p = static_cast<const double*>(arr.data());
+        for (py::ssize_t j = 0; j < arr.shape(1); ++j) {
+            base.push_back(p + j * (arr.strides(1) / py::ssize_t(sizeof(double))));
+            stride.push_back(rows == 1 ? 0 : arr.strides(0) / py::ssize_t(sizeof(double)));
         }
     }
-    if (base.size() != prog.n_inputs)
-        throw py::value_error("batch: arguments hold " + std::to_string(base.size()) +
-                              " inputs per point, the program takes " +
-                              std::to_string(prog.n_inputs));
+    if (base.size() != expected)
+        throw py::value_error("batch: " + what + "s hold " + std::to_string(base.size()) +
+                              " columns per point, the program takes " +
+                              std::to_string(expected));
 }
 
 void describe_outputs(py::array a, std::size_t n, std::size_t cols, const char* what,
@@ -384,23 +387,48 @@ void register_function(py::module_& m) {
         .def(
             "batch",
             [](const Program& P, py::list args, py::array out, py::object grads, int threads,
-               std::size_t seed_output) {
+               std::size_t seed_output, py::object seeds, py::object tangents,
+               py::object tangent_out, py::object hvp) {
                 const program& p = *P.p;
                 const std::size_t n = std::size_t(out.ndim() == 2 ? out.shape(0) : 0);
+                const std::size_t n_out = p.outputs_.size();
                 program::batch_io io;
-                describe_inputs(p, args, n, io.in_base, io.in_stride);
-                describe_outputs(out, n, p.outputs_.size(), "out", io.out_base, io.out_stride);
-                if (!grads.is_none()) {
-                    if (seed_output >= p.outputs_.size())
-                        throw py::value_error("batch: seed_output out of range");
-                    io.seed_output = seed_output;
-                    for (py::handle g : grads.cast<py::list>()) {
+                describe_columns(args, n, p.n_inputs, "argument", io.in_base, io.in_stride);
+                describe_outputs(out, n, n_out, "out", io.out_base, io.out_stride);
+                auto per_input = [&](py::object arrays, const char* what,
+                                     std::vector<double*>& base,
+                                     std::vector<std::ptrdiff_t>& stride) {
+                    for (py::handle g : arrays.cast<py::list>()) {
                         auto a = py::reinterpret_borrow<py::array>(g);
                         describe_outputs(a, n, std::size_t(a.ndim() == 2 ? a.shape(1) : 0),
-                                         "grad", io.grad_base, io.grad_stride);
+                                         what, base, stride);
                     }
-                    if (io.grad_base.size() != p.n_inputs)
-                        throw py::value_error("batch: grad arrays do not match the inputs");
+                    if (base.size() != p.n_inputs)
+                        throw py::value_error(std::string("batch: ") + what +
+                                              " arrays do not match the inputs");
+                };
+                if (!grads.is_none()) {
+                    if (seed_output >= n_out)
+                        throw py::value_error("batch: seed_output out of range");
+                    io.seed_output = seed_output;
+                    per_input(grads, "grad", io.grad_base, io.grad_stride);
+                }
+                if (!seeds.is_none())
+                    describe_columns(seeds.cast<py::list>(), n, n_out, "seed", io.seed_base,
+                                     io.seed_stride);
+                if (!tangents.is_none())
+                    describe_columns(tangents.cast<py::list>(), n, p.n_inputs, "tangent",
+                                     io.tan_base, io.tan_stride);
+                if (!tangent_out.is_none()) {
+                    if (io.tan_base.empty())
+                        throw py::value_error("batch: tangent_out needs tangents");
+                    describe_outputs(tangent_out.cast<py::array>(), n, n_out, "tangent_out",
+                                     io.tout_base, io.tout_stride);
+                }
+                if (!hvp.is_none()) {
+                    if (io.tan_base.empty())
+                        throw py::value_error("batch: hvp needs tangents");
+                    per_input(hvp, "hvp", io.hvp_base, io.hvp_stride);
                 }
                 std::vector<std::size_t> failed;
                 bool finished;
@@ -418,7 +446,14 @@ void register_function(py::module_& m) {
                 return f;
             },
             py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),
-            py::arg("threads") = 1, py::arg("seed_output") = 0)
+            py::arg("threads") = 1, py::arg("seed_output") = 0, py::arg("seeds") = py::none(),
+            py::arg("tangents") = py::none(), py::arg("tangent_out") = py::none(),
+            py::arg("hvp") = py::none(),
+            "Replay at n points (rows of the 2-D float64 arrays in args; one row broadcasts). "
+            "Values go to out (n, n_outputs); with grads, the gradient of output "
+            "seed_output (or of sum_k seeds[k] * output k) per input; with tangents, "
+            "output tangents to tangent_out and the gradient's tangent to hvp. Returns "
+            "the indices of points whose guards failed.")
         .def(py::pickle([](const Program& P) { return program_state(*P.p); },
                         [](py::tuple st) {
                             return std::make_shared<Program>(

@@ -150,6 +150,23 @@ PyObject* not_a_number(const char* where, PyObject* o) {
 
 // ---------------------------------------------------------------- op application
 
+// tg.no_grad(): per thread, as in PyTorch.
+thread_local bool grad_enabled = true;
+thread_local recorder* innermost_recorder = nullptr;  // see "guards while tracing"
+
+// Nodes one op application may append: 1, or 2 when it records and then detaches.
+index room_for_op() { return grad_enabled ? 1 : 2; }
+
+// The node for K over a, b, as the grad mode asks (room_for_op() reserved beforehand):
+// recorded (grad on); with grad off, a constant with its value, or, while tracing,
+// recorded and then detached, so replays recompute the value but no gradient flows.
+template <class K>
+index push_op(tape& n, index a, index b) {
+    if (grad_enabled) return n.push<K>(a, b);
+    if (!innermost_recorder) return n.push_leaf(op::constant, K::forward(n.val(a), n.val(b)));
+    return n.push<kernel::detach>(n.push<K>(a, b));
+}
+
 // Every append reserves first and reads operand indices after: reserving may compact
 // the tape, which moves nodes (and updates the Vars pointing at them).
 template <class K>
@@ -157,8 +174,8 @@ PyObject* apply_unary(VarObject* v) {
     shared_tape* t = v->tape;
     index i;
     try {
-        t->nodes.reserve_more(1);
-        i = t->nodes.push<K>(v->idx);
+        t->nodes.reserve_more(room_for_op());
+        i = push_op<K>(t->nodes, v->idx, v->idx);
     } catch (...) {
         return set_error_from_exception();
     }
@@ -176,8 +193,8 @@ PyObject* apply_binary(PyObject* a, PyObject* b) {
         if (va && vb) {
             if (va->tape != vb->tape) return different_tapes();
             t = va->tape;
-            t->nodes.reserve_more(1);
-            i = t->nodes.push<K>(va->idx, vb->idx);
+            t->nodes.reserve_more(room_for_op());
+            i = push_op<K>(t->nodes, va->idx, vb->idx);
         } else {
             double c;
             const int r = as_double(va ? b : a, &c);
@@ -185,14 +202,14 @@ PyObject* apply_binary(PyObject* a, PyObject* b) {
             t = (va ? va : vb)->tape;
             if constexpr (std::is_same_v<K, kernel::pow>) {
                 if (va && c == 2.0) {  // x ** 2: the square op (see ops.def)
-                    t->nodes.reserve_more(1);
-                    i = t->nodes.push<kernel::square>(va->idx);
+                    t->nodes.reserve_more(room_for_op());
+                    i = push_op<kernel::square>(t->nodes, va->idx, va->idx);
                     return new_var(t, i);
                 }
             }
-            t->nodes.reserve_more(2);
+            t->nodes.reserve_more(1 + room_for_op());
             const index k = t->nodes.push_leaf(op::constant, c);
-            i = va ? t->nodes.push<K>(va->idx, k) : t->nodes.push<K>(k, vb->idx);
+            i = va ? push_op<K>(t->nodes, va->idx, k) : push_op<K>(t->nodes, k, vb->idx);
         }
     } catch (...) {
         return set_error_from_exception();
@@ -248,7 +265,6 @@ double value_of(PyObject* self) {
 
 // ---------------------------------------------------------------- guards while tracing
 
-thread_local recorder* innermost_recorder = nullptr;
 
 std::string python_location() {
     PyFrameObject* f = PyEval_GetFrame();  // borrowed
@@ -555,12 +571,15 @@ PyObject* m_zero_grad(PyObject* self, PyObject*) {
     Py_RETURN_NONE;
 }
 
+// Eagerly a new constant; while tracing the detach op, so a replay recomputes the value.
 PyObject* m_detach(PyObject* self, PyObject*) {
     auto* v = reinterpret_cast<VarObject*>(self);
     index i;
     try {
-        v->tape->nodes.reserve_more(1);
-        i = v->tape->nodes.push_leaf(op::constant, v->tape->nodes.val(v->idx));
+        tape& n = v->tape->nodes;
+        n.reserve_more(1);
+        i = innermost_recorder ? n.push<kernel::detach>(v->idx)
+                               : n.push_leaf(op::constant, n.val(v->idx));
     } catch (...) {
         return set_error_from_exception();
     }
@@ -608,12 +627,14 @@ PyMethodDef var_methods[] = {
      "Reverse-mode sweep from this node: its grad is seeded with 1, leaf grads accumulate."},
     {"item", m_item, METH_NOARGS, "The value as a Python float."},
     {"zero_grad", m_zero_grad, METH_NOARGS, "Set this node's grad to 0."},
-    {"detach", m_detach, METH_NOARGS, "A new constant node with this node's value."},
+    {"detach", m_detach, METH_NOARGS,
+     "This node's value with no gradient: a new constant (while tracing, a detach node "
+     "that replays recompute)."},
     {"__copy__", m_copy, METH_NOARGS, nullptr},
     {"__deepcopy__", m_copy, METH_O, nullptr},
     {"__reduce__", m_reduce, METH_NOARGS, nullptr},
     {"__format__", m_format, METH_O, nullptr},
-#define TG_OP(name, arity, fwd, dx, dy)                                         \
+#define TG_OP(name, arity, ...)                                         \
     {#name, op_method<kernel::name>, arity == 1 ? METH_NOARGS : METH_O,        \
      arity == 1 ? "Apply op '" #name "' to this Var (see tapegrad.ops())."      \
                 : "Apply op '" #name "' to this Var and another Var or number."},
@@ -673,13 +694,28 @@ PyObject* f_leaves(PyObject*, PyObject* values) {
     return list;
 }
 
+PyObject* f_set_grad_enabled(PyObject*, PyObject* on) {
+    const int r = PyObject_IsTrue(on);
+    if (r < 0) return nullptr;
+    const bool before = grad_enabled;
+    grad_enabled = r != 0;
+    return PyBool_FromLong(before);
+}
+
+PyObject* f_is_grad_enabled(PyObject*, PyObject*) { return PyBool_FromLong(grad_enabled); }
+
 PyMethodDef module_functions[] = {
+    {"set_grad_enabled", f_set_grad_enabled, METH_O,
+     "set_grad_enabled(on) -> the previous setting: whether ops on Vars record gradients "
+     "(this thread only; see tapegrad.no_grad)."},
+    {"is_grad_enabled", f_is_grad_enabled, METH_NOARGS,
+     "Whether ops on Vars record gradients on this thread."},
     {"leaves", f_leaves, METH_O, "leaves(values): a list of new leaf Vars, one per value."},
     {"local_grads", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_local_grads)),
      METH_FASTCALL,
      "local_grads(v, g=None): the adjoint each of v's inputs receives from v when v's adjoint "
      "is g (default: v.grad), by the op table's rules."},
-#define TG_OP(name, arity, fwd, dx, dy)                                                  \
+#define TG_OP(name, arity, ...)                                                  \
     {#name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(            \
                 op_function<kernel::name>)),                                             \
      METH_FASTCALL,                                                                      \

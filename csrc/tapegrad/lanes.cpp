@@ -57,13 +57,46 @@ void reverse_op(double* ga, double* gb, const double* x, const double* y, const 
     }
 }
 
+template <class K>
+void tangent_op(double* __restrict to, const double* x, const double* y, const double* out,
+                const double* tx, const double* ty, std::size_t L) {
+#pragma omp simd
+    for (std::size_t l = 0; l < L; ++l) to[l] = K::tangent(x[l], y[l], out[l], tx[l], ty[l]);
+}
+
+// reverse_op on duals: a node whose adjoint and adjoint tangent are both 0 is skipped.
+template <class K>
+void reverse_dual_op(double* ga, double* gb, double* gat, double* gbt, const double* x,
+                     const double* y, const double* out, const double* tx, const double* ty,
+                     const double* to, const double* g, const double* gt, std::size_t L) {
+    using fwd::dual;
+    const bool same = ga == gb;
+#pragma omp simd
+    for (std::size_t l = 0; l < L; ++l) {
+        const bool live = g[l] != 0.0 || gt[l] != 0.0;
+        const dual X{x[l], tx[l]}, Y{y[l], ty[l]}, O{out[l], to[l]}, G{g[l], gt[l]};
+        dual da = K::dx(X, Y, O, G);
+        dual db = K::arity == 2 ? K::dy(X, Y, O, G) : dual{};
+        if (same) {
+            da = da + db;
+            db = dual{};
+        }
+        ga[l] = live ? ga[l] + da.v : ga[l];
+        gat[l] = live ? gat[l] + da.d : gat[l];
+        if (!same) {
+            gb[l] = live ? gb[l] + db.v : gb[l];
+            gbt[l] = live ? gbt[l] + db.d : gbt[l];
+        }
+    }
+}
+
 void forward(const program& p, double* v, std::size_t B, std::size_t L) {
     for (slot s = p.first_op(); s < p.n_slots(); ++s) {
         double* out = v + s * B;
         const double* x = v + std::size_t(p.a_[s]) * B;
         const double* y = v + std::size_t(p.b_[s]) * B;
         switch (p.op_[s]) {
-#define TG_OP(name, arity, fwd_, dx_, dy_)           \
+#define TG_OP(name, arity, ...)           \
     case op::name:                                   \
         forward_op<kernel::name>(out, x, y, L);      \
         break;
@@ -85,7 +118,7 @@ void reverse(const program& p, const double* v, double* adj, std::size_t B, std:
         double* ga = adj + std::size_t(a) * B;
         double* gb = adj + std::size_t(b) * B;
         switch (p.op_[s]) {
-#define TG_OP(name, arity, fwd_, dx_, dy_)                     \
+#define TG_OP(name, arity, ...)                     \
     case op::name:                                             \
         reverse_op<kernel::name>(ga, gb, x, y, out, g, L);     \
         break;
@@ -97,8 +130,44 @@ void reverse(const program& p, const double* v, double* adj, std::size_t B, std:
     }
 }
 
+void tangent(const program& p, const double* v, double* t, std::size_t B, std::size_t L) {
+    for (slot s = p.first_op(); s < p.n_slots(); ++s) {
+        const std::size_t a = std::size_t(p.a_[s]) * B, b = std::size_t(p.b_[s]) * B;
+        const std::size_t o = std::size_t(s) * B;
+        switch (p.op_[s]) {
+#define TG_OP(name, ...)                                                        \
+    case op::name:                                                              \
+        tangent_op<kernel::name>(t + o, v + a, v + b, v + o, t + a, t + b, L);  \
+        break;
+#include "tapegrad/ops.def"
+#undef TG_OP
+            default:
+                break;
+        }
+    }
+}
+
+void reverse_dual(const program& p, const double* v, const double* t, double* adj,
+                  double* adjt, std::size_t B, std::size_t L) {
+    for (slot s = p.n_slots(); s-- > p.first_op();) {
+        const std::size_t a = std::size_t(p.a_[s]) * B, b = std::size_t(p.b_[s]) * B;
+        const std::size_t o = std::size_t(s) * B;
+        switch (p.op_[s]) {
+#define TG_OP(name, ...)                                                               \
+    case op::name:                                                                     \
+        reverse_dual_op<kernel::name>(adj + a, adj + b, adjt + a, adjt + b, v + a, v + b, \
+                                      v + o, t + a, t + b, t + o, adj + o, adjt + o, L); \
+        break;
+#include "tapegrad/ops.def"
+#undef TG_OP
+            default:
+                break;
+        }
+    }
+}
+
 #define TG_STR2(x) #x
 #define TG_STR(x) TG_STR2(x)
-extern const kernels set{TG_STR(TG_LANES_ISA), forward, reverse};
+extern const kernels set{TG_STR(TG_LANES_ISA), forward, reverse, tangent, reverse_dual};
 
 }  // namespace tapegrad::lanes::TG_LANES_ISA

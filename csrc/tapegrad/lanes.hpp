@@ -16,6 +16,14 @@ struct kernels {
     void (*forward)(const program& p, double* v, std::size_t B, std::size_t L);
     void (*reverse)(const program& p, const double* v, double* adj, std::size_t B,
                     std::size_t L);
+    // Forward mode: the tangents t of every op slot from those of the inputs (t holds 0
+    // at constants).
+    void (*tangent)(const program& p, const double* v, double* t, std::size_t B,
+                    std::size_t L);
+    // Forward-over-reverse: reverse() on dual numbers (value v + tangent t), so adj gets
+    // the gradient and adjt its directional derivative, the Hessian-vector product.
+    void (*reverse_dual)(const program& p, const double* v, const double* t, double* adj,
+                         double* adjt, std::size_t B, std::size_t L);
 };
 
 const kernels& get();  // the best set for this CPU (TAPEGRAD_LANES=baseline forces it)

@@ -9,7 +9,7 @@ namespace tapegrad {
 enum class op : std::uint8_t {
     leaf,      // made by Var(x); its adjoint accumulates across backward() calls
     constant,  // a number lifted into the graph (Python name "const")
-#define TG_OP(name, arity, fwd, dx, dy) name,
+#define TG_OP(name, arity, ...) name,
 #include "tapegrad/ops.def"
 #undef TG_OP
     count_
@@ -17,9 +17,68 @@ enum class op : std::uint8_t {
 
 constexpr bool is_leaf(op o) { return o <= op::constant; }
 
-// One kernel struct per row: forward value and the local rule for each argument.
+// Dual numbers v + d·ε (ε² = 0): the local rules evaluated on them give the tangent of
+// each contribution as well, which is what forward-over-reverse (Hessian-vector
+// products) needs. Only the arithmetic lives here; the derivative of every function the
+// rules call comes from that function's own row of the table (math::, below).
+namespace fwd {
+struct dual {
+    double v = 0.0, d = 0.0;
+    constexpr dual() = default;
+    constexpr dual(double value, double tangent = 0.0) : v(value), d(tangent) {}
+};
+constexpr dual operator-(dual a) { return {-a.v, -a.d}; }
+constexpr dual operator+(dual a, dual b) { return {a.v + b.v, a.d + b.d}; }
+constexpr dual operator-(dual a, dual b) { return {a.v - b.v, a.d - b.d}; }
+constexpr dual operator*(dual a, dual b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
+constexpr dual operator/(dual a, dual b) {
+    const double q = a.v / b.v;
+    return {q, (a.d - q * b.d) / b.v};
+}
+constexpr dual operator+(dual a, double b) { return {a.v + b, a.d}; }
+constexpr dual operator+(double a, dual b) { return {a + b.v, b.d}; }
+constexpr dual operator-(dual a, double b) { return {a.v - b, a.d}; }
+constexpr dual operator-(double a, dual b) { return {a - b.v, -b.d}; }
+constexpr dual operator*(dual a, double b) { return {a.v * b, a.d * b}; }
+constexpr dual operator*(double a, dual b) { return {a * b.v, a * b.d}; }
+constexpr dual operator/(dual a, double b) { return {a.v / b, a.d / b}; }
+constexpr dual operator/(double a, dual b) {
+    const double q = a / b.v;
+    return {q, -q * b.d / b.v};
+}
+// Comparisons see values only: a rule's branch is the one its value takes.
+#define TG_DUAL_CMP(opr)                                                        \
+    constexpr bool operator opr(dual a, dual b) { return a.v opr b.v; }         \
+    constexpr bool operator opr(dual a, double b) { return a.v opr b; }         \
+    constexpr bool operator opr(double a, dual b) { return a opr b.v; }
+TG_DUAL_CMP(==)
+TG_DUAL_CMP(!=)
+TG_DUAL_CMP(<)
+TG_DUAL_CMP(<=)
+TG_DUAL_CMP(>)
+TG_DUAL_CMP(>=)
+#undef TG_DUAL_CMP
+}  // namespace fwd
+
+// The functions the local rules call: libm for doubles; for duals, the op of that name,
+// its value by the forward column and its tangent by the tangent column.
+namespace math {
+using std::cos;
+using std::log;
+using std::pow;
+using std::sin;
+fwd::dual log(fwd::dual x);
+fwd::dual sin(fwd::dual x);
+fwd::dual cos(fwd::dual x);
+fwd::dual pow(fwd::dual x, fwd::dual y);
+}  // namespace math
+
+// One kernel struct per row: forward value, the local rule for each argument (any
+// arithmetic type), and the tangent of the value.
 namespace kernel {
-#define TG_OP(name, ar, fwd, dx_, dy_)                                                  \
+#define PARTIALS                                                                        \
+    ((tx != 0 ? dx(x, y, out, tx) : 0.0) + (arity == 2 && ty != 0 ? dy(x, y, out, ty) : 0.0))
+#define TG_OP(name, ar, fwd, dx_, dy_, t_)                                              \
     struct name {                                                                       \
         static constexpr int arity = ar;                                                \
         static constexpr tapegrad::op code = tapegrad::op::name;                        \
@@ -27,18 +86,42 @@ namespace kernel {
         static double forward([[maybe_unused]] double x, [[maybe_unused]] double y) {   \
             return fwd;                                                                 \
         }                                                                               \
-        static double dx([[maybe_unused]] double x, [[maybe_unused]] double y,          \
-                         [[maybe_unused]] double out, [[maybe_unused]] double g) {      \
+        template <class T>                                                              \
+        static T dx([[maybe_unused]] T x, [[maybe_unused]] T y,                         \
+                    [[maybe_unused]] T out, [[maybe_unused]] T g) {                     \
             return dx_;                                                                 \
         }                                                                               \
-        static double dy([[maybe_unused]] double x, [[maybe_unused]] double y,          \
-                         [[maybe_unused]] double out, [[maybe_unused]] double g) {      \
+        template <class T>                                                              \
+        static T dy([[maybe_unused]] T x, [[maybe_unused]] T y,                         \
+                    [[maybe_unused]] T out, [[maybe_unused]] T g) {                     \
             return dy_;                                                                 \
+        }                                                                               \
+        static double tangent([[maybe_unused]] double x, [[maybe_unused]] double y,     \
+                              [[maybe_unused]] double out, [[maybe_unused]] double tx,  \
+                              [[maybe_unused]] double ty) {                             \
+            return t_;                                                                  \
         }                                                                               \
     };
 #include "tapegrad/ops.def"
 #undef TG_OP
+#undef PARTIALS
 }  // namespace kernel
+
+namespace math {
+#define TG_MATH(name)                                                    \
+    inline fwd::dual name(fwd::dual x) {                                 \
+        const double out = kernel::name::forward(x.v, 0.0);              \
+        return {out, kernel::name::tangent(x.v, 0.0, out, x.d, 0.0)};    \
+    }
+TG_MATH(log)
+TG_MATH(sin)
+TG_MATH(cos)
+#undef TG_MATH
+inline fwd::dual pow(fwd::dual x, fwd::dual y) {
+    const double out = kernel::pow::forward(x.v, y.v);
+    return {out, kernel::pow::tangent(x.v, y.v, out, x.d, y.d)};
+}
+}  // namespace math
 
 struct op_info {
     const char* name;
@@ -49,7 +132,7 @@ struct op_info {
 inline constexpr op_info op_table[] = {
     {"leaf", 0},
     {"const", 0},
-#define TG_OP(name, arity, fwd, dx, dy) {#name, arity},
+#define TG_OP(name, arity, ...) {#name, arity},
 #include "tapegrad/ops.def"
 #undef TG_OP
 };
@@ -59,7 +142,7 @@ static_assert(sizeof(op_table) / sizeof(op_table[0]) == static_cast<int>(op::cou
 // The same kernels backward() runs, for code that explains or checks a sweep.
 inline void local_grads(op o, double x, double y, double out, double g, double d[2]) {
     switch (o) {
-#define TG_OP(name, arity, fwd, dx_, dy_)                                  \
+#define TG_OP(name, arity, ...)                                  \
     case op::name:                                                         \
         d[0] = kernel::name::dx(x, y, out, g);                             \
         d[1] = arity == 2 ? kernel::name::dy(x, y, out, g) : 0.0;          \

@@ -290,16 +290,29 @@ std::size_t block_size(const program& p) {
 
 }  // namespace
 
-void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, double* v,
-                        double* adj, std::vector<std::size_t>& failed) const {
-    const std::size_t B = block_size(*this);
-    for (std::uint32_t i = 0; i < n_inputs; ++i) {
-        const double* src = io.in_base[i] + std::ptrdiff_t(p0) * io.in_stride[i];
-        const std::ptrdiff_t st = io.in_stride[i];
-        double* dst = v + std::size_t(i) * B;
-        for (std::size_t l = 0; l < L; ++l) dst[l] = src[std::ptrdiff_t(l) * st];
-    }
-    lanes::get().forward(*this, v, B, L);
+struct program::block_scratch {
+    std::vector<double> v, adj, t, adjt;  // lane-major: slot s of lane l at [s * B + l]
+};
+
+namespace {
+
+void gather(const double* src, std::ptrdiff_t stride, double* dst, std::size_t L) {
+    for (std::size_t l = 0; l < L; ++l) dst[l] = src[std::ptrdiff_t(l) * stride];
+}
+void scatter(const double* src, double* dst, std::ptrdiff_t stride, std::size_t L) {
+    for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * stride] = src[l];
+}
+
+}  // namespace
+
+void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::size_t B,
+                        block_scratch& s, std::vector<std::size_t>& failed) const {
+    const std::ptrdiff_t q0 = std::ptrdiff_t(p0);
+    double* v = s.v.data();
+    for (std::uint32_t i = 0; i < n_inputs; ++i)
+        gather(io.in_base[i] + q0 * io.in_stride[i], io.in_stride[i], v + std::size_t(i) * B, L);
+    const lanes::kernels& k = lanes::get();
+    k.forward(*this, v, B, L);
 
     // Guards: a point whose comparison goes the other way gets NaN outputs and is listed.
     std::size_t n_failed_before = failed.size();
@@ -311,35 +324,65 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, doubl
                     break;
                 }
 
-    for (std::size_t k = 0; k < outputs_.size(); ++k) {
-        const double* src = v + std::size_t(outputs_[k]) * B;
-        double* dst = io.out_base[k] + std::ptrdiff_t(p0) * io.out_stride[k];
-        for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * io.out_stride[k]] = src[l];
+    for (std::size_t o = 0; o < outputs_.size(); ++o)
+        scatter(v + std::size_t(outputs_[o]) * B, io.out_base[o] + q0 * io.out_stride[o],
+                io.out_stride[o], L);
+    if (!io.tan_base.empty()) {
+        double* t = s.t.data();
+        for (std::uint32_t i = 0; i < n_inputs; ++i)
+            gather(io.tan_base[i] + q0 * io.tan_stride[i], io.tan_stride[i],
+                   t + std::size_t(i) * B, L);
+        k.tangent(*this, v, t, B, L);
+        for (std::size_t o = 0; o < io.tout_base.size(); ++o)
+            scatter(t + std::size_t(outputs_[o]) * B, io.tout_base[o] + q0 * io.tout_stride[o],
+                    io.tout_stride[o], L);
     }
-    if (!io.grad_base.empty()) {
+    if (io.reverse()) {
+        double* adj = s.adj.data();
         std::memset(adj, 0, sizeof(double) * B * n_slots());
-        double* seed = adj + std::size_t(outputs_[io.seed_output]) * B;
-        for (std::size_t l = 0; l < L; ++l) seed[l] += 1.0;
-        lanes::get().reverse(*this, v, adj, B, L);
-        for (std::uint32_t i = 0; i < n_inputs; ++i) {
-            const double* src = adj + std::size_t(i) * B;
-            double* dst = io.grad_base[i] + std::ptrdiff_t(p0) * io.grad_stride[i];
-            for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * io.grad_stride[i]] = src[l];
+        if (io.seed_base.empty()) {
+            double* seed = adj + std::size_t(outputs_[io.seed_output]) * B;
+            for (std::size_t l = 0; l < L; ++l) seed[l] += 1.0;
+        } else {
+            for (std::size_t o = 0; o < outputs_.size(); ++o) {
+                double* seed = adj + std::size_t(outputs_[o]) * B;
+                const double* src = io.seed_base[o] + q0 * io.seed_stride[o];
+                for (std::size_t l = 0; l < L; ++l)
+                    seed[l] += src[std::ptrdiff_t(l) * io.seed_stride[o]];
+            }
         }
+        if (io.hvp_base.empty()) {
+            k.reverse(*this, v, adj, B, L);
+        } else {
+            double* adjt = s.adjt.data();
+            std::memset(adjt, 0, sizeof(double) * B * n_slots());
+            k.reverse_dual(*this, v, s.t.data(), adj, adjt, B, L);
+            for (std::uint32_t i = 0; i < n_inputs; ++i)
+                scatter(adjt + std::size_t(i) * B, io.hvp_base[i] + q0 * io.hvp_stride[i],
+                        io.hvp_stride[i], L);
+        }
+        for (std::size_t i = 0; i < io.grad_base.size(); ++i)
+            scatter(adj + i * B, io.grad_base[i] + q0 * io.grad_stride[i], io.grad_stride[i], L);
     }
     const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto poison = [nan](const std::vector<double*>& base,
+                        const std::vector<std::ptrdiff_t>& stride, std::ptrdiff_t q) {
+        for (std::size_t j = 0; j < base.size(); ++j) base[j][q * stride[j]] = nan;
+    };
     for (std::size_t f = n_failed_before; f < failed.size(); ++f) {
         const std::ptrdiff_t q = std::ptrdiff_t(failed[f]);
-        for (std::size_t k = 0; k < outputs_.size(); ++k) io.out_base[k][q * io.out_stride[k]] = nan;
-        for (std::size_t i = 0; i < io.grad_base.size(); ++i)
-            io.grad_base[i][q * io.grad_stride[i]] = nan;
+        poison(io.out_base, io.out_stride, q);
+        poison(io.grad_base, io.grad_stride, q);
+        poison(io.tout_base, io.tout_stride, q);
+        poison(io.hvp_base, io.hvp_stride, q);
     }
 }
 
 bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
                         std::vector<std::size_t>& failed,
                         const std::function<bool()>& stop) const {
-    const std::size_t B = block_size(*this);
+    // A batch smaller than a block runs in a block of its own size (one point: one lane).
+    const std::size_t B = std::min(block_size(*this), std::max<std::size_t>(n_points, 1));
     const std::size_t n_blocks = (n_points + B - 1) / B;
     // Small batches are not worth a thread start (~tens of microseconds).
     const std::size_t work = n_points * n_slots();
@@ -354,14 +397,19 @@ bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
     std::atomic<bool> stopped{false};
     std::vector<std::vector<std::size_t>> fails(n_threads);
     auto worker = [&](std::size_t w, bool polls) {
-        std::vector<double> v(B * n_slots()), adj(io.grad_base.empty() ? 0 : B * n_slots());
-        for (slot s = n_inputs; s < first_op_; ++s)
-            std::fill_n(v.begin() + std::ptrdiff_t(s * B), B, init_[s]);
+        const std::size_t size = B * n_slots();
+        block_scratch s;
+        s.v.resize(size);
+        if (io.reverse()) s.adj.resize(size);
+        if (!io.tan_base.empty()) s.t.assign(size, 0.0);  // constants' tangents stay 0
+        if (!io.hvp_base.empty()) s.adjt.resize(size);
+        for (slot c = n_inputs; c < first_op_; ++c)
+            std::fill_n(s.v.begin() + std::ptrdiff_t(c * B), B, init_[c]);
         std::size_t done = 0;
         for (std::size_t blk; !stopped.load(std::memory_order_relaxed) &&
                               (blk = next.fetch_add(1, std::memory_order_relaxed)) < n_blocks;) {
             const std::size_t p0 = blk * B;
-            run_block(io, p0, std::min(B, n_points - p0), v.data(), adj.data(), fails[w]);
+            run_block(io, p0, std::min(B, n_points - p0), B, s, fails[w]);
             if (polls && ++done % 16 == 0 && stop && stop())
                 stopped.store(true, std::memory_order_relaxed);
         }

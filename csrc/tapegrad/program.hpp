@@ -90,6 +90,20 @@ public:
         std::vector<double*> grad_base;  // empty: values only
         std::vector<std::ptrdiff_t> grad_stride;
         std::size_t seed_output = 0;  // the output whose gradient goes to grad_base
+        // Instead of output seed_output with 1: output k seeded with seed_base[k][p * ..]
+        // (a vector-Jacobian product).
+        std::vector<const double*> seed_base;
+        std::vector<std::ptrdiff_t> seed_stride;
+        // Forward mode: input i moves by tan_base[i][p * tan_stride[i]]; output k's
+        // tangent goes to tout_base[k] (a Jacobian-vector product) and, with hvp_base
+        // set, the tangent of the gradient to hvp_base[i] (a Hessian-vector product).
+        std::vector<const double*> tan_base;
+        std::vector<std::ptrdiff_t> tan_stride;
+        std::vector<double*> tout_base;
+        std::vector<std::ptrdiff_t> tout_stride;
+        std::vector<double*> hvp_base;
+        std::vector<std::ptrdiff_t> hvp_stride;
+        bool reverse() const { return !grad_base.empty() || !hvp_base.empty(); }
     };
     // Returns false if stopped.
     bool run_batch(const batch_io& io, std::size_t n_points, int threads,
@@ -101,8 +115,9 @@ public:
 
 private:
     slot first_op_ = 0;
-    void run_block(const batch_io& io, std::size_t p0, std::size_t n, double* val,
-                   double* adj, std::vector<std::size_t>& failed) const;
+    struct block_scratch;
+    void run_block(const batch_io& io, std::size_t p0, std::size_t n, std::size_t B,
+                   block_scratch& s, std::vector<std::size_t>& failed) const;
 };
 
 // Compile the nodes of `t` that the outputs (and guards) depend on into a program whose

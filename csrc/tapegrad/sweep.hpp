@@ -28,7 +28,7 @@ inline void forward_sweep(const op* o, const std::uint32_t* a, const std::uint32
 #if TG_THREADED
     static const void* const handler[] = {
         &&leaf_kind, &&leaf_kind,  // leaf, constant
-#define TG_OP(name, arity, fwd_, dx_, dy_) &&fw_##name,
+#define TG_OP(name, arity, ...) &&fw_##name,
 #include "tapegrad/ops.def"
 #undef TG_OP
     };
@@ -38,7 +38,7 @@ inline void forward_sweep(const op* o, const std::uint32_t* a, const std::uint32
     goto* handler[int(o[i])];
 leaf_kind:
     TG_NEXT
-#define TG_OP(name, arity, fwd_, dx_, dy_)                        \
+#define TG_OP(name, arity, ...)                        \
     fw_##name : val[i] = kernel::name::forward(val[a[i]], val[b[i]]); \
     TG_NEXT
 #include "tapegrad/ops.def"
@@ -47,7 +47,7 @@ leaf_kind:
 #else
     for (; i < hi; ++i) {
         switch (o[i]) {
-#define TG_OP(name, arity, fwd_, dx_, dy_)                    \
+#define TG_OP(name, arity, ...)                    \
     case op::name:                                            \
         val[i] = kernel::name::forward(val[a[i]], val[b[i]]); \
         break;
@@ -129,7 +129,7 @@ inline void reverse_sweep(const op* o, const std::uint32_t* a, const std::uint32
 #if TG_THREADED
     static const void* const handler[] = {
         &&leaf_kind, &&leaf_kind,  // leaf, constant
-#define TG_OP(name, arity, fwd_, dx_, dy_) &&rv_##name,
+#define TG_OP(name, arity, ...) &&rv_##name,
 #include "tapegrad/ops.def"
 #undef TG_OP
     };
@@ -142,7 +142,7 @@ inline void reverse_sweep(const op* o, const std::uint32_t* a, const std::uint32
 leaf_kind:
     TG_SETTLE_AT(i)
     TG_NEXT
-#define TG_OP(name, arity, fwd_, dx_, dy_) \
+#define TG_OP(name, arity, ...) \
     rv_##name : TG_RULE(name, arity)      \
     TG_NEXT
 #include "tapegrad/ops.def"
@@ -152,7 +152,7 @@ done:
 #else
     while (i-- > lo) {
         switch (o[i]) {
-#define TG_OP(name, arity, fwd_, dx_, dy_) \
+#define TG_OP(name, arity, ...) \
     case op::name:                         \
         TG_RULE(name, arity)               \
         break;

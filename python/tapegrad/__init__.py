@@ -22,6 +22,8 @@ except ImportError as err:  # pragma: no cover - depends on the install
 
 from ._core import Var, local_grads, ops
 from .function import Function, TraceError, trace
+from .transforms import (grad, hessian, hvp, is_grad_enabled, jacobian, jvp, no_grad,
+                         value_and_grad, vjp)
 
 __version__ = "0.1.0"
 
@@ -64,5 +66,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'tapegrad' has no attribute {name!r}")
 
 
-__all__ = [*_LAZY, "Function", "TraceError", "Var", "local_grads", "ops", "trace", "where", "zero_grad",
-           *_OP_NAMES]
+# Built on the C++ engine (tracing, forward mode, second order, pictures, diagnostics);
+# everything else in __all__ is the core API that tapegrad.reference mirrors.
+_ENGINE_ONLY = ("Function", "TraceError", "trace", "grad", "value_and_grad", "jacobian",
+                "hessian", "jvp", "vjp", "hvp", "no_grad", "is_grad_enabled", *_LAZY)
+
+__all__ = [*_ENGINE_ONLY, "Var", "local_grads", "ops", "where", "zero_grad", *_OP_NAMES]

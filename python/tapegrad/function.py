@@ -185,6 +185,180 @@ class Function:
         (one reverse sweep per output)."""
         return self._run(args, mode=2, threads=threads)[1]
 
+    # -- forward mode and second order ---------------------------------------------------
+
+    def jvp(self, *args: Any, threads: int | None = None) -> tuple[Any, Any]:
+        """``F.jvp(*args, tangents)``: (value, J·tangents), the directional derivative of
+        every output (forward mode: one tangent sweep). ``tangents`` holds one array per
+        argument, shaped like it (a bare array for a one-argument F); batch dimensions
+        broadcast with the arguments'."""
+        args, tangents = self._split_last(args, "jvp", "tangents")
+        value, tout = self._second(args, tangents, None, "jvp", threads)
+        return value, tout
+
+    def hvp(self, *args: Any, threads: int | None = None) -> Any:
+        """``F.hvp(*args, v)``: the Hessian of a scalar F times ``v`` (forward-over-reverse:
+        one tangent sweep and one reverse sweep on dual numbers, a few gradients' cost),
+        shaped like :meth:`grad`'s result; ``v`` as ``tangents`` in :meth:`jvp`."""
+        args, v = self._split_last(args, "hvp", "v")
+        return self._second(args, v, None, "hvp", threads)
+
+    def hessian(self, *args: Any, threads: int | None = None) -> Any:
+        """The Hessian of a scalar F: batch + arg_shape + arg_shape for a one-argument F,
+        else a nested tuple of blocks ``H[i][j]`` (batch + shape_i + shape_j), as
+        ``jax.hessian(f, argnums=(0, 1, ...))``. One Hessian-vector product per input."""
+        return self._second(args, None, None, "hessian", threads)
+
+    def vjp(self, *args: Any, threads: int | None = None) -> tuple[Any, Callable]:
+        """(value, vjp_fn): ``vjp_fn(cotangent)`` gives cotangent·J, shaped like
+        :meth:`grad`'s result; ``cotangent`` is shaped like the value (batch dims
+        broadcast), as ``jax.vjp``."""
+        value = self(*args, threads=threads)  # validates args
+
+        def vjp_fn(cotangent: Any) -> Any:
+            return self._second(args, None, cotangent, "vjp", threads)
+
+        return value, vjp_fn
+
+    def _split_last(self, args: tuple, method: str, name: str) -> tuple[tuple, Any]:
+        n = len(self._arg_shapes)
+        if len(args) != n + 1:
+            raise TypeError(f"{method} takes the Function's {n} argument(s) and then "
+                            f"{name}: got {len(args)} positional arguments")
+        return args[:n], args[n]
+
+    def _tangent_arrays(self, tangents: Any, name: str) -> list[np.ndarray]:
+        n = len(self._arg_shapes)
+        if n == 1 and not (isinstance(tangents, tuple) and len(tangents) == 1
+                           and np.ndim(tangents[0]) >= len(self._arg_shapes[0])):
+            tangents = (tangents,)
+        if not isinstance(tangents, (tuple, list)) or len(tangents) != n:
+            raise TypeError(f"{name}: expected a tuple of {n} arrays, one per argument")
+        out = []
+        for k, (t, shape) in enumerate(zip(tangents, self._arg_shapes)):
+            arr = _real_array(t, f"{name} {k}")
+            nd = len(shape)
+            if arr.ndim < nd or arr.shape[arr.ndim - nd:] != shape:
+                want = "a scalar" if nd == 0 else f"trailing shape {shape}"
+                raise ValueError(f"{name} {k}: expected {want} (its argument's point "
+                                 f"shape), got shape {arr.shape}")
+            out.append(arr)
+        return out
+
+    def _second(self, args: Sequence[Any], tangents: Any, cotangent: Any, mode: str,
+                threads: int | None) -> Any:
+        """jvp / hvp / hessian / vjp, at one point or a batch, by program.batch."""
+        if mode in ("hvp", "hessian") and self._n_out != 1:
+            raise ValueError(f"{mode} needs a scalar function; this one returns shape "
+                             f"{self._out_shape}")
+        arrays, batch = self._arrays(args)
+        batches = [batch]
+        tan = None
+        if tangents is not None:
+            tan = self._tangent_arrays(tangents, "tangents" if mode == "jvp" else "v")
+            batches += [t.shape[:t.ndim - len(s)] for t, s in zip(tan, self._arg_shapes)]
+        ct = None
+        if cotangent is not None:
+            ct = _real_array(cotangent, "cotangent")
+            nd = len(self._out_shape)
+            if ct.ndim < nd or ct.shape[ct.ndim - nd:] != self._out_shape:
+                raise ValueError(f"cotangent: expected trailing shape {self._out_shape} (the "
+                                 f"value's), got shape {ct.shape}")
+            batches.append(ct.shape[:ct.ndim - nd])
+        try:
+            batch = np.broadcast_shapes(*batches)
+        except ValueError as err:
+            raise ValueError(f"batch dimensions do not broadcast: {batches}") from err
+        n = int(np.prod(batch, dtype=np.int64))
+        threads = _default_threads() if threads is None else threads
+        cols = self._columns(arrays, self._arg_shapes, batch, n)
+        tcols = self._columns(tan, self._arg_shapes, batch, n) if tan is not None else None
+        seeds = None
+        if ct is not None:
+            flat = np.broadcast_to(ct, batch + self._out_shape).reshape(n, self._n_out)
+            seeds = [np.ascontiguousarray(flat)]
+        n_in = sum(self._sizes)
+        offsets = np.cumsum([0, *self._sizes])
+        out = np.empty((n, self._n_out))
+        kw: dict[str, Any] = {}
+        if mode == "jvp":
+            tout = np.empty((n, self._n_out))
+            kw = dict(tangents=tcols, tangent_out=tout)
+            self._batch_or_repair(cols, out, kw, threads)
+            shape = batch + self._out_shape
+            return (out.reshape(shape) if shape else float(out[0, 0]),
+                    tout.reshape(shape) if shape else float(tout[0, 0]))
+        if mode in ("hvp", "vjp"):
+            res = np.empty((n, n_in))
+            parts = [res[:, offsets[k]:offsets[k + 1]] for k in range(len(self._sizes))]
+            kw = (dict(tangents=tcols, hvp=parts) if mode == "hvp"
+                  else dict(grads=parts, seeds=seeds))
+            self._batch_or_repair(cols, out, kw, threads)
+            return self._per_arg(res, batch)
+        # hessian: column j is the HVP with the j-th unit vector, as one broadcast row.
+        H = np.empty((n, n_in, n_in))
+        for j in range(n_in):
+            e = np.zeros((1, n_in))
+            e[0, j] = 1.0
+            tcols = [e[:, offsets[k]:offsets[k + 1]] for k in range(len(self._sizes))]
+            parts = [H[:, offsets[k]:offsets[k + 1], j] for k in range(len(self._sizes))]
+            self._batch_or_repair(cols, out, dict(tangents=tcols, hvp=parts), threads)
+        if len(self._sizes) == 1:
+            return H.reshape(batch + self._arg_shapes[0] * 2) if batch or self._arg_shapes[0] \
+                else float(H[0, 0, 0])
+        blocks = [[H[:, offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]]
+                   .reshape(batch + si + sj) for j, sj in enumerate(self._arg_shapes)]
+                  for i, si in enumerate(self._arg_shapes)]
+        return tuple(tuple(b if b.ndim else float(b) for b in row) for row in blocks)
+
+    def _per_arg(self, res: np.ndarray, batch: tuple) -> Any:
+        """(n, n_inputs) rows as one result per argument (batch + its shape; a float for
+        a scalar argument at one point), a tuple for several arguments."""
+        offsets = np.cumsum([0, *self._sizes])
+        parts = [res[:, offsets[k]:offsets[k + 1]].reshape(batch + s)[()]
+                 for k, s in enumerate(self._arg_shapes)]
+        parts = [float(p) if isinstance(p, np.floating) else p for p in parts]
+        return parts[0] if len(parts) == 1 else tuple(parts)
+
+    def _batch_or_repair(self, cols: list, out: np.ndarray, kw: dict, threads: int) -> None:
+        """program.batch over every point; points whose guards fail are re-run one by one
+        on a program traced for them (retrace=True), or reported (TraceError)."""
+        failed = self._programs[0].batch(cols, out, threads=threads, **kw)
+        if not len(failed):
+            return
+        if not self._retrace:
+            self._repair(failed, cols, out, None, 0)  # raises TraceError with the details
+
+        def row(a: Any, p: int) -> Any:
+            if isinstance(a, list):
+                return [row(c, p) for c in a]
+            return a[p:p + 1] if a.shape[0] > 1 else a
+
+        for p in failed:
+            p = int(p)
+            x = np.concatenate([c[p if c.shape[0] > 1 else 0] for c in cols])
+            self._eval_point(x, 0)  # retraces when no program takes this branch yet
+            program = next(q for q in self._programs if q.point(x, 0)[2] < 0)
+            program.batch(row(cols, p), out[p:p + 1], threads=1,
+                          **{k: row(v, p) for k, v in kw.items()})
+
+    def _columns(self, arrays: list[np.ndarray], shapes: list, batch: tuple,
+                 n: int) -> list[np.ndarray]:
+        """Each argument as an (n or 1, size) float64 array, a view where possible."""
+        cols = []
+        for a, shape in zip(arrays, shapes):
+            size = int(np.prod(shape, dtype=np.int64))
+            b = a.shape[:a.ndim - len(shape)]
+            if int(np.prod(b, dtype=np.int64)) == 1:
+                cols.append(np.ascontiguousarray(a.reshape(1, size)))
+            elif b == batch:
+                flat = a.reshape(n, size)  # a view whenever numpy can make one
+                cols.append(flat if flat.strides[0] % 8 == 0 and flat.strides[1] % 8 == 0
+                            else np.ascontiguousarray(flat))
+            else:
+                cols.append(np.ascontiguousarray(np.broadcast_to(a, batch + shape).reshape(n, size)))
+        return cols
+
     # -- the machinery ------------------------------------------------------------------
 
     def _arrays(self, args: Sequence[Any]) -> tuple[list[np.ndarray], tuple[int, ...]]:
@@ -256,17 +430,7 @@ class Function:
     def _batch(self, arrays: list[np.ndarray], batch: tuple, mode: int,
                threads: int) -> tuple[Any, Any]:
         n = int(np.prod(batch, dtype=np.int64))
-        cols = []
-        for a, shape, size in zip(arrays, self._arg_shapes, self._sizes):
-            b = a.shape[:a.ndim - len(shape)]
-            if int(np.prod(b, dtype=np.int64)) == 1:
-                cols.append(np.ascontiguousarray(a.reshape(1, size)))
-            elif b == batch:
-                flat = a.reshape(n, size)  # a view whenever numpy can make one
-                cols.append(flat if flat.strides[0] % 8 == 0 and flat.strides[1] % 8 == 0
-                            else np.ascontiguousarray(flat))
-            else:
-                cols.append(np.ascontiguousarray(np.broadcast_to(a, batch + shape).reshape(n, size)))
+        cols = self._columns(arrays, self._arg_shapes, batch, n)
         program = self._programs[0]
         out = np.empty((n, self._n_out))
         if mode == 0:

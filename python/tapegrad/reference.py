@@ -68,62 +68,84 @@ _fabs, _tanh = math.fabs, math.tanh
 
 # ---------------------------------------------------------------------------------------
 # The op table: one row per op, in the order and with the formulas of csrc/tapegrad/ops.def.
-#   name: (arity, forward(x, y), rule(x, y, out, g) -> (d/dx, d/dy))
+#   name: (arity, forward(x, y), rule(x, y, out, g) -> (d/dx, d/dy),
+#          tangent(x, y, out, tx, ty) or PARTIALS)
 #   x, y: operand values (y is 0.0 for unary ops); out: this node's value;
-#   g: this node's adjoint (never 0). Unary ops ignore y and their d/dy. Kinks follow PyTorch.
+#   g: this node's adjoint (never 0); tx, ty: the operands' tangents (forward mode).
+#   Unary ops ignore y and their d/dy. Kinks follow PyTorch. PARTIALS: the tangent is
+#   d/dx(g=tx) + d/dy(g=ty), a term skipped when its tangent is 0 (see tangent()).
+PARTIALS = None
+
+
+def _NO_TANGENT(x, y, out, tx, ty):
+    return 0.0
+
 
 OPS = {
     "add":     (2, lambda x, y: x + y,
-                   lambda x, y, out, g: (g, g)),
+                   lambda x, y, out, g: (g, g), lambda x, y, out, tx, ty: tx + ty),
     "sub":     (2, lambda x, y: x - y,
-                   lambda x, y, out, g: (g, -g)),
+                   lambda x, y, out, g: (g, -g), lambda x, y, out, tx, ty: tx - ty),
     "mul":     (2, lambda x, y: x * y,
-                   lambda x, y, out, g: (g * y, g * x)),
+                   lambda x, y, out, g: (g * y, g * x), PARTIALS),
     "div":     (2, lambda x, y: _div(x, y),
-                   lambda x, y, out, g: (_div(g, y), _div(-g * out, y))),
+                   lambda x, y, out, g: (_div(g, y), _div(-g * out, y)), PARTIALS),
     "pow":     (2, lambda x, y: _pow(x, y),
                    lambda x, y, out, g: (0.0 if y == 0 else g * y * (x if y == 2 else _pow(x, y - 1)),
-                                         0.0 if (x == 0 and y >= 0) else g * out * _log(x))),
+                                         0.0 if (x == 0 and y >= 0) else g * out * _log(x)), PARTIALS),
     "maximum": (2, lambda x, y: x if (x > y or x != x) else y,
                    lambda x, y, out, g: (g if x > y else 0.5 * g if x == y else 0.0,
-                                         g if y > x else 0.5 * g if x == y else 0.0)),
+                                         g if y > x else 0.5 * g if x == y else 0.0), PARTIALS),
     "minimum": (2, lambda x, y: x if (x < y or x != x) else y,
                    lambda x, y, out, g: (g if x < y else 0.5 * g if x == y else 0.0,
-                                         g if y < x else 0.5 * g if x == y else 0.0)),
-    "lt":       (2, lambda x, y: 1.0 if x < y else 0.0,  lambda x, y, out, g: (0.0, 0.0)),
-    "le":       (2, lambda x, y: 1.0 if x <= y else 0.0, lambda x, y, out, g: (0.0, 0.0)),
-    "gt":       (2, lambda x, y: 1.0 if x > y else 0.0,  lambda x, y, out, g: (0.0, 0.0)),
-    "ge":       (2, lambda x, y: 1.0 if x >= y else 0.0, lambda x, y, out, g: (0.0, 0.0)),
+                                         g if y < x else 0.5 * g if x == y else 0.0), PARTIALS),
+    "lt":       (2, lambda x, y: 1.0 if x < y else 0.0,  lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "le":       (2, lambda x, y: 1.0 if x <= y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "gt":       (2, lambda x, y: 1.0 if x > y else 0.0,  lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "ge":       (2, lambda x, y: 1.0 if x >= y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
     "if_true":  (2, lambda x, y: y if x != 0 else 0.0,
-                    lambda x, y, out, g: (0.0, g if x != 0 else 0.0)),
+                    lambda x, y, out, g: (0.0, g if x != 0 else 0.0), lambda x, y, out, tx, ty: ty if x != 0 else 0.0),
     "if_false": (2, lambda x, y: 0.0 if x != 0 else y,
-                    lambda x, y, out, g: (0.0, 0.0 if x != 0 else g)),
+                    lambda x, y, out, g: (0.0, 0.0 if x != 0 else g), lambda x, y, out, tx, ty: 0.0 if x != 0 else ty),
     "square":  (1, lambda x, y: x * x,
-                   lambda x, y, out, g: (g * 2 * x, 0.0)),
+                   lambda x, y, out, g: (g * 2 * x, 0.0), PARTIALS),
     "neg":     (1, lambda x, y: -x,
-                   lambda x, y, out, g: (-g, 0.0)),
+                   lambda x, y, out, g: (-g, 0.0), lambda x, y, out, tx, ty: -tx),
     "abs":     (1, lambda x, y: _fabs(x),
                    lambda x, y, out, g: (g if x > 0 else -g if x < 0 else 0.0 if x == 0 else x,
-                                         0.0)),
+                                         0.0), PARTIALS),
     "sqrt":    (1, lambda x, y: _sqrt(x),
-                   lambda x, y, out, g: (_div(g, 2 * out), 0.0)),
+                   lambda x, y, out, g: (_div(g, 2 * out), 0.0), PARTIALS),
     "exp":     (1, lambda x, y: _exp(x),
-                   lambda x, y, out, g: (g * out, 0.0)),
+                   lambda x, y, out, g: (g * out, 0.0), PARTIALS),
     "log":     (1, lambda x, y: _log(x),
-                   lambda x, y, out, g: (_div(g, x), 0.0)),
+                   lambda x, y, out, g: (_div(g, x), 0.0), PARTIALS),
     "sin":     (1, lambda x, y: _sin(x),
-                   lambda x, y, out, g: (g * _cos(x), 0.0)),
+                   lambda x, y, out, g: (g * _cos(x), 0.0), PARTIALS),
     "cos":     (1, lambda x, y: _cos(x),
-                   lambda x, y, out, g: (-g * _sin(x), 0.0)),
+                   lambda x, y, out, g: (-g * _sin(x), 0.0), PARTIALS),
     "tan":     (1, lambda x, y: _tan(x),
-                   lambda x, y, out, g: (g * (1 + out * out), 0.0)),
+                   lambda x, y, out, g: (g * (1 + out * out), 0.0), PARTIALS),
     "tanh":    (1, lambda x, y: _tanh(x),
-                   lambda x, y, out, g: (g * (1 - out * out), 0.0)),
+                   lambda x, y, out, g: (g * (1 - out * out), 0.0), PARTIALS),
     "sigmoid": (1, lambda x, y: _div(1, 1 + _exp(-x)),
-                   lambda x, y, out, g: (g * out * (1 - out), 0.0)),
+                   lambda x, y, out, g: (g * out * (1 - out), 0.0), PARTIALS),
     "relu":    (1, lambda x, y: x if (x > 0 or x != x) else 0.0,
-                   lambda x, y, out, g: (0.0 if x <= 0 else g, 0.0)),
+                   lambda x, y, out, g: (0.0 if x <= 0 else g, 0.0), PARTIALS),
+    # The value of x with no gradient (PyTorch's detach, JAX's stop_gradient).
+    "detach":  (1, lambda x, y: x, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
 }
+
+
+def tangent(name, x, y, tx, ty):
+    """The tangent of op ``name``'s value when its operands move by ``tx``, ``ty``
+    (forward mode), by the table's tangent column."""
+    arity, forward, rule, column = OPS[name]
+    out = forward(x, y)
+    if column is not PARTIALS:
+        return column(x, y, out, tx, ty)
+    t = rule(x, y, out, tx)[0] if tx != 0 else 0.0
+    return t + (rule(x, y, out, ty)[1] if arity == 2 and ty != 0 else 0.0)
 
 
 def ops():
@@ -413,8 +435,9 @@ def _function(name, arity):
     return function
 
 
-for _name, (_arity, _, _) in OPS.items():
-    setattr(Var, _name, _method(_name, _arity))
+for _name, (_arity, *_) in OPS.items():
+    if _name != "detach":  # Var.detach() makes a constant (see Var.detach)
+        setattr(Var, _name, _method(_name, _arity))
     globals()[_name] = _function(_name, _arity)
 del _name, _op, _arity
 

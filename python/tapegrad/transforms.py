@@ -1,0 +1,256 @@
+"""Functional transforms, as in JAX and torch.func: ``grad``, ``value_and_grad``,
+``jacobian``, ``hessian``, ``jvp``, ``vjp`` and ``hvp``, plus PyTorch's ``no_grad``.
+
+Each transform takes a Python function of numbers and/or numpy arrays and returns a new
+function of the same arguments. They are eager: ``fn`` runs again at every call, so its
+Python control flow is re-evaluated each time (for trace-once-replay-many speed, use
+``tg.trace(fn, ...)`` and the same methods on the ``Function``).
+
+- ``grad`` / ``value_and_grad`` record ``fn`` on the tape and run ``backward()``.
+- ``jacobian``, ``hessian``, ``jvp``, ``vjp`` and ``hvp`` record ``fn`` once at the given
+  point and evaluate that recording at the same point (forward mode: a tangent sweep;
+  second order: forward-over-reverse, each Hessian-vector product one tangent sweep and
+  one reverse sweep on dual numbers).
+
+Arguments that are differentiated must be numbers or arrays of numbers. Results are
+floats for scalar arguments and float64 arrays shaped like the argument otherwise; with
+a tuple ``argnums``, a tuple with one entry per listed argument.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+import threading
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import _core
+from ._core import Var
+from .function import _real_array, trace
+
+__all__ = ["grad", "value_and_grad", "jacobian", "hessian", "jvp", "vjp", "hvp", "no_grad",
+           "is_grad_enabled"]
+
+
+def _argnums(argnums: int | Sequence[int], n_args: int, where: str) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, numbers.Integral) else tuple(argnums)
+    if not nums or not all(isinstance(k, numbers.Integral) for k in nums):
+        raise TypeError(f"{where}: argnums must be an int or a non-empty tuple of ints, got "
+                        f"{argnums!r}")
+    for k in nums:
+        if not -n_args <= k < n_args:
+            raise ValueError(f"{where}: argnums {k} is out of range for {n_args} "
+                             "positional argument(s)")
+    return tuple(int(k) % n_args for k in nums)
+
+
+def _check_example(a: Any, k: int, where: str) -> np.ndarray:
+    if isinstance(a, Var) or (isinstance(a, np.ndarray) and a.dtype == object and
+                              any(isinstance(v, Var) for v in a.reshape(-1))):
+        raise TypeError(f"{where}: argument {k} holds Vars; pass numbers or arrays of numbers "
+                        "(transforms make their own leaves; for second derivatives use "
+                        "tg.hessian / tg.hvp rather than nesting tg.grad)")
+    return _real_array(a, f"{where}: argument {k}")
+
+
+def _lift(a: Any, k: int, where: str) -> tuple[Any, Any]:
+    """A differentiated argument as leaf Vars: (what fn receives, the leaves)."""
+    arr = _check_example(a, k, where)
+    if arr.ndim == 0:
+        leaf = Var(float(arr))
+        return leaf, leaf
+    leaves = np.empty(arr.size, dtype=object)
+    leaves[:] = _core.leaves(arr.reshape(-1).tolist())
+    leaves = leaves.reshape(arr.shape)
+    return leaves, leaves
+
+
+def _grad_of(leaves: Any) -> Any:
+    if isinstance(leaves, Var):
+        return leaves.grad
+    return np.array([v.grad for v in leaves.reshape(-1)], dtype=np.float64).reshape(leaves.shape)
+
+
+def _scalar_output(out: Any, where: str) -> Any:
+    if isinstance(out, Var) or (isinstance(out, numbers.Real) and not isinstance(out, bool)):
+        return out
+    if isinstance(out, np.ndarray) and out.shape == () and isinstance(out[()], Var):
+        return out[()]
+    raise TypeError(f"{where}: fn must return a scalar (a Var or a number), got "
+                    f"{type(out).__name__}{getattr(out, 'shape', '')}; use tg.jacobian for "
+                    "vector outputs")
+
+
+def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0,
+                   has_aux: bool = False) -> Callable:
+    """``fn``'s value and its gradient with respect to argument(s) ``argnums``.
+
+    With ``has_aux=True``, ``fn`` returns ``(value, aux)`` and the result is
+    ``((value, aux), grad)``, as in ``jax.value_and_grad``. The value comes back as a float.
+    """
+    if not callable(fn):
+        raise TypeError(f"value_and_grad: fn must be callable, got {type(fn).__name__}")
+
+    @functools.wraps(fn)
+    def value_and_grad_fn(*args: Any, **kwargs: Any) -> Any:
+        nums = _argnums(argnums, len(args), "value_and_grad")
+        call_args, leaves = list(args), {}
+        for k in nums:
+            call_args[k], leaves[k] = _lift(args[k], k, "value_and_grad")
+        out = fn(*call_args, **kwargs)
+        aux = None
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("value_and_grad(has_aux=True): fn must return a pair "
+                                f"(value, aux), got {type(out).__name__}")
+            out, aux = out
+        out = _scalar_output(out, "value_and_grad")
+        if isinstance(out, Var):
+            out.backward()
+        grads = tuple(_grad_of(leaves[k]) for k in nums)
+        value = float(out.value if isinstance(out, Var) else out)
+        g = grads[0] if isinstance(argnums, numbers.Integral) else grads
+        return ((value, aux) if has_aux else value), g
+
+    return value_and_grad_fn
+
+
+def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """The gradient of a scalar ``fn`` with respect to argument(s) ``argnums`` (``jax.grad``):
+    a float for a number, an array shaped like an array argument, a tuple for a tuple
+    ``argnums``. With ``has_aux=True`` returns ``(grad, aux)``."""
+    vg = value_and_grad(fn, argnums, has_aux)
+
+    @functools.wraps(fn)
+    def grad_fn(*args: Any, **kwargs: Any) -> Any:
+        value, g = vg(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+
+    return grad_fn
+
+
+def _trace_at(fn: Callable, args: Sequence[Any], kwargs: dict, nums: tuple[int, ...],
+              where: str):
+    """fn recorded at this point as a Function of the arguments listed in ``nums``."""
+    examples = [args[k] for k in nums]
+    for k in nums:
+        _check_example(args[k], k, where)
+
+    def of_differentiated(*diff: Any) -> Any:
+        full = list(args)
+        for k, d in zip(nums, diff):
+            full[k] = d
+        return fn(*full, **kwargs)
+
+    functools.update_wrapper(of_differentiated, fn)
+    return trace(of_differentiated, *examples), examples
+
+
+def jacobian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """d fn / d argument: shape ``out_shape + arg_shape`` (``jax.jacobian``); a tuple per
+    argument for a tuple ``argnums``."""
+    @functools.wraps(fn)
+    def jacobian_fn(*args: Any, **kwargs: Any) -> Any:
+        nums = _argnums(argnums, len(args), "jacobian")
+        F, xs = _trace_at(fn, args, kwargs, nums, "jacobian")
+        jac = F.jacobian(*xs)
+        return (jac,) if not isinstance(argnums, numbers.Integral) and len(nums) == 1 else jac
+
+    return jacobian_fn
+
+
+def hessian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The Hessian of a scalar ``fn``: ``arg_shape + arg_shape`` for one argument, else
+    nested tuples of blocks ``H[i][j]``, as ``jax.hessian``. It is symmetric up to
+    rounding; each column is one Hessian-vector product (forward-over-reverse)."""
+    @functools.wraps(fn)
+    def hessian_fn(*args: Any, **kwargs: Any) -> Any:
+        nums = _argnums(argnums, len(args), "hessian")
+        F, xs = _trace_at(fn, args, kwargs, nums, "hessian")
+        H = F.hessian(*xs)
+        return ((H,),) if not isinstance(argnums, numbers.Integral) and len(nums) == 1 else H
+
+    return hessian_fn
+
+
+def _as_tuple(xs: Any, what: str) -> tuple:
+    if not isinstance(xs, (tuple, list)):
+        raise TypeError(f"{what} must be a tuple (one entry per argument of fn), got "
+                        f"{type(xs).__name__}")
+    return tuple(xs)
+
+
+def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """``(fn(*primals), J @ tangents)`` in forward mode, as ``jax.jvp``: ``primals`` and
+    ``tangents`` are tuples with one entry per argument, each tangent shaped like its
+    primal."""
+    primals, tangents = _as_tuple(primals, "jvp: primals"), _as_tuple(tangents, "jvp: tangents")
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    F, xs = _trace_at(fn, primals, {}, tuple(range(len(primals))), "jvp")
+    return F.jvp(*xs, tangents)
+
+
+def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
+    """``(fn(*primals), vjp_fn)``, as ``jax.vjp``: ``vjp_fn(cotangent)`` returns a tuple
+    with ``cotangent @ J`` for each primal (the cotangent shaped like fn's value)."""
+    if not primals:
+        raise TypeError("vjp: needs at least one primal")
+    F, xs = _trace_at(fn, primals, {}, tuple(range(len(primals))), "vjp")
+    value, pullback = F.vjp(*xs)
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        g = pullback(cotangent)
+        return g if len(xs) > 1 else (g,)
+
+    return value, vjp_fn
+
+
+def hvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
+    """The Hessian of a scalar ``fn`` at ``primals`` times ``tangents`` (JAX's
+    ``jvp(grad(f), primals, tangents)[1]``), by forward-over-reverse at a few gradients'
+    cost, without forming the Hessian. Shaped like the gradient: one array for one
+    primal, a tuple for several."""
+    primals, tangents = _as_tuple(primals, "hvp: primals"), _as_tuple(tangents, "hvp: tangents")
+    if len(primals) != len(tangents):
+        raise ValueError(f"hvp: {len(primals)} primals but {len(tangents)} tangents")
+    F, xs = _trace_at(fn, primals, {}, tuple(range(len(primals))), "hvp")
+    return F.hvp(*xs, tangents)
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops on Vars record gradients on this thread (False inside ``no_grad``)."""
+    return _core.is_grad_enabled()
+
+
+class no_grad:
+    """Context manager and decorator, as ``torch.no_grad``: on this thread, ops on Vars
+    make constants (their values, no graph, no gradient). While tracing they record a
+    ``detach`` node instead, so a replay recomputes the value but passes no gradient.
+
+        with tg.no_grad():
+            y = x * 2          # y is a constant: y.backward() leaves x.grad alone
+
+        @tg.no_grad()
+        def evaluate(model, x): ...
+    """
+
+    def __init__(self) -> None:
+        self._saved = threading.local()
+
+    def __enter__(self) -> "no_grad":
+        stack = self._saved.__dict__.setdefault("stack", [])
+        stack.append(_core.set_grad_enabled(False))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _core.set_grad_enabled(self._saved.stack.pop())
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def without_grad(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return fn(*args, **kwargs)
+
+        return without_grad
