@@ -247,7 +247,8 @@ py::object shaped(const double* p, const std::vector<py_ssize>& shape) {
 // guard) returns None, and function.py takes the general path, which also explains errors.
 py::object call_point(const Program& P, const py::args& args, int mode) {
     const program& p = *P.p;
-    if (args.size() != P.arg_shapes.size()) return py::none();
+    // Anomaly mode takes the general path, which checks what the replay produced.
+    if (args.size() != P.arg_shapes.size() || anomaly_enabled()) return py::none();
     std::vector<double>& x = scratch(2, p.n_inputs);
     std::size_t at = 0;
     for (std::size_t k = 0; k < args.size(); ++k) {

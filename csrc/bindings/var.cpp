@@ -167,6 +167,44 @@ index push_op(tape& n, index a, index b) {
     return n.push<kernel::detach>(n.push<K>(a, b));
 }
 
+// ---------------------------------------------------------------- tg.detect_anomaly()
+// Per thread. Checks cost nothing while off: one thread-local flag per op. What went
+// wrong is described by tapegrad.anomaly._report (set with _set_anomaly_reporter), which
+// raises AnomalyError with the op, its inputs and the user's file:line.
+thread_local bool anomaly_on = false;
+PyObject* anomaly_reporter = nullptr;  // a strong reference, for the module's lifetime
+
+// Each op's local rules as written in the table, for messages.
+const char* const dx_text[] = {"", "",
+#define TG_OP(name, arity, fwd, dx, ...) #dx,
+#include "tapegrad/ops.def"
+#undef TG_OP
+};
+const char* const dy_text[] = {"", "",
+#define TG_OP(name, arity, fwd, dx, dy, ...) #dy,
+#include "tapegrad/ops.def"
+#undef TG_OP
+};
+
+PyObject* report_anomaly(const char* kind, shared_tape* t, index i, PyObject* extra) {
+    PyObject* node = new_var(t, i);
+    if (!node) return nullptr;
+    PyObject* r = anomaly_reporter
+                      ? PyObject_CallFunction(anomaly_reporter, "sOO", kind, node, extra)
+                      : (PyErr_SetString(PyExc_FloatingPointError, kind), nullptr);
+    Py_DECREF(node);
+    Py_XDECREF(r);
+    return nullptr;  // the reporter raises
+}
+
+// The Var for node i, or nullptr with AnomalyError set if anomaly mode is on and the
+// op made a NaN or an infinity.
+PyObject* checked_var(shared_tape* t, index i) {
+    if (anomaly_on && !std::isfinite(t->nodes.val(i)) && !is_leaf(t->nodes.op_at(i)))
+        return report_anomaly("forward", t, i, Py_None);
+    return new_var(t, i);
+}
+
 // Every append reserves first and reads operand indices after: reserving may compact
 // the tape, which moves nodes (and updates the Vars pointing at them).
 template <class K>
@@ -179,7 +217,7 @@ PyObject* apply_unary(VarObject* v) {
     } catch (...) {
         return set_error_from_exception();
     }
-    return new_var(t, i);
+    return checked_var(t, i);
 }
 
 // K applied to a and b, at least one a Var; NotImplemented for an operand we don't take.
@@ -204,7 +242,7 @@ PyObject* apply_binary(PyObject* a, PyObject* b) {
                 if (va && c == 2.0) {  // x ** 2: the square op (see ops.def)
                     t->nodes.reserve_more(room_for_op());
                     i = push_op<kernel::square>(t->nodes, va->idx, va->idx);
-                    return new_var(t, i);
+                    return checked_var(t, i);
                 }
             }
             t->nodes.reserve_more(1 + room_for_op());
@@ -214,7 +252,7 @@ PyObject* apply_binary(PyObject* a, PyObject* b) {
     } catch (...) {
         return set_error_from_exception();
     }
-    return new_var(t, i);
+    return checked_var(t, i);
 }
 
 // x.sin() / x.maximum(y): same as the slots, but a bad operand is a TypeError.
@@ -557,9 +595,34 @@ PyGetSetDef var_getset[] = {
 
 // ---------------------------------------------------------------- methods
 
+// In anomaly mode: a non-finite root is reported before the sweep, and after it the
+// first edge (in sweep order) where a finite adjoint gave a non-finite contribution.
+// The adjoints are final when the sweep reaches a node, so rerunning each rule on them
+// finds exactly the contributions the sweep added.
 PyObject* m_backward(PyObject* self, PyObject*) {
     auto* v = reinterpret_cast<VarObject*>(self);
-    v->tape->nodes.backward(v->idx, 1.0);
+    tape& n = v->tape->nodes;
+    if (anomaly_on && !std::isfinite(n.val(v->idx)))
+        return report_anomaly("loss", v->tape, v->idx, Py_None);
+    n.backward(v->idx, 1.0);
+    if (!anomaly_on) Py_RETURN_NONE;
+    for (index i = v->idx + 1; i-- > 0;) {
+        const op o = n.op_at(i);
+        const double g = n.adj(i);
+        if (is_leaf(o) || g == 0.0 || !std::isfinite(g)) continue;
+        const index a = n.arg0(i), b = n.arg1(i);
+        double d[2];
+        local_grads(o, n.val(a), n.val(b), n.val(i), g, d);
+        for (int k = 0; k < op_table[int(o)].arity; ++k) {
+            if (std::isfinite(d[k]) || n.op_at(k ? b : a) == op::constant) continue;
+            PyObject* extra = Py_BuildValue("(iddds)", k, g, d[k], k ? n.val(b) : n.val(a),
+                                            k ? dy_text[int(o)] : dx_text[int(o)]);
+            if (!extra) return nullptr;
+            report_anomaly("backward", v->tape, i, extra);
+            Py_DECREF(extra);
+            return nullptr;
+        }
+    }
     Py_RETURN_NONE;
 }
 
@@ -704,12 +767,38 @@ PyObject* f_set_grad_enabled(PyObject*, PyObject* on) {
 
 PyObject* f_is_grad_enabled(PyObject*, PyObject*) { return PyBool_FromLong(grad_enabled); }
 
+PyObject* f_set_anomaly_enabled(PyObject*, PyObject* on) {
+    const int r = PyObject_IsTrue(on);
+    if (r < 0) return nullptr;
+    const bool before = anomaly_on;
+    anomaly_on = r != 0;
+    return PyBool_FromLong(before);
+}
+
+PyObject* f_is_anomaly_enabled(PyObject*, PyObject*) { return PyBool_FromLong(anomaly_on); }
+
+PyObject* f_set_anomaly_reporter(PyObject*, PyObject* fn) {
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "_set_anomaly_reporter expects a callable");
+        return nullptr;
+    }
+    Py_XSETREF(anomaly_reporter, Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
 PyMethodDef module_functions[] = {
     {"set_grad_enabled", f_set_grad_enabled, METH_O,
      "set_grad_enabled(on) -> the previous setting: whether ops on Vars record gradients "
      "(this thread only; see tapegrad.no_grad)."},
     {"is_grad_enabled", f_is_grad_enabled, METH_NOARGS,
      "Whether ops on Vars record gradients on this thread."},
+    {"set_anomaly_enabled", f_set_anomaly_enabled, METH_O,
+     "set_anomaly_enabled(on) -> the previous setting (this thread; see "
+     "tapegrad.detect_anomaly)."},
+    {"is_anomaly_enabled", f_is_anomaly_enabled, METH_NOARGS,
+     "Whether anomaly detection is on for this thread."},
+    {"_set_anomaly_reporter", f_set_anomaly_reporter, METH_O,
+     "Set the callable that describes an anomaly and raises (tapegrad.anomaly)."},
     {"leaves", f_leaves, METH_O, "leaves(values): a list of new leaf Vars, one per value."},
     {"local_grads", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_local_grads)),
      METH_FASTCALL,
@@ -752,6 +841,7 @@ recorder::~recorder() {
 }
 
 recorder*& active_recorder() { return innermost_recorder; }
+bool anomaly_enabled() { return anomaly_on; }
 recorder* live_active_recorder() { return live_recorder(); }
 
 shared_tape::shared_tape(std::uint64_t max_nodes)

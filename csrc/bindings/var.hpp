@@ -45,6 +45,7 @@ struct recorder {
     bool abandoned = false;  // its Recording died while it was active: drop it when seen
     ~recorder();
 };
+bool anomaly_enabled();  // tg.detect_anomaly() is on for this thread
 recorder*& active_recorder();  // this thread's innermost recorder, or nullptr
 recorder* live_active_recorder();  // the same after freeing abandoned ones on top
 

@@ -21,6 +21,7 @@ except ImportError as err:  # pragma: no cover - depends on the install
     ) from err
 
 from ._core import Var, local_grads, ops
+from .anomaly import AnomalyError, detect_anomaly
 from .function import Function, TraceError, trace
 from .transforms import (grad, hessian, hvp, is_grad_enabled, jacobian, jvp, no_grad,
                          value_and_grad, vjp)
@@ -69,6 +70,7 @@ def __getattr__(name: str):
 # Built on the C++ engine (tracing, forward mode, second order, pictures, diagnostics);
 # everything else in __all__ is the core API that tapegrad.reference mirrors.
 _ENGINE_ONLY = ("Function", "TraceError", "trace", "grad", "value_and_grad", "jacobian",
-                "hessian", "jvp", "vjp", "hvp", "no_grad", "is_grad_enabled", *_LAZY)
+                "hessian", "jvp", "vjp", "hvp", "no_grad", "is_grad_enabled", "detect_anomaly",
+                "AnomalyError", *_LAZY)
 
 __all__ = [*_ENGINE_ONLY, "Var", "local_grads", "ops", "where", "zero_grad", *_OP_NAMES]

@@ -164,26 +164,69 @@ class Function:
 
     # -- calling ------------------------------------------------------------------------
 
+    # The one-point fast paths (_call, _call_vg) return None in anomaly mode, so results
+    # then pass through _checked.
+
     def __call__(self, *args: Any, threads: int | None = None) -> Any:
         """fn's value(s) at these arguments (leading batch dimensions allowed)."""
         r = self._call(*args)
-        return r if r is not None else self._run(args, mode=0, threads=threads)[0]
+        return r if r is not None else self._checked(args, self._run(args, 0, threads))[0]
 
     def value_and_grad(self, *args: Any, threads: int | None = None) -> tuple[Any, Any]:
         """(value, gradient) of a scalar fn; the gradient as in :meth:`grad`."""
         r = self._call_vg(*args)
-        return r if r is not None else self._run(args, mode=1, threads=threads)
+        return r if r is not None else self._checked(args, self._run(args, 1, threads), True)
 
     def grad(self, *args: Any, threads: int | None = None) -> Any:
         """Gradient of a scalar fn with respect to every argument, each shaped like its
         argument (a tuple for several arguments, like ``jax.grad(fn, argnums=(0, ...))``)."""
         r = self._call_vg(*args)
-        return r[1] if r is not None else self._run(args, mode=1, threads=threads)[1]
+        return r[1] if r is not None else self._checked(args, self._run(args, 1, threads), True)[1]
 
     def jacobian(self, *args: Any, threads: int | None = None) -> Any:
         """d outputs / d argument, per argument: shape batch + out_shape + arg_shape
         (one reverse sweep per output)."""
-        return self._run(args, mode=2, threads=threads)[1]
+        return self._checked(args, self._run(args, mode=2, threads=threads))[1]
+
+    def _checked(self, args: Sequence[Any], result: Any, backward: bool = False) -> Any:
+        """In anomaly mode (tg.detect_anomaly), a result holding NaN or inf is traced back
+        to its node and line by running fn eagerly, with detection on, at the first bad
+        point; the AnomalyError names that point."""
+        if not _core.is_anomaly_enabled():
+            return result
+        from .anomaly import AnomalyError
+
+        def leaves(r: Any) -> list:
+            return [a for x in r for a in leaves(x)] if isinstance(r, (tuple, list)) else \
+                [] if r is None else [np.asarray(r, dtype=np.float64)]
+
+        arrays, batch = self._arrays(args)
+        nb = len(batch)
+        bad = [np.flatnonzero(~np.isfinite(a).reshape(
+            (int(np.prod(batch, dtype=np.int64)), -1)).all(axis=1)) for a in leaves(result)]
+        bad = [int(b[0]) for b in bad if len(b)]
+        if not bad:
+            return result
+        p = min(bad)
+        index = np.unravel_index(p, batch) if batch else ()
+        point = [np.broadcast_to(a, batch + s)[index] if nb else a
+                 for a, s in zip(arrays, self._arg_shapes)]
+        where = f" at batch point {tuple(int(i) for i in index)}" if batch else ""
+        if self._fn is not None:
+            examples = [float(x) if np.ndim(x) == 0 else np.asarray(x) for x in point]
+            holders = [_placeholder(x, np.shape(x)) for x in examples]
+            try:
+                out = self._fn(*holders)
+                if backward:
+                    outputs, _ = _flatten_outputs(out)
+                    outputs[0].backward()
+            except AnomalyError as err:
+                err.args = (f"in a replay of {getattr(self._fn, '__name__', 'fn')}{where}: "
+                            f"{err.args[0]}",)
+                raise
+        raise AnomalyError(f"a replay{where} produced a NaN or an infinity "
+                           "(re-running the traced function eagerly did not reproduce it)",
+                           kind="replay")
 
     # -- forward mode and second order ---------------------------------------------------
 
@@ -193,21 +236,20 @@ class Function:
         argument, shaped like it (a bare array for a one-argument F); batch dimensions
         broadcast with the arguments'."""
         args, tangents = self._split_last(args, "jvp", "tangents")
-        value, tout = self._second(args, tangents, None, "jvp", threads)
-        return value, tout
+        return self._checked(args, self._second(args, tangents, None, "jvp", threads))
 
     def hvp(self, *args: Any, threads: int | None = None) -> Any:
         """``F.hvp(*args, v)``: the Hessian of a scalar F times ``v`` (forward-over-reverse:
         one tangent sweep and one reverse sweep on dual numbers, a few gradients' cost),
         shaped like :meth:`grad`'s result; ``v`` as ``tangents`` in :meth:`jvp`."""
         args, v = self._split_last(args, "hvp", "v")
-        return self._second(args, v, None, "hvp", threads)
+        return self._checked(args, self._second(args, v, None, "hvp", threads), True)
 
     def hessian(self, *args: Any, threads: int | None = None) -> Any:
         """The Hessian of a scalar F: batch + arg_shape + arg_shape for a one-argument F,
         else a nested tuple of blocks ``H[i][j]`` (batch + shape_i + shape_j), as
         ``jax.hessian(f, argnums=(0, 1, ...))``. One Hessian-vector product per input."""
-        return self._second(args, None, None, "hessian", threads)
+        return self._checked(args, self._second(args, None, None, "hessian", threads), True)
 
     def vjp(self, *args: Any, threads: int | None = None) -> tuple[Any, Callable]:
         """(value, vjp_fn): ``vjp_fn(cotangent)`` gives cotangent·J, shaped like
@@ -216,7 +258,7 @@ class Function:
         value = self(*args, threads=threads)  # validates args
 
         def vjp_fn(cotangent: Any) -> Any:
-            return self._second(args, None, cotangent, "vjp", threads)
+            return self._checked(args, self._second(args, None, cotangent, "vjp", threads), True)
 
         return value, vjp_fn
 
