@@ -634,6 +634,37 @@ PyObject* m_zero_grad(PyObject* self, PyObject*) {
     Py_RETURN_NONE;
 }
 
+// Jupyter's rich display: the graph as a picture, drawn by tapegrad.viz.
+PyObject* call_viz(const char* name, PyObject* self, PyObject* args, PyObject* kwargs) {
+    PyObject* viz = PyImport_ImportModule("tapegrad.viz");
+    if (!viz) return nullptr;
+    PyObject* fn = PyObject_GetAttrString(viz, name);
+    Py_DECREF(viz);
+    if (!fn) return nullptr;
+    PyObject* full = nullptr;
+    if (args) {
+        const Py_ssize_t n = PyTuple_GET_SIZE(args);
+        full = PyTuple_New(n + 1);
+        if (full) {
+            PyTuple_SET_ITEM(full, 0, Py_NewRef(self));
+            for (Py_ssize_t k = 0; k < n; ++k)
+                PyTuple_SET_ITEM(full, k + 1, Py_NewRef(PyTuple_GET_ITEM(args, k)));
+        }
+    } else {
+        full = PyTuple_Pack(1, self);
+    }
+    PyObject* r = full ? PyObject_Call(fn, full, kwargs) : nullptr;
+    Py_XDECREF(full);
+    Py_DECREF(fn);
+    return r;
+}
+PyObject* m_repr_svg(PyObject* self, PyObject*) {
+    return call_viz("_repr_svg_", self, nullptr, nullptr);
+}
+PyObject* m_repr_mimebundle(PyObject* self, PyObject* args, PyObject* kwargs) {
+    return call_viz("_repr_mimebundle_", self, args, kwargs);
+}
+
 // Eagerly a new constant; while tracing the detach op, so a replay recomputes the value.
 PyObject* m_detach(PyObject* self, PyObject*) {
     auto* v = reinterpret_cast<VarObject*>(self);
@@ -693,6 +724,9 @@ PyMethodDef var_methods[] = {
     {"detach", m_detach, METH_NOARGS,
      "This node's value with no gradient: a new constant (while tracing, a detach node "
      "that replays recompute)."},
+    {"_repr_svg_", m_repr_svg, METH_NOARGS, "The graph below this node as SVG (tapegrad.viz)."},
+    {"_repr_mimebundle_", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(m_repr_mimebundle)),
+     METH_VARARGS | METH_KEYWORDS, "Jupyter's rich display of the graph (tapegrad.viz)."},
     {"__copy__", m_copy, METH_NOARGS, nullptr},
     {"__deepcopy__", m_copy, METH_O, nullptr},
     {"__reduce__", m_reduce, METH_NOARGS, nullptr},
