@@ -153,17 +153,20 @@ PyObject* not_a_number(const char* where, PyObject* o) {
 // tg.no_grad(): per thread, as in PyTorch.
 thread_local bool grad_enabled = true;
 thread_local recorder* innermost_recorder = nullptr;  // see "guards while tracing"
+thread_local bool anomaly_on = false;                 // see "tg.detect_anomaly()"
 
 // Nodes one op application may append: 1, or 2 when it records and then detaches.
 index room_for_op() { return grad_enabled ? 1 : 2; }
 
 // The node for K over a, b, as the grad mode asks (room_for_op() reserved beforehand):
 // recorded (grad on); with grad off, a constant with its value, or, while tracing,
-// recorded and then detached, so replays recompute the value but no gradient flows.
+// recorded and then detached, so replays recompute the value but no gradient flows (in
+// anomaly mode too, so the check sees the op).
 template <class K>
 index push_op(tape& n, index a, index b) {
     if (grad_enabled) return n.push<K>(a, b);
-    if (!innermost_recorder) return n.push_leaf(op::constant, K::forward(n.val(a), n.val(b)));
+    if (!innermost_recorder && !anomaly_on)
+        return n.push_leaf(op::constant, K::forward(n.val(a), n.val(b)));
     return n.push<kernel::detach>(n.push<K>(a, b));
 }
 
@@ -171,7 +174,6 @@ index push_op(tape& n, index a, index b) {
 // Per thread. Checks cost nothing while off: one thread-local flag per op. What went
 // wrong is described by tapegrad.anomaly._report (set with _set_anomaly_reporter), which
 // raises AnomalyError with the op, its inputs and the user's file:line.
-thread_local bool anomaly_on = false;
 PyObject* anomaly_reporter = nullptr;  // a strong reference, for the module's lifetime
 
 // Each op's local rules as written in the table, for messages.
@@ -201,7 +203,8 @@ PyObject* report_anomaly(const char* kind, shared_tape* t, index i, PyObject* ex
 // op made a NaN or an infinity.
 PyObject* checked_var(shared_tape* t, index i) {
     if (anomaly_on && !std::isfinite(t->nodes.val(i)) && !is_leaf(t->nodes.op_at(i)))
-        return report_anomaly("forward", t, i, Py_None);
+        return report_anomaly("forward", t,
+                              t->nodes.op_at(i) == op::detach ? t->nodes.arg0(i) : i, Py_None);
     return new_var(t, i);
 }
 

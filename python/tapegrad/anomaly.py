@@ -72,7 +72,8 @@ def _report(kind: str, node: Any, extra: Any) -> None:
             kind = "input"
             origin = ("an input (a leaf Var)" if p.op == "leaf" else
                       "an input (a constant)" if p.op == "const" else
-                      f"a {p.op} node computed before anomaly detection was on")
+                      f"{'an' if p.op[0] in 'aeiou' else 'a'} {p.op} node computed before "
+                      "anomaly detection was on")
             msg = (f"{node.op}({args}) = {_fmt(node.value)}: its input {k} is "
                    f"{_fmt(p.value)}, which came from {origin}{at}")
     elif kind == "loss":

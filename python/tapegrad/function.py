@@ -186,7 +186,7 @@ class Function:
     def jacobian(self, *args: Any, threads: int | None = None) -> Any:
         """d outputs / d argument, per argument: shape batch + out_shape + arg_shape
         (one reverse sweep per output)."""
-        return self._checked(args, self._run(args, mode=2, threads=threads))[1]
+        return self._checked(args, self._run(args, mode=2, threads=threads), True)[1]
 
     def _checked(self, args: Sequence[Any], result: Any, backward: bool = False) -> Any:
         """In anomaly mode (tg.detect_anomaly), a result holding NaN or inf is traced back
@@ -217,9 +217,9 @@ class Function:
             holders = [_placeholder(x, np.shape(x)) for x in examples]
             try:
                 out = self._fn(*holders)
-                if backward:
-                    outputs, _ = _flatten_outputs(out)
-                    outputs[0].backward()
+                if backward:  # each output's sweep, as a Jacobian or a vjp would run
+                    for output in _flatten_outputs(out)[0]:
+                        output.backward()
             except AnomalyError as err:
                 err.args = (f"in a replay of {getattr(self._fn, '__name__', 'fn')}{where}: "
                             f"{err.args[0]}",)
