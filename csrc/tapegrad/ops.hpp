@@ -71,6 +71,16 @@ fwd::dual log(fwd::dual x);
 fwd::dual sin(fwd::dual x);
 fwd::dual cos(fwd::dual x);
 fwd::dual pow(fwd::dual x, fwd::dual y);
+
+// A rule's shortcut that is exact in value only (pow(x, 1) == x; 0 where a product would
+// be 0 * inf): the value v, and on duals the tangent of the full expression, so second
+// derivatives see what the shortcut skips. `like` gives the type; `full` runs on duals only.
+template <class F>
+double value_only(double v, double /*like*/, F&&) { return v; }
+template <class F>
+fwd::dual value_only(double v, fwd::dual /*like*/, F&& full) { return {v, full().d}; }
+template <class F>
+fwd::dual value_only(fwd::dual v, fwd::dual /*like*/, F&& full) { return {v.v, full().d}; }
 }  // namespace math
 
 // One kernel struct per row: forward value, the local rule for each argument (any

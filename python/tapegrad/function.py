@@ -105,9 +105,11 @@ def _record(fn: Callable, examples: Sequence[Any], cse: bool) -> tuple[Any, list
     inputs = [a for arg in args for a in ([arg] if isinstance(arg, Var) else arg.reshape(-1))]
     recording = _core.Recording()
     recording.start()
+    grad_was = _core.set_grad_enabled(True)  # a trace records gradients even under no_grad
     try:
         out = fn(*args)
     finally:
+        _core.set_grad_enabled(grad_was)
         recording.stop()
     outputs, out_shape = _flatten_outputs(out)
     program = _core.compile(inputs, outputs, recording, cse)

@@ -12,6 +12,9 @@ Python control flow is re-evaluated each time (for trace-once-replay-many speed,
   second order: forward-over-reverse, each Hessian-vector product one tangent sweep and
   one reverse sweep on dual numbers).
 
+Like ``torch.func``, the transforms (and ``tg.trace``) record gradients even inside an
+outer ``no_grad()``; a ``no_grad()`` inside ``fn`` still applies.
+
 Arguments that are differentiated must be numbers or arrays of numbers. Results are
 floats for scalar arguments and float64 arrays shaped like the argument otherwise; with
 a tuple ``argnums``, a tuple with one entry per listed argument.
@@ -98,7 +101,11 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0,
         call_args, leaves = list(args), {}
         for k in nums:
             call_args[k], leaves[k] = _lift(args[k], k, "value_and_grad")
-        out = fn(*call_args, **kwargs)
+        grad_was = _core.set_grad_enabled(True)  # as torch.func: an outer no_grad is moot
+        try:
+            out = fn(*call_args, **kwargs)
+        finally:
+            _core.set_grad_enabled(grad_was)
         aux = None
         if has_aux:
             if not (isinstance(out, tuple) and len(out) == 2):

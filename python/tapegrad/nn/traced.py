@@ -1,0 +1,147 @@
+"""The fast path: a model's loss traced once as a function of the flat parameter vector
+(and the data), then replayed in C++ every training step.
+
+    theta = tg.nn.get_parameters(model)                  # float64 vector, a copy
+    loss = tg.nn.compile_loss(model, loss_fn, X, y)      # loss_fn(model, X, y) -> Var
+    opt = tg.nn.SGD(theta, lr=0.1)
+    for _ in range(100):
+        value, grad = loss.value_and_grad(theta)         # replay: no Python per node
+        opt.step(grad)                                   # theta updated in place
+    tg.nn.set_parameters(model, theta)                   # back into the model's Vars
+
+``loss_fn`` is the very function an eager loop calls, so both loops compute the same
+numbers. While tracing, the model's parameters are swapped for the trace's placeholder
+Vars and the data arrive as numpy object arrays of Vars, so one compiled loss serves
+any parameter values and any data of the traced shapes. ``loss_fn`` must be branch-free
+in the values (relu, maximum, tg.where; no ``if var > 0``): a Python comparison is
+recorded as a guard and raises TraceError on an input that takes the other branch.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .._core import Var
+from ..function import Function, trace
+from .layers import Module, replace_parameters
+
+
+def get_parameters(model: Module) -> np.ndarray:
+    """The model's parameter values as a new float64 vector, in ``parameters()`` order."""
+    return np.array([p.value for p in model.parameters()], dtype=np.float64)
+
+
+def set_parameters(model: Module, theta: Any) -> None:
+    """Write the vector ``theta`` (``parameters()`` order) into the model's parameter Vars."""
+    params = model.parameters()
+    values = np.asarray(theta, dtype=np.float64).reshape(-1)
+    if values.size != len(params):
+        raise ValueError(f"set_parameters: the model has {len(params)} parameters, got "
+                         f"{values.size} values")
+    for p, v in zip(params, values.tolist()):
+        p.value = v
+
+
+def _check_traceable(model: Module, what: str) -> list:
+    params = model.parameters()
+    if not params:
+        raise ValueError(f"{what}: the model has no parameters")
+    if not all(type(p) is Var for p in params):
+        raise TypeError(f"{what}: tracing needs a model built on tapegrad's C++ backend "
+                        "(backend=None), not tapegrad.reference")
+    return params
+
+
+class _Swapped:
+    """Within ``with``: model's parameters are ``new`` (placeholders); restored after."""
+
+    def __init__(self, model: Module, new: Any):
+        self.model, self.new = model, list(new)
+
+    def __enter__(self) -> Module:
+        self.old = replace_parameters(self.model, self.new)
+        return self.model
+
+    def __exit__(self, *exc: Any) -> None:
+        replace_parameters(self.model, self.old)
+
+
+class CompiledLoss:
+    """``loss_fn(model, *data)`` traced as a :class:`tapegrad.Function` of
+    ``(theta, *data)``; made by :func:`compile_loss`. Calls take the parameter vector and,
+    optionally, new data of the traced shapes (default: the data it was compiled with)."""
+
+    def __init__(self, function: Function, data: tuple, n_params: int):
+        self.function = function
+        self.data = data
+        self.n_params = n_params
+
+    def _args(self, theta: Any, data: tuple) -> tuple:
+        if data and len(data) != len(self.data):
+            raise TypeError(f"expected {len(self.data)} data argument(s), got {len(data)}")
+        return (theta, *(data or self.data))
+
+    def __call__(self, theta: Any, *data: Any) -> float:
+        """The loss at ``theta``."""
+        return float(self.function(*self._args(theta, data)))
+
+    def value_and_grad(self, theta: Any, *data: Any) -> tuple[float, np.ndarray]:
+        """(loss, d loss / d theta) at ``theta``: one forward and one reverse replay."""
+        value, grads = self.function.value_and_grad(*self._args(theta, data))
+        return float(value), (grads[0] if isinstance(grads, tuple) else grads)
+
+    def grad(self, theta: Any, *data: Any) -> np.ndarray:
+        """d loss / d theta at ``theta``."""
+        return self.value_and_grad(theta, *data)[1]
+
+    def __repr__(self) -> str:
+        return f"<CompiledLoss of {self.n_params} parameters: {self.function!r}>"
+
+
+def compile_loss(model: Module, loss_fn: Callable[..., Any], *data: Any,
+                 cse: bool = True) -> CompiledLoss:
+    """Trace ``loss_fn(model, *data)`` (a scalar Var) once, as a function of the model's
+    parameter vector and the data (numbers or numpy arrays), at the current parameters."""
+    params = _check_traceable(model, "compile_loss")
+    theta0 = np.array([p.value for p in params])
+
+    def loss_of_parameters(theta: np.ndarray, *data_vars: Any) -> Any:
+        with _Swapped(model, theta.tolist()):
+            out = loss_fn(model, *data_vars)
+        if not isinstance(out, Var):
+            raise TypeError(f"compile_loss: loss_fn must return a scalar Var, got "
+                            f"{type(out).__name__}")
+        return out
+
+    loss_of_parameters.__name__ = getattr(loss_fn, "__name__", "loss")
+    F = trace(loss_of_parameters, theta0, *data, cse=cse)
+    return CompiledLoss(F, tuple(data), len(params))
+
+
+class CompiledModel:
+    """The model's forward pass on one point, traced as a :class:`tapegrad.Function` of
+    ``(theta, x)``; made by :func:`compile_model`. ``model_fn(theta, X)`` evaluates a
+    whole batch ``X`` (leading dimensions are batch dimensions) in C++, on all cores."""
+
+    def __init__(self, function: Function, n_params: int):
+        self.function = function
+        self.n_params = n_params
+
+    def __call__(self, theta: Any, X: Any) -> np.ndarray:
+        return np.asarray(self.function(theta, X))
+
+    def __repr__(self) -> str:
+        return f"<CompiledModel of {self.n_params} parameters: {self.function!r}>"
+
+
+def compile_model(model: Module, example_x: Any) -> CompiledModel:
+    """Trace ``model(x)`` at one example point ``x`` (a number or a 1-D array)."""
+    params = _check_traceable(model, "compile_model")
+    theta0 = np.array([p.value for p in params])
+
+    def forward(theta: np.ndarray, x: Any) -> Any:
+        with _Swapped(model, theta.tolist()):
+            return model(x)
+
+    return CompiledModel(trace(forward, theta0, example_x), len(params))
