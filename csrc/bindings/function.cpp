@@ -389,7 +389,7 @@ void register_function(py::module_& m) {
             "batch",
             [](const Program& P, py::list args, py::array out, py::object grads, int threads,
                std::size_t seed_output, py::object seeds, py::object tangents,
-               py::object tangent_out, py::object hvp) {
+               py::object tangent_out, py::object hvp, py::object hessian) {
                 const program& p = *P.p;
                 const std::size_t n = std::size_t(out.ndim() == 2 ? out.shape(0) : 0);
                 const std::size_t n_out = p.outputs_.size();
@@ -431,6 +431,21 @@ void register_function(py::module_& m) {
                         throw py::value_error("batch: hvp needs tangents");
                     per_input(hvp, "hvp", io.hvp_base, io.hvp_stride);
                 }
+                if (!hessian.is_none()) {
+                    auto h = hessian.cast<py::array>();
+                    const auto m = py::ssize_t(p.n_inputs);
+                    if (!py::isinstance<py::array_t<double>>(h) || h.ndim() != 3 ||
+                        std::size_t(h.shape(0)) != n || h.shape(1) != m || h.shape(2) != m ||
+                        !h.writeable() || !(h.flags() & py::array::c_style))
+                        throw py::value_error("batch: hessian must be a writable C-contiguous (" +
+                                              std::to_string(n) + ", " + std::to_string(m) +
+                                              ", " + std::to_string(m) + ") float64 array");
+                    if (seed_output >= n_out)
+                        throw py::value_error("batch: seed_output out of range");
+                    io.seed_output = seed_output;
+                    io.hess_base = static_cast<double*>(h.mutable_data());
+                    io.hess_stride = m * m;
+                }
                 std::vector<std::size_t> failed;
                 bool finished;
                 {
@@ -449,11 +464,12 @@ void register_function(py::module_& m) {
             py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),
             py::arg("threads") = 1, py::arg("seed_output") = 0, py::arg("seeds") = py::none(),
             py::arg("tangents") = py::none(), py::arg("tangent_out") = py::none(),
-            py::arg("hvp") = py::none(),
+            py::arg("hvp") = py::none(), py::arg("hessian") = py::none(),
             "Replay at n points (rows of the 2-D float64 arrays in args; one row broadcasts). "
             "Values go to out (n, n_outputs); with grads, the gradient of output "
             "seed_output (or of sum_k seeds[k] * output k) per input; with tangents, "
-            "output tangents to tangent_out and the gradient's tangent to hvp. Returns "
+            "output tangents to tangent_out and the gradient's tangent to hvp; with hessian, "
+            "the Hessian of output seed_output (n, n_inputs, n_inputs). Returns "
             "the indices of points whose guards failed.")
         .def(py::pickle([](const Program& P) { return program_state(*P.p); },
                         [](py::tuple st) {

@@ -65,7 +65,8 @@ void tangent_op(double* __restrict to, const double* x, const double* y, const d
 }
 
 // reverse_op on duals: a node whose adjoint and adjoint tangent are both 0 is skipped.
-template <class K>
+// Without UpdateAdj only the adjoint tangents change (the adjoints are already known).
+template <class K, bool UpdateAdj>
 void reverse_dual_op(double* ga, double* gb, double* gat, double* gbt, const double* x,
                      const double* y, const double* out, const double* tx, const double* ty,
                      const double* to, const double* g, const double* gt, std::size_t L) {
@@ -81,10 +82,10 @@ void reverse_dual_op(double* ga, double* gb, double* gat, double* gbt, const dou
             da = da + db;
             db = dual{};
         }
-        ga[l] = live ? ga[l] + da.v : ga[l];
+        if constexpr (UpdateAdj) ga[l] = live ? ga[l] + da.v : ga[l];
         gat[l] = live ? gat[l] + da.d : gat[l];
         if (!same) {
-            gb[l] = live ? gb[l] + db.v : gb[l];
+            if constexpr (UpdateAdj) gb[l] = live ? gb[l] + db.v : gb[l];
             gbt[l] = live ? gbt[l] + db.d : gbt[l];
         }
     }
@@ -130,8 +131,20 @@ void reverse(const program& p, const double* v, double* adj, std::size_t B, std:
     }
 }
 
-void tangent(const program& p, const double* v, double* t, std::size_t B, std::size_t L) {
-    for (slot s = p.first_op(); s < p.n_slots(); ++s) {
+// The op slots a sweep visits: all of them, or a list (in sweep order).
+struct slots {
+    const slot* list;
+    std::size_t n;
+    slot lo, hi;
+    std::size_t size() const { return list ? n : std::size_t(hi - lo); }
+    slot at(std::size_t k) const { return list ? list[k] : slot(lo + k); }
+    slot back(std::size_t k) const { return list ? list[k] : slot(hi - 1 - k); }
+};
+
+void tangent_slots(const program& p, const double* v, double* t, std::size_t B,
+                   std::size_t L, const slots& ss) {
+    for (std::size_t k = 0, n = ss.size(); k < n; ++k) {
+        const slot s = ss.at(k);
         const std::size_t a = std::size_t(p.a_[s]) * B, b = std::size_t(p.b_[s]) * B;
         const std::size_t o = std::size_t(s) * B;
         switch (p.op_[s]) {
@@ -147,16 +160,19 @@ void tangent(const program& p, const double* v, double* t, std::size_t B, std::s
     }
 }
 
-void reverse_dual(const program& p, const double* v, const double* t, double* adj,
-                  double* adjt, std::size_t B, std::size_t L) {
-    for (slot s = p.n_slots(); s-- > p.first_op();) {
+template <bool UpdateAdj>
+void reverse_dual_slots(const program& p, const double* v, const double* t, double* adj,
+                        double* adjt, std::size_t B, std::size_t L, const slots& ss) {
+    for (std::size_t k = 0, n = ss.size(); k < n; ++k) {
+        const slot s = ss.back(k);
         const std::size_t a = std::size_t(p.a_[s]) * B, b = std::size_t(p.b_[s]) * B;
         const std::size_t o = std::size_t(s) * B;
         switch (p.op_[s]) {
-#define TG_OP(name, ...)                                                               \
-    case op::name:                                                                     \
-        reverse_dual_op<kernel::name>(adj + a, adj + b, adjt + a, adjt + b, v + a, v + b, \
-                                      v + o, t + a, t + b, t + o, adj + o, adjt + o, L); \
+#define TG_OP(name, ...)                                                                \
+    case op::name:                                                                      \
+        reverse_dual_op<kernel::name, UpdateAdj>(adj + a, adj + b, adjt + a, adjt + b,   \
+                                                 v + a, v + b, v + o, t + a, t + b, t + o, \
+                                                 adj + o, adjt + o, L);                  \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -166,8 +182,28 @@ void reverse_dual(const program& p, const double* v, const double* t, double* ad
     }
 }
 
+void tangent(const program& p, const double* v, double* t, std::size_t B, std::size_t L,
+             const slot* list, std::size_t n) {
+    tangent_slots(p, v, t, B, L, slots{list, n, p.first_op(), p.n_slots()});
+}
+
+void reverse_dual(const program& p, const double* v, const double* t, double* adj,
+                  double* adjt, std::size_t B, std::size_t L) {
+    reverse_dual_slots<true>(p, v, t, adj, adjt, B, L,
+                             slots{nullptr, 0, p.first_op(), p.n_slots()});
+}
+
+void reverse_tangent(const program& p, const double* v, const double* t, const double* adj,
+                     double* adjt, std::size_t B, std::size_t L, const slot* list,
+                     std::size_t n) {
+    // adj is only read (UpdateAdj = false); the const_cast keeps one kernel signature.
+    reverse_dual_slots<false>(p, v, t, const_cast<double*>(adj), adjt, B, L,
+                              slots{list, n, p.first_op(), p.n_slots()});
+}
+
 #define TG_STR2(x) #x
 #define TG_STR(x) TG_STR2(x)
-extern const kernels set{TG_STR(TG_LANES_ISA), forward, reverse, tangent, reverse_dual};
+extern const kernels set{TG_STR(TG_LANES_ISA), forward, reverse, tangent, reverse_dual,
+                         reverse_tangent};
 
 }  // namespace tapegrad::lanes::TG_LANES_ISA

@@ -86,6 +86,10 @@ fwd::dual value_only(fwd::dual v, fwd::dual /*like*/, F&& full) { return {v.v, f
 // One kernel struct per row: forward value, the local rule for each argument (any
 // arithmetic type), and the tangent of the value.
 namespace kernel {
+constexpr bool same_text(const char* a, const char* b) {
+    while (*a && *a == *b) ++a, ++b;
+    return *a == *b;
+}
 #define PARTIALS                                                                        \
     ((tx != 0 ? dx(x, y, out, tx) : 0.0) + (arity == 2 && ty != 0 ? dy(x, y, out, ty) : 0.0))
 #define TG_OP(name, ar, fwd, dx_, dy_, t_)                                              \
@@ -93,6 +97,10 @@ namespace kernel {
         static constexpr int arity = ar;                                                \
         static constexpr tapegrad::op code = tapegrad::op::name;                        \
         static constexpr const char* label = #name;                                     \
+        /* Rows with their own tangent rule (not PARTIALS) are the linear and select */ \
+        /* ops: their local rules depend on x, y, out only through branches, so the  */ \
+        /* tangent of a contribution is the rule applied to the adjoint's tangent.    */ \
+        static constexpr bool linear = !same_text(#t_, "PARTIALS");                     \
         static double forward([[maybe_unused]] double x, [[maybe_unused]] double y) {   \
             return fwd;                                                                 \
         }                                                                               \
@@ -136,13 +144,14 @@ inline fwd::dual pow(fwd::dual x, fwd::dual y) {
 struct op_info {
     const char* name;
     int arity;
+    bool linear;  // kernel::<name>::linear (leaves: true, they have no rule)
 };
 
 // Indexed by op code: name and arity, including the two leaf kinds.
 inline constexpr op_info op_table[] = {
-    {"leaf", 0},
-    {"const", 0},
-#define TG_OP(name, arity, ...) {#name, arity},
+    {"leaf", 0, true},
+    {"const", 0, true},
+#define TG_OP(name, arity, ...) {#name, arity, kernel::name::linear},
 #include "tapegrad/ops.def"
 #undef TG_OP
 };

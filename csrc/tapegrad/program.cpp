@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -294,6 +295,80 @@ struct program::block_scratch {
     std::vector<double> v, adj, t, adjt;  // lane-major: slot s of lane l at [s * B + l]
 };
 
+// Which slots the j-th Hessian column touches. Its tangent is e_j, so only slots that
+// depend on input j can have a nonzero tangent (tz). An op adds a nonzero adjoint tangent
+// to its arguments only if its own adjoint tangent is nonzero (az) or, for an op whose
+// rule is not linear (ops.hpp), one of its operands or its value moves (rev[j],
+// descending); and only the tangents those ops read are computed (fwd[j], ascending).
+// Every other contribution is an exact zero (or 0 * inf: a zero tangent contributes
+// nothing, as a zero adjoint does in reverse mode).
+struct program::hessian_plan {
+    std::vector<std::vector<slot>> fwd, rev;
+    std::vector<std::vector<slot>> touched;  // t and adjt slots to reset after column j
+};
+
+program::hessian_plan program::plan_hessian() const {
+    const slot n = n_slots();
+    hessian_plan plan;
+    plan.fwd.resize(n_inputs);
+    plan.rev.resize(n_inputs);
+    plan.touched.resize(n_inputs);
+    std::vector<char> tz(n), az(n), need(n);
+    for (slot j = 0; j < n_inputs; ++j) {
+        std::fill(tz.begin(), tz.end(), 0);
+        std::fill(az.begin(), az.end(), 0);
+        std::fill(need.begin(), need.end(), 0);
+        tz[j] = 1;
+        for (slot s = first_op_; s < n; ++s) tz[s] = tz[a_[s]] || tz[b_[s]];
+        for (slot s = n; s-- > first_op_;) {
+            const bool moves = tz[s] || tz[a_[s]] || tz[b_[s]];
+            if (az[s] || (moves && !op_table[int(op_[s])].linear)) {
+                plan.rev[j].push_back(s);
+                az[a_[s]] = az[b_[s]] = 1;
+                if (!op_table[int(op_[s])].linear) need[s] = need[a_[s]] = need[b_[s]] = 1;
+            }
+        }
+        for (slot s = n; s-- > first_op_;)
+            if (need[s] && tz[s]) need[a_[s]] = need[b_[s]] = 1;
+        std::vector<slot>& fwd = plan.fwd[j];
+        for (slot s = first_op_; s < n; ++s)
+            if (need[s] && tz[s]) fwd.push_back(s);
+        for (slot s = 0; s < n; ++s)
+            if ((need[s] && tz[s]) || az[s] || s == j) plan.touched[j].push_back(s);
+    }
+    return plan;
+}
+
+// Columns j of the Hessian for one block: the gradient's reverse sweep once, then per
+// column a tangent sweep and an adjoint-tangent sweep over the planned slots only.
+void program::hessian_block(const batch_io& io, std::size_t p0, std::size_t L, std::size_t B,
+                            block_scratch& s, const hessian_plan& plan) const {
+    const lanes::kernels& k = lanes::get();
+    const std::size_t n_in = n_inputs;
+    double* v = s.v.data();
+    double* adj = s.adj.data();
+    double* t = s.t.data();     // zero outside a column's work
+    double* adjt = s.adjt.data();  // likewise
+    std::memset(adj, 0, sizeof(double) * B * n_slots());
+    double* seed = adj + std::size_t(outputs_[io.seed_output]) * B;
+    for (std::size_t l = 0; l < L; ++l) seed[l] = 1.0;
+    k.reverse(*this, v, adj, B, L);
+    for (slot j = 0; j < n_inputs; ++j) {
+        std::fill_n(t + std::size_t(j) * B, L, 1.0);
+        k.tangent(*this, v, t, B, L, plan.fwd[j].data(), plan.fwd[j].size());
+        k.reverse_tangent(*this, v, t, adj, adjt, B, L, plan.rev[j].data(), plan.rev[j].size());
+        for (std::size_t i = 0; i < n_in; ++i) {
+            const double* src = adjt + i * B;
+            double* dst = io.hess_base + std::ptrdiff_t(p0) * io.hess_stride + i * n_in + j;
+            for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * io.hess_stride] = src[l];
+        }
+        for (slot z : plan.touched[j]) {
+            std::fill_n(t + std::size_t(z) * B, B, 0.0);
+            std::fill_n(adjt + std::size_t(z) * B, B, 0.0);
+        }
+    }
+}
+
 namespace {
 
 void gather(const double* src, std::ptrdiff_t stride, double* dst, std::size_t L) {
@@ -306,13 +381,20 @@ void scatter(const double* src, double* dst, std::ptrdiff_t stride, std::size_t 
 }  // namespace
 
 void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::size_t B,
-                        block_scratch& s, std::vector<std::size_t>& failed) const {
+                        block_scratch& s, const hessian_plan* plan,
+                        std::vector<std::size_t>& failed) const {
     const std::ptrdiff_t q0 = std::ptrdiff_t(p0);
     double* v = s.v.data();
     for (std::uint32_t i = 0; i < n_inputs; ++i)
         gather(io.in_base[i] + q0 * io.in_stride[i], io.in_stride[i], v + std::size_t(i) * B, L);
+    // One point (B == 1) runs the one-point sweeps: same rules, no per-op lane loop.
     const lanes::kernels& k = lanes::get();
-    k.forward(*this, v, B, L);
+    const bool one = B == 1;
+    const consts_in_range is_const{n_inputs, first_op_ - n_inputs};
+    if (one)
+        forward_sweep(op_.data(), a_.data(), b_.data(), v, first_op_, n_slots());
+    else
+        k.forward(*this, v, B, L);
 
     // Guards: a point whose comparison goes the other way gets NaN outputs and is listed.
     std::size_t n_failed_before = failed.size();
@@ -332,12 +414,17 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
         for (std::uint32_t i = 0; i < n_inputs; ++i)
             gather(io.tan_base[i] + q0 * io.tan_stride[i], io.tan_stride[i],
                    t + std::size_t(i) * B, L);
-        k.tangent(*this, v, t, B, L);
+        if (one)
+            tangent_sweep(op_.data(), a_.data(), b_.data(), v, t, first_op_, n_slots());
+        else
+            k.tangent(*this, v, t, B, L, nullptr, 0);
         for (std::size_t o = 0; o < io.tout_base.size(); ++o)
             scatter(t + std::size_t(outputs_[o]) * B, io.tout_base[o] + q0 * io.tout_stride[o],
                     io.tout_stride[o], L);
     }
-    if (io.reverse()) {
+    if (plan) {
+        hessian_block(io, p0, L, B, s, *plan);
+    } else if (io.reverse()) {
         double* adj = s.adj.data();
         std::memset(adj, 0, sizeof(double) * B * n_slots());
         if (io.seed_base.empty()) {
@@ -352,11 +439,19 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
             }
         }
         if (io.hvp_base.empty()) {
-            k.reverse(*this, v, adj, B, L);
+            if (one)
+                reverse_sweep(op_.data(), a_.data(), b_.data(), v, adj, first_op_, n_slots(),
+                              is_const);
+            else
+                k.reverse(*this, v, adj, B, L);
         } else {
             double* adjt = s.adjt.data();
             std::memset(adjt, 0, sizeof(double) * B * n_slots());
-            k.reverse_dual(*this, v, s.t.data(), adj, adjt, B, L);
+            if (one)
+                reverse_dual_sweep(op_.data(), a_.data(), b_.data(), v, s.t.data(), adj, adjt,
+                                   first_op_, n_slots(), is_const);
+            else
+                k.reverse_dual(*this, v, s.t.data(), adj, adjt, B, L);
             for (std::uint32_t i = 0; i < n_inputs; ++i)
                 scatter(adjt + std::size_t(i) * B, io.hvp_base[i] + q0 * io.hvp_stride[i],
                         io.hvp_stride[i], L);
@@ -375,6 +470,8 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
         poison(io.grad_base, io.grad_stride, q);
         poison(io.tout_base, io.tout_stride, q);
         poison(io.hvp_base, io.hvp_stride, q);
+        if (io.hess_base)
+            std::fill_n(io.hess_base + q * io.hess_stride, std::size_t(n_inputs) * n_inputs, nan);
     }
 }
 
@@ -393,23 +490,29 @@ bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
         std::min<std::size_t>(std::max<std::size_t>(n_blocks, 1), 256));
     if (work < (std::size_t(1) << 16)) n_threads = 1;
 
+    std::unique_ptr<hessian_plan> plan;
+    if (io.hess_base) plan = std::make_unique<hessian_plan>(plan_hessian());
+
     std::atomic<std::size_t> next{0};
     std::atomic<bool> stopped{false};
     std::vector<std::vector<std::size_t>> fails(n_threads);
     auto worker = [&](std::size_t w, bool polls) {
         const std::size_t size = B * n_slots();
-        block_scratch s;
+        // Kept per thread between calls: fresh pages cost more than small batches do.
+        static thread_local block_scratch s;
         s.v.resize(size);
         if (io.reverse()) s.adj.resize(size);
-        if (!io.tan_base.empty()) s.t.assign(size, 0.0);  // constants' tangents stay 0
+        const bool second = !io.tan_base.empty() || io.hess_base;
+        if (second) s.t.assign(size, 0.0);  // constants' tangents stay 0
         if (!io.hvp_base.empty()) s.adjt.resize(size);
+        if (io.hess_base) s.adjt.assign(size, 0.0);
         for (slot c = n_inputs; c < first_op_; ++c)
             std::fill_n(s.v.begin() + std::ptrdiff_t(c * B), B, init_[c]);
         std::size_t done = 0;
         for (std::size_t blk; !stopped.load(std::memory_order_relaxed) &&
                               (blk = next.fetch_add(1, std::memory_order_relaxed)) < n_blocks;) {
             const std::size_t p0 = blk * B;
-            run_block(io, p0, std::min(B, n_points - p0), B, s, fails[w]);
+            run_block(io, p0, std::min(B, n_points - p0), B, s, plan.get(), fails[w]);
             if (polls && ++done % 16 == 0 && stop && stop())
                 stopped.store(true, std::memory_order_relaxed);
         }

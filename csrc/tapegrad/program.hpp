@@ -103,7 +103,13 @@ public:
         std::vector<std::ptrdiff_t> tout_stride;
         std::vector<double*> hvp_base;
         std::vector<std::ptrdiff_t> hvp_stride;
-        bool reverse() const { return !grad_base.empty() || !hvp_base.empty(); }
+        // The Hessian of output seed_output: H[p][i][j] at hess_base + p * hess_stride
+        // + i * n_inputs + j.
+        double* hess_base = nullptr;
+        std::ptrdiff_t hess_stride = 0;
+        bool reverse() const {
+            return !grad_base.empty() || !hvp_base.empty() || hess_base != nullptr;
+        }
     };
     // Returns false if stopped.
     bool run_batch(const batch_io& io, std::size_t n_points, int threads,
@@ -116,8 +122,13 @@ public:
 private:
     slot first_op_ = 0;
     struct block_scratch;
+    struct hessian_plan;
+    hessian_plan plan_hessian() const;
+    void hessian_block(const batch_io& io, std::size_t p0, std::size_t L, std::size_t B,
+                       block_scratch& s, const hessian_plan& plan) const;
     void run_block(const batch_io& io, std::size_t p0, std::size_t n, std::size_t B,
-                   block_scratch& s, std::vector<std::size_t>& failed) const;
+                   block_scratch& s, const hessian_plan* plan,
+                   std::vector<std::size_t>& failed) const;
 };
 
 // Compile the nodes of `t` that the outputs (and guards) depend on into a program whose

@@ -171,4 +171,60 @@ done:
 #undef TG_SETTLE_AT
 }
 
+// Forward mode at one point: t[i] for every op slot i in [lo, hi) from its operands'
+// tangents, by the table's tangent column (leaf kinds keep theirs: inputs given,
+// constants 0).
+inline void tangent_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
+                          const double* val, double* t, std::uint32_t lo, std::uint32_t hi) {
+    for (std::uint32_t i = lo; i < hi; ++i) {
+        const std::uint32_t ai = a[i], bi = b[i];
+        switch (o[i]) {
+#define TG_OP(name, ...)                                                              \
+    case op::name:                                                                    \
+        t[i] = kernel::name::tangent(val[ai], val[bi], val[i], t[ai], t[bi]);         \
+        break;
+#include "tapegrad/ops.def"
+#undef TG_OP
+            default:
+                break;
+        }
+    }
+}
+
+// Forward-over-reverse at one point: reverse_sweep on dual numbers (value, tangent), so
+// adj gets the gradient and adjt its directional derivative. A node whose adjoint and
+// adjoint tangent are both 0 is skipped; constants get nothing.
+template <class IsConst>
+inline void reverse_dual_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
+                               const double* val, const double* t, double* adj, double* adjt,
+                               std::uint32_t lo, std::uint32_t hi, IsConst is_const) {
+    using fwd::dual;
+    for (std::uint32_t i = hi; i-- > lo;) {
+        const double g = adj[i], gt = adjt[i];
+        if (g == 0.0 && gt == 0.0) continue;
+        const std::uint32_t ai = a[i], bi = b[i];
+        const dual X{val[ai], t[ai]}, Y{val[bi], t[bi]}, O{val[i], t[i]}, G{g, gt};
+        switch (o[i]) {
+#define TG_OP(name, arity, ...)                                                       \
+    case op::name:                                                                    \
+        if (!is_const(ai)) {                                                          \
+            const dual d = kernel::name::dx(X, Y, O, G);                              \
+            adj[ai] += d.v;                                                           \
+            adjt[ai] += d.d;                                                          \
+        }                                                                             \
+        if constexpr (arity == 2)                                                     \
+            if (!is_const(bi)) {                                                      \
+                const dual d = kernel::name::dy(X, Y, O, G);                          \
+                adj[bi] += d.v;                                                       \
+                adjt[bi] += d.d;                                                      \
+            }                                                                         \
+        break;
+#include "tapegrad/ops.def"
+#undef TG_OP
+            default:
+                break;
+        }
+    }
+}
+
 }  // namespace tapegrad

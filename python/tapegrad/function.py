@@ -15,7 +15,9 @@ evaluated by re-tracing ``fn`` at that input. ``tg.where(cond, a, b)`` with ``co
 """
 from __future__ import annotations
 
+import itertools
 import linecache
+import math
 import numbers
 import os
 from typing import Any, Callable, Sequence
@@ -130,8 +132,9 @@ class Function:
         self._out_shape = tuple(out_shape)
         self._retrace = retrace
         self._cse = cse
-        self._sizes = [int(np.prod(s, dtype=np.int64)) for s in self._arg_shapes]
-        self._n_out = int(np.prod(self._out_shape, dtype=np.int64))
+        self._sizes = [math.prod(s) for s in self._arg_shapes]
+        self._offsets = list(itertools.accumulate(self._sizes, initial=0))
+        self._n_out = math.prod(self._out_shape)
         for program in programs:
             program.set_signature(self._arg_shapes, self._out_shape)
         # One point at exactly the traced shapes never leaves C++ (None: general path).
@@ -313,7 +316,7 @@ class Function:
             batch = np.broadcast_shapes(*batches)
         except ValueError as err:
             raise ValueError(f"batch dimensions do not broadcast: {batches}") from err
-        n = int(np.prod(batch, dtype=np.int64))
+        n = math.prod(batch)
         threads = _default_threads() if threads is None else threads
         cols = self._columns(arrays, self._arg_shapes, batch, n)
         tcols = self._columns(tan, self._arg_shapes, batch, n) if tan is not None else None
@@ -322,7 +325,7 @@ class Function:
             flat = np.broadcast_to(ct, batch + self._out_shape).reshape(n, self._n_out)
             seeds = [np.ascontiguousarray(flat)]
         n_in = sum(self._sizes)
-        offsets = np.cumsum([0, *self._sizes])
+        offsets = self._offsets
         out = np.empty((n, self._n_out))
         kw: dict[str, Any] = {}
         if mode == "jvp":
@@ -339,14 +342,9 @@ class Function:
                   else dict(grads=parts, seeds=seeds))
             self._batch_or_repair(cols, out, kw, threads)
             return self._per_arg(res, batch)
-        # hessian: column j is the HVP with the j-th unit vector, as one broadcast row.
+        # hessian: in one pass per block, column j the HVP with the j-th unit vector.
         H = np.empty((n, n_in, n_in))
-        for j in range(n_in):
-            e = np.zeros((1, n_in))
-            e[0, j] = 1.0
-            tcols = [e[:, offsets[k]:offsets[k + 1]] for k in range(len(self._sizes))]
-            parts = [H[:, offsets[k]:offsets[k + 1], j] for k in range(len(self._sizes))]
-            self._batch_or_repair(cols, out, dict(tangents=tcols, hvp=parts), threads)
+        self._batch_or_repair(cols, out, dict(hessian=H), threads)
         if len(self._sizes) == 1:
             return H.reshape(batch + self._arg_shapes[0] * 2) if batch or self._arg_shapes[0] \
                 else float(H[0, 0, 0])
@@ -358,7 +356,7 @@ class Function:
     def _per_arg(self, res: np.ndarray, batch: tuple) -> Any:
         """(n, n_inputs) rows as one result per argument (batch + its shape; a float for
         a scalar argument at one point), a tuple for several arguments."""
-        offsets = np.cumsum([0, *self._sizes])
+        offsets = self._offsets
         parts = [res[:, offsets[k]:offsets[k + 1]].reshape(batch + s)[()]
                  for k, s in enumerate(self._arg_shapes)]
         parts = [float(p) if isinstance(p, np.floating) else p for p in parts]
@@ -391,9 +389,9 @@ class Function:
         """Each argument as an (n or 1, size) float64 array, a view where possible."""
         cols = []
         for a, shape in zip(arrays, shapes):
-            size = int(np.prod(shape, dtype=np.int64))
+            size = math.prod(shape)
             b = a.shape[:a.ndim - len(shape)]
-            if int(np.prod(b, dtype=np.int64)) == 1:
+            if math.prod(b) == 1:
                 cols.append(np.ascontiguousarray(a.reshape(1, size)))
             elif b == batch:
                 flat = a.reshape(n, size)  # a view whenever numpy can make one
