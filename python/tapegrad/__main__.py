@@ -2,7 +2,7 @@
 
 Subcommands:
     python -m tapegrad explain "x**2 + x*y" x=3 y=4 -o graph.html   (tapegrad.viz)
-    python -m tapegrad demo moons [--steps 100] [--mode eager|traced] (tapegrad.nn.demo)
+    python -m tapegrad demo moons [--steps 100] [--mode eager|traced|both] [--out DIR] (tapegrad.nn.demo)
 """
 from __future__ import annotations
 
