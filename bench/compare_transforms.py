@@ -30,11 +30,14 @@ import platform
 import statistics
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import numpy as np
 
 import tapegrad as tg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_replay import pkg  # noqa: E402  (one version lookup for every report)
 
 HVP_D = 1000
 HVP_TARGET = 5.0  # hvp time / grad time
@@ -159,13 +162,6 @@ HEADER = "| case | median | min – max | inner x repeats |\n|---|---|---|---|"
 
 
 # ---------------------------------------------------------------- environment
-
-
-def pkg(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 def environment() -> None:

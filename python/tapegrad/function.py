@@ -59,6 +59,17 @@ def _real_array(a: Any, what: str) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
+def _point_array(a: Any, shape: tuple[int, ...], what: str, role: str) -> np.ndarray:
+    """``a`` as a float64 array whose trailing dimensions are ``shape`` (leading ones are
+    batch dimensions)."""
+    arr = _real_array(a, what)
+    nd = len(shape)
+    if arr.ndim < nd or arr.shape[arr.ndim - nd:] != shape:
+        want = "a scalar" if nd == 0 else f"trailing shape {shape}"
+        raise ValueError(f"{what}: expected {want} ({role}), got shape {arr.shape}")
+    return arr
+
+
 def _point_shape(example: Any, k: int) -> tuple[int, ...]:
     if isinstance(example, Var):
         raise TypeError(f"trace: example argument {k} is a Var; pass a number or an array "
@@ -281,16 +292,8 @@ class Function:
             tangents = (tangents,)
         if not isinstance(tangents, (tuple, list)) or len(tangents) != n:
             raise TypeError(f"{name}: expected a tuple of {n} arrays, one per argument")
-        out = []
-        for k, (t, shape) in enumerate(zip(tangents, self._arg_shapes)):
-            arr = _real_array(t, f"{name} {k}")
-            nd = len(shape)
-            if arr.ndim < nd or arr.shape[arr.ndim - nd:] != shape:
-                want = "a scalar" if nd == 0 else f"trailing shape {shape}"
-                raise ValueError(f"{name} {k}: expected {want} (its argument's point "
-                                 f"shape), got shape {arr.shape}")
-            out.append(arr)
-        return out
+        return [_point_array(t, shape, f"{name} {k}", "its argument's point shape")
+                for k, (t, shape) in enumerate(zip(tangents, self._arg_shapes))]
 
     def _second(self, args: Sequence[Any], tangents: Any, cotangent: Any, mode: str,
                 threads: int | None) -> Any:
@@ -409,14 +412,9 @@ class Function:
                             f"{len(args)}")
         arrays, batches = [], []
         for k, (a, shape) in enumerate(zip(args, self._arg_shapes)):
-            arr = _real_array(a, f"argument {k}")
-            nd = len(shape)
-            if arr.ndim < nd or arr.shape[arr.ndim - nd:] != shape:
-                want = "a scalar" if nd == 0 else f"trailing shape {shape}"
-                raise ValueError(f"argument {k}: expected {want} (traced point shape), got "
-                                 f"shape {arr.shape}")
+            arr = _point_array(a, shape, f"argument {k}", "traced point shape")
             arrays.append(arr)
-            batches.append(arr.shape[:arr.ndim - nd])
+            batches.append(arr.shape[:arr.ndim - len(shape)])
         try:
             batch = np.broadcast_shapes(*batches)
         except ValueError as err:
