@@ -329,6 +329,42 @@ def trained(moons):
             demo.train_traced(demo.make_model(), X, y, 100))
 
 
+def test_pointwise_loss_matches_the_whole_loss_program(moons):
+    X, y = moons
+    model = demo.make_model()
+    theta = nn.get_parameters(model) + 0.01 * np.arange(len(model.parameters())) % 0.07
+    whole = nn.compile_loss(model, demo.moons_loss, X, y)
+    pointwise = nn.compile_pointwise_loss(model, demo.moons_point_loss, X, y,
+                                          penalty=demo.moons_penalty)
+    assert pointwise.function.n_ops < whole.function.n_ops / 50  # one point, not 100
+    v1, g1 = whole.value_and_grad(theta)
+    v2, g2 = pointwise.value_and_grad(theta)
+    assert math.isclose(v1, v2, rel_tol=1e-13) and v1 != 0  # summation order only
+    np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-15)
+    # new data of the traced shapes; and without a penalty, the plain mean of point terms
+    X2, y2 = X[::-1].copy(), y[::-1].copy()
+    np.testing.assert_allclose(pointwise.grad(theta, X2, y2), whole.grad(theta, X2, y2),
+                               rtol=1e-12, atol=1e-15)
+    bare = nn.compile_pointwise_loss(model, demo.moons_point_loss, X, y)
+    nn.set_parameters(model, theta)
+    terms = [demo.moons_point_loss(model, x, yi).value for x, yi in zip(X, y)]
+    assert math.isclose(bare(theta), sum(terms) / len(terms), rel_tol=1e-13)
+
+
+def test_pointwise_loss_errors(moons):
+    X, y = moons
+    model = demo.make_model()
+    with pytest.raises(ValueError, match="different numbers of points"):
+        nn.compile_pointwise_loss(model, demo.moons_point_loss, X, y[:10])
+    with pytest.raises(ValueError, match="one row per point"):
+        nn.compile_pointwise_loss(model, demo.moons_point_loss, 1.0)
+    with pytest.raises(TypeError, match="must return a scalar Var"):
+        nn.compile_pointwise_loss(model, lambda m, x, yi: 1.0, X, y)
+    loss = nn.compile_pointwise_loss(model, demo.moons_point_loss, X, y)
+    with pytest.raises(TypeError, match="expected 2 data argument"):
+        loss.value_and_grad(nn.get_parameters(model), X)
+
+
 def test_demo_training_reaches_100_percent_in_both_modes(trained):
     eager, traced = trained
     assert eager.accuracies[-1] == 1.0 and traced.accuracies[-1] == 1.0

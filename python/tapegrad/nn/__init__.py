@@ -26,11 +26,12 @@ from .layers import ACTIVATIONS, MLP, Layer, Module, Neuron, relu, replace_param
 from .losses import (accuracy, bce_with_logits, binary_cross_entropy_with_logits, hinge_loss,
                      l2_penalty, mse_loss, svm_loss)
 from .optim import SGD, Adam, Optimizer
-from .traced import (CompiledLoss, CompiledModel, compile_loss, compile_model, get_parameters,
-                     set_parameters)
+from .traced import (CompiledLoss, CompiledModel, PointwiseLoss, compile_loss, compile_model,
+                     compile_pointwise_loss, get_parameters, set_parameters)
 
 __all__ = ["ACTIVATIONS", "MLP", "SGD", "Adam", "CompiledLoss", "CompiledModel", "Layer",
            "Module", "Neuron", "Optimizer", "accuracy", "bce_with_logits",
            "binary_cross_entropy_with_logits", "compile_loss", "compile_model",
+           "compile_pointwise_loss", "PointwiseLoss",
            "get_parameters", "hinge_loss", "l2_penalty", "make_moons", "mse_loss", "relu",
            "replace_parameters", "set_parameters", "sigmoid", "svm_loss", "tanh"]

@@ -119,6 +119,83 @@ def compile_loss(model: Module, loss_fn: Callable[..., Any], *data: Any,
     return CompiledLoss(F, tuple(data), len(params))
 
 
+class PointwiseLoss:
+    """``mean_i point_loss(model, *data_i) + penalty(model)``: the per-point loss traced
+    once for ONE point and replayed over all points as a batch (SIMD lanes across the
+    points, in C++), the penalty traced separately; made by
+    :func:`compile_pointwise_loss`. Same interface as :class:`CompiledLoss`."""
+
+    def __init__(self, point: Function, penalty: Function | None, data: tuple, n_params: int):
+        self.function = point
+        self.penalty = penalty
+        self.data = data
+        self.n_params = n_params
+
+    def value_and_grad(self, theta: Any, *data: Any) -> tuple[float, np.ndarray]:
+        """(loss, d loss / d theta) at ``theta``: one batched replay over the points (and
+        one replay of the penalty)."""
+        if data and len(data) != len(self.data):
+            raise TypeError(f"expected {len(self.data)} data argument(s), got {len(data)}")
+        values, grads = self.function.value_and_grad(theta, *(data or self.data))
+        grads = grads[0] if isinstance(grads, tuple) else grads
+        value, grad = float(values.mean()), grads.mean(axis=0)
+        if self.penalty is not None:
+            pv, pg = self.penalty.value_and_grad(theta)
+            value, grad = value + pv, grad + pg
+        return value, grad
+
+    def __call__(self, theta: Any, *data: Any) -> float:
+        return self.value_and_grad(theta, *data)[0]
+
+    def grad(self, theta: Any, *data: Any) -> np.ndarray:
+        return self.value_and_grad(theta, *data)[1]
+
+    def __repr__(self) -> str:
+        return (f"<PointwiseLoss of {self.n_params} parameters: {self.function!r}"
+                + (f" + penalty {self.penalty!r}>" if self.penalty is not None else ">"))
+
+
+def compile_pointwise_loss(model: Module, point_loss: Callable[..., Any], *data: Any,
+                           penalty: Callable[[Module], Any] | None = None,
+                           cse: bool = True) -> PointwiseLoss:
+    """The mean over points of ``point_loss(model, *point_data)``, plus ``penalty(model)``,
+    for losses that are a mean of per-point terms (micrograd's demo: ``point_loss`` =
+    ``relu(1 - y * model(x))``, ``penalty`` = ``1e-4 * l2_penalty(model.parameters())``).
+
+    Each array in ``data`` holds one row per point. Only one point is traced (a program
+    ~N times smaller than :func:`compile_loss`'s), and every step replays it over all the
+    points at once in SIMD lanes: measured here, micrograd's demo step takes about 0.13 ms
+    this way against about 0.2 ms for the whole-loss program. The mean is taken in numpy,
+    so the loss may differ from the eager graph's in the last bits (summation order)."""
+    params = _check_traceable(model, "compile_pointwise_loss")
+    if not data or any(np.ndim(d) < 1 for d in data):
+        raise ValueError("compile_pointwise_loss: give the data as arrays with one row per "
+                         "point")
+    n = {len(d) for d in data}
+    if len(n) != 1:
+        raise ValueError(f"compile_pointwise_loss: data arrays have different numbers of "
+                         f"points: {sorted(n)}")
+    theta0 = np.array([p.value for p in params])
+
+    def point_of_parameters(theta: np.ndarray, *point_vars: Any) -> Any:
+        with _Swapped(model, theta.tolist()):
+            out = point_loss(model, *point_vars)
+        if not isinstance(out, Var):
+            raise TypeError(f"compile_pointwise_loss: point_loss must return a scalar Var, "
+                            f"got {type(out).__name__}")
+        return out
+
+    def penalty_of_parameters(theta: np.ndarray) -> Any:
+        with _Swapped(model, theta.tolist()):
+            return penalty(model)
+
+    point_of_parameters.__name__ = getattr(point_loss, "__name__", "point_loss")
+    arrays = tuple(np.asarray(d, dtype=np.float64) for d in data)
+    point = trace(point_of_parameters, theta0, *(a[0] for a in arrays), cse=cse)
+    pen = trace(penalty_of_parameters, theta0, cse=cse) if penalty is not None else None
+    return PointwiseLoss(point, pen, arrays, len(params))
+
+
 class CompiledModel:
     """The model's forward pass on one point, traced as a :class:`tapegrad.Function` of
     ``(theta, x)``; made by :func:`compile_model`. ``model_fn(theta, X)`` evaluates a
