@@ -26,6 +26,7 @@ import itertools
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -402,3 +403,34 @@ def test_keyboard_interrupt_stops_a_long_batch():
     assert elapsed < 2.0, f"stopped after {elapsed:.2f} s"
     assert elapsed < per_point * n / 5  # far less than the uninterrupted run
     assert_bits(F(probe), before)  # still usable, and unchanged
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX interval timers")
+def test_a_replay_inside_a_signal_handler_leaves_the_interrupted_batch_intact():
+    """A long batch polls for signals between blocks; a Python handler that replays
+    another Function then runs on the same thread. The interrupted batch keeps its own
+    block scratch (it once shared it, and the handler's constants replaced its own)."""
+    F = tg.trace(lambda x: 3.0 * tg.sin(x[0]) + 7.0 * x[1], np.zeros(2))
+    G = tg.trace(lambda x: x * 0.5 + 2.5 + x * x * 1.25 - 4.0, 0.0)  # other constants
+    X = np.random.default_rng(0).uniform(-1, 1, (1_000_000, 2))
+    small = np.linspace(-1, 1, 5000)
+    want_small = G.value_and_grad(small, threads=1)
+    inner = []
+
+    def handler(signum, frame):
+        inner.append(G.value_and_grad(small, threads=1))
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+    try:
+        v, g = F.value_and_grad(X, threads=1)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert inner, "the timer never fired during the batch"
+    v2, g2 = F.value_and_grad(X, threads=1)
+    np.testing.assert_array_equal(v, v2)
+    np.testing.assert_array_equal(g, g2)
+    for value, grad in inner:
+        np.testing.assert_array_equal(value, want_small[0])
+        np.testing.assert_array_equal(grad, want_small[1])

@@ -502,8 +502,21 @@ bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
     std::vector<std::vector<std::size_t>> fails(n_threads);
     auto worker = [&](std::size_t w, bool polls) {
         const std::size_t size = B * n_slots();
-        // Kept per thread between calls: fresh pages cost more than small batches do.
-        static thread_local block_scratch s;
+        // Kept per thread between calls: fresh pages cost more than small batches do. A
+        // call made while this thread's scratch is in use (a Python signal handler run by
+        // `stop` that replays again) gets its own.
+        static thread_local block_scratch kept;
+        static thread_local bool kept_busy = false;
+        block_scratch own;
+        const bool reuse = !kept_busy;
+        block_scratch& s = reuse ? kept : own;
+        struct release {
+            bool on;
+            ~release() {
+                if (on) kept_busy = false;
+            }
+        } release_kept{reuse};
+        kept_busy = true;
         s.v.resize(size);
         if (io.reverse()) s.adj.resize(size);
         const bool second = !io.tan_base.empty() || io.hess_base;
