@@ -308,7 +308,7 @@ struct program::block_scratch {
 // nothing, as a zero adjoint does in reverse mode).
 struct program::hessian_plan {
     std::vector<std::vector<slot>> fwd, rev;
-    std::vector<std::vector<slot>> touched;  // t and adjt slots to reset after column j
+    std::vector<std::vector<slot>> t_set, adjt_set;  // slots to reset after column j
 };
 
 program::hessian_plan program::plan_hessian() const {
@@ -316,7 +316,8 @@ program::hessian_plan program::plan_hessian() const {
     hessian_plan plan;
     plan.fwd.resize(n_inputs);
     plan.rev.resize(n_inputs);
-    plan.touched.resize(n_inputs);
+    plan.t_set.resize(n_inputs);
+    plan.adjt_set.resize(n_inputs);
     std::vector<char> tz(n), az(n), need(n);
     for (slot j = 0; j < n_inputs; ++j) {
         std::fill(tz.begin(), tz.end(), 0);
@@ -337,8 +338,10 @@ program::hessian_plan program::plan_hessian() const {
         std::vector<slot>& fwd = plan.fwd[j];
         for (slot s = first_op_; s < n; ++s)
             if (need[s] && tz[s]) fwd.push_back(s);
+        plan.t_set[j] = fwd;
+        plan.t_set[j].push_back(j);
         for (slot s = 0; s < n; ++s)
-            if ((need[s] && tz[s]) || az[s] || s == j) plan.touched[j].push_back(s);
+            if (az[s]) plan.adjt_set[j].push_back(s);
     }
     return plan;
 }
@@ -366,10 +369,8 @@ void program::hessian_block(const batch_io& io, std::size_t p0, std::size_t L, s
             double* dst = io.hess_base + std::ptrdiff_t(p0) * io.hess_stride + i * n_in + j;
             for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * io.hess_stride] = src[l];
         }
-        for (slot z : plan.touched[j]) {
-            std::fill_n(t + std::size_t(z) * B, B, 0.0);
-            std::fill_n(adjt + std::size_t(z) * B, B, 0.0);
-        }
+        for (slot z : plan.t_set[j]) std::fill_n(t + std::size_t(z) * B, L, 0.0);
+        for (slot z : plan.adjt_set[j]) std::fill_n(adjt + std::size_t(z) * B, L, 0.0);
     }
 }
 
