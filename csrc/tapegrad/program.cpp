@@ -309,6 +309,10 @@ struct program::block_scratch {
 struct program::hessian_plan {
     std::vector<std::vector<slot>> fwd, rev;
     std::vector<std::vector<slot>> t_set, adjt_set;  // slots to reset after column j
+    // Lists past this many slots in all would cost more memory than they save time: the
+    // columns then run every slot (a dense Hessian's columns touch most slots anyway).
+    static constexpr std::size_t max_entries = std::size_t(1) << 24;
+    bool dense = false;
 };
 
 program::hessian_plan program::plan_hessian() const {
@@ -318,7 +322,18 @@ program::hessian_plan program::plan_hessian() const {
     plan.rev.resize(n_inputs);
     plan.t_set.resize(n_inputs);
     plan.adjt_set.resize(n_inputs);
+    // TAPEGRAD_HESSIAN_PLAN=dense forces the dense columns (tests compare the two).
+    static const bool force_dense = [] {
+        const char* e = std::getenv("TAPEGRAD_HESSIAN_PLAN");
+        return e && std::strcmp(e, "dense") == 0;
+    }();
+    if (force_dense) {
+        hessian_plan dense;
+        dense.dense = true;
+        return dense;
+    }
     std::vector<char> tz(n), az(n), need(n);
+    std::size_t entries = 0;
     for (slot j = 0; j < n_inputs; ++j) {
         std::fill(tz.begin(), tz.end(), 0);
         std::fill(az.begin(), az.end(), 0);
@@ -342,6 +357,13 @@ program::hessian_plan program::plan_hessian() const {
         plan.t_set[j].push_back(j);
         for (slot s = 0; s < n; ++s)
             if (az[s]) plan.adjt_set[j].push_back(s);
+        entries += plan.fwd[j].size() + plan.rev[j].size() + plan.t_set[j].size() +
+                   plan.adjt_set[j].size();
+        if (entries > hessian_plan::max_entries) {
+            hessian_plan dense;
+            dense.dense = true;
+            return dense;
+        }
     }
     return plan;
 }
@@ -362,12 +384,24 @@ void program::hessian_block(const batch_io& io, std::size_t p0, std::size_t L, s
     k.reverse(*this, v, adj, B, L);
     for (slot j = 0; j < n_inputs; ++j) {
         std::fill_n(t + std::size_t(j) * B, L, 1.0);
-        k.tangent(*this, v, t, B, L, plan.fwd[j].data(), plan.fwd[j].size());
-        k.reverse_tangent(*this, v, t, adj, adjt, B, L, plan.rev[j].data(), plan.rev[j].size());
+        if (plan.dense) {
+            k.tangent(*this, v, t, B, L, nullptr, 0);
+            k.reverse_tangent(*this, v, t, adj, adjt, B, L, nullptr, 0);
+        } else {
+            k.tangent(*this, v, t, B, L, plan.fwd[j].data(), plan.fwd[j].size());
+            k.reverse_tangent(*this, v, t, adj, adjt, B, L, plan.rev[j].data(),
+                              plan.rev[j].size());
+        }
         for (std::size_t i = 0; i < n_in; ++i) {
             const double* src = adjt + i * B;
             double* dst = io.hess_base + std::ptrdiff_t(p0) * io.hess_stride + i * n_in + j;
             for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * io.hess_stride] = src[l];
+        }
+        if (plan.dense) {  // everything but the constants' tangents, which stay 0
+            std::fill_n(t + std::size_t(j) * B, L, 0.0);
+            std::fill(t + std::size_t(first_op_) * B, t + std::size_t(n_slots()) * B, 0.0);
+            std::fill(adjt, adjt + std::size_t(n_slots()) * B, 0.0);
+            continue;
         }
         for (slot z : plan.t_set[j]) std::fill_n(t + std::size_t(z) * B, L, 0.0);
         for (slot z : plan.adjt_set[j]) std::fill_n(adjt + std::size_t(z) * B, L, 0.0);
