@@ -24,10 +24,8 @@ Exit status 1 if a check disagrees.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,7 +35,8 @@ import numpy as np
 import tapegrad as tg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_replay import pkg  # noqa: E402  (one version lookup for every report)
+from compare_replay import Case, human, med, paired, pkg, run_cases  # noqa: E402  (one timer)
+from replay_workloads import rosen_grad_numpy as rosen_grad  # noqa: E402
 
 HVP_D = 1000
 HVP_TARGET = 5.0  # hvp time / grad time
@@ -57,14 +56,6 @@ def rosen(x):
     """Rosenbrock, written once for every system: numpy object arrays of tapegrad Vars,
     JAX tracers and torch tensors all index and add the same way."""
     return sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(len(x) - 1))
-
-
-def rosen_grad(x: np.ndarray) -> np.ndarray:
-    a = x[1:] - x[:-1] ** 2
-    g = np.zeros_like(x)
-    g[:-1] = -400.0 * a * x[:-1] - 2.0 * (1.0 - x[:-1])
-    g[1:] += 200.0 * a
-    return g
 
 
 def rosen_hessians(X: np.ndarray) -> np.ndarray:
@@ -104,58 +95,10 @@ def check(name: str, got, want) -> None:
 # ---------------------------------------------------------------- measuring
 
 
-class Case:
-    def __init__(self, fn):
-        self.fn, self.inner, self.wall = fn, 1, []
-
-    def calibrate(self, target_s: float) -> None:
-        t0 = time.perf_counter()
-        self.fn()
-        t = time.perf_counter() - t0
-        self.inner = max(1, min(100_000, int(target_s / max(t, 1e-7))))
-
-    def sample(self, record: bool = True) -> None:
-        fn = self.fn
-        t0 = time.perf_counter()
-        for _ in range(self.inner):
-            fn()
-        t = (time.perf_counter() - t0) / self.inner
-        if record:
-            self.wall.append(t)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.wall) if self.wall else math.nan
-
-
-def run_cases(cases: dict[str, Case], repeats: int, warmup: int, target_s: float) -> None:
-    for case in cases.values():
-        case.fn()
-        case.calibrate(target_s)
-    for _ in range(warmup):
-        for case in cases.values():
-            case.sample(record=False)
-    for _ in range(repeats):
-        for case in cases.values():
-            case.sample()
-
-
-def human(s: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
-
-
 def row(name: str, case: Case) -> str:
     w = case.wall
-    return (f"| {name} | {human(case.median)} | {human(min(w))} – {human(max(w))} | "
+    return (f"| {name} | {human(med(case.wall))} | {human(min(w))} – {human(max(w))} | "
             f"{case.inner} x {len(w)} |")
-
-
-def paired(a: Case, b: Case) -> str:
-    rs = [x / y for x, y in zip(a.wall, b.wall)]
-    return f"{min(rs):.2f}–{max(rs):.2f}"
 
 
 HEADER = "| case | median | min – max | inner x repeats |\n|---|---|---|---|"
@@ -217,12 +160,12 @@ def hvp_vs_grad(args) -> dict:
     for name, case in cases.items():
         print(row(name, case))
     g, h = cases["F.grad(x)"], cases["F.hvp(x, v)"]
-    ratio = h.median / g.median
-    ratio1 = cases["F.hvp(x, v, threads=1)"].median / g.median
+    ratio = med(h.wall) / med(g.wall)
+    ratio1 = med(cases["F.hvp(x, v, threads=1)"].wall) / med(g.wall)
     ok = ratio <= HVP_TARGET
-    batch1 = cases["F.grad(x[None]) (batch path, 1 point, info)"].median
+    batch1 = med(cases["F.grad(x[None]) (batch path, 1 point, info)"].wall)
     print(f"\n  info: F.hvp(x, v) / F.grad(x[None]) (both via the batch path) = "
-          f"{h.median / batch1:.2f}x; F.grad(x[None]) / F.grad(x) = {batch1 / g.median:.2f}x")
+          f"{med(h.wall) / batch1:.2f}x; F.grad(x[None]) / F.grad(x) = {batch1 / med(g.wall):.2f}x")
     print(f"  HVP / gradient = {ratio:.2f}x (per-repeat {paired(h, g)}), threads=1: "
           f"{ratio1:.2f}x; target <= {HVP_TARGET:g}x: {'met' if ok else '**NOT MET**'}\n")
     return {"hvp/grad": ratio, "hvp/grad threads=1": ratio1, "hvp_ok": ok}
@@ -305,13 +248,13 @@ def batched_hessian(args) -> dict:
     run_cases(cases, args.repeats, args.warmup, args.target)
     print(HEADER.replace("repeats |\n", "repeats | per point |\n") + "---|")
     for name, case in cases.items():
-        print(row(name, case) + f" {human(case.median / HESS_POINTS)} |")
+        print(row(name, case) + f" {human(med(case.wall) / HESS_POINTS)} |")
     out: dict = {}
     tg_case = cases["tapegrad F.hessian(X)"]
     if jax_name in cases:
         j = cases[jax_name]
-        ratio = tg_case.median / j.median
-        ratio1 = cases["tapegrad F.hessian(X, threads=1)"].median / j.median
+        ratio = med(tg_case.wall) / med(j.wall)
+        ratio1 = med(cases["tapegrad F.hessian(X, threads=1)"].wall) / med(j.wall)
         ok = ratio < HESS_TARGET
         print(f"\n  tapegrad / JAX = {ratio:.2f}x (per-repeat {paired(tg_case, j)}), "
               f"threads=1: {ratio1:.2f}x; "
@@ -319,7 +262,7 @@ def batched_hessian(args) -> dict:
               f"{'met' if ok else '**NOT MET**'}")
         out.update({"tg/jax": ratio, "tg/jax threads=1": ratio1, "hess_ok": ok})
     if torch_name in cases:
-        print(f"  tapegrad / torch.func = {tg_case.median / cases[torch_name].median:.3f}x")
+        print(f"  tapegrad / torch.func = {med(tg_case.wall) / med(cases[torch_name].wall):.3f}x")
     print()
     return out
 
