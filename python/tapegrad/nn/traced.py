@@ -67,6 +67,21 @@ class _Swapped:
         replace_parameters(self.model, self.old)
 
 
+def _of_parameters(model: Module, fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """``fn(model, *args)`` as a function of the parameter vector: for tracing, the model's
+    parameters are swapped for the vector's placeholder Vars, then restored."""
+
+    def of_parameters(theta: np.ndarray, *args: Any) -> Any:
+        with _Swapped(model, theta.tolist()):
+            out = fn(model, *args)
+        if not isinstance(out, Var):
+            raise TypeError(f"{what} must return a scalar Var, got {type(out).__name__}")
+        return out
+
+    of_parameters.__name__ = getattr(fn, "__name__", "loss")
+    return of_parameters
+
+
 class CompiledLoss:
     """``loss_fn(model, *data)`` traced as a :class:`tapegrad.Function` of
     ``(theta, *data)``; made by :func:`compile_loss`. Calls take the parameter vector and,
@@ -106,16 +121,7 @@ def compile_loss(model: Module, loss_fn: Callable[..., Any], *data: Any,
     params = _check_traceable(model, "compile_loss")
     theta0 = np.array([p.value for p in params])
 
-    def loss_of_parameters(theta: np.ndarray, *data_vars: Any) -> Any:
-        with _Swapped(model, theta.tolist()):
-            out = loss_fn(model, *data_vars)
-        if not isinstance(out, Var):
-            raise TypeError(f"compile_loss: loss_fn must return a scalar Var, got "
-                            f"{type(out).__name__}")
-        return out
-
-    loss_of_parameters.__name__ = getattr(loss_fn, "__name__", "loss")
-    F = trace(loss_of_parameters, theta0, *data, cse=cse)
+    F = trace(_of_parameters(model, loss_fn, "compile_loss: loss_fn"), theta0, *data, cse=cse)
     return CompiledLoss(F, tuple(data), len(params))
 
 
@@ -177,22 +183,11 @@ def compile_pointwise_loss(model: Module, point_loss: Callable[..., Any], *data:
                          f"points: {sorted(n)}")
     theta0 = np.array([p.value for p in params])
 
-    def point_of_parameters(theta: np.ndarray, *point_vars: Any) -> Any:
-        with _Swapped(model, theta.tolist()):
-            out = point_loss(model, *point_vars)
-        if not isinstance(out, Var):
-            raise TypeError(f"compile_pointwise_loss: point_loss must return a scalar Var, "
-                            f"got {type(out).__name__}")
-        return out
-
-    def penalty_of_parameters(theta: np.ndarray) -> Any:
-        with _Swapped(model, theta.tolist()):
-            return penalty(model)
-
-    point_of_parameters.__name__ = getattr(point_loss, "__name__", "point_loss")
     arrays = tuple(np.asarray(d, dtype=np.float64) for d in data)
-    point = trace(point_of_parameters, theta0, *(a[0] for a in arrays), cse=cse)
-    pen = trace(penalty_of_parameters, theta0, cse=cse) if penalty is not None else None
+    point = trace(_of_parameters(model, point_loss, "compile_pointwise_loss: point_loss"),
+                  theta0, *(a[0] for a in arrays), cse=cse)
+    pen = (trace(_of_parameters(model, penalty, "compile_pointwise_loss: penalty"), theta0,
+                 cse=cse) if penalty is not None else None)
     return PointwiseLoss(point, pen, arrays, len(params))
 
 
