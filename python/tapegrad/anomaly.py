@@ -11,15 +11,14 @@ to find the node and line. Off, it costs nothing: nothing is recorded, no line i
 """
 from __future__ import annotations
 
-import functools
 import linecache
 import math
 import os
 import sys
-import threading
-from typing import Any, Callable
+from typing import Any
 
 from . import _core
+from ._switch import ThreadSwitch
 
 __all__ = ["AnomalyError", "detect_anomaly"]
 
@@ -94,7 +93,7 @@ def _report(kind: str, node: Any, extra: Any) -> None:
 _core._set_anomaly_reporter(_report)
 
 
-class detect_anomaly:
+class detect_anomaly(ThreadSwitch):
     """Context manager and decorator that turns anomaly detection on for this thread.
 
         with tg.detect_anomaly():
@@ -102,20 +101,5 @@ class detect_anomaly:
             loss.backward()        # ... or here, naming the first bad edge
     """
 
-    def __init__(self) -> None:
-        self._saved = threading.local()
-
-    def __enter__(self) -> "detect_anomaly":
-        self._saved.__dict__.setdefault("stack", []).append(_core.set_anomaly_enabled(True))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _core.set_anomaly_enabled(self._saved.stack.pop())
-
-    def __call__(self, fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def with_detection(*args: Any, **kwargs: Any) -> Any:
-            with detect_anomaly():
-                return fn(*args, **kwargs)
-
-        return with_detection
+    _set = staticmethod(_core.set_anomaly_enabled)
+    _value = True

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import functools
 import numbers
-import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import _core
+from ._switch import ThreadSwitch
 from ._core import Var
 from .function import _real_array, trace
 
@@ -231,7 +231,7 @@ def is_grad_enabled() -> bool:
     return _core.is_grad_enabled()
 
 
-class no_grad:
+class no_grad(ThreadSwitch):
     """Context manager and decorator, as ``torch.no_grad``: on this thread, ops on Vars
     make constants (their values, no graph, no gradient). While tracing they record a
     ``detach`` node instead, so a replay recomputes the value but passes no gradient.
@@ -243,21 +243,5 @@ class no_grad:
         def evaluate(model, x): ...
     """
 
-    def __init__(self) -> None:
-        self._saved = threading.local()
-
-    def __enter__(self) -> "no_grad":
-        stack = self._saved.__dict__.setdefault("stack", [])
-        stack.append(_core.set_grad_enabled(False))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _core.set_grad_enabled(self._saved.stack.pop())
-
-    def __call__(self, fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def without_grad(*args: Any, **kwargs: Any) -> Any:
-            with no_grad():
-                return fn(*args, **kwargs)
-
-        return without_grad
+    _set = staticmethod(_core.set_grad_enabled)
+    _value = False
