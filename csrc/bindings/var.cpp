@@ -794,24 +794,18 @@ PyObject* f_leaves(PyObject*, PyObject* values) {
     return list;
 }
 
-PyObject* f_set_grad_enabled(PyObject*, PyObject* on) {
+// Sets one of this thread's switches from a Python truth value; returns the previous one.
+PyObject* set_switch(bool& flag, PyObject* on) {
     const int r = PyObject_IsTrue(on);
     if (r < 0) return nullptr;
-    const bool before = grad_enabled;
-    grad_enabled = r != 0;
+    const bool before = flag;
+    flag = r != 0;
     return PyBool_FromLong(before);
 }
 
+PyObject* f_set_grad_enabled(PyObject*, PyObject* on) { return set_switch(grad_enabled, on); }
 PyObject* f_is_grad_enabled(PyObject*, PyObject*) { return PyBool_FromLong(grad_enabled); }
-
-PyObject* f_set_anomaly_enabled(PyObject*, PyObject* on) {
-    const int r = PyObject_IsTrue(on);
-    if (r < 0) return nullptr;
-    const bool before = anomaly_on;
-    anomaly_on = r != 0;
-    return PyBool_FromLong(before);
-}
-
+PyObject* f_set_anomaly_enabled(PyObject*, PyObject* on) { return set_switch(anomaly_on, on); }
 PyObject* f_is_anomaly_enabled(PyObject*, PyObject*) { return PyBool_FromLong(anomaly_on); }
 
 PyObject* f_set_anomaly_reporter(PyObject*, PyObject* fn) {
