@@ -332,31 +332,77 @@ program::hessian_plan program::plan_hessian() const {
         dense.dense = true;
         return dense;
     }
-    std::vector<char> tz(n), az(n), need(n);
+    // Column by column over just the slots it reaches, so a sparse Hessian plans in time
+    // proportional to what it touches. The slots that depend on input j (its cone, where
+    // tangents can be nonzero) are found through each slot's users; marks are stamped with
+    // j + 1, so nothing is cleared between columns.
+    std::vector<std::uint32_t> user_start(n + 1, 0), users;
+    for (slot s = first_op_; s < n; ++s) {
+        ++user_start[a_[s] + 1];
+        if (b_[s] != a_[s]) ++user_start[b_[s] + 1];
+    }
+    for (slot s = 0; s < n; ++s) user_start[s + 1] += user_start[s];
+    users.resize(user_start[n]);
+    {
+        std::vector<std::uint32_t> at(user_start.begin(), user_start.end() - 1);
+        for (slot s = first_op_; s < n; ++s) {
+            users[at[a_[s]]++] = s;
+            if (b_[s] != a_[s]) users[at[b_[s]]++] = s;
+        }
+    }
+    auto nonlinear = [&](slot s) { return !op_table[int(op_[s])].linear; };
+    std::vector<std::uint32_t> in_cone(n, 0), active(n, 0), got_adjt(n, 0), need(n, 0);
+    std::vector<slot> cone, stack;
     std::size_t entries = 0;
     for (slot j = 0; j < n_inputs; ++j) {
-        std::fill(tz.begin(), tz.end(), 0);
-        std::fill(az.begin(), az.end(), 0);
-        std::fill(need.begin(), need.end(), 0);
-        tz[j] = 1;
-        for (slot s = first_op_; s < n; ++s) tz[s] = tz[a_[s]] || tz[b_[s]];
-        for (slot s = n; s-- > first_op_;) {
-            const bool moves = tz[s] || tz[a_[s]] || tz[b_[s]];
-            if (az[s] || (moves && !op_table[int(op_[s])].linear)) {
-                plan.rev[j].push_back(s);
-                az[a_[s]] = az[b_[s]] = 1;
-                if (!op_table[int(op_[s])].linear) need[s] = need[a_[s]] = need[b_[s]] = 1;
+        const std::uint32_t mark = j + 1;
+        // tz: the cone of input j (ascending, j itself first).
+        cone.assign(1, j);
+        in_cone[j] = mark;
+        for (std::size_t k = 0; k < cone.size(); ++k)
+            for (std::uint32_t u = user_start[cone[k]]; u < user_start[cone[k] + 1]; ++u)
+                if (in_cone[users[u]] != mark) {
+                    in_cone[users[u]] = mark;
+                    cone.push_back(users[u]);
+                }
+        std::sort(cone.begin(), cone.end());
+        // rev: the nonlinear ops of the cone and every op below them (an op whose adjoint
+        // tangent is nonzero passes it on); their arguments get adjoint tangents.
+        std::vector<slot>& rev = plan.rev[j];
+        stack.clear();
+        for (slot s : cone)
+            if (s >= first_op_ && nonlinear(s)) {
+                active[s] = mark;
+                stack.push_back(s);
+            }
+        while (!stack.empty()) {
+            const slot r = stack.back();
+            stack.pop_back();
+            rev.push_back(r);
+            for (slot arg : {a_[r], b_[r]}) {
+                if (got_adjt[arg] != mark) {
+                    got_adjt[arg] = mark;
+                    plan.adjt_set[j].push_back(arg);
+                }
+                if (arg >= first_op_ && active[arg] != mark) {
+                    active[arg] = mark;
+                    stack.push_back(arg);
+                }
             }
         }
-        for (slot s = n; s-- > first_op_;)
-            if (need[s] && tz[s]) need[a_[s]] = need[b_[s]] = 1;
+        std::sort(rev.begin(), rev.end(), std::greater<slot>());
+        // fwd: the cone's tangents that a nonlinear rule reads, and what they are made of.
+        for (slot r : rev)
+            if (nonlinear(r)) need[r] = need[a_[r]] = need[b_[r]] = mark;
+        for (std::size_t k = cone.size(); k-- > 0;) {
+            const slot s = cone[k];
+            if (s >= first_op_ && need[s] == mark) need[a_[s]] = need[b_[s]] = mark;
+        }
         std::vector<slot>& fwd = plan.fwd[j];
-        for (slot s = first_op_; s < n; ++s)
-            if (need[s] && tz[s]) fwd.push_back(s);
+        for (slot s : cone)
+            if (s >= first_op_ && need[s] == mark) fwd.push_back(s);
         plan.t_set[j] = fwd;
         plan.t_set[j].push_back(j);
-        for (slot s = 0; s < n; ++s)
-            if (az[s]) plan.adjt_set[j].push_back(s);
         entries += plan.fwd[j].size() + plan.rev[j].size() + plan.t_set[j].size() +
                    plan.adjt_set[j].size();
         if (entries > hessian_plan::max_entries) {
