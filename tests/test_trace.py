@@ -222,6 +222,30 @@ def test_cse_counts_commutative_and_constant_repeats():
         assert within(got[1:], [X.grad, Y.grad], 1e-12 * 10).all()
 
 
+@pytest.mark.parametrize("users", [3, 16, 17, 60])
+def test_cse_finds_repeats_among_a_busy_nodes_users(users):
+    """CSE files a node's first 16 users in a list and the rest in a hash table: repeats
+    are found on either side of that limit, and in both orders of first use."""
+    cs = [float(k) for k in range(2, users + 2)]
+
+    def twice(x, y):
+        s = x * y
+        first = [s * c for c in cs]
+        again = [c * s for c in reversed(cs)]  # commutative: the same instructions
+        return sum(first) + sum(again[::-1]) * 0.5
+
+    def once(x, y):
+        s = x * y
+        first = [s * c for c in cs]
+        t = sum(first)
+        return t + t * 0.5
+
+    F, G = tg.trace(twice, 0.5, 1.5), tg.trace(once, 0.5, 1.5, cse=False)
+    assert F.ops_histogram() == G.ops_histogram()
+    assert F.n_ops == G.n_ops
+    assert_bits(replay(F, (0.3, -1.7)), replay(G, (0.3, -1.7)))
+
+
 def test_constants_and_closure_vars_are_folded_and_frozen():
     c = tg.Var(0.7)
 

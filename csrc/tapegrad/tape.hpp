@@ -77,6 +77,11 @@ public:
     void trim() { drop_unreferenced_top(); }
 
     op op_at(index i) const { return op_[i]; }
+    // The arrays themselves, for loops over many nodes (compile).
+    const op* op_data() const { return op_.get(); }
+    const index* arg0_data() const { return arg0_.get(); }
+    const index* arg1_data() const { return arg1_.get(); }
+    const double* val_data() const { return val_.get(); }
     index arg0(index i) const { return arg0_[i]; }
     index arg1(index i) const { return arg1_[i]; }
     double& val(index i) { return val_[i]; }
