@@ -222,6 +222,35 @@ def test_cse_counts_commutative_and_constant_repeats():
         assert within(got[1:], [X.grad, Y.grad], 1e-12 * 10).all()
 
 
+def test_one_point_reverse_clears_what_a_zero_adjoint_skips():
+    """The one-point reverse stores each node's first contribution instead of clearing
+    every adjoint first; a zero adjoint must still store 0 there. Here relu(y) = 0 gives
+    sin its zero adjoint, so x*x and x get zeros, not the previous call's adjoints."""
+    def fn(x, y):
+        return tg.relu(y) * tg.sin(x * x) + 0.5 * y
+
+    F = tg.trace(fn, 3.0, 1.0)
+    for x, y in [(3.0, 1.0), (3.0, -1.0), (-0.5, 2.0), (0.7, -3.0), (0.7, 0.0)]:
+        X, Y = tg.Var(x), tg.Var(y)
+        out = fn(X, Y)
+        out.backward()
+        assert_bits(replay(F, (x, y)), [out.value, X.grad, Y.grad])
+        assert_bits([float(v) for v in F.grad(x, y)], [X.grad, Y.grad])
+        assert_bits([float(v[0]) for v in F.grad(np.array([x]), np.array([y]))],
+                    [X.grad, Y.grad])  # a batch of one point
+
+
+def test_one_point_gradients_have_no_negative_zero():
+    """Stored first contributions can be -0.0 (x * -0.0); eager sums start at +0.0, and so
+    must every replayed gradient, one point or a batch of one."""
+    F = tg.trace(lambda x, y: x * -0.0 + y * y, 1.0, 2.0)
+    X, Y = tg.Var(1.5), tg.Var(2.0)
+    (X * -0.0 + Y * Y).backward()
+    assert math.copysign(1.0, X.grad) == 1.0
+    for gx in (F.grad(1.5, 2.0)[0], F.grad(np.array([1.5]), np.array([2.0]))[0][0]):
+        assert gx == 0.0 and math.copysign(1.0, gx) == 1.0
+
+
 @pytest.mark.parametrize("users", [3, 16, 17, 60])
 def test_cse_finds_repeats_among_a_busy_nodes_users(users):
     """CSE files a node's first 16 users in a list and the rest in a hash table: repeats

@@ -222,6 +222,7 @@ program program_from_checked_state(const py::tuple& st) {
             throw py::value_error("corrupt Program pickle: bad guard");
         p.guards_.push_back({cmp(c), l, r, t[3].cast<bool>(), t[4].cast<std::string>()});
     }
+    p.finish();
     return p;
 }
 

@@ -327,7 +327,29 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
         p.guards_.push_back({guards[k].c, slot_of(l), slot_of(r), guards[k].outcome,
                              guards[k].where});
     }
+    p.finish();
     return p;
+}
+
+void program::finish() {
+    const slot n = n_slots();
+    static_assert(int(op::count_) <= 64, "reverse codes keep an op in 6 bits");
+    rcode_.assign(n, 0);
+    std::vector<std::uint8_t> reached(n, 0);
+    for (slot s : outputs_) reached[s] = 1;  // adds to its seed
+    for (slot s = n; s-- > first_op_;) {
+        std::uint8_t c = std::uint8_t(std::uint8_t(op_[s]) << 2);
+        if (!reached[a_[s]]) c |= 1;
+        reached[a_[s]] = 1;
+        if (!reached[b_[s]]) c |= 2;  // b == a (unary ops, x * x): reached just above
+        reached[b_[s]] = 1;
+        rcode_[s] = c;
+    }
+    for (slot s = 0; s < first_op_; ++s) rcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2);
+    zero_.clear();
+    for (slot s : outputs_) zero_.push_back(s);
+    for (slot s = 0; s < n; ++s)
+        if (!reached[s] && (s < n_inputs || s >= first_op_)) zero_.push_back(s);
 }
 
 // ------------------------------------------------------------------ one point
@@ -341,11 +363,16 @@ void program::forward(const double* x, double* val) const {
 
 void program::reverse(const double* val, double* adj, const double* seed,
                       double* grad) const {
-    std::memset(adj, 0, sizeof(double) * n_slots());
+    for (slot s : zero_) adj[s] = 0.0;
     for (std::size_t k = 0; k < outputs_.size(); ++k) adj[outputs_[k]] += seed[k];
-    reverse_sweep(op_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
-                  consts_in_range{n_inputs, first_op_ - n_inputs});
+    reverse_one(val, adj);
     for (std::uint32_t i = 0; i < n_inputs; ++i) grad[i] += adj[i];
+}
+
+// The adjoints of the inputs from the seeded outputs (zero_ cleared, seeds added).
+void program::reverse_one(const double* val, double* adj) const {
+    reverse_sweep_first(rcode_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
+                        consts_in_range{n_inputs, first_op_ - n_inputs});
 }
 
 long program::failing_guard(const double* val) const {
@@ -604,7 +631,11 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
         hessian_block(io, p0, L, B, s, *plan);
     } else if (io.reverse()) {
         double* adj = s.adj.data();
-        std::memset(adj, 0, sizeof(double) * B * n_slots());
+        const bool first = one && io.hvp_base.empty();  // reverse_one: clears only zero_
+        if (first)
+            for (slot z : zero_) adj[z] = 0.0;
+        else
+            std::memset(adj, 0, sizeof(double) * B * n_slots());
         if (io.seed_base.empty()) {
             double* seed = adj + std::size_t(outputs_[io.seed_output]) * B;
             for (std::size_t l = 0; l < L; ++l) seed[l] += 1.0;
@@ -617,11 +648,12 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
             }
         }
         if (io.hvp_base.empty()) {
-            if (one)
-                reverse_sweep(op_.data(), a_.data(), b_.data(), v, adj, first_op_, n_slots(),
-                              is_const);
-            else
+            if (one) {
+                reverse_one(v, adj);
+                for (std::uint32_t i = 0; i < n_inputs; ++i) adj[i] += 0.0;  // no -0 (sweep.hpp)
+            } else {
                 k.reverse(*this, v, adj, B, L);
+            }
         } else {
             double* adjt = s.adjt.data();
             std::memset(adjt, 0, sizeof(double) * B * n_slots());

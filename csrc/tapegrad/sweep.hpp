@@ -171,6 +171,85 @@ done:
 #undef TG_SETTLE_AT
 }
 
+// reverse_sweep for a frozen program, where each op's code says which of its
+// contributions is the first its argument gets in this sweep (the argument's last user):
+// rc[i] = op << 2 | (first into a) | (first into b) << 1. A first contribution is
+// stored instead of added, so the adjoints need no clearing beforehand and the store
+// waits on no earlier value. Slots no contribution reaches must be cleared by the
+// caller (program::zero_: outputs, which get their seed, and slots without users).
+// A zero adjoint still skips its rule but stores 0 where it would have been first.
+// Linear ops skip the zero test: their contributions to a zero adjoint are exact zeros,
+// and adding or storing one leaves the same sum (up to the sign of a zero sum, which no
+// rule can see: a zero adjoint skips the rules that use it, and callers add the
+// gradient to +0).
+// The sweep stops at slot lo - 1, which must exist and be a leaf kind (so rc < 8): in a
+// program the slots below the first op are its inputs and constants.
+template <class IsConst>
+inline void reverse_sweep_first(const std::uint8_t* rc, const std::uint32_t* a,
+                                const std::uint32_t* b, const double* val, double* adj,
+                                std::uint32_t lo, std::uint32_t hi, IsConst is_const) {
+#define TG_PUT(to, d, first)   \
+    {                          \
+        if (first)             \
+            adj[to] = (d);     \
+        else                   \
+            adj[to] += (d);    \
+    }
+#define TG_RULE(name, arity, fa, fb)                                                 \
+    {                                                                                \
+        const double g = adj[i];                                                     \
+        const std::uint32_t ai = a[i], bi = b[i];                                    \
+        if (kernel::name::linear || g != 0.0) {                                      \
+            const double x = val[ai], y = val[bi], out = val[i];                     \
+            if (!is_const(ai)) TG_PUT(ai, kernel::name::dx(x, y, out, g), fa)        \
+            if constexpr (arity == 2)                                                \
+                if (!is_const(bi)) TG_PUT(bi, kernel::name::dy(x, y, out, g), fb)    \
+        } else {                                                                     \
+            if (fa) adj[ai] = 0.0;                                                   \
+            if (arity == 2 && fb) adj[bi] = 0.0;                                     \
+        }                                                                            \
+    }
+    if (hi <= lo) return;
+    std::uint32_t i = hi;
+#if TG_THREADED
+    static const void* const handler[] = {
+        &&done, &&done, &&done, &&done, &&done, &&done, &&done, &&done,  // leaf, constant
+#define TG_OP(name, arity, ...) &&rv_##name##_0, &&rv_##name##_a, &&rv_##name##_b, &&rv_##name##_ab,
+#include "tapegrad/ops.def"
+#undef TG_OP
+    };
+#define TG_NEXT \
+    --i;        \
+    goto* handler[rc[i]];
+    TG_NEXT
+#define TG_OP(name, arity, ...)                              \
+    rv_##name##_0 : TG_RULE(name, arity, false, false) TG_NEXT \
+    rv_##name##_a : TG_RULE(name, arity, true, false) TG_NEXT  \
+    rv_##name##_b : TG_RULE(name, arity, false, true) TG_NEXT  \
+    rv_##name##_ab : TG_RULE(name, arity, true, true) TG_NEXT
+#include "tapegrad/ops.def"
+#undef TG_OP
+#undef TG_NEXT
+done:;
+#else
+    while (i-- > lo) {
+        const bool fa = rc[i] & 1, fb = rc[i] & 2;
+        switch (op(rc[i] >> 2)) {
+#define TG_OP(name, arity, ...)              \
+    case op::name:                           \
+        TG_RULE(name, arity, fa, fb)         \
+        break;
+#include "tapegrad/ops.def"
+#undef TG_OP
+            default:
+                break;
+        }
+    }
+#endif
+#undef TG_RULE
+#undef TG_PUT
+}
+
 // Forward mode at one point: t[i] for every op slot i in [lo, hi) from its operands'
 // tangents, by the table's tangent column (leaf kinds keep theirs: inputs given,
 // constants 0).
