@@ -346,6 +346,10 @@ void program::finish() {
         rcode_[s] = c;
     }
     for (slot s = 0; s < first_op_; ++s) rcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2);
+    fcode_ = rcode_;
+    for (slot s = first_op_; s < n; ++s)
+        fcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2 | (a_[s] + 1 == s) |
+                                 (b_[s] + 1 == s) << 1);
     zero_.clear();
     for (slot s : outputs_) zero_.push_back(s);
     for (slot s = 0; s < n; ++s)
@@ -358,7 +362,7 @@ void program::forward(const double* x, double* val) const {
     std::memcpy(val, x, sizeof(double) * n_inputs);
     std::memcpy(val + n_inputs, init_.data() + n_inputs,
                 sizeof(double) * (first_op_ - n_inputs));
-    forward_sweep(op_.data(), a_.data(), b_.data(), val, first_op_, n_slots());
+    forward_sweep_carry(fcode_.data(), a_.data(), b_.data(), val, first_op_, n_slots());
 }
 
 void program::reverse(const double* val, double* adj, const double* seed,
@@ -597,7 +601,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
     const bool one = B == 1;
     const consts_in_range is_const{n_inputs, first_op_ - n_inputs};
     if (one)
-        forward_sweep(op_.data(), a_.data(), b_.data(), v, first_op_, n_slots());
+        forward_sweep_carry(fcode_.data(), a_.data(), b_.data(), v, first_op_, n_slots());
     else
         k.forward(*this, v, B, L);
 

@@ -69,8 +69,8 @@ public:
     slot n_slots() const { return slot(op_.size()); }
     slot first_op() const { return first_op_; }
     void set_first_op(slot s) { first_op_ = s; }
-    // Derives the one-point reverse sweep's op codes from the fields above; call once
-    // they are final (compile and unpickling do).
+    // Derives the one-point sweeps' op codes from the fields above; call once they are
+    // final (compile and unpickling do).
     void finish();
 
     // --- one point; val and adj hold n_slots() doubles each (caller-owned scratch)
@@ -124,6 +124,8 @@ public:
 
 private:
     slot first_op_ = 0;
+    // For forward_sweep_carry (sweep.hpp): per slot op << 2 | operand-is-previous bits.
+    std::vector<std::uint8_t> fcode_;
     // For reverse_sweep_first (sweep.hpp): per slot op << 2 | first-contribution bits,
     // and the slots no contribution reaches (outputs and slots without users), which a
     // one-point reverse clears instead of clearing every adjoint.

@@ -1,63 +1,82 @@
-// The two sweeps over a topologically ordered struct-of-arrays graph, shared by the eager
-// tape and by frozen programs. Node i has op o[i], arguments a[i], b[i] (unary ops: b = a)
-// and value val[i]; leaf kinds carry their own value and have no arguments.
+// The sweeps over a topologically ordered struct-of-arrays graph: the eager tape's
+// reverse sweep, and a frozen program's one-point sweeps. Node i has op o[i], arguments
+// a[i], b[i] (unary ops: b = a) and value val[i]; leaf kinds carry their own value and
+// have no arguments.
 //
 // With GCC or Clang the sweeps dispatch by computed goto ("threaded code"): every op's
-// handler ends in its own indirect jump to the next op's handler, so the branch predictor
-// learns which op tends to follow which. A single `switch` jump cannot, and graphs that
-// interleave op kinds (a loop body of mixed ops) ran up to 2x slower with it. Elsewhere
-// the same handlers run under a plain switch.
+// handler can end in its own indirect jump, so the branch predictor learns which op
+// tends to follow which; with a `switch`, graphs that interleave op kinds ran up to 2x
+// slower (session 1). GCC may still merge the reverse sweeps' jumps into one (it did:
+// -fno-crossjumping un-merged them and changed nothing measurable here). Elsewhere the
+// same handlers run under a plain switch.
 #pragma once
 #include <cstdint>
 
 #include "tapegrad/ops.hpp"
 
+#ifndef TG_THREADED  // -DTG_THREADED=0 builds the switch versions (to test them)
 #if defined(__GNUC__) || defined(__clang__)
 #define TG_THREADED 1
 #else
 #define TG_THREADED 0
 #endif
+#endif
 
 namespace tapegrad {
 
-// val[i] for every non-leaf i in [lo, hi), in order.
-inline void forward_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
-                          double* val, std::uint32_t lo, std::uint32_t hi) {
+// The forward sweep of a frozen program: val[i] for every op slot i in [lo, hi), in
+// order, with the previous op's value kept in a register:
+// fc[i] = op << 2 | (a[i] == i - 1) | (b[i] == i - 1) << 1 says which operands are that
+// value, so a chain (z = z * y, sums) does not wait for a store to reach its load.
+// Slot lo - 1 must exist and be a leaf kind (fc < 8): in a program, an input or a
+// constant.
+inline void forward_sweep_carry(const std::uint8_t* fc, const std::uint32_t* a,
+                                const std::uint32_t* b, double* val, std::uint32_t lo,
+                                std::uint32_t hi) {
     std::uint32_t i = lo;
     if (i >= hi) return;
+    double prev = val[lo - 1];
+#define TG_CARRY(name, x, y) prev = val[i] = kernel::name::forward(x, y);
 #if TG_THREADED
     static const void* const handler[] = {
-        &&leaf_kind, &&leaf_kind,  // leaf, constant
-#define TG_OP(name, arity, ...) &&fw_##name,
+        &&leaf_kind, &&leaf_kind, &&leaf_kind, &&leaf_kind,  // leaf
+        &&leaf_kind, &&leaf_kind, &&leaf_kind, &&leaf_kind,  // constant
+#define TG_OP(name, arity, ...) &&fw_##name##_0, &&fw_##name##_a, &&fw_##name##_b, &&fw_##name##_ab,
 #include "tapegrad/ops.def"
 #undef TG_OP
     };
 #define TG_NEXT                        \
     if (++i >= hi) return;             \
-    goto* handler[int(o[i])];
-    goto* handler[int(o[i])];
+    goto* handler[fc[i]];
+    goto* handler[fc[i]];
 leaf_kind:
+    prev = val[i];
     TG_NEXT
-#define TG_OP(name, arity, ...)                        \
-    fw_##name : val[i] = kernel::name::forward(val[a[i]], val[b[i]]); \
-    TG_NEXT
+#define TG_OP(name, arity, ...)                                        \
+    fw_##name##_0 : TG_CARRY(name, val[a[i]], val[b[i]]) TG_NEXT       \
+    fw_##name##_a : TG_CARRY(name, prev, val[b[i]]) TG_NEXT            \
+    fw_##name##_b : TG_CARRY(name, val[a[i]], prev) TG_NEXT            \
+    fw_##name##_ab : TG_CARRY(name, prev, prev) TG_NEXT
 #include "tapegrad/ops.def"
 #undef TG_OP
 #undef TG_NEXT
 #else
     for (; i < hi; ++i) {
-        switch (o[i]) {
-#define TG_OP(name, arity, ...)                    \
-    case op::name:                                            \
-        val[i] = kernel::name::forward(val[a[i]], val[b[i]]); \
+        const double x = fc[i] & 1 ? prev : val[a[i]], y = fc[i] & 2 ? prev : val[b[i]];
+        switch (op(fc[i] >> 2)) {
+#define TG_OP(name, arity, ...) \
+    case op::name:              \
+        TG_CARRY(name, x, y)    \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
             default:
-                break;  // leaves
+                prev = val[i];
+                break;
         }
     }
 #endif
+#undef TG_CARRY
 }
 
 // Reverse sweep over [lo, hi), newest first: each node with a nonzero adjoint adds its
