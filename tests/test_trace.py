@@ -225,9 +225,10 @@ def test_cse_counts_commutative_and_constant_repeats():
 def test_one_point_reverse_clears_what_a_zero_adjoint_skips():
     """The one-point reverse stores each node's first contribution instead of clearing
     every adjoint first; a zero adjoint must still store 0 there. Here relu(y) = 0 gives
-    sin its zero adjoint, so x*x and x get zeros, not the previous call's adjoints."""
+    everything under it zero adjoints (unary and binary ops, x * x), so they pass on
+    zeros, not the previous call's adjoints."""
     def fn(x, y):
-        return tg.relu(y) * tg.sin(x * x) + 0.5 * y
+        return tg.relu(y) * (tg.sin(x * (x + 1.0)) + tg.exp(x * x)) + 0.5 * y
 
     F = tg.trace(fn, 3.0, 1.0)
     for x, y in [(3.0, 1.0), (3.0, -1.0), (-0.5, 2.0), (0.7, -3.0), (0.7, 0.0)]:
@@ -238,6 +239,16 @@ def test_one_point_reverse_clears_what_a_zero_adjoint_skips():
         assert_bits([float(v) for v in F.grad(x, y)], [X.grad, Y.grad])
         assert_bits([float(v[0]) for v in F.grad(np.array([x]), np.array([y]))],
                     [X.grad, Y.grad])  # a batch of one point
+    # Batched lanes: the same lanes first see nonzero adjoints, then zero ones (y <= 0);
+    # eager's zeros must come back exactly zero, the rest to within libmvec's few ulp.
+    xs = np.linspace(-2.0, 2.0, 40)
+    for ys in (np.full(40, 1.5), np.where(np.arange(40) % 2 == 0, -1.0, 0.5)):
+        gx, gy = F.grad(xs, ys)
+        for k in range(40):
+            X, Y = tg.Var(xs[k]), tg.Var(ys[k])
+            fn(X, Y).backward()
+            assert (gx[k] == 0.0) == (X.grad == 0.0) and math.isclose(gx[k], X.grad, rel_tol=1e-13)
+            assert gy[k] == Y.grad or math.isclose(gy[k], Y.grad, rel_tol=1e-13)
 
 
 def test_one_point_gradients_have_no_negative_zero():
@@ -247,7 +258,8 @@ def test_one_point_gradients_have_no_negative_zero():
     X, Y = tg.Var(1.5), tg.Var(2.0)
     (X * -0.0 + Y * Y).backward()
     assert math.copysign(1.0, X.grad) == 1.0
-    for gx in (F.grad(1.5, 2.0)[0], F.grad(np.array([1.5]), np.array([2.0]))[0][0]):
+    batch = F.grad(np.array([1.5, -2.0, 3.0]), np.array([2.0, 1.0, 0.5]))[0]
+    for gx in (F.grad(1.5, 2.0)[0], F.grad(np.array([1.5]), np.array([2.0]))[0][0], *batch):
         assert gx == 0.0 and math.copysign(1.0, gx) == 1.0
 
 

@@ -21,6 +21,7 @@ special values kept. So:
   - NaN and Inf: the same pattern, exactly, wherever the bound is finite.
 """
 import _thread
+import gc
 import importlib
 import itertools
 import math
@@ -434,3 +435,73 @@ def test_a_replay_inside_a_signal_handler_leaves_the_interrupted_batch_intact():
     for value, grad in inner:
         np.testing.assert_array_equal(value, want_small[0])
         np.testing.assert_array_equal(grad, want_small[1])
+
+
+# ---- result buffers: _core.empty hands out cached, already-mapped blocks
+
+
+def test_result_buffers_are_not_shared_between_live_results():
+    """Large batched results come from a buffer cache; a result still alive must never
+    be handed out again (aliasing would silently overwrite it)."""
+    F = tg.trace(lambda x, y: x * y + tg.sin(x), 0.5, 0.5)
+    n = 20_000  # 160 kB per array: above the cache's small-size cutoff
+    rng = np.random.default_rng(5)
+    xs = [rng.uniform(-2, 2, n) for _ in range(4)]
+    kept = [F.grad(x, 0.75) for x in xs]  # all alive at once
+    for x, (gx, gy) in zip(xs, kept):
+        assert np.allclose(gx, 0.75 + np.cos(x), rtol=1e-13, atol=0)
+        assert np.array_equal(gy, x)
+    arrays = [g for pair in kept for g in pair]
+    for i, a in enumerate(arrays):
+        for b in arrays[i + 1:]:
+            assert not np.shares_memory(a, b)
+
+
+def test_result_buffers_are_reused_and_survive_their_function():
+    from tapegrad import _core
+
+    a = _core.empty((40_000,))
+    where = a.ctypes.data
+    a[:] = 1.0
+    del a
+    b = _core.empty((40_000,))  # the block just given back
+    assert b.ctypes.data == where and b.shape == (40_000,) and b.dtype == np.float64
+    assert b.flags["C_CONTIGUOUS"] and b.flags["WRITEABLE"] and b.ctypes.data % 64 == 0
+
+    F = tg.trace(lambda x: x * 2.0, 1.0)
+    out = F(np.arange(30_000.0))
+    del F
+    gc.collect()
+    assert np.array_equal(out, 2.0 * np.arange(30_000.0))  # the result outlives F
+    small = _core.empty((3, 2))  # small arrays are plain numpy ones
+    assert small.shape == (3, 2) and small.base is None
+    assert _core.empty(()).shape == () and _core.empty((0, 7)).shape == (0, 7)
+    with pytest.raises(ValueError, match="negative"):
+        _core.empty((-1,))
+    with pytest.raises(ValueError, match="too large"):
+        _core.empty((2**40, 2**40))
+
+
+def test_result_buffers_freed_on_other_threads():
+    """Results made on one thread and dropped on another go back to the cache safely."""
+    F = tg.trace(lambda x: x * x, 1.0)
+    x = np.linspace(-1, 1, 50_000)
+    results = [F.grad(x) for _ in range(8)]
+    errors = []
+
+    def drop_and_make(k):
+        try:
+            for _ in range(20):
+                results[k] = None
+                results[k] = F.grad(x, threads=1)
+                assert np.array_equal(results[k], 2 * x)
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=drop_and_make, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(np.array_equal(r, 2 * x) for r in results)

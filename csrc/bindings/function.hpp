@@ -20,5 +20,6 @@ struct Program {
 };
 
 void register_function(pybind11::module_& m);
+void register_buffers(pybind11::module_& m);  // buffers.cpp: _core.empty
 
 }  // namespace tapegrad::bind

@@ -38,6 +38,7 @@ PYBIND11_MODULE(_core, m) {
         "Size and memory of the calling thread's tape.");
 
     bind::register_function(m);
+    bind::register_buffers(m);
 
     m.def("_set_max_nodes", &bind::set_default_max_nodes, py::arg("n"),
           "Node limit for tapes created from now on (new threads); returns the previous one.");

@@ -34,26 +34,30 @@ void forward_op(double* __restrict out, const double* x, const double* y, std::s
     for (std::size_t l = 0; l < L; ++l) out[l] = K::forward(x[l], y[l]);
 }
 
-// Same rule as reverse_sweep, lane by lane: a zero adjoint leaves the inputs untouched.
-template <class K>
+// Same rule as reverse_sweep_first (sweep.hpp), lane by lane: a zero adjoint leaves the
+// inputs untouched, or stores 0 where it would have been the first contribution (FA, FB:
+// program::finish's first bits), so the adjoints need no clearing beforehand.
+template <class K, bool FA, bool FB>
 void reverse_op(double* ga, double* gb, const double* x, const double* y, const double* out,
                 const double* g, std::size_t L) {
     if (ga == gb) {  // unary ops (b = a), or x * x: both rules add into one adjoint
 #pragma omp simd
         for (std::size_t l = 0; l < L; ++l) {
-            double t = ga[l] + K::dx(x[l], y[l], out[l], g[l]);
+            double t = K::dx(x[l], y[l], out[l], g[l]);
+            if constexpr (!FA) t = ga[l] + t;
             if constexpr (K::arity == 2) t += K::dy(x[l], y[l], out[l], g[l]);
-            ga[l] = g[l] != 0.0 ? t : ga[l];  // a select, not a branch: it vectorises
+            // a select, not a branch: it vectorises
+            ga[l] = g[l] != 0.0 ? t : FA ? 0.0 : ga[l];
         }
         return;
     }
 #pragma omp simd
     for (std::size_t l = 0; l < L; ++l) {
         const bool live = g[l] != 0.0;
-        const double ta = ga[l] + K::dx(x[l], y[l], out[l], g[l]);
-        const double tb = gb[l] + K::dy(x[l], y[l], out[l], g[l]);
-        ga[l] = live ? ta : ga[l];
-        gb[l] = live ? tb : gb[l];
+        const double da = K::dx(x[l], y[l], out[l], g[l]);
+        const double db = K::dy(x[l], y[l], out[l], g[l]);
+        ga[l] = live ? (FA ? da : ga[l] + da) : FA ? 0.0 : ga[l];
+        gb[l] = live ? (FB ? db : gb[l] + db) : FB ? 0.0 : gb[l];
     }
 }
 
@@ -118,11 +122,12 @@ void reverse(const program& p, const double* v, double* adj, std::size_t B, std:
         const double* y = v + std::size_t(b) * B;
         double* ga = adj + std::size_t(a) * B;
         double* gb = adj + std::size_t(b) * B;
-        switch (p.op_[s]) {
-#define TG_OP(name, arity, ...)                     \
-    case op::name:                                             \
-        reverse_op<kernel::name>(ga, gb, x, y, out, g, L);     \
-        break;
+        switch (p.reverse_codes()[s]) {  // op << 2 | first into a | first into b << 1
+#define TG_OP(name, arity, ...)                                                   \
+    case int(op::name) << 2 | 0: reverse_op<kernel::name, false, false>(ga, gb, x, y, out, g, L); break; \
+    case int(op::name) << 2 | 1: reverse_op<kernel::name, true, false>(ga, gb, x, y, out, g, L); break;  \
+    case int(op::name) << 2 | 2: reverse_op<kernel::name, false, true>(ga, gb, x, y, out, g, L); break;  \
+    case int(op::name) << 2 | 3: reverse_op<kernel::name, true, true>(ga, gb, x, y, out, g, L); break;
 #include "tapegrad/ops.def"
 #undef TG_OP
             default:

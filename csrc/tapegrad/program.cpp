@@ -581,9 +581,11 @@ void program::hessian_block(const batch_io& io, std::size_t p0, std::size_t L, s
 namespace {
 
 void gather(const double* src, std::ptrdiff_t stride, double* dst, std::size_t L) {
+    if (stride == 1) return void(std::memcpy(dst, src, sizeof(double) * L));
     for (std::size_t l = 0; l < L; ++l) dst[l] = src[std::ptrdiff_t(l) * stride];
 }
 void scatter(const double* src, double* dst, std::ptrdiff_t stride, std::size_t L) {
+    if (stride == 1) return void(std::memcpy(dst, src, sizeof(double) * L));
     for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * stride] = src[l];
 }
 
@@ -635,9 +637,10 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
         hessian_block(io, p0, L, B, s, *plan);
     } else if (io.reverse()) {
         double* adj = s.adj.data();
-        const bool first = one && io.hvp_base.empty();  // reverse_one: clears only zero_
-        if (first)
-            for (slot z : zero_) adj[z] = 0.0;
+        // The plain reverse sweeps store first contributions (reverse_codes()): only the
+        // slots none reaches need clearing. The dual ones add everywhere.
+        if (io.hvp_base.empty())
+            for (slot z : zero_) std::fill_n(adj + std::size_t(z) * B, L, 0.0);
         else
             std::memset(adj, 0, sizeof(double) * B * n_slots());
         if (io.seed_base.empty()) {
@@ -652,12 +655,12 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
             }
         }
         if (io.hvp_base.empty()) {
-            if (one) {
+            if (one)
                 reverse_one(v, adj);
-                for (std::uint32_t i = 0; i < n_inputs; ++i) adj[i] += 0.0;  // no -0 (sweep.hpp)
-            } else {
+            else
                 k.reverse(*this, v, adj, B, L);
-            }
+            for (std::size_t i = 0; i < std::size_t(n_inputs) * B; i += B)
+                for (std::size_t l = 0; l < L; ++l) adj[i + l] += 0.0;  // no -0 (sweep.hpp)
         } else {
             double* adjt = s.adjt.data();
             std::memset(adjt, 0, sizeof(double) * B * n_slots());

@@ -72,6 +72,9 @@ public:
     // Derives the one-point sweeps' op codes from the fields above; call once they are
     // final (compile and unpickling do).
     void finish();
+    // Per slot: op << 2 | (this op gives its argument a its first contribution of a
+    // reverse sweep) | (the same for b) << 1. Written by finish().
+    const std::vector<std::uint8_t>& reverse_codes() const { return rcode_; }
 
     // --- one point; val and adj hold n_slots() doubles each (caller-owned scratch)
     void forward(const double* x, double* val) const;

@@ -329,24 +329,24 @@ class Function:
             seeds = [np.ascontiguousarray(flat)]
         n_in = sum(self._sizes)
         offsets = self._offsets
-        out = np.empty((n, self._n_out))
+        out = _core.empty((n, self._n_out))
         kw: dict[str, Any] = {}
         if mode == "jvp":
-            tout = np.empty((n, self._n_out))
+            tout = _core.empty((n, self._n_out))
             kw = dict(tangents=tcols, tangent_out=tout)
             self._batch_or_repair(cols, out, kw, threads)
             shape = batch + self._out_shape
             return (out.reshape(shape) if shape else float(out[0, 0]),
                     tout.reshape(shape) if shape else float(tout[0, 0]))
         if mode in ("hvp", "vjp"):
-            res = np.empty((n, n_in))
+            res = _core.empty((n, n_in))
             parts = [res[:, offsets[k]:offsets[k + 1]] for k in range(len(self._sizes))]
             kw = (dict(tangents=tcols, hvp=parts) if mode == "hvp"
                   else dict(grads=parts, seeds=seeds))
             self._batch_or_repair(cols, out, kw, threads)
             return self._per_arg(res, batch)
         # hessian: in one pass per block, column j the HVP with the j-th unit vector.
-        H = np.empty((n, n_in, n_in))
+        H = _core.empty((n, n_in, n_in))
         self._batch_or_repair(cols, out, dict(hessian=H), threads)
         if len(self._sizes) == 1:
             return H.reshape(batch + self._arg_shapes[0] * 2) if batch or self._arg_shapes[0] \
@@ -472,16 +472,16 @@ class Function:
         n = int(np.prod(batch, dtype=np.int64))
         cols = self._columns(arrays, self._arg_shapes, batch, n)
         program = self._programs[0]
-        out = np.empty((n, self._n_out))
+        out = _core.empty((n, self._n_out))
         if mode == 0:
             failed = program.batch(cols, out, None, threads)
             jac = None
         elif mode == 1:
-            grads = [np.empty((n, size)) for size in self._sizes]
+            grads = [_core.empty((n, size)) for size in self._sizes]
             failed = program.batch(cols, out, grads, threads)
             jac = grads
         else:  # one reverse sweep per output, each over the whole batch
-            jac = [np.empty((n, self._n_out, size)) for size in self._sizes]
+            jac = [_core.empty((n, self._n_out, size)) for size in self._sizes]
             for k in range(self._n_out):
                 failed = program.batch(cols, out, [j[:, k, :] for j in jac], threads, k)
         if len(failed):
