@@ -793,3 +793,16 @@ def test_histogram_sums_to_the_op_count(program):
         assert sum(h.values()) == F.n_ops and set(h) <= {op for op, _ in OPS}
         assert F.n_nodes >= F.n_ops + len(program[0])
         assert F.n_ops <= len(program[1])
+
+
+def test_inputs_that_are_outputs_stay_inputs():
+    """An input returned as an output (or compared in a guard) is still read from the
+    call's arguments, never frozen at its trace-time value."""
+    F = tg.trace(lambda x, y: (x, x * y, y), 1.0, 2.0)
+    assert_bits(F(3.0, 4.0), [3.0, 12.0, 4.0])
+    jx, jy = F.jacobian(3.0, 4.0)
+    assert_bits(list(jx) + list(jy), [1.0, 4.0, 0.0, 0.0, 3.0, 1.0])
+    G = tg.trace(lambda x: x, np.zeros(3))
+    assert_bits(G(np.arange(3.0)), [0.0, 1.0, 2.0])
+    H = tg.trace(lambda x: x if x > 0 else -x, 1.0, retrace=True)
+    assert H(-2.5) == 2.5 and H(4.0) == 4.0

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -144,11 +145,13 @@ py::tuple program_state(const program& p) {
     py::list guards;
     for (const auto& g : p.guards_)
         guards.append(py::make_tuple(int(g.c), g.lhs, g.rhs, g.outcome, g.where));
+    std::vector<double> init(p.n_slots(), 0.0);  // the format has one per slot
+    std::copy(p.init_.begin(), p.init_.end(), init.begin());
     return py::make_tuple(program_pickle_version, names, p.n_inputs, p.first_op(),
                           raw(codes.data(), codes.size()),
                           raw(p.a_.data(), p.a_.size() * sizeof(slot)),
                           raw(p.b_.data(), p.b_.size() * sizeof(slot)),
-                          raw(p.init_.data(), p.init_.size() * sizeof(double)), p.outputs_,
+                          raw(init.data(), init.size() * sizeof(double)), p.outputs_,
                           guards);
 }
 
@@ -200,6 +203,7 @@ program program_from_checked_state(const py::tuple& st) {
     p.a_ = unraw<slot>(st[5].cast<py::bytes>(), n, "argument");
     p.b_ = unraw<slot>(st[6].cast<py::bytes>(), n, "argument");
     p.init_ = unraw<double>(st[7].cast<py::bytes>(), n, "constant");
+    p.init_.resize(first_op);  // op slots' entries carry nothing
     p.op_.resize(n);
     for (std::size_t s = 0; s < n; ++s) {
         const auto c = std::uint8_t(codes[s]);

@@ -233,14 +233,19 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
     thread_local compile_scratch scratch;
     std::vector<std::uint8_t>& needed = scratch.needed;
     std::vector<ref>& where = scratch.where;
+    // needed: bit 0 the node is needed, bit 1 it is an input. `where` is only read for
+    // needed nodes after the fold has written them, so it needs no clearing.
     needed.assign(hi - lo, 0);
-    where.assign(hi - lo, ref{});
+    where.resize(hi - lo);
     for (std::uint32_t k = 0; k < inputs.size(); ++k)
-        if (inputs[k] < hi) where[inputs[k] - lo] = {ref::input, k};
-    for (tape::index i : outputs) needed[i - lo] = 1;
+        if (inputs[k] < hi) {
+            where[inputs[k] - lo] = {ref::input, k};
+            needed[inputs[k] - lo] = 2;
+        }
+    for (tape::index i : outputs) needed[i - lo] |= 1;
     for (const auto& g : guards)
         for (const operand* o : {&g.lhs, &g.rhs})
-            if (o->is_node) needed[o->node - lo] = 1;
+            if (o->is_node) needed[o->node - lo] |= 1;
     // Branch-free: whether a node is needed follows no pattern a predictor could learn
     // (constants interleave with ops), and mispredictions were most of this loop's time.
     // Arguments below lo mark a spare entry past the end.
@@ -252,7 +257,7 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
         const tape::index *a0 = t.arg0_data(), *a1 = t.arg1_data();
         std::uint8_t* need = needed.data();
         for (tape::index i = hi; i-- > lo;) {
-            const std::uint8_t live = need[i - lo] & std::uint8_t(!is_leaf(o[i]));
+            const std::uint8_t live = need[i - lo] & std::uint8_t(!is_leaf(o[i])) & 1;
             n_ops += live;
             need[a0[i] >= lo ? a0[i] - lo : n_span] |= live;
             need[a1[i] >= lo ? a1[i] - lo : n_span] |= live;
@@ -267,7 +272,7 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
         return i < lo ? bld.constant(t.val(i)) : where[i - lo];
     };
     for (tape::index i = lo; i < hi; ++i) {
-        if (!needed[i - lo] || where[i - lo].kind == ref::input) continue;
+        if (needed[i - lo] != 1) continue;  // not needed, or an input
         const op o = t.op_at(i);
         if (is_leaf(o)) {
             where[i - lo] = bld.constant(t.val(i));
@@ -310,7 +315,7 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
     p.op_.assign(n, op::leaf);
     p.a_.assign(n, 0);
     p.b_.assign(n, 0);
-    p.init_.assign(n, 0.0);
+    p.init_.assign(first_op, 0.0);
     for (std::size_t k = 0; k < bld.consts.size(); ++k) {
         p.op_[first_const + k] = op::constant;
         p.init_[first_const + k] = bld.consts[k];
@@ -334,26 +339,27 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
 void program::finish() {
     const slot n = n_slots();
     static_assert(int(op::count_) <= 64, "reverse codes keep an op in 6 bits");
-    rcode_.assign(n, 0);
-    std::vector<std::uint8_t> reached(n, 0);
+    // fcode_ first marks the slots some contribution reaches (the sweep goes newest
+    // first, so an argument's first contribution comes from its last user).
+    rcode_.resize(n);
+    fcode_.assign(n, 0);
+    std::uint8_t* reached = fcode_.data();
     for (slot s : outputs_) reached[s] = 1;  // adds to its seed
     for (slot s = n; s-- > first_op_;) {
-        std::uint8_t c = std::uint8_t(std::uint8_t(op_[s]) << 2);
-        if (!reached[a_[s]]) c |= 1;
-        reached[a_[s]] = 1;
-        if (!reached[b_[s]]) c |= 2;  // b == a (unary ops, x * x): reached just above
-        reached[b_[s]] = 1;
-        rcode_[s] = c;
+        const slot a = a_[s], b = b_[s];
+        const std::uint8_t first_a = !reached[a];
+        reached[a] = 1;
+        const std::uint8_t first_b = !reached[b];  // b == a (unary ops, x * x): 0
+        reached[b] = 1;
+        rcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2 | first_a | first_b << 1);
     }
-    for (slot s = 0; s < first_op_; ++s) rcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2);
-    fcode_ = rcode_;
+    zero_.assign(outputs_.begin(), outputs_.end());
+    for (slot s = 0; s < n; ++s)
+        if (!reached[s] && (s < n_inputs || s >= first_op_)) zero_.push_back(s);
+    for (slot s = 0; s < first_op_; ++s) rcode_[s] = fcode_[s] = std::uint8_t(op_[s]) << 2;
     for (slot s = first_op_; s < n; ++s)
         fcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2 | (a_[s] + 1 == s) |
                                  (b_[s] + 1 == s) << 1);
-    zero_.clear();
-    for (slot s : outputs_) zero_.push_back(s);
-    for (slot s = 0; s < n; ++s)
-        if (!reached[s] && (s < n_inputs || s >= first_op_)) zero_.push_back(s);
 }
 
 // ------------------------------------------------------------------ one point

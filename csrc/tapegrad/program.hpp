@@ -62,7 +62,7 @@ public:
     std::uint32_t n_inputs = 0;
     std::vector<op> op_;
     std::vector<slot> a_, b_;
-    std::vector<double> init_;  // inputs 0, constants their value, the rest 0
+    std::vector<double> init_;  // slots below first_op(): inputs 0, constants their value
     std::vector<slot> outputs_;
     std::vector<guard> guards_;
 
