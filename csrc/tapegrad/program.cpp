@@ -342,14 +342,16 @@ void program::finish() {
     // fcode_ first marks the slots some contribution reaches (the sweep goes newest
     // first, so an argument's first contribution comes from its last user).
     rcode_.resize(n);
-    fcode_.assign(n, 0);
+    fcode_.assign(n + 1, 0);  // fcode_[n]: the forward sweep's stop (a leaf kind)
     std::uint8_t* reached = fcode_.data();
     for (slot s : outputs_) reached[s] = 1;  // adds to its seed
+    // A constant (its adjoint is never read) takes every contribution as first: a store.
+    auto is_const = [this](slot s) { return s - n_inputs < first_op_ - n_inputs; };
     for (slot s = n; s-- > first_op_;) {
         const slot a = a_[s], b = b_[s];
-        const std::uint8_t first_a = !reached[a];
+        const std::uint8_t first_a = !reached[a] || is_const(a);
         reached[a] = 1;
-        const std::uint8_t first_b = !reached[b];  // b == a (unary ops, x * x): 0
+        const std::uint8_t first_b = (!reached[b] || is_const(b)) && b != a;
         reached[b] = 1;
         rcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2 | first_a | first_b << 1);
     }

@@ -127,7 +127,8 @@ public:
 
 private:
     slot first_op_ = 0;
-    // For forward_sweep_carry (sweep.hpp): per slot op << 2 | operand-is-previous bits.
+    // For forward_sweep_carry (sweep.hpp): per slot op << 2 | operand-is-previous bits,
+    // and one more entry (0) where the sweep stops.
     std::vector<std::uint8_t> fcode_;
     // For reverse_sweep_first (sweep.hpp): per slot op << 2 | first-contribution bits,
     // and the slots no contribution reaches (outputs and slots without users), which a

@@ -28,8 +28,8 @@ namespace tapegrad {
 // order, with the previous op's value kept in a register:
 // fc[i] = op << 2 | (a[i] == i - 1) | (b[i] == i - 1) << 1 says which operands are that
 // value, so a chain (z = z * y, sums) does not wait for a store to reach its load.
-// Slot lo - 1 must exist and be a leaf kind (fc < 8): in a program, an input or a
-// constant.
+// Slot lo - 1 must exist, and fc[hi] must be a leaf kind (fc < 8), where the sweep stops
+// without a bounds test per op: in a program, an input or constant, and a sentinel.
 inline void forward_sweep_carry(const std::uint8_t* fc, const std::uint32_t* a,
                                 const std::uint32_t* b, double* val, std::uint32_t lo,
                                 std::uint32_t hi) {
@@ -45,13 +45,12 @@ inline void forward_sweep_carry(const std::uint8_t* fc, const std::uint32_t* a,
 #include "tapegrad/ops.def"
 #undef TG_OP
     };
-#define TG_NEXT                        \
-    if (++i >= hi) return;             \
+#define TG_NEXT \
+    ++i;        \
     goto* handler[fc[i]];
     goto* handler[fc[i]];
-leaf_kind:
-    prev = val[i];
-    TG_NEXT
+leaf_kind:  // fc[hi]
+    return;
 #define TG_OP(name, arity, ...)                                        \
     fw_##name##_0 : TG_CARRY(name, val[a[i]], val[b[i]]) TG_NEXT       \
     fw_##name##_a : TG_CARRY(name, prev, val[b[i]]) TG_NEXT            \
@@ -201,6 +200,10 @@ done:
 // and adding or storing one leaves the same sum (up to the sign of a zero sum, which no
 // rule can see: a zero adjoint skips the rules that use it, and callers add the
 // gradient to +0).
+// Contributions to constants are computed and stored (nothing reads a constant's
+// adjoint), except pow's: skipping those spares e.g. the log in pow's d/dy for x ** 3.
+// finish() marks every contribution to a constant as first, so it is a plain store and
+// ops sharing a constant do not queue on its adjoint.
 // The sweep stops at slot lo - 1, which must exist and be a leaf kind (so rc < 8): in a
 // program the slots below the first op are its inputs and constants.
 template <class IsConst>
@@ -220,9 +223,11 @@ inline void reverse_sweep_first(const std::uint8_t* rc, const std::uint32_t* a,
         const std::uint32_t ai = a[i], bi = b[i];                                    \
         if (kernel::name::linear || g != 0.0) {                                      \
             const double x = val[ai], y = val[bi], out = val[i];                     \
-            if (!is_const(ai)) TG_PUT(ai, kernel::name::dx(x, y, out, g), fa)        \
+            if (op::name != op::pow || !is_const(ai))                                \
+                TG_PUT(ai, kernel::name::dx(x, y, out, g), fa)                       \
             if constexpr (arity == 2)                                                \
-                if (!is_const(bi)) TG_PUT(bi, kernel::name::dy(x, y, out, g), fb)    \
+                if (op::name != op::pow || !is_const(bi))                            \
+                    TG_PUT(bi, kernel::name::dy(x, y, out, g), fb)                   \
         } else {                                                                     \
             if (fa) adj[ai] = 0.0;                                                   \
             if (arity == 2 && fb) adj[bi] = 0.0;                                     \
