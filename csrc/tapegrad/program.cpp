@@ -355,6 +355,22 @@ void program::finish() {
         reached[b] = 1;
         rcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2 | first_a | first_b << 1);
     }
+    // The one-point sweep also hands a first contribution to slot s - 1 over in a
+    // register when s is that op slot's only user (so its last: the first contribution).
+    rcode1_.assign(n, 0);
+    for (slot s = first_op_; s < n; ++s) {
+        const unsigned c = rcode_[s];
+        const slot a = a_[s], b = b_[s];
+        const bool to_prev_a = (c & 1) && a + 1 == s && a >= first_op_ && a != b;
+        const bool to_prev_b = (c & 2) && b + 1 == s && b >= first_op_;
+        const bool unary_prev = (c & 1) && a + 1 == s && a >= first_op_ && a == b &&
+                                op_table[int(op_[s])].arity == 1;
+        const unsigned fa = (to_prev_a || unary_prev) ? 2 : (c & 1);
+        const unsigned fb = to_prev_b ? 2 : (c >> 1 & 1);
+        rcode1_[s] = std::uint16_t((c >> 2) << 5 | fb << 2 | fa);
+        if (fa == 2 || fb == 2) rcode1_[s - 1] |= 16;  // s - 1 >= first_op_: its g is carried
+    }
+    for (slot s = 0; s < first_op_; ++s) rcode1_[s] = std::uint16_t((rcode_[s] >> 2) << 5);
     zero_.assign(outputs_.begin(), outputs_.end());
     for (slot s = 0; s < n; ++s)
         if (!reached[s] && (s < n_inputs || s >= first_op_)) zero_.push_back(s);
@@ -383,7 +399,7 @@ void program::reverse(const double* val, double* adj, const double* seed,
 
 // The adjoints of the inputs from the seeded outputs (zero_ cleared, seeds added).
 void program::reverse_one(const double* val, double* adj) const {
-    reverse_sweep_first(rcode_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
+    reverse_sweep_first(rcode1_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
                         consts_in_range{n_inputs, first_op_ - n_inputs});
 }
 

@@ -130,10 +130,13 @@ private:
     // For forward_sweep_carry (sweep.hpp): per slot op << 2 | operand-is-previous bits,
     // and one more entry (0) where the sweep stops.
     std::vector<std::uint8_t> fcode_;
-    // For reverse_sweep_first (sweep.hpp): per slot op << 2 | first-contribution bits,
-    // and the slots no contribution reaches (outputs and slots without users), which a
-    // one-point reverse clears instead of clearing every adjoint.
+    // Per slot op << 2 | first-contribution bits (reverse_codes(), for the lanes); the
+    // one-point reverse's codes (reverse_sweep_first in sweep.hpp: those bits, and
+    // contributions handed to the next slot in a register); and the slots no
+    // contribution reaches (outputs and slots without users), which a reverse clears
+    // instead of clearing every adjoint.
     std::vector<std::uint8_t> rcode_;
+    std::vector<std::uint16_t> rcode1_;
     std::vector<slot> zero_;
     void reverse_one(const double* val, double* adj) const;
     struct block_scratch;

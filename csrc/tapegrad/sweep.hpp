@@ -189,13 +189,21 @@ done:
 #undef TG_SETTLE_AT
 }
 
-// reverse_sweep for a frozen program, where each op's code says which of its
-// contributions is the first its argument gets in this sweep (the argument's last user):
-// rc[i] = op << 2 | (first into a) | (first into b) << 1. A first contribution is
-// stored instead of added, so the adjoints need no clearing beforehand and the store
-// waits on no earlier value. Slots no contribution reaches must be cleared by the
-// caller (program::zero_: outputs, which get their seed, and slots without users).
-// A zero adjoint still skips its rule but stores 0 where it would have been first.
+// reverse_sweep for a frozen program, where each op's code says how each contribution
+// is delivered: rc[i] = op << 5 | gc << 4 | (mode for b) << 2 | (mode for a).
+//   mode 0: added to the argument's adjoint;
+//   mode 1: stored, being the first the argument gets in this sweep (i is its last
+//           user), so the adjoints need no clearing beforehand and the store waits on
+//           no earlier value;
+//   mode 2: the argument is slot i - 1 and i its only user: the contribution is its
+//           whole adjoint and goes to the next handler in a register, and that slot's
+//           code has gc set (its g is the register), so a chain never waits for a store
+//           to reach a load. Measured: Rosenbrock d=1000 forward+reverse 0.69-0.79x the
+//           time with modes 0 and 1 only, the MLP step 0.87-0.93x.
+// Slots no contribution reaches must be cleared by the caller (program::zero_: outputs,
+// which get their seed, and slots without users).
+// A zero adjoint still skips its rule but stores (or hands over) 0 where it would have
+// been first.
 // Linear ops skip the zero test: their contributions to a zero adjoint are exact zeros,
 // and adding or storing one leaves the same sum (up to the sign of a zero sum, which no
 // rule can see: a zero adjoint skips the rules that use it, and callers add the
@@ -204,22 +212,33 @@ done:
 // adjoint), except pow's: skipping those spares e.g. the log in pow's d/dy for x ** 3.
 // finish() marks every contribution to a constant as first, so it is a plain store and
 // ops sharing a constant do not queue on its adjoint.
-// The sweep stops at slot lo - 1, which must exist and be a leaf kind (so rc < 8): in a
+// The sweep stops at slot lo - 1, which must exist and be a leaf kind (rc < 64): in a
 // program the slots below the first op are its inputs and constants.
 template <class IsConst>
-inline void reverse_sweep_first(const std::uint8_t* rc, const std::uint32_t* a,
+inline void reverse_sweep_first(const std::uint16_t* rc, const std::uint32_t* a,
                                 const std::uint32_t* b, const double* val, double* adj,
                                 std::uint32_t lo, std::uint32_t hi, IsConst is_const) {
-#define TG_PUT(to, d, first)   \
-    {                          \
-        if (first)             \
-            adj[to] = (d);     \
-        else                   \
-            adj[to] += (d);    \
+    // A contribution is added (0), stored (1), or handed to the next handler in a
+    // register (2: its argument is slot i - 1, whose only user is i); gc: g is that.
+#define TG_PUT(to, d, mode)        \
+    {                              \
+        if ((mode) == 2)           \
+            carry = (d);           \
+        else if ((mode) == 1)      \
+            adj[to] = (d);         \
+        else                       \
+            adj[to] += (d);        \
     }
-#define TG_RULE(name, arity, fa, fb)                                                 \
+#define TG_ZERO(to, mode)          \
+    {                              \
+        if ((mode) == 2)           \
+            carry = 0.0;           \
+        else if ((mode) == 1)      \
+            adj[to] = 0.0;         \
+    }
+#define TG_RULE(name, arity, fa, fb, gc)                                             \
     {                                                                                \
-        const double g = adj[i];                                                     \
+        const double g = (gc) ? carry : adj[i];                                      \
         const std::uint32_t ai = a[i], bi = b[i];                                    \
         if (kernel::name::linear || g != 0.0) {                                      \
             const double x = val[ai], y = val[bi], out = val[i];                     \
@@ -229,16 +248,22 @@ inline void reverse_sweep_first(const std::uint8_t* rc, const std::uint32_t* a,
                 if (op::name != op::pow || !is_const(bi))                            \
                     TG_PUT(bi, kernel::name::dy(x, y, out, g), fb)                   \
         } else {                                                                     \
-            if (fa) adj[ai] = 0.0;                                                   \
-            if (arity == 2 && fb) adj[bi] = 0.0;                                     \
+            TG_ZERO(ai, fa)                                                          \
+            if (arity == 2) TG_ZERO(bi, fb)                                          \
         }                                                                            \
     }
     if (hi <= lo) return;
+    double carry = 0.0;
     std::uint32_t i = hi;
 #if TG_THREADED
+#define TG_DONE4 &&done, &&done, &&done, &&done
+#define TG_DONE32 TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4
+#define TG_H(name, fa, fb, gc) &&rv_##name##_##fa##fb##gc
+#define TG_ROW4(name, fb, gc) TG_H(name, 0, fb, gc), TG_H(name, 1, fb, gc), TG_H(name, 2, fb, gc), &&done
+#define TG_ROW16(name, gc) TG_ROW4(name, 0, gc), TG_ROW4(name, 1, gc), TG_ROW4(name, 2, gc), TG_DONE4
     static const void* const handler[] = {
-        &&done, &&done, &&done, &&done, &&done, &&done, &&done, &&done,  // leaf, constant
-#define TG_OP(name, arity, ...) &&rv_##name##_0, &&rv_##name##_a, &&rv_##name##_b, &&rv_##name##_ab,
+        TG_DONE32, TG_DONE32,  // leaf, constant
+#define TG_OP(name, arity, ...) TG_ROW16(name, 0), TG_ROW16(name, 1),
 #include "tapegrad/ops.def"
 #undef TG_OP
     };
@@ -246,22 +271,24 @@ inline void reverse_sweep_first(const std::uint8_t* rc, const std::uint32_t* a,
     --i;        \
     goto* handler[rc[i]];
     TG_NEXT
-#define TG_OP(name, arity, ...)                              \
-    rv_##name##_0 : TG_RULE(name, arity, false, false) TG_NEXT \
-    rv_##name##_a : TG_RULE(name, arity, true, false) TG_NEXT  \
-    rv_##name##_b : TG_RULE(name, arity, false, true) TG_NEXT  \
-    rv_##name##_ab : TG_RULE(name, arity, true, true) TG_NEXT
+#define TG_L(name, arity, fa, fb, gc) \
+    rv_##name##_##fa##fb##gc : TG_RULE(name, arity, fa, fb, gc) TG_NEXT
+#define TG_L9(name, arity, gc)                                                          \
+    TG_L(name, arity, 0, 0, gc) TG_L(name, arity, 1, 0, gc) TG_L(name, arity, 2, 0, gc) \
+    TG_L(name, arity, 0, 1, gc) TG_L(name, arity, 1, 1, gc) TG_L(name, arity, 2, 1, gc) \
+    TG_L(name, arity, 0, 2, gc) TG_L(name, arity, 1, 2, gc) TG_L(name, arity, 2, 2, gc)
+#define TG_OP(name, arity, ...) TG_L9(name, arity, 0) TG_L9(name, arity, 1)
 #include "tapegrad/ops.def"
 #undef TG_OP
 #undef TG_NEXT
 done:;
 #else
     while (i-- > lo) {
-        const bool fa = rc[i] & 1, fb = rc[i] & 2;
-        switch (op(rc[i] >> 2)) {
+        const unsigned fa = rc[i] & 3, fb = rc[i] >> 2 & 3, gc = rc[i] >> 4 & 1;
+        switch (op(rc[i] >> 5)) {
 #define TG_OP(name, arity, ...)              \
     case op::name:                           \
-        TG_RULE(name, arity, fa, fb)         \
+        TG_RULE(name, arity, fa, fb, gc)     \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -272,6 +299,7 @@ done:;
 #endif
 #undef TG_RULE
 #undef TG_PUT
+#undef TG_ZERO
 }
 
 // Forward mode at one point: t[i] for every op slot i in [lo, hi) from its operands'
