@@ -339,45 +339,46 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
 void program::finish() {
     const slot n = n_slots();
     static_assert(int(op::count_) <= 64, "reverse codes keep an op in 6 bits");
+    rcode_.resize(n);
+    rcode1_.resize(n);
     // fcode_ first marks the slots some contribution reaches (the sweep goes newest
     // first, so an argument's first contribution comes from its last user).
-    rcode_.resize(n);
     fcode_.assign(n + 1, 0);  // fcode_[n]: the forward sweep's stop (a leaf kind)
     std::uint8_t* reached = fcode_.data();
     for (slot s : outputs_) reached[s] = 1;  // adds to its seed
     // A constant (its adjoint is never read) takes every contribution as first: a store.
     auto is_const = [this](slot s) { return s - n_inputs < first_op_ - n_inputs; };
+    std::uint16_t gc = 0;  // slot s's g is handed over by slot s + 1
     for (slot s = n; s-- > first_op_;) {
         const slot a = a_[s], b = b_[s];
-        const std::uint8_t first_a = !reached[a] || is_const(a);
+        const unsigned first_a = !reached[a] || is_const(a);
         reached[a] = 1;
-        const std::uint8_t first_b = (!reached[b] || is_const(b)) && b != a;
+        const unsigned first_b = (!reached[b] || is_const(b)) && b != a;
         reached[b] = 1;
-        rcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2 | first_a | first_b << 1);
+        const unsigned code = unsigned(op_[s]);
+        rcode_[s] = std::uint8_t(code << 2 | first_a | first_b << 1);
+        // The one-point sweep hands a first contribution to slot s - 1 over in a
+        // register when s is that op slot's only user (so its last: the first).
+        const bool prev_op = s > first_op_;
+        const bool carry_a = first_a && a + 1 == s && prev_op &&
+                             (a != b || op_table[code].arity == 1);
+        const bool carry_b = first_b && b + 1 == s && prev_op;
+        rcode1_[s] = std::uint16_t(code << 5 | gc | (carry_b ? 2 : first_b) << 2 |
+                                   (carry_a ? 2 : first_a));
+        gc = carry_a || carry_b ? 16 : 0;
     }
-    // The one-point sweep also hands a first contribution to slot s - 1 over in a
-    // register when s is that op slot's only user (so its last: the first contribution).
-    rcode1_.assign(n, 0);
-    for (slot s = first_op_; s < n; ++s) {
-        const unsigned c = rcode_[s];
-        const slot a = a_[s], b = b_[s];
-        const bool to_prev_a = (c & 1) && a + 1 == s && a >= first_op_ && a != b;
-        const bool to_prev_b = (c & 2) && b + 1 == s && b >= first_op_;
-        const bool unary_prev = (c & 1) && a + 1 == s && a >= first_op_ && a == b &&
-                                op_table[int(op_[s])].arity == 1;
-        const unsigned fa = (to_prev_a || unary_prev) ? 2 : (c & 1);
-        const unsigned fb = to_prev_b ? 2 : (c >> 1 & 1);
-        rcode1_[s] = std::uint16_t((c >> 2) << 5 | fb << 2 | fa);
-        if (fa == 2 || fb == 2) rcode1_[s - 1] |= 16;  // s - 1 >= first_op_: its g is carried
+    for (slot s = 0; s < first_op_; ++s) {
+        rcode_[s] = std::uint8_t(unsigned(op_[s]) << 2);
+        rcode1_[s] = std::uint16_t(unsigned(op_[s]) << 5);
     }
-    for (slot s = 0; s < first_op_; ++s) rcode1_[s] = std::uint16_t((rcode_[s] >> 2) << 5);
+    // Then, in one pass: the slots nothing reaches, and fcode_ itself.
     zero_.assign(outputs_.begin(), outputs_.end());
-    for (slot s = 0; s < n; ++s)
+    for (slot s = 0; s < n; ++s) {
         if (!reached[s] && (s < n_inputs || s >= first_op_)) zero_.push_back(s);
-    for (slot s = 0; s < first_op_; ++s) rcode_[s] = fcode_[s] = std::uint8_t(op_[s]) << 2;
-    for (slot s = first_op_; s < n; ++s)
-        fcode_[s] = std::uint8_t(std::uint8_t(op_[s]) << 2 | (a_[s] + 1 == s) |
-                                 (b_[s] + 1 == s) << 1);
+        fcode_[s] = s < first_op_ ? std::uint8_t(unsigned(op_[s]) << 2)
+                                  : std::uint8_t(unsigned(op_[s]) << 2 | (a_[s] + 1 == s) |
+                                                 (b_[s] + 1 == s) << 1);
+    }
 }
 
 // ------------------------------------------------------------------ one point
