@@ -905,3 +905,37 @@ def test_planned_and_dense_hessian_columns_agree():
     dense = pickle.loads(out)
     np.testing.assert_allclose(planned, dense, rtol=1e-13, atol=1e-13)
     assert np.abs(planned).max() > 0.1 and np.allclose(planned, planned.transpose(0, 2, 1))
+
+
+def test_one_point_jvp_hvp_equal_a_batch_of_one_and_fall_back_on_guards():
+    """F.jvp / F.hvp at one point take a short path (Program.point_tangent); it runs the
+    same sweeps as a batch of one point, so the numbers are the same bits. A point whose
+    guard fails goes through the batch path, which retraces or raises."""
+    def f(x, y):
+        return tg.sin(x * y) * tg.exp(-y * y) + x ** 3 / (1 + y * y)
+
+    F = tg.trace(f, 0.3, 0.8)
+    for x, y, tx, ty in [(0.3, 0.8, 1.0, -2.0), (-1.5, 0.25, 0.5, 0.5), (2.0, -1.0, 0.0, 1.0)]:
+        value, tangent = F.jvp(x, y, (tx, ty))
+        bv, bt = F.jvp(np.array([x]), np.array([y]), (np.array([tx]), np.array([ty])))
+        assert (value, tangent) == (bv[0], bt[0])
+        assert isinstance(value, float) and isinstance(tangent, float)
+        hx, hy = F.hvp(x, y, (tx, ty))
+        bx, by = F.hvp(np.array([x]), np.array([y]), (np.array([tx]), np.array([ty])))
+        assert (hx, hy) == (bx[0], by[0])
+        H = F.hessian(x, y)
+        assert math.isclose(hx, H[0][0] * tx + H[0][1] * ty, rel_tol=1e-12, abs_tol=1e-12)
+
+    V = tg.trace(lambda v: v * v * 2.0, np.zeros(3))  # vector in, vector out
+    value, tangent = V.jvp(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, -1.0]))
+    assert value.shape == (3,) and np.array_equal(tangent, [4.0, 0.0, -12.0])
+
+    def g(x):
+        return x * x if x > 0 else -x * x * x
+
+    G = tg.trace(g, 1.0)
+    with pytest.raises(tg.TraceError, match="another branch"):
+        G.hvp(-2.0, 1.0)
+    R = tg.trace(g, 1.0, retrace=True)
+    assert R.hvp(3.0, 1.0) == 2.0 and R.hvp(-2.0, 1.0) == 12.0  # -6x at x = -2
+    assert R.jvp(-2.0, 1.0) == (8.0, -12.0)

@@ -70,7 +70,7 @@ VarObject* var_arg(py::handle h, const char* what) {
 }
 
 std::vector<double>& scratch(std::size_t which, std::size_t n) {
-    thread_local std::vector<double> buffers[5];
+    thread_local std::vector<double> buffers[7];
     auto& b = buffers[which];
     if (b.size() < n) b.resize(n);
     return b;
@@ -390,6 +390,49 @@ void register_function(py::module_& m) {
                 return py::make_tuple(vector_of(out.data(), m_out), j, failed);
             },
             py::arg("x"), py::arg("mode") = 0)
+        .def(
+            "point_tangent",
+            [](const Program& P, py::array_t<double, py::array::c_style | py::array::forcecast> x,
+               py::array_t<double, py::array::c_style | py::array::forcecast> tx, bool hvp) {
+                // One point, forward mode: (values, their tangents along tx, the Hessian
+                // of output 0 times tx if hvp else None, failing guard or -1). The same
+                // sweeps as a batch of one point, without the batch machinery.
+                const program& p = *P.p;
+                for (const auto* a : {&x, &tx})
+                    if (a->ndim() != 1 || std::size_t(a->shape(0)) != p.n_inputs)
+                        throw py::value_error("point_tangent: expected " +
+                                              std::to_string(p.n_inputs) + " inputs");
+                const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
+                double* val = scratch(0, n).data();
+                double* adj = scratch(1, n).data();
+                std::vector<double>& tb = scratch(5, n);
+                double* adjt = scratch(6, n).data();
+                std::vector<double> out(m_out), tout(m_out), h(hvp ? p.n_inputs : 0);
+                long failed;
+                {
+                    std::unique_ptr<py::gil_scoped_release> nogil;
+                    if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+                    p.forward(x.data(), val);
+                    failed = p.failing_guard(val);
+                    double* t = tb.data();
+                    std::memcpy(t, tx.data(), sizeof(double) * p.n_inputs);
+                    std::fill(t + p.n_inputs, t + p.first_op(), 0.0);  // constants
+                    p.tangent(val, t);
+                    for (std::size_t k = 0; k < m_out; ++k) {
+                        out[k] = val[p.outputs_[k]];
+                        tout[k] = t[p.outputs_[k]];
+                    }
+                    if (hvp) {
+                        p.reverse_dual(val, t, adj, adjt, 0);
+                        std::copy(adjt, adjt + p.n_inputs, h.begin());
+                    }
+                }
+                py::object hv = py::none();
+                if (hvp) hv = vector_of(h.data(), h.size());
+                return py::make_tuple(vector_of(out.data(), m_out), vector_of(tout.data(), m_out),
+                                      hv, failed);
+            },
+            py::arg("x"), py::arg("tangent"), py::arg("hvp"))
         .def(
             "batch",
             [](const Program& P, py::list args, py::array out, py::object grads, int threads,

@@ -398,6 +398,19 @@ void program::reverse(const double* val, double* adj, const double* seed,
     for (std::uint32_t i = 0; i < n_inputs; ++i) grad[i] += adj[i];
 }
 
+void program::tangent(const double* val, double* t) const {
+    tangent_sweep(op_.data(), a_.data(), b_.data(), val, t, first_op_, n_slots());
+}
+
+void program::reverse_dual(const double* val, const double* t, double* adj, double* adjt,
+                           std::size_t k) const {
+    std::memset(adj, 0, sizeof(double) * n_slots());
+    std::memset(adjt, 0, sizeof(double) * n_slots());
+    adj[outputs_[k]] += 1.0;
+    reverse_dual_sweep(op_.data(), a_.data(), b_.data(), val, t, adj, adjt, first_op_,
+                       n_slots(), consts_in_range{n_inputs, first_op_ - n_inputs});
+}
+
 // The adjoints of the inputs from the seeded outputs (zero_ cleared, seeds added).
 void program::reverse_one(const double* val, double* adj) const {
     reverse_sweep_first(rcode1_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
@@ -651,7 +664,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
             gather(io.tan_base[i] + q0 * io.tan_stride[i], io.tan_stride[i],
                    t + std::size_t(i) * B, L);
         if (one)
-            tangent_sweep(op_.data(), a_.data(), b_.data(), v, t, first_op_, n_slots());
+            tangent(v, t);
         else
             k.tangent(*this, v, t, B, L, nullptr, 0);
         for (std::size_t o = 0; o < io.tout_base.size(); ++o)

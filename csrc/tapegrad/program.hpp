@@ -80,6 +80,13 @@ public:
     void forward(const double* x, double* val) const;
     // Reverse sweep seeded with seed[k] at output k; adds d/dinputs into grad[n_inputs].
     void reverse(const double* val, double* adj, const double* seed, double* grad) const;
+    // Forward mode: t holds the inputs' tangents and the constants' 0s (n_slots()
+    // doubles); fills in every op slot's tangent.
+    void tangent(const double* val, double* t) const;
+    // Forward-over-reverse: adj and adjt (n_slots() each) are cleared, output k is seeded
+    // with 1, and the tangent of the gradient ends in adjt[0, n_inputs).
+    void reverse_dual(const double* val, const double* t, double* adj, double* adjt,
+                      std::size_t k) const;
     // Index of the first guard whose outcome differs at these values, or -1.
     long failing_guard(const double* val) const;
 

@@ -307,12 +307,34 @@ done:;
 // constants 0).
 inline void tangent_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
                           const double* val, double* t, std::uint32_t lo, std::uint32_t hi) {
-    for (std::uint32_t i = lo; i < hi; ++i) {
-        const std::uint32_t ai = a[i], bi = b[i];
+#define TG_TANGENT(name) \
+    t[i] = kernel::name::tangent(val[a[i]], val[b[i]], val[i], t[a[i]], t[b[i]]);
+    std::uint32_t i = lo;
+    if (i >= hi) return;
+#if TG_THREADED
+    static const void* const handler[] = {
+        &&leaf_kind, &&leaf_kind,  // leaf, constant
+#define TG_OP(name, ...) &&tg_##name,
+#include "tapegrad/ops.def"
+#undef TG_OP
+    };
+#define TG_NEXT                        \
+    if (++i >= hi) return;             \
+    goto* handler[int(o[i])];
+    goto* handler[int(o[i])];
+leaf_kind:
+    TG_NEXT
+#define TG_OP(name, ...) \
+    tg_##name : TG_TANGENT(name) TG_NEXT
+#include "tapegrad/ops.def"
+#undef TG_OP
+#undef TG_NEXT
+#else
+    for (; i < hi; ++i) {
         switch (o[i]) {
-#define TG_OP(name, ...)                                                              \
-    case op::name:                                                                    \
-        t[i] = kernel::name::tangent(val[ai], val[bi], val[i], t[ai], t[bi]);         \
+#define TG_OP(name, ...)   \
+    case op::name:         \
+        TG_TANGENT(name)   \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -320,6 +342,8 @@ inline void tangent_sweep(const op* o, const std::uint32_t* a, const std::uint32
                 break;
         }
     }
+#endif
+#undef TG_TANGENT
 }
 
 // Forward-over-reverse at one point: reverse_sweep on dual numbers (value, tangent), so
@@ -330,25 +354,53 @@ inline void reverse_dual_sweep(const op* o, const std::uint32_t* a, const std::u
                                const double* val, const double* t, double* adj, double* adjt,
                                std::uint32_t lo, std::uint32_t hi, IsConst is_const) {
     using fwd::dual;
-    for (std::uint32_t i = hi; i-- > lo;) {
-        const double g = adj[i], gt = adjt[i];
-        if (g == 0.0 && gt == 0.0) continue;
-        const std::uint32_t ai = a[i], bi = b[i];
-        const dual X{val[ai], t[ai]}, Y{val[bi], t[bi]}, O{val[i], t[i]}, G{g, gt};
-        switch (o[i]) {
-#define TG_OP(name, arity, ...)                                                       \
-    case op::name:                                                                    \
-        if (!is_const(ai)) {                                                          \
-            const dual d = kernel::name::dx(X, Y, O, G);                              \
-            adj[ai] += d.v;                                                           \
-            adjt[ai] += d.d;                                                          \
-        }                                                                             \
-        if constexpr (arity == 2)                                                     \
-            if (!is_const(bi)) {                                                      \
-                const dual d = kernel::name::dy(X, Y, O, G);                          \
-                adj[bi] += d.v;                                                       \
-                adjt[bi] += d.d;                                                      \
+#define TG_DUAL_RULE(name, arity)                                                     \
+    {                                                                                 \
+        const double g = adj[i], gt = adjt[i];                                        \
+        if (g != 0.0 || gt != 0.0) {                                                  \
+            const std::uint32_t ai = a[i], bi = b[i];                                 \
+            const dual X{val[ai], t[ai]}, Y{val[bi], t[bi]}, O{val[i], t[i]}, G{g, gt}; \
+            if (!is_const(ai)) {                                                      \
+                const dual d = kernel::name::dx(X, Y, O, G);                          \
+                adj[ai] += d.v;                                                       \
+                adjt[ai] += d.d;                                                      \
             }                                                                         \
+            if constexpr (arity == 2)                                                 \
+                if (!is_const(bi)) {                                                  \
+                    const dual d = kernel::name::dy(X, Y, O, G);                      \
+                    adj[bi] += d.v;                                                   \
+                    adjt[bi] += d.d;                                                  \
+                }                                                                     \
+        }                                                                             \
+    }
+    std::uint32_t i = hi;
+    if (i <= lo) return;
+#if TG_THREADED
+    static const void* const handler[] = {
+        &&leaf_kind, &&leaf_kind,  // leaf, constant
+#define TG_OP(name, ...) &&rd_##name,
+#include "tapegrad/ops.def"
+#undef TG_OP
+    };
+#define TG_NEXT                        \
+    if (i == lo) return;               \
+    --i;                               \
+    goto* handler[int(o[i])];
+    --i;
+    goto* handler[int(o[i])];
+leaf_kind:
+    TG_NEXT
+#define TG_OP(name, arity, ...) \
+    rd_##name : TG_DUAL_RULE(name, arity) TG_NEXT
+#include "tapegrad/ops.def"
+#undef TG_OP
+#undef TG_NEXT
+#else
+    while (i-- > lo) {
+        switch (o[i]) {
+#define TG_OP(name, arity, ...)          \
+    case op::name:                       \
+        TG_DUAL_RULE(name, arity)        \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -356,6 +408,8 @@ inline void reverse_dual_sweep(const op* o, const std::uint32_t* a, const std::u
                 break;
         }
     }
+#endif
+#undef TG_DUAL_RULE
 }
 
 }  // namespace tapegrad

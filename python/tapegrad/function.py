@@ -319,6 +319,10 @@ class Function:
             batch = np.broadcast_shapes(*batches)
         except ValueError as err:
             raise ValueError(f"batch dimensions do not broadcast: {batches}") from err
+        if batch == () and mode in ("jvp", "hvp"):
+            done = self._point_tangent(arrays, tan, mode)
+            if done is not None:
+                return done
         n = math.prod(batch)
         threads = _default_threads() if threads is None else threads
         cols = self._columns(arrays, self._arg_shapes, batch, n)
@@ -355,6 +359,20 @@ class Function:
                    .reshape(batch + si + sj) for j, sj in enumerate(self._arg_shapes)]
                   for i, si in enumerate(self._arg_shapes)]
         return tuple(tuple(b if b.ndim else float(b) for b in row) for row in blocks)
+
+    def _point_tangent(self, arrays: list, tan: list, mode: str) -> Any:
+        """jvp / hvp at one point without the batch machinery (the same sweeps as a batch
+        of one); None if a guard fails there (the batch path then retraces or raises)."""
+        flat = [np.concatenate([a.reshape(-1) for a in arrs]) if len(arrs) != 1
+                else arrs[0].reshape(-1) for arrs in (arrays, tan)]
+        out, tout, hv, failed = self._programs[0].point_tangent(*flat, mode == "hvp")
+        if failed >= 0:
+            return None
+        if mode == "hvp":
+            return self._per_arg(hv.reshape(1, -1), ())
+        shape = self._out_shape
+        return ((out.reshape(shape), tout.reshape(shape)) if shape
+                else (float(out[0]), float(tout[0])))
 
     def _per_arg(self, res: np.ndarray, batch: tuple) -> Any:
         """(n, n_inputs) rows as one result per argument (batch + its shape; a float for
