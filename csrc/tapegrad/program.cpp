@@ -341,10 +341,13 @@ void program::finish() {
     static_assert(int(op::count_) <= 64, "reverse codes keep an op in 6 bits");
     rcode_.resize(n);
     rcode1_.resize(n);
-    // fcode_ first marks the slots some contribution reaches (the sweep goes newest
-    // first, so an argument's first contribution comes from its last user).
-    fcode_.assign(n + 1, 0);  // fcode_[n]: the forward sweep's stop (a leaf kind)
-    std::uint8_t* reached = fcode_.data();
+    fcode_.resize(n + 1);
+    fcode_[n] = 0;  // the forward sweep's stop (a leaf kind)
+    // Which slots some contribution reaches (the sweep goes newest first, so an
+    // argument's first contribution comes from its last user). Per-thread scratch.
+    thread_local std::vector<std::uint8_t> reached_scratch;
+    reached_scratch.assign(n, 0);
+    std::uint8_t* reached = reached_scratch.data();
     for (slot s : outputs_) reached[s] = 1;  // adds to its seed
     // A constant (its adjoint is never read) takes every contribution as first: a store.
     auto is_const = [this](slot s) { return s - n_inputs < first_op_ - n_inputs; };
@@ -357,6 +360,7 @@ void program::finish() {
         reached[b] = 1;
         const unsigned code = unsigned(op_[s]);
         rcode_[s] = std::uint8_t(code << 2 | first_a | first_b << 1);
+        fcode_[s] = std::uint8_t(code << 2 | (a + 1 == s) | (b + 1 == s) << 1);
         // The one-point sweep hands a first contribution to slot s - 1 over in a
         // register when s is that op slot's only user (so its last: the first).
         const bool prev_op = s > first_op_;
@@ -368,17 +372,16 @@ void program::finish() {
         gc = carry_a || carry_b ? 16 : 0;
     }
     for (slot s = 0; s < first_op_; ++s) {
-        rcode_[s] = std::uint8_t(unsigned(op_[s]) << 2);
+        rcode_[s] = fcode_[s] = std::uint8_t(unsigned(op_[s]) << 2);
         rcode1_[s] = std::uint16_t(unsigned(op_[s]) << 5);
     }
-    // Then, in one pass: the slots nothing reaches, and fcode_ itself.
+    // The slots nothing reaches: outputs get their seed; inputs and op slots without
+    // users are cleared (constants are never read).
     zero_.assign(outputs_.begin(), outputs_.end());
-    for (slot s = 0; s < n; ++s) {
-        if (!reached[s] && (s < n_inputs || s >= first_op_)) zero_.push_back(s);
-        fcode_[s] = s < first_op_ ? std::uint8_t(unsigned(op_[s]) << 2)
-                                  : std::uint8_t(unsigned(op_[s]) << 2 | (a_[s] + 1 == s) |
-                                                 (b_[s] + 1 == s) << 1);
-    }
+    for (slot s = 0; s < n_inputs; ++s)
+        if (!reached[s]) zero_.push_back(s);
+    for (slot s = first_op_; s < n; ++s)
+        if (!reached[s]) zero_.push_back(s);
 }
 
 // ------------------------------------------------------------------ one point
