@@ -122,7 +122,7 @@ void reverse(const program& p, const double* v, double* adj, std::size_t B, std:
         const double* y = v + std::size_t(b) * B;
         double* ga = adj + std::size_t(a) * B;
         double* gb = adj + std::size_t(b) * B;
-        switch (p.reverse_codes()[s]) {  // op << 2 | first into a | first into b << 1
+        switch (p.first_code(s)) {  // op << 2 | first into a | first into b << 1
 #define TG_OP(name, arity, ...)                                                   \
     case int(op::name) << 2 | 0: reverse_op<kernel::name, false, false>(ga, gb, x, y, out, g, L); break; \
     case int(op::name) << 2 | 1: reverse_op<kernel::name, true, false>(ga, gb, x, y, out, g, L); break;  \

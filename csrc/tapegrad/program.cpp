@@ -340,7 +340,6 @@ void program::finish() {
     const slot n = n_slots();
     static_assert(int(op::count_) <= 64, "reverse codes keep an op in 6 bits");
     rcode_.resize(n);
-    rcode1_.resize(n);
     fcode_.resize(n + 1);
     fcode_[n] = 0;  // the forward sweep's stop (a leaf kind)
     // Which slots some contribution reaches (the sweep goes newest first, so an
@@ -359,7 +358,6 @@ void program::finish() {
         const unsigned first_b = (!reached[b] || is_const(b)) && b != a;
         reached[b] = 1;
         const unsigned code = unsigned(op_[s]);
-        rcode_[s] = std::uint8_t(code << 2 | first_a | first_b << 1);
         fcode_[s] = std::uint8_t(code << 2 | (a + 1 == s) | (b + 1 == s) << 1);
         // The one-point sweep hands a first contribution to slot s - 1 over in a
         // register when s is that op slot's only user (so its last: the first).
@@ -367,13 +365,13 @@ void program::finish() {
         const bool carry_a = first_a && a + 1 == s && prev_op &&
                              (a != b || op_table[code].arity == 1);
         const bool carry_b = first_b && b + 1 == s && prev_op;
-        rcode1_[s] = std::uint16_t(code << 5 | gc | (carry_b ? 2 : first_b) << 2 |
+        rcode_[s] = std::uint16_t(code << 5 | gc | (carry_b ? 2 : first_b) << 2 |
                                    (carry_a ? 2 : first_a));
         gc = carry_a || carry_b ? 16 : 0;
     }
     for (slot s = 0; s < first_op_; ++s) {
-        rcode_[s] = fcode_[s] = std::uint8_t(unsigned(op_[s]) << 2);
-        rcode1_[s] = std::uint16_t(unsigned(op_[s]) << 5);
+        fcode_[s] = std::uint8_t(unsigned(op_[s]) << 2);
+        rcode_[s] = std::uint16_t(unsigned(op_[s]) << 5);
     }
     // The slots nothing reaches: outputs get their seed; inputs and op slots without
     // users are cleared (constants are never read).
@@ -416,7 +414,7 @@ void program::reverse_dual(const double* val, const double* t, double* adj, doub
 
 // The adjoints of the inputs from the seeded outputs (zero_ cleared, seeds added).
 void program::reverse_one(const double* val, double* adj) const {
-    reverse_sweep_first(rcode1_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
+    reverse_sweep_first(rcode_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
                         consts_in_range{n_inputs, first_op_ - n_inputs});
 }
 
@@ -678,7 +676,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
         hessian_block(io, p0, L, B, s, *plan);
     } else if (io.reverse()) {
         double* adj = s.adj.data();
-        // The plain reverse sweeps store first contributions (reverse_codes()): only the
+        // The plain reverse sweeps store first contributions (first_code()): only the
         // slots none reaches need clearing. The dual ones add everywhere.
         if (io.hvp_base.empty())
             for (slot z : zero_) std::fill_n(adj + std::size_t(z) * B, L, 0.0);

@@ -72,9 +72,13 @@ public:
     // Derives the one-point sweeps' op codes from the fields above; call once they are
     // final (compile and unpickling do).
     void finish();
-    // Per slot: op << 2 | (this op gives its argument a its first contribution of a
-    // reverse sweep) | (the same for b) << 1. Written by finish().
-    const std::vector<std::uint8_t>& reverse_codes() const { return rcode_; }
+    // Slot s (an op): op << 2 | (s gives its argument a its first contribution of a
+    // reverse sweep) | (the same for b) << 1. Read off the one-point codes (finish()),
+    // where "first" is a store or a hand-over in a register.
+    unsigned first_code(slot s) const {
+        const unsigned c = rcode_[s];
+        return (c >> 5) << 2 | unsigned((c & 3) != 0) | unsigned((c >> 2 & 3) != 0) << 1;
+    }
 
     // --- one point; val and adj hold n_slots() doubles each (caller-owned scratch)
     void forward(const double* x, double* val) const;
@@ -137,13 +141,11 @@ private:
     // For forward_sweep_carry (sweep.hpp): per slot op << 2 | operand-is-previous bits,
     // and one more entry (0) where the sweep stops.
     std::vector<std::uint8_t> fcode_;
-    // Per slot op << 2 | first-contribution bits (reverse_codes(), for the lanes); the
-    // one-point reverse's codes (reverse_sweep_first in sweep.hpp: those bits, and
-    // contributions handed to the next slot in a register); and the slots no
-    // contribution reaches (outputs and slots without users), which a reverse clears
+    // The one-point reverse's codes (reverse_sweep_first in sweep.hpp: how each
+    // contribution is delivered; the lanes read first_code() off them), and the slots
+    // no contribution reaches (outputs and slots without users), which a reverse clears
     // instead of clearing every adjoint.
-    std::vector<std::uint8_t> rcode_;
-    std::vector<std::uint16_t> rcode1_;
+    std::vector<std::uint16_t> rcode_;
     std::vector<slot> zero_;
     void reverse_one(const double* val, double* adj) const;
     struct block_scratch;
