@@ -3,6 +3,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
 #include "bindings/function.hpp"
 #include "bindings/var.hpp"
 
@@ -29,13 +34,37 @@ PYBIND11_MODULE(_core, m) {
             const tape& t = bind::current_tape().nodes;
             py::dict d;
             d["size"] = t.size();
+            d["garbage"] = t.garbage();
+            d["live"] = t.size() - t.garbage();
             d["capacity"] = t.capacity();
             d["bytes"] = t.bytes();
             d["bytes_per_node"] = tape::bytes_per_node;
             d["max_nodes"] = t.max_nodes();
             return d;
         },
-        "Size and memory of the calling thread's tape.");
+        "Size and memory of the calling thread's tape: nodes on it (size), of which "
+        "garbage (unreachable, removed at the next compaction) and live; capacity in nodes.");
+
+    m.def(
+        "_tape_check",
+        [] {
+            bind::shared_tape& t = bind::current_tape();
+            std::vector<std::uint32_t> hosts(t.nodes.size());
+            for (const bind::VarObject* v : t.vars) ++hosts.at(v->idx);
+            const std::string problem = t.nodes.check(hosts.data());
+            if (!problem.empty()) throw std::logic_error("tape check: " + problem);
+        },
+        "Recount the calling thread's tape's references from scratch and raise if they "
+        "differ from what it keeps (for tests).");
+
+    m.def(
+        "_sweep_nodes",
+        [](py::handle h) {
+            if (Py_TYPE(h.ptr()) != &bind::VarType) throw py::type_error("_sweep_nodes takes a Var");
+            const auto* v = reinterpret_cast<const bind::VarObject*>(h.ptr());
+            return v->idx - std::min(v->tape->nodes.sweep_start(v->idx), v->idx) + 1;
+        },
+        "How many tape nodes v.backward() visits (for tests).");
 
     bind::register_function(m);
     bind::register_buffers(m);

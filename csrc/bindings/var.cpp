@@ -7,6 +7,7 @@
 // Python references, so it is not tracked by the cyclic GC.
 #include "bindings/var.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <mutex>
@@ -200,12 +201,17 @@ PyObject* report_anomaly(const char* kind, shared_tape* t, index i, PyObject* ex
 }
 
 // The Var for node i, or nullptr with AnomalyError set if anomaly mode is on and the
-// op made a NaN or an infinity.
+// op made a NaN or an infinity. The Var is made first either way: every new node must be
+// taken by a Var (or trimmed), or its arguments' reference counts would never fall.
 PyObject* checked_var(shared_tape* t, index i) {
-    if (anomaly_on && !std::isfinite(t->nodes.val(i)) && !is_leaf(t->nodes.op_at(i)))
-        return report_anomaly("forward", t,
-                              t->nodes.op_at(i) == op::detach ? t->nodes.arg0(i) : i, Py_None);
-    return new_var(t, i);
+    PyObject* v = new_var(t, i);
+    if (!v || !anomaly_on || std::isfinite(t->nodes.val(i)) || is_leaf(t->nodes.op_at(i)))
+        return v;
+    // The Var of node i keeps it (and a detach node's argument) alive while reporting.
+    report_anomaly("forward", t,
+                   t->nodes.op_at(i) == op::detach ? t->nodes.arg0(i) : i, Py_None);
+    Py_DECREF(v);
+    return nullptr;
 }
 
 // Every append reserves first and reads operand indices after: reserving may compact
@@ -410,6 +416,8 @@ void var_dealloc(PyObject* self) {
     t->vars[v->pos] = last;
     last->pos = v->pos;
     t->vars.pop_back();
+    if (t->vars.capacity() > 4096 && t->vars.size() < t->vars.capacity() / 4)
+        t->vars.shrink_to_fit();  // after many Vars died at once, as the tape's memory
     t->nodes.release(v->idx);
     unref(t);
     PyObject_Free(self);
@@ -609,7 +617,7 @@ PyObject* m_backward(PyObject* self, PyObject*) {
         return report_anomaly("loss", v->tape, v->idx, Py_None);
     n.backward(v->idx, 1.0);
     if (!anomaly_on) Py_RETURN_NONE;
-    for (index i = v->idx + 1; i-- > 0;) {
+    for (index i = v->idx + 1, lo = std::min(n.sweep_start(v->idx), v->idx); i-- > lo;) {
         const op o = n.op_at(i);
         const double g = n.adj(i);
         if (is_leaf(o) || g == 0.0 || !std::isfinite(g)) continue;

@@ -3,7 +3,7 @@
 #include "tapegrad/sweep.hpp"
 
 #include <algorithm>
-#include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,76 +12,116 @@ namespace tapegrad {
 
 tape::tape(std::uint64_t max_nodes) : max_(std::min(max_nodes, hard_max_nodes)) {}
 
-namespace {
-// A copy of the first `used` entries of p in a new array of `cap` entries.
-template <class T>
-std::unique_ptr<T[]> resized(const std::unique_ptr<T[]>& p, std::size_t used, std::size_t cap) {
-    std::unique_ptr<T[]> q(new T[cap]);
-    if (used) std::memcpy(q.get(), p.get(), used * sizeof(T));
-    return q;
+void tape::resize_columns(index cap) {
+    const bool shrink = cap < cap_;
+    try {
+        op_.resize(size_, cap);
+        arg0_.resize(size_, cap);
+        arg1_.resize(size_, cap);
+        val_.resize(size_, cap);
+        adj_.resize(size_, cap);
+        refs_.resize(size_, cap);
+        low_.resize(size_, cap);
+    } catch (const std::bad_alloc&) {
+        // Growing: the columns done so far are merely larger than cap_, and the tape is as
+        // it was. Shrinking: the ones not done are larger than cap, which is harmless.
+        if (!shrink) throw;
+    }
+    cap_ = cap;
 }
-}  // namespace
 
-void tape::grow(index n) {  // cap_ - size_ < n
+void tape::make_room(index n) {
+    if (relocator_ && compaction_due()) compact();
     const std::uint64_t need = std::uint64_t(size_) + n;
     if (need > max_)
         throw std::length_error("tapegrad: tape is full (" + std::to_string(max_) +
                                 " nodes max); drop references to Vars you no longer need");
-    const std::uint64_t cap =
-        std::min(std::max<std::uint64_t>({need, 2 * std::uint64_t(cap_), 1024}), max_);
-    // Allocate all arrays before swapping any in, so bad_alloc leaves the tape unchanged.
-    auto o = resized(op_, size_, cap);
-    auto a0 = resized(arg0_, size_, cap), a1 = resized(arg1_, size_, cap);
-    auto v = resized(val_, size_, cap), d = resized(adj_, size_, cap);
-    auto l = resized(live_, size_, cap);
-    op_ = std::move(o), arg0_ = std::move(a0), arg1_ = std::move(a1);
-    val_ = std::move(v), adj_ = std::move(d), live_ = std::move(l);
-    cap_ = index(cap);
-}
-
-void tape::make_room(index n) {
-    if (std::uint64_t(size_) + n > next_compact_) {
-        if (relocator_) compact();
-        // Next time after the tape has grown by twice what survived (at least 4096
-        // nodes): each compaction's O(size) cost is paid for by as many appends.
-        const std::uint64_t next = std::max<std::uint64_t>(3 * std::uint64_t(size_),
-                                                           std::uint64_t(size_) + 4096);
-        next_compact_ = index(std::min<std::uint64_t>(next, hard_max_nodes));
-    }
-    if (cap_ - size_ < n) grow(n);
-    room_ = std::min(cap_, next_compact_);
+    // Double when full; when three quarters are unused, give memory back down to twice
+    // what is used. Either way the copy (none for mapped columns) is paid for by as many
+    // appends or drops.
+    if (need > cap_)
+        resize_columns(index(std::min<std::uint64_t>(
+            std::max<std::uint64_t>({need, 2 * std::uint64_t(cap_), 1024}), max_)));
+    else if (cap_ > 4096 && need < cap_ / 4)
+        resize_columns(index(std::max<std::uint64_t>(2 * need, 1024)));
+    room_ = cap_;
 }
 
 void tape::compact() {
-    // Keep what a referenced node reaches: one downward pass, since args precede users.
-    std::vector<std::uint8_t> keep(size_);
-    for (index i = 0; i < size_; ++i) keep[i] = live_[i] > 0;
-    for (index i = size_; i-- > 0;)
-        if (keep[i] && !is_leaf(op_[i])) keep[arg0_[i]] = keep[arg1_[i]] = 1;
     std::vector<index> to(size_);
     index j = 0, dirty = 0;
     for (index i = 0; i < size_; ++i) {
         if (i == dirty_) dirty = j;
-        if (!keep[i]) continue;
+        if (refs_[i] == 0) {
+            to[i] = none;
+            continue;
+        }
+        // A live node's arguments and its lowest op are live: they are moved already.
         to[i] = j;
+        const bool leaf = is_leaf(op_[i]);
         op_[j] = op_[i];
-        arg0_[j] = to[arg0_[i]];  // leaves point at 0: harmless, never read
-        arg1_[j] = to[arg1_[i]];
+        arg0_[j] = leaf ? 0 : to[arg0_[i]];  // leaves point at 0, a valid read
+        arg1_[j] = leaf ? 0 : to[arg1_[i]];
         val_[j] = val_[i];
         adj_[j] = adj_[i];
-        live_[j] = live_[i];
+        refs_[j] = refs_[i];
+        low_[j] = low_[i] == none ? none : to[low_[i]];
         ++j;
     }
     dirty_ = dirty_ >= size_ ? j : dirty;
-    if (j == size_) return;
     if (!uids_.empty()) {
         std::unordered_map<index, std::uint64_t> moved;
         for (const auto& [i, u] : uids_)
-            if (keep[i]) moved.emplace(to[i], u);
+            if (to[i] != none) moved.emplace(to[i], u);
         uids_.swap(moved);
     }
+    garbage_ = 0;
     size_ = j;
     relocator_->relocate(to.data());
+}
+
+void tape::collect(index i) {
+    // i is garbage, and so is each argument whose last reference it held. A garbage node's
+    // low_ is free, and links the list of those whose arguments are still to be released.
+    low_[i] = none;
+    for (index head = i; head != none;) {
+        const index j = head;
+        head = low_[j];
+        ++garbage_;
+        if (is_leaf(op_[j])) continue;
+        for (const index arg : {arg0_[j], arg1_[j]})
+            if (--refs_[arg] == 0) {
+                low_[arg] = head;
+                head = arg;
+            }
+    }
+    if (i + 1 == size_) drop_garbage_on_top();
+    else if (compaction_due()) room_ = size_;  // compact at the next append
+}
+
+void tape::trim() {
+    if (size_ > 0 && refs_[size_ - 1] == 0) collect(size_ - 1);
+}
+
+void tape::drop_garbage_on_top() {
+    while (size_ > 0 && refs_[size_ - 1] == 0) {
+        --size_;
+        --garbage_;
+        if (!uids_.empty()) uids_.erase(size_);
+    }
+    if (dirty_ > size_) dirty_ = size_;
+    // Mostly empty: the pages above the top go back to the OS now (the pointers stay
+    // valid), and the next append shrinks the capacity.
+    if (cap_ > 4096 && size_ < cap_ / 4) {
+        op_.discard_above(size_);
+        arg0_.discard_above(size_);
+        arg1_.discard_above(size_);
+        val_.discard_above(size_);
+        adj_.discard_above(size_);
+        refs_.discard_above(size_);
+        low_.discard_above(size_);
+        room_ = size_;
+    }
 }
 
 std::uint64_t tape::uid(index i) {
@@ -90,22 +130,45 @@ std::uint64_t tape::uid(index i) {
     return it->second;
 }
 
-void tape::drop_unreferenced_top() {
-    while (size_ > 0 && live_[size_ - 1] == 0) {
-        --size_;
-        if (!uids_.empty()) uids_.erase(size_);
-    }
-    if (dirty_ > size_) dirty_ = size_;
-}
-
 void tape::backward(index root, double seed) {
-    for (index i = 0, n = std::min(root + 1, dirty_); i < n; ++i)
+    const index lo = std::min(low_[root], root);
+    for (index i = lo, n = std::min(root + 1, dirty_); i < n; ++i)
         if (!is_leaf(op_[i])) adj_[i] = 0.0;
     dirty_ = std::max(dirty_, root + 1);
     adj_[root] += seed;
     reverse_sweep<consts_by_op, /*Carry=*/true>(op_.get(), arg0_.get(), arg1_.get(),
-                                                val_.get(), adj_.get(), 0, root + 1,
+                                                val_.get(), adj_.get(), lo, root + 1,
                                                 consts_by_op{op_.get()});
+}
+
+std::string tape::check(const std::uint32_t* hosts) const {
+    std::vector<std::uint64_t> want(hosts, hosts + size_);
+    index garbage = 0;
+    for (index i = 0; i < size_; ++i) {
+        if (refs_[i] == 0) {
+            ++garbage;
+            continue;
+        }
+        if (is_leaf(op_[i])) {
+            if (low_[i] != none) return "leaf " + std::to_string(i) + " has a sweep start";
+            continue;
+        }
+        ++want[arg0_[i]];
+        ++want[arg1_[i]];
+        const index low = std::min({i, low_[arg0_[i]], low_[arg1_[i]]});
+        if (low_[i] != low)
+            return "node " + std::to_string(i) + ": sweep start " + std::to_string(low_[i]) +
+                   ", expected " + std::to_string(low);
+    }
+    for (index i = 0; i < size_; ++i)
+        if (refs_[i] != want[i])
+            return "node " + std::to_string(i) + ": " + std::to_string(refs_[i]) +
+                   " references counted, " + std::to_string(want[i]) + " held";
+    if (garbage != garbage_)
+        return std::to_string(garbage_) + " garbage nodes counted, " +
+               std::to_string(garbage) + " on the tape";
+    if (size_ > 0 && refs_[size_ - 1] == 0) return "garbage on top of the tape";
+    return {};
 }
 
 }  // namespace tapegrad

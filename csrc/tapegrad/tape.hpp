@@ -4,9 +4,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <memory>
+#include <string>
 #include <unordered_map>
 
+#include "tapegrad/column.hpp"
 #include "tapegrad/ops.hpp"
 
 namespace tapegrad {
@@ -20,8 +21,10 @@ struct relocator {
 class tape {
 public:
     using index = std::uint32_t;
-    // Indices are uint32; the largest value is kept free so a count never wraps.
+    // Indices are uint32; the largest value is kept free so a count never wraps, and it
+    // marks "no op below" in low_.
     static constexpr std::uint64_t hard_max_nodes = std::numeric_limits<index>::max();
+    static constexpr index none = std::numeric_limits<index>::max();
 
     explicit tape(std::uint64_t max_nodes = hard_max_nodes);
     tape(const tape&) = delete;
@@ -31,14 +34,17 @@ public:
     index capacity() const { return cap_; }
     std::uint64_t max_nodes() const { return max_; }
     std::size_t bytes() const { return std::size_t(cap_) * bytes_per_node; }
+    // Nodes on the tape that nothing alive reaches any more (removed by the next
+    // compaction, or at once when they are on top).
+    index garbage() const { return garbage_; }
 
     // Make room for n more nodes, so the next n appends cannot fail (nor move nodes).
     // Throws std::length_error when the tape would pass max_nodes(), std::bad_alloc when
     // memory runs out; the tape is unchanged then.
-    // This is also where the tape compacts: once it has grown well past what was
-    // reachable at the last compaction, nodes no referenced node reaches are removed and
-    // the rest slide down in order (so the order stays topological), and the relocator
-    // is told the new index of every node. Read node indices only after this call.
+    // This is the one place where nodes move: once the garbage outweighs twice the live
+    // nodes (and 4096), it is removed and the live nodes slide down in order (so the
+    // order stays topological), and the relocator is told the new index of every node.
+    // Read node indices only after this call.
     void reserve_more(index n) {
         if (room_ - size_ < n) make_room(n);
     }
@@ -46,35 +52,43 @@ public:
 
     index push_leaf(op kind, double value) {
         reserve_more(1);
-        return put(kind, 0, 0, value);
+        return put(kind, 0, 0, value, none);
     }
 
     // Append op K over existing nodes a (and b), computing its value now.
     template <class K>
     index push(index a, index b) {
         reserve_more(1);
-        return put(K::code, a, b, K::forward(val_[a], val_[b]));
+        ++refs_[a];
+        ++refs_[b];
+        const index low = low_[a] < low_[b] ? low_[a] : low_[b];
+        return put(K::code, a, b, K::forward(val_[a], val_[b]), low < size_ ? low : size_);
     }
     template <class K>
     index push(index a) {
         return push<K>(a, a);  // unary ops point arg1 at arg0: always a valid read
     }
 
-    // Reverse sweep from root: non-leaf adjoints at or below root are reset first,
-    // the root gets `seed`, and leaf adjoints accumulate. Zero adjoints are skipped,
-    // so 0 * inf never leaks NaN into a branch whose gradient is zero.
+    // Reverse sweep from root over [sweep_start(root), root]: the non-leaf adjoints there
+    // are reset first, the root gets `seed`, and leaf adjoints accumulate. Zero adjoints
+    // are skipped, so 0 * inf never leaks NaN into a branch whose gradient is zero.
     void backward(index root, double seed = 1.0);
+    // The lowest op the sweep from root must visit: the lowest op in root's graph (none
+    // for a leaf). Nodes below it are leaves or not in the graph, so garbage and older
+    // graphs under a new one cost the sweep nothing.
+    index sweep_start(index root) const { return low_[root]; }
 
-    // Host references (live Python objects) per node. When the topmost node loses its
-    // last reference, every unreferenced node on top is dropped at once: nodes only point
-    // downwards, so nothing left on the tape can point at them. Garbage below a
-    // referenced node is left to compaction. Both are amortised O(1) per node.
-    void retain(index i) { ++live_[i]; }
+    // References per node: one per live host object (Python Var) and one per use as an
+    // argument. A node whose count falls to 0 is garbage, and so, in turn, are the
+    // arguments it held alone. Garbage on top of the tape is dropped at once (nodes only
+    // point downwards); garbage below a live node waits for compaction. Both are
+    // amortised O(1) per node.
+    void retain(index i) { ++refs_[i]; }
     void release(index i) {
-        if (--live_[i] == 0 && i + 1 == size_) drop_unreferenced_top();
+        if (--refs_[i] == 0) collect(i);
     }
-    // Drop unreferenced nodes on top now (after an append whose host object failed).
-    void trim() { drop_unreferenced_top(); }
+    // Drop the new node on top that no host object took (after its Var failed to allocate).
+    void trim();
 
     op op_at(index i) const { return op_[i]; }
     // The arrays themselves, for loops over many nodes (compile).
@@ -87,6 +101,7 @@ public:
     double& val(index i) { return val_[i]; }
     double val(index i) const { return val_[i]; }
     double adj(index i) const { return adj_[i]; }
+    index refs(index i) const { return refs_[i]; }
     // A number naming node i for the rest of its life: unlike the index, it survives
     // compaction, and no other node of this tape ever gets it. Assigned on first request
     // and kept in a side table, so the nodes nobody asks about cost no memory for it.
@@ -96,39 +111,55 @@ public:
         if (i >= dirty_) dirty_ = i + 1;
     }
 
-    static constexpr std::size_t bytes_per_node =
-        sizeof(op) + 2 * sizeof(index) + 2 * sizeof(double) + sizeof(std::uint32_t);
+    // Recounts every node's references from the arguments and the host counts given
+    // (hosts[i]: live host objects of node i) and compares them, with the garbage count
+    // and sweep starts: an empty string, or what is inconsistent. For tests.
+    std::string check(const std::uint32_t* hosts) const;
+
+    static constexpr std::size_t bytes_per_node = sizeof(op) + 2 * sizeof(index) +
+                                                  2 * sizeof(double) + 2 * sizeof(index);
 
 private:
-    index put(op o, index a, index b, double v) {
+    index put(op o, index a, index b, double v, index low) {
         const index i = size_++;
         op_[i] = o;
         arg0_[i] = a;
         arg1_[i] = b;
         val_[i] = v;
         adj_[i] = 0.0;
-        live_[i] = 0;
+        refs_[i] = 0;
+        low_[i] = low;
         return i;
     }
     void make_room(index n);
-    void grow(index n);
+    void resize_columns(index cap);
     void compact();
-    void drop_unreferenced_top();
+    void collect(index i);
+    void drop_garbage_on_top();
+    bool compaction_due() const {
+        return garbage_ >= 4096 && garbage_ / 2 >= size_ - garbage_;
+    }
 
     index size_ = 0;
     index cap_ = 0;
-    index room_ = 0;         // min(cap_, next_compact_): appends below it take no branch
-    index next_compact_ = 0; // size at which the next compaction is considered
+    // Appends below room_ take no branch. It is cap_, or size_ when the next append must
+    // stop in make_room first (garbage to compact, or memory to give back).
+    index room_ = 0;
+    index garbage_ = 0;
     relocator* relocator_ = nullptr;
     // Non-leaf adjoints at indices >= dirty_ are known to be zero: backward() only has to
     // reset the ones below. In a training loop each new graph starts clean, so the reset
     // covers at most the parameters.
     index dirty_ = 0;
     std::uint64_t max_;
-    std::unique_ptr<op[]> op_;
-    std::unique_ptr<index[]> arg0_, arg1_;
-    std::unique_ptr<double[]> val_, adj_;
-    std::unique_ptr<std::uint32_t[]> live_;
+    column<op> op_;
+    column<index> arg0_, arg1_;
+    column<double> val_, adj_;
+    column<index> refs_;
+    // low_[i]: the lowest op in node i's graph (i itself for an op whose arguments are
+    // leaves; none for a leaf). While garbage is collected, a free node's low_ links it
+    // into the list of nodes still to visit.
+    column<index> low_;
     std::unordered_map<index, std::uint64_t> uids_;
     std::uint64_t next_uid_ = 0;
 };

@@ -1,0 +1,95 @@
+#include "tapegrad/column.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#define TG_HAVE_MMAP 1
+#else
+#define TG_HAVE_MMAP 0
+#endif
+
+namespace tapegrad {
+namespace {
+
+#if TG_HAVE_MMAP
+std::size_t page_bytes() {
+    static const std::size_t p = std::size_t(sysconf(_SC_PAGESIZE));
+    return p;
+}
+
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+// Huge pages are a hint: where THP is off (or the OS has none) madvise fails, harmlessly.
+void ask_for_huge_pages([[maybe_unused]] void* p, [[maybe_unused]] std::size_t bytes) {
+#ifdef MADV_HUGEPAGE
+    if (bytes >= (std::size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+}
+
+void* map_bytes(std::size_t bytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    ask_for_huge_pages(p, bytes);
+    return p;
+}
+#endif
+
+void free_bytes(void* p, [[maybe_unused]] std::size_t bytes, bool mapped) {
+#if TG_HAVE_MMAP
+    if (mapped) {
+        munmap(p, bytes);
+        return;
+    }
+#endif
+    std::free(p);
+}
+
+}  // namespace
+
+column_memory::~column_memory() { free_bytes(p_, bytes_, mapped_); }
+
+void column_memory::resize(std::size_t used, std::size_t bytes) {
+    void* q = nullptr;
+    bool map = false;
+#if TG_HAVE_MMAP
+    if (bytes >= map_min_bytes) {
+        bytes = round_up(bytes, page_bytes());
+        if (bytes == bytes_ && mapped_) return;
+#if defined(__linux__) && defined(MREMAP_MAYMOVE)
+        if (mapped_) {  // the kernel moves the pages: no copy, no first touch
+            q = mremap(p_, bytes_, bytes, MREMAP_MAYMOVE);
+            if (q == MAP_FAILED) throw std::bad_alloc();
+            if (bytes > bytes_) ask_for_huge_pages(q, bytes);
+            p_ = q;
+            bytes_ = bytes;
+            return;
+        }
+#endif
+        q = map_bytes(bytes);
+        map = true;
+    }
+#endif
+    if (!q) {
+        q = std::malloc(bytes ? bytes : 1);
+        if (!q) throw std::bad_alloc();
+    }
+    if (used) std::memcpy(q, p_, used);
+    free_bytes(p_, bytes_, mapped_);
+    p_ = q;
+    bytes_ = bytes;
+    mapped_ = map;
+}
+
+void column_memory::discard_above([[maybe_unused]] std::size_t used) noexcept {
+#if TG_HAVE_MMAP
+    if (!mapped_) return;
+    const std::size_t start = round_up(used, page_bytes());
+    if (start < bytes_) madvise(static_cast<char*>(p_) + start, bytes_ - start, MADV_DONTNEED);
+#endif
+}
+
+}  // namespace tapegrad

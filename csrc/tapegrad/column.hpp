@@ -1,0 +1,56 @@
+// Storage for one array of the tape (a "column" of its struct of arrays).
+//
+// Small columns live on the heap. Past map_min_bytes a column gets an anonymous mapping of
+// its own, because then (where the OS allows):
+// - growing it moves page tables instead of copying (mremap), so a doubling costs no
+//   first touch of a second copy;
+// - it asks for transparent huge pages, which fault in several times faster than 4 KiB
+//   pages;
+// - the pages above what the tape uses can be given back to the OS while the pointer stays
+//   valid (madvise), so a dropped graph returns its memory without moving anything.
+// Elsewhere the same calls fall back to the heap (copying on growth, keeping the pages).
+#pragma once
+#include <cstddef>
+
+namespace tapegrad {
+
+class column_memory {
+public:
+    static constexpr std::size_t map_min_bytes = std::size_t(1) << 20;
+
+    column_memory() = default;
+    column_memory(const column_memory&) = delete;
+    column_memory& operator=(const column_memory&) = delete;
+    ~column_memory();
+
+    // Room for `bytes`, keeping the first `used` bytes (used <= both sizes). May move the
+    // data; throws std::bad_alloc and leaves the column as it was when memory runs out.
+    void resize(std::size_t used, std::size_t bytes);
+    // Give the pages wholly above byte `used` back to the OS; their contents are lost
+    // (read back as zeros or garbage), the pointer and size stay. No-op on the heap.
+    void discard_above(std::size_t used) noexcept;
+
+    void* data() const { return p_; }
+    std::size_t bytes() const { return bytes_; }
+    bool mapped() const { return mapped_; }
+
+private:
+    void* p_ = nullptr;
+    std::size_t bytes_ = 0;
+    bool mapped_ = false;
+};
+
+template <class T>
+class column {
+public:
+    T* get() const { return static_cast<T*>(mem_.data()); }
+    T& operator[](std::size_t i) const { return get()[i]; }
+    void resize(std::size_t used, std::size_t n) { mem_.resize(used * sizeof(T), n * sizeof(T)); }
+    void discard_above(std::size_t used) noexcept { mem_.discard_above(used * sizeof(T)); }
+    bool mapped() const { return mem_.mapped(); }
+
+private:
+    column_memory mem_;
+};
+
+}  // namespace tapegrad
