@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -69,12 +70,41 @@ VarObject* var_arg(py::handle h, const char* what) {
     return reinterpret_cast<VarObject*>(h.ptr());
 }
 
-std::vector<double>& scratch(std::size_t which, std::size_t n) {
-    thread_local std::vector<double> buffers[7];
-    auto& b = buffers[which];
-    if (b.size() < n) b.resize(n);
-    return b;
-}
+// Per-thread buffers for the one-point replays. Python code can run while a replay holds
+// them (converting an argument calls __float__ or __array__; any allocation can start a
+// garbage collection, whose __del__ may replay again on this thread), so each call leases
+// a set of its own: a nested call gets the next set, never the one in use.
+class scratch_lease {
+public:
+    scratch_lease() : depth_(level()++) {
+        auto& pool = sets();
+        while (pool.size() <= depth_) pool.push_back(std::make_unique<buffers>());
+        set_ = pool[depth_].get();
+    }
+    ~scratch_lease() { --level(); }
+    scratch_lease(const scratch_lease&) = delete;
+    scratch_lease& operator=(const scratch_lease&) = delete;
+
+    // Buffer `which` with room for n doubles; ask for each buffer once per lease.
+    std::vector<double>& get(std::size_t which, std::size_t n) {
+        auto& b = (*set_)[which];
+        if (b.size() < n) b.resize(n);
+        return b;
+    }
+
+private:
+    using buffers = std::array<std::vector<double>, 7>;
+    static std::size_t& level() {
+        thread_local std::size_t depth = 0;
+        return depth;
+    }
+    static std::vector<std::unique_ptr<buffers>>& sets() {
+        thread_local std::vector<std::unique_ptr<buffers>> pool;
+        return pool;
+    }
+    std::size_t depth_;
+    buffers* set_;
+};
 
 py::array_t<double> vector_of(const double* p, std::size_t n) {
     py::array_t<double> a(static_cast<py::ssize_t>(n));
@@ -252,9 +282,12 @@ py::object shaped(const double* p, const std::vector<py_ssize>& shape) {
 // guard) returns None, and function.py takes the general path, which also explains errors.
 py::object call_point(const Program& P, const py::args& args, int mode) {
     const program& p = *P.p;
-    // Anomaly mode takes the general path, which checks what the replay produced.
-    if (args.size() != P.arg_shapes.size() || anomaly_enabled()) return py::none();
-    std::vector<double>& x = scratch(2, p.n_inputs);
+    // Anomaly mode takes the general path, which checks what the replay produced; so does
+    // a gradient without an output to seed, which explains itself there.
+    if (args.size() != P.arg_shapes.size() || anomaly_enabled() || (mode && p.outputs_.empty()))
+        return py::none();
+    scratch_lease scratch;
+    std::vector<double>& x = scratch.get(2, p.n_inputs);
     std::size_t at = 0;
     for (std::size_t k = 0; k < args.size(); ++k) {
         PyObject* a = args[k].ptr();
@@ -282,9 +315,9 @@ py::object call_point(const Program& P, const py::args& args, int mode) {
     }
     if (at != p.n_inputs) return py::none();
     const std::size_t n = p.n_slots();
-    double* val = scratch(0, n).data();
-    double* adj = scratch(1, n).data();
-    std::vector<double>& grad = scratch(3, p.n_inputs);
+    double* val = scratch.get(0, n).data();
+    double* adj = scratch.get(1, n).data();
+    std::vector<double>& grad = scratch.get(3, p.n_inputs);
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
         if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
@@ -297,7 +330,7 @@ py::object call_point(const Program& P, const py::args& args, int mode) {
             p.reverse(val, adj, seed.data(), grad.data());
         }
     }
-    std::vector<double>& out = scratch(4, p.outputs_.size());
+    std::vector<double>& out = scratch.get(4, p.outputs_.size());
     for (std::size_t k = 0; k < p.outputs_.size(); ++k) out[k] = val[p.outputs_[k]];
     py::object value = shaped(out.data(), P.out_shape);
     if (!mode) return value;
@@ -367,9 +400,16 @@ void register_function(py::module_& m) {
                 if (x.ndim() != 1 || std::size_t(x.shape(0)) != p.n_inputs)
                     throw py::value_error("point: expected " + std::to_string(p.n_inputs) +
                                           " inputs, got shape " + std::to_string(x.size()));
+                if (mode < 0 || mode > 2)
+                    throw py::value_error("point: mode must be 0 (values), 1 (gradient) or "
+                                          "2 (Jacobian), got " + std::to_string(mode));
+                if (mode == 1 && p.outputs_.empty())
+                    throw py::value_error("point: a gradient needs an output to seed; this "
+                                          "program has none");
                 const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
-                double* val = scratch(0, n).data();
-                double* adj = scratch(1, n).data();
+                scratch_lease scratch;
+                double* val = scratch.get(0, n).data();
+                double* adj = scratch.get(1, n).data();
                 std::vector<double> out(m_out), jac(mode ? (mode == 1 ? 1 : m_out) * p.n_inputs : 0);
                 long failed;
                 {
@@ -402,11 +442,15 @@ void register_function(py::module_& m) {
                     if (a->ndim() != 1 || std::size_t(a->shape(0)) != p.n_inputs)
                         throw py::value_error("point_tangent: expected " +
                                               std::to_string(p.n_inputs) + " inputs");
+                if (hvp && p.outputs_.empty())
+                    throw py::value_error("point_tangent: a Hessian-vector product needs an "
+                                          "output to seed; this program has none");
                 const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
-                double* val = scratch(0, n).data();
-                double* adj = scratch(1, n).data();
-                std::vector<double>& tb = scratch(5, n);
-                double* adjt = scratch(6, n).data();
+                scratch_lease scratch;
+                double* val = scratch.get(0, n).data();
+                double* adj = scratch.get(1, n).data();
+                std::vector<double>& tb = scratch.get(5, n);
+                double* adjt = scratch.get(6, n).data();
                 std::vector<double> out(m_out), tout(m_out), h(hvp ? p.n_inputs : 0);
                 long failed;
                 {
@@ -477,6 +521,9 @@ void register_function(py::module_& m) {
                 if (!hvp.is_none()) {
                     if (io.tan_base.empty())
                         throw py::value_error("batch: hvp needs tangents");
+                    if (seed_output >= n_out)
+                        throw py::value_error("batch: seed_output out of range");
+                    io.seed_output = seed_output;
                     per_input(hvp, "hvp", io.hvp_base, io.hvp_stride);
                 }
                 if (!hessian.is_none()) {
