@@ -171,8 +171,7 @@ def _apply(where: str, F: Any, arrays: tuple, mode: int, threads: int) -> Any:
                         f"{len(arrays)}")
     if mode == 1 and F._n_out != 1:
         raise ValueError(f"{where}: grad/value_and_grad need a scalar function; use jacobian()")
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"{where}: threads must be a positive int, got {threads!r}")
+    threads = _function._threads(threads, f"{where}: threads")
 
     args, sigs, batches = [], [], []
     for k, (a, shape) in enumerate(zip(arrays, shapes)):

@@ -44,6 +44,20 @@ def _default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+_MAX_THREADS = 2**31 - 1  # the C++ side takes an int; a batch never uses more than its blocks
+
+
+def _threads(threads: Any, where: str = "threads") -> int:
+    """``threads=`` as the replay takes it: None is every core this process may use; an int
+    >= 1 is that many threads at most (a batch uses no more threads than it has blocks)."""
+    if threads is None:
+        return _default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise ValueError(f"{where} must be None (every core) or a positive int, got "
+                         f"{threads!r}")
+    return min(int(threads), _MAX_THREADS)
+
+
 def _real_array(a: Any, what: str) -> np.ndarray:
     """``a`` as a float64 array, if it holds only real numbers (no None, str, Var, ...)."""
     try:
@@ -185,18 +199,18 @@ class Function:
 
     def __call__(self, *args: Any, threads: int | None = None) -> Any:
         """fn's value(s) at these arguments (leading batch dimensions allowed)."""
-        r = self._call(*args)
+        r = self._call(*args) if threads is None or _threads(threads) else None
         return r if r is not None else self._checked(args, self._run(args, 0, threads))[0]
 
     def value_and_grad(self, *args: Any, threads: int | None = None) -> tuple[Any, Any]:
         """(value, gradient) of a scalar fn; the gradient as in :meth:`grad`."""
-        r = self._call_vg(*args)
+        r = self._call_vg(*args) if threads is None or _threads(threads) else None
         return r if r is not None else self._checked(args, self._run(args, 1, threads), True)
 
     def grad(self, *args: Any, threads: int | None = None) -> Any:
         """Gradient of a scalar fn with respect to every argument, each shaped like its
         argument (a tuple for several arguments, like ``jax.grad(fn, argnums=(0, ...))``)."""
-        r = self._call_vg(*args)
+        r = self._call_vg(*args) if threads is None or _threads(threads) else None
         return r[1] if r is not None else self._checked(args, self._run(args, 1, threads), True)[1]
 
     def jacobian(self, *args: Any, threads: int | None = None) -> Any:
@@ -324,7 +338,7 @@ class Function:
             if done is not None:
                 return done
         n = math.prod(batch)
-        threads = _default_threads() if threads is None else threads
+        threads = _threads(threads)
         cols = self._columns(arrays, self._arg_shapes, batch, n)
         tcols = self._columns(tan, self._arg_shapes, batch, n) if tan is not None else None
         seeds = None
@@ -442,10 +456,11 @@ class Function:
     def _run(self, args: Sequence[Any], mode: int, threads: int | None) -> tuple[Any, Any]:
         if mode == 1 and self._n_out != 1:
             raise ValueError("grad/value_and_grad need a scalar function; use jacobian()")
+        threads = _threads(threads)
         arrays, batch = self._arrays(args)
         if batch == ():
             return self._point(arrays, mode)
-        return self._batch(arrays, batch, mode, _default_threads() if threads is None else threads)
+        return self._batch(arrays, batch, mode, threads)
 
     def _point(self, arrays: list[np.ndarray], mode: int) -> tuple[Any, Any]:
         x = np.concatenate([a.reshape(-1) for a in arrays]) if len(arrays) != 1 else arrays[0].reshape(-1)
@@ -453,7 +468,7 @@ class Function:
         value = out.reshape(self._out_shape) if self._out_shape else out[0]
         if mode == 0:
             return value, None
-        jac = jac.reshape((self._n_out if mode == 2 else 1, -1))
+        jac = jac.reshape((self._n_out if mode == 2 else 1, sum(self._sizes)))
         parts = np.split(jac, np.cumsum(self._sizes)[:-1], axis=1)
         if mode == 1:
             grads = [p.reshape(s) if s else p[0, 0] for p, s in zip(parts, self._arg_shapes)]
@@ -500,6 +515,8 @@ class Function:
             jac = grads
         else:  # one reverse sweep per output, each over the whole batch
             jac = [_core.empty((n, self._n_out, size)) for size in self._sizes]
+            if not self._n_out:  # no sweep: the values alone check the guards
+                failed = program.batch(cols, out, None, threads)
             for k in range(self._n_out):
                 failed = program.batch(cols, out, [j[:, k, :] for j in jac], threads, k)
         if len(failed):
@@ -532,7 +549,7 @@ class Function:
             o, jac = self._eval_point(x, mode)
             out[p] = o
             if mode:
-                jac = jac.reshape((self._n_out if mode == 2 else 1, -1))
+                jac = jac.reshape((self._n_out if mode == 2 else 1, sum(self._sizes)))
                 parts = np.split(jac, np.cumsum(self._sizes)[:-1], axis=1)
                 for g, part in zip(grads, parts):
                     g[p] = part[0] if mode == 1 else part
