@@ -13,6 +13,7 @@
 #include <mutex>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -604,6 +605,22 @@ PyGetSetDef var_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
+// ---------------------------------------------------------------- derivatives while tracing
+// A trace records values, not the derivatives taken inside the traced function: gradients
+// computed there are numbers to it, and a replay would return them frozen at the traced
+// point. So the operations that produce them refuse while a trace records on this thread.
+PyObject* trace_error = nullptr;  // tapegrad.TraceError, set by function.py
+
+PyObject* refuse_inside_trace(const char* what, const char* instead) {
+    const std::string msg = std::string(what) + " inside a traced function (at " +
+                            python_location() +
+                            "): a trace does not record derivatives taken inside it, so a "
+                            "replay would return this one frozen at the traced point. " +
+                            instead;
+    PyErr_SetString(trace_error ? trace_error : PyExc_RuntimeError, msg.c_str());
+    return nullptr;
+}
+
 // ---------------------------------------------------------------- methods
 
 // In anomaly mode: a non-finite root is reported before the sweep, and after it the
@@ -613,6 +630,10 @@ PyGetSetDef var_getset[] = {
 PyObject* m_backward(PyObject* self, PyObject*) {
     auto* v = reinterpret_cast<VarObject*>(self);
     tape& n = v->tape->nodes;
+    if (live_recorder())
+        return refuse_inside_trace(
+            "backward()", "Differentiate the traced Function instead (F.grad, F.jacobian, "
+                          "F.hessian), or call backward() outside tg.trace.");
     if (anomaly_on && !std::isfinite(n.val(v->idx)))
         return report_anomaly("loss", v->tape, v->idx, Py_None);
     n.backward(v->idx, 1.0);
@@ -758,6 +779,9 @@ PyObject* f_local_grads(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "local_grads(v, g=None) takes a Var and an optional g");
         return nullptr;
     }
+    if (live_recorder())
+        return refuse_inside_trace("local_grads()",
+                                   "Call it on a graph built outside tg.trace.");
     tape& t = v->tape->nodes;
     double g = t.adj(v->idx);
     if (nargs == 2 && args[1] != Py_None) {
@@ -816,6 +840,18 @@ PyObject* f_is_grad_enabled(PyObject*, PyObject*) { return PyBool_FromLong(grad_
 PyObject* f_set_anomaly_enabled(PyObject*, PyObject* on) { return set_switch(anomaly_on, on); }
 PyObject* f_is_anomaly_enabled(PyObject*, PyObject*) { return PyBool_FromLong(anomaly_on); }
 
+PyObject* f_is_tracing(PyObject*, PyObject*) { return PyBool_FromLong(live_recorder() != nullptr); }
+
+PyObject* f_set_trace_error(PyObject*, PyObject* type) {
+    if (!PyType_Check(type) || !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(type),
+                                                  reinterpret_cast<PyTypeObject*>(PyExc_Exception))) {
+        PyErr_SetString(PyExc_TypeError, "_set_trace_error expects an exception class");
+        return nullptr;
+    }
+    Py_XSETREF(trace_error, Py_NewRef(type));
+    Py_RETURN_NONE;
+}
+
 PyObject* f_set_anomaly_reporter(PyObject*, PyObject* fn) {
     if (!PyCallable_Check(fn)) {
         PyErr_SetString(PyExc_TypeError, "_set_anomaly_reporter expects a callable");
@@ -836,6 +872,10 @@ PyMethodDef module_functions[] = {
      "tapegrad.detect_anomaly)."},
     {"is_anomaly_enabled", f_is_anomaly_enabled, METH_NOARGS,
      "Whether anomaly detection is on for this thread."},
+    {"is_tracing", f_is_tracing, METH_NOARGS,
+     "Whether a trace (tg.trace) is recording on this thread."},
+    {"_set_trace_error", f_set_trace_error, METH_O,
+     "Set the exception class for derivatives taken inside a trace (tapegrad.TraceError)."},
     {"_set_anomaly_reporter", f_set_anomaly_reporter, METH_O,
      "Set the callable that describes an anomaly and raises (tapegrad.anomaly)."},
     {"leaves", f_leaves, METH_O, "leaves(values): a list of new leaf Vars, one per value."},

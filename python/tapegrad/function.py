@@ -20,6 +20,7 @@ import linecache
 import math
 import numbers
 import os
+import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -31,7 +32,29 @@ PICKLE_VERSION = 1
 
 
 class TraceError(RuntimeError):
-    """A replayed input takes another branch than the one recorded when tracing."""
+    """A replayed input takes another branch than the one recorded when tracing, or a
+    traced function takes a derivative that the trace cannot record."""
+
+
+_core._set_trace_error(TraceError)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_line() -> str:
+    """file:line of the innermost caller outside tapegrad."""
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "<unknown>"
+
+
+def _refuse_inside_trace(what: str, instead: str) -> None:
+    """Raise TraceError if a trace records on this thread: a derivative taken inside the
+    traced function would be a number to the trace, replayed frozen at the traced point."""
+    if _core.is_tracing():
+        raise TraceError(f"{what} inside a traced function (at {_user_line()}): a trace does "
+                         "not record derivatives taken inside it, so a replay would return "
+                         f"this one frozen at the traced point. {instead}")
 
 
 def _location(where: str) -> str:
@@ -590,5 +613,7 @@ def trace(fn: Callable, *example_args: Any, retrace: bool = False, cse: bool = T
     """
     if not callable(fn):
         raise TypeError(f"trace: fn must be callable, got {type(fn).__name__}")
+    _refuse_inside_trace("tg.trace", "Trace only the outer function: a Function traced "
+                         "inside a trace would hold the outer trace's values as constants.")
     program, shapes, out_shape = _record(fn, example_args, cse)
     return Function(fn, [program], shapes, out_shape, retrace, cse)

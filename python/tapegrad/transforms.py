@@ -30,10 +30,16 @@ import numpy as np
 from . import _core
 from ._switch import ThreadSwitch
 from ._core import Var
-from .function import _real_array, trace
+from .function import _real_array, _refuse_inside_trace, trace
 
 __all__ = ["grad", "value_and_grad", "jacobian", "hessian", "jvp", "vjp", "hvp", "no_grad",
            "is_grad_enabled"]
+
+
+def _not_inside_trace(where: str) -> None:
+    _refuse_inside_trace(
+        f"tg.{where}", f"Take it outside: trace the function and use F.{where}"
+        f"(...) on the Function, or call tg.{where}(...) outside tg.trace.")
 
 
 def _argnums(argnums: int | Sequence[int], n_args: int, where: str) -> tuple[int, ...]:
@@ -92,11 +98,17 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0,
     With ``has_aux=True``, ``fn`` returns ``(value, aux)`` and the result is
     ``((value, aux), grad)``, as in ``jax.value_and_grad``. The value comes back as a float.
     """
+    return _value_and_grad(fn, argnums, has_aux, "value_and_grad")
+
+
+def _value_and_grad(fn: Callable, argnums: int | Sequence[int], has_aux: bool,
+                    where: str) -> Callable:
     if not callable(fn):
         raise TypeError(f"value_and_grad: fn must be callable, got {type(fn).__name__}")
 
     @functools.wraps(fn)
     def value_and_grad_fn(*args: Any, **kwargs: Any) -> Any:
+        _not_inside_trace(where)
         nums = _argnums(argnums, len(args), "value_and_grad")
         call_args, leaves = list(args), {}
         for k in nums:
@@ -127,7 +139,7 @@ def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) 
     """The gradient of a scalar ``fn`` with respect to argument(s) ``argnums`` (``jax.grad``):
     a float for a number, an array shaped like an array argument, a tuple for a tuple
     ``argnums``. With ``has_aux=True`` returns ``(grad, aux)``."""
-    vg = value_and_grad(fn, argnums, has_aux)
+    vg = _value_and_grad(fn, argnums, has_aux, "grad")
 
     @functools.wraps(fn)
     def grad_fn(*args: Any, **kwargs: Any) -> Any:
@@ -159,6 +171,7 @@ def jacobian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     argument for a tuple ``argnums``."""
     @functools.wraps(fn)
     def jacobian_fn(*args: Any, **kwargs: Any) -> Any:
+        _not_inside_trace("jacobian")
         nums = _argnums(argnums, len(args), "jacobian")
         F, xs = _trace_at(fn, args, kwargs, nums, "jacobian")
         jac = F.jacobian(*xs)
@@ -173,6 +186,7 @@ def hessian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     rounding; each column is one Hessian-vector product (forward-over-reverse)."""
     @functools.wraps(fn)
     def hessian_fn(*args: Any, **kwargs: Any) -> Any:
+        _not_inside_trace("hessian")
         nums = _argnums(argnums, len(args), "hessian")
         F, xs = _trace_at(fn, args, kwargs, nums, "hessian")
         H = F.hessian(*xs)
@@ -192,6 +206,7 @@ def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[
     """``(fn(*primals), J @ tangents)`` in forward mode, as ``jax.jvp``: ``primals`` and
     ``tangents`` are tuples with one entry per argument, each tangent shaped like its
     primal."""
+    _not_inside_trace("jvp")
     primals, tangents = _as_tuple(primals, "jvp: primals"), _as_tuple(tangents, "jvp: tangents")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
@@ -202,6 +217,7 @@ def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[
 def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     """``(fn(*primals), vjp_fn)``, as ``jax.vjp``: ``vjp_fn(cotangent)`` returns a tuple
     with ``cotangent @ J`` for each primal (the cotangent shaped like fn's value)."""
+    _not_inside_trace("vjp")
     if not primals:
         raise TypeError("vjp: needs at least one primal")
     F, xs = _trace_at(fn, primals, {}, tuple(range(len(primals))), "vjp")
@@ -219,6 +235,7 @@ def hvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
     ``jvp(grad(f), primals, tangents)[1]``), by forward-over-reverse at a few gradients'
     cost, without forming the Hessian. Shaped like the gradient: one array for one
     primal, a tuple for several."""
+    _not_inside_trace("hvp")
     primals, tangents = _as_tuple(primals, "hvp: primals"), _as_tuple(tangents, "hvp: tangents")
     if len(primals) != len(tangents):
         raise ValueError(f"hvp: {len(primals)} primals but {len(tangents)} tangents")
