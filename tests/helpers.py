@@ -100,6 +100,11 @@ CONVENTIONS = [
     ("maximum", (1.5, 1.5), 1.5, [0.5, 0.5]),
     ("minimum", (1.5, 1.5), 1.5, [0.5, 0.5]),
     ("maximum", (0.0, -0.0), -0.0, [0.5, 0.5]),
+    ("maximum", (nan, 1.0), nan, [1.0, 1.0]),  # no order: both get the adjoint
+    ("maximum", (1.0, nan), nan, [1.0, 1.0]),
+    ("minimum", (nan, 1.0), nan, [1.0, 1.0]),
+    ("minimum", (1.0, nan), nan, [1.0, 1.0]),
+    ("abs", (nan,), nan, [0.0]),
     ("sqrt", (0.0,), 0.0, [inf]),
     ("log", (0.0,), -inf, [inf]),
     ("pow", (0.0, 0.0), 1.0, [0.0, 0.0]),

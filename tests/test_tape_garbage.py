@@ -146,11 +146,11 @@ def test_values_ids_and_grads_survive_garbage_compaction():
     assert stats["size"] < 50 * 602  # compacted on the way
 
 
-def test_intermediate_grads_outside_the_sweep_keep_their_values():
+def test_intermediate_grads_outside_the_sweep_keep_their_values(backend):
     # backward() resets the non-leaf adjoints it sweeps; an older graph below the new
     # graph's first op is not swept, so its nodes keep the adjoints of their own backward
     # (micrograd never resets; PyTorch keeps no non-leaf grads unless asked).
-    x = tg.Var(2.0)
+    x = backend.Var(2.0)
     a = x * 3.0
     a.backward()
     b = x * 5.0
