@@ -80,7 +80,7 @@ except ImportError as err:  # pragma: no cover - depends on the install
                       f"(original error: {err})") from err
 
 from . import function as _function
-from .function import Function
+from .function import Function, Mode
 
 __all__ = ["call", "grad", "jacobian", "value_and_grad"]
 
@@ -146,30 +146,30 @@ class _Shipped:
         return F
 
 
-def _block(*blocks: np.ndarray, shipped: _Shipped, mode: int, threads: int) -> Any:
+def _block(*blocks: np.ndarray, shipped: _Shipped, mode: Mode, threads: int) -> Any:
     """One task: replay a block of points (numpy arrays) with the shipped Function."""
     F = shipped.load()
-    if mode == 0:
+    if mode == Mode.VALUE:
         return np.asarray(F(*blocks, threads=threads), dtype=np.float64)
-    if mode == 1:
+    if mode == Mode.GRAD:
         value, grads = F.value_and_grad(*blocks, threads=threads)
     else:
         value, grads = None, F.jacobian(*blocks, threads=threads)
     grads = grads if isinstance(grads, tuple) else (grads,)
-    out = (value, *grads) if mode == 1 else grads
+    out = (value, *grads) if mode == Mode.GRAD else grads
     out = tuple(np.asarray(a, dtype=np.float64) for a in out)
     return out if len(out) > 1 else out[0]  # apply_gufunc: a tuple only for several outputs
 
 
-def _apply(where: str, F: Any, arrays: tuple, mode: int, threads: int) -> Any:
+def _apply(where: str, F: Any, arrays: tuple, mode: Mode, threads: int) -> Any:
     if not isinstance(F, Function):
         raise TypeError(f"{where}: F must be a tapegrad.Function (made by tg.trace), got "
                         f"{type(F).__name__}")
-    shapes, out_shape = F._arg_shapes, F._out_shape
+    shapes, out_shape = F.arg_shapes, F.out_shape
     if len(arrays) != len(shapes):
         raise TypeError(f"{where}: the Function takes {len(shapes)} argument(s), got "
                         f"{len(arrays)}")
-    if mode == 1 and F._n_out != 1:
+    if mode == Mode.GRAD and out_shape != ():
         raise ValueError(f"{where}: grad/value_and_grad need a scalar function; use jacobian()")
     threads = _function._threads(threads, f"{where}: threads")
 
@@ -209,9 +209,9 @@ def _apply(where: str, F: Any, arrays: tuple, mode: int, threads: int) -> Any:
     for k, shape in enumerate(shapes):
         sizes.update({f"a{k}_{i}": n for i, n in enumerate(shape)})
     grad_dims = [tuple(f"a{k}_{i}" for i in range(len(s))) for k, s in enumerate(shapes)]
-    if mode == 0:
+    if mode == Mode.VALUE:
         outs = [out_dims]
-    elif mode == 1:
+    elif mode == Mode.GRAD:
         outs = [out_dims, *grad_dims]
     else:
         outs = [out_dims + g for g in grad_dims]
@@ -225,29 +225,29 @@ def _apply(where: str, F: Any, arrays: tuple, mode: int, threads: int) -> Any:
                              shipped=shipped, mode=mode, threads=threads)
     if len(outs) == 1:
         return result
-    grads = tuple(result[1:]) if mode == 1 else tuple(result)
+    grads = tuple(result[1:]) if mode == Mode.GRAD else tuple(result)
     grads = grads[0] if len(grads) == 1 else grads
-    return (result[0], grads) if mode == 1 else grads
+    return (result[0], grads) if mode == Mode.GRAD else grads
 
 
 def call(F: Function, *arrays: Any, threads: int = 1) -> da.Array:
     """``F(*arrays)`` over chunked batches: a lazy dask array of shape batch + F's output
     shape. ``threads``: tapegrad threads per task (see the module docs)."""
-    return _apply("tapegrad.dask.call", F, arrays, 0, threads)
+    return _apply("tapegrad.dask.call", F, arrays, Mode.VALUE, threads)
 
 
 def value_and_grad(F: Function, *arrays: Any, threads: int = 1) -> tuple[Any, Any]:
     """Lazy ``F.value_and_grad(*arrays)``: (values shaped like the batch, gradient shaped
     batch + argument shape, a tuple of them for several arguments), from one pass per
     block."""
-    return _apply("tapegrad.dask.value_and_grad", F, arrays, 1, threads)
+    return _apply("tapegrad.dask.value_and_grad", F, arrays, Mode.GRAD, threads)
 
 
 def grad(F: Function, *arrays: Any, threads: int = 1) -> Any:
     """Lazy ``F.grad(*arrays)``: the gradient part of :func:`value_and_grad`."""
-    return _apply("tapegrad.dask.grad", F, arrays, 1, threads)[1]
+    return _apply("tapegrad.dask.grad", F, arrays, Mode.GRAD, threads)[1]
 
 
 def jacobian(F: Function, *arrays: Any, threads: int = 1) -> Any:
     """Lazy ``F.jacobian(*arrays)``: per argument, batch + output shape + argument shape."""
-    return _apply("tapegrad.dask.jacobian", F, arrays, 2, threads)
+    return _apply("tapegrad.dask.jacobian", F, arrays, Mode.JACOBIAN, threads)

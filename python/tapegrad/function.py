@@ -15,6 +15,7 @@ evaluated by re-tracing ``fn`` at that input. ``tg.where(cond, a, b)`` with ``co
 """
 from __future__ import annotations
 
+import enum
 import itertools
 import linecache
 import math
@@ -29,6 +30,18 @@ from . import _core
 from ._core import Var
 
 PICKLE_VERSION = 1
+
+
+class Mode(enum.IntEnum):
+    """What a replay computes. The first three are also _core.Program.point's modes."""
+
+    VALUE = 0     # the outputs
+    GRAD = 1      # and the gradient of the (scalar) output
+    JACOBIAN = 2  # and d outputs / d inputs, one reverse sweep per output
+    JVP = 3       # outputs and their tangents along given input tangents
+    VJP = 4       # cotangent · Jacobian
+    HVP = 5       # Hessian of the scalar output times a vector
+    HESSIAN = 6   # the whole Hessian of the scalar output
 
 
 class TraceError(RuntimeError):
@@ -192,6 +205,22 @@ class Function:
     # -- insight ------------------------------------------------------------------------
 
     @property
+    def arg_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Each argument's point shape, as traced (``()`` for a number)."""
+        return tuple(self._arg_shapes)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The shape of one point's value: ``()`` for a scalar function."""
+        return self._out_shape
+
+    @property
+    def fn(self) -> Callable | None:
+        """The traced Python function (None for an unpickled Function traced without
+        ``retrace``, which needs only its programs)."""
+        return self._fn
+
+    @property
     def n_nodes(self) -> int:
         """Nodes of the (first) compiled program: inputs, constants and ops."""
         return self._programs[0].n_nodes
@@ -223,23 +252,24 @@ class Function:
     def __call__(self, *args: Any, threads: int | None = None) -> Any:
         """fn's value(s) at these arguments (leading batch dimensions allowed)."""
         r = self._call(*args) if threads is None or _threads(threads) else None
-        return r if r is not None else self._checked(args, self._run(args, 0, threads))[0]
+        return r if r is not None else self._checked(args, self._run(args, Mode.VALUE, threads))[0]
 
     def value_and_grad(self, *args: Any, threads: int | None = None) -> tuple[Any, Any]:
         """(value, gradient) of a scalar fn; the gradient as in :meth:`grad`."""
         r = self._call_vg(*args) if threads is None or _threads(threads) else None
-        return r if r is not None else self._checked(args, self._run(args, 1, threads), True)
+        return r if r is not None else self._checked(args, self._run(args, Mode.GRAD, threads), True)
 
     def grad(self, *args: Any, threads: int | None = None) -> Any:
         """Gradient of a scalar fn with respect to every argument, each shaped like its
         argument (a tuple for several arguments, like ``jax.grad(fn, argnums=(0, ...))``)."""
         r = self._call_vg(*args) if threads is None or _threads(threads) else None
-        return r[1] if r is not None else self._checked(args, self._run(args, 1, threads), True)[1]
+        return r[1] if r is not None else self._checked(args, self._run(args, Mode.GRAD, threads),
+                                                         True)[1]
 
     def jacobian(self, *args: Any, threads: int | None = None) -> Any:
         """d outputs / d argument, per argument: shape batch + out_shape + arg_shape
         (one reverse sweep per output)."""
-        return self._checked(args, self._run(args, mode=2, threads=threads), True)[1]
+        return self._checked(args, self._run(args, Mode.JACOBIAN, threads), True)[1]
 
     def _checked(self, args: Sequence[Any], result: Any, backward: bool = False) -> Any:
         """In anomaly mode (tg.detect_anomaly), a result holding NaN or inf is traced back
@@ -289,20 +319,20 @@ class Function:
         argument, shaped like it (a bare array for a one-argument F); batch dimensions
         broadcast with the arguments'."""
         args, tangents = self._split_last(args, "jvp", "tangents")
-        return self._checked(args, self._second(args, tangents, None, "jvp", threads))
+        return self._checked(args, self._second(args, tangents, None, Mode.JVP, threads))
 
     def hvp(self, *args: Any, threads: int | None = None) -> Any:
         """``F.hvp(*args, v)``: the Hessian of a scalar F times ``v`` (forward-over-reverse:
         one tangent sweep and one reverse sweep on dual numbers, a few gradients' cost),
         shaped like :meth:`grad`'s result; ``v`` as ``tangents`` in :meth:`jvp`."""
         args, v = self._split_last(args, "hvp", "v")
-        return self._checked(args, self._second(args, v, None, "hvp", threads), True)
+        return self._checked(args, self._second(args, v, None, Mode.HVP, threads), True)
 
     def hessian(self, *args: Any, threads: int | None = None) -> Any:
         """The Hessian of a scalar F: batch + arg_shape + arg_shape for a one-argument F,
         else a nested tuple of blocks ``H[i][j]`` (batch + shape_i + shape_j), as
         ``jax.hessian(f, argnums=(0, 1, ...))``. One Hessian-vector product per input."""
-        return self._checked(args, self._second(args, None, None, "hessian", threads), True)
+        return self._checked(args, self._second(args, None, None, Mode.HESSIAN, threads), True)
 
     def vjp(self, *args: Any, threads: int | None = None) -> tuple[Any, Callable]:
         """(value, vjp_fn): ``vjp_fn(cotangent)`` gives cotangent·J, shaped like
@@ -311,7 +341,7 @@ class Function:
         value = self(*args, threads=threads)  # validates args
 
         def vjp_fn(cotangent: Any) -> Any:
-            return self._checked(args, self._second(args, None, cotangent, "vjp", threads), True)
+            return self._checked(args, self._second(args, None, cotangent, Mode.VJP, threads), True)
 
         return value, vjp_fn
 
@@ -332,17 +362,17 @@ class Function:
         return [_point_array(t, shape, f"{name} {k}", "its argument's point shape")
                 for k, (t, shape) in enumerate(zip(tangents, self._arg_shapes))]
 
-    def _second(self, args: Sequence[Any], tangents: Any, cotangent: Any, mode: str,
+    def _second(self, args: Sequence[Any], tangents: Any, cotangent: Any, mode: Mode,
                 threads: int | None) -> Any:
         """jvp / hvp / hessian / vjp, at one point or a batch, by program.batch."""
-        if mode in ("hvp", "hessian") and self._n_out != 1:
-            raise ValueError(f"{mode} needs a scalar function; this one returns shape "
-                             f"{self._out_shape}")
+        if mode in (Mode.HVP, Mode.HESSIAN) and self._n_out != 1:
+            raise ValueError(f"{mode.name.lower()} needs a scalar function; this one returns "
+                             f"shape {self._out_shape}")
         arrays, batch = self._arrays(args)
         batches = [batch]
         tan = None
         if tangents is not None:
-            tan = self._tangent_arrays(tangents, "tangents" if mode == "jvp" else "v")
+            tan = self._tangent_arrays(tangents, "tangents" if mode == Mode.JVP else "v")
             batches += [t.shape[:t.ndim - len(s)] for t, s in zip(tan, self._arg_shapes)]
         ct = None
         if cotangent is not None:
@@ -356,7 +386,7 @@ class Function:
             batch = np.broadcast_shapes(*batches)
         except ValueError as err:
             raise ValueError(f"batch dimensions do not broadcast: {batches}") from err
-        if batch == () and mode in ("jvp", "hvp"):
+        if batch == () and mode in (Mode.JVP, Mode.HVP):
             done = self._point_tangent(arrays, tan, mode)
             if done is not None:
                 return done
@@ -372,17 +402,17 @@ class Function:
         offsets = self._offsets
         out = _core.empty((n, self._n_out))
         kw: dict[str, Any] = {}
-        if mode == "jvp":
+        if mode == Mode.JVP:
             tout = _core.empty((n, self._n_out))
             kw = dict(tangents=tcols, tangent_out=tout)
             self._batch_or_repair(cols, out, kw, threads)
             shape = batch + self._out_shape
             return (out.reshape(shape) if shape else float(out[0, 0]),
                     tout.reshape(shape) if shape else float(tout[0, 0]))
-        if mode in ("hvp", "vjp"):
+        if mode in (Mode.HVP, Mode.VJP):
             res = _core.empty((n, n_in))
             parts = [res[:, offsets[k]:offsets[k + 1]] for k in range(len(self._sizes))]
-            kw = (dict(tangents=tcols, hvp=parts) if mode == "hvp"
+            kw = (dict(tangents=tcols, hvp=parts) if mode == Mode.HVP
                   else dict(grads=parts, seeds=seeds))
             self._batch_or_repair(cols, out, kw, threads)
             return self._per_arg(res, batch)
@@ -397,15 +427,15 @@ class Function:
                   for i, si in enumerate(self._arg_shapes)]
         return tuple(tuple(b if b.ndim else float(b) for b in row) for row in blocks)
 
-    def _point_tangent(self, arrays: list, tan: list, mode: str) -> Any:
+    def _point_tangent(self, arrays: list, tan: list, mode: Mode) -> Any:
         """jvp / hvp at one point without the batch machinery (the same sweeps as a batch
         of one); None if a guard fails there (the batch path then retraces or raises)."""
         flat = [np.concatenate([a.reshape(-1) for a in arrs]) if len(arrs) != 1
                 else arrs[0].reshape(-1) for arrs in (arrays, tan)]
-        out, tout, hv, failed = self._programs[0].point_tangent(*flat, mode == "hvp")
+        out, tout, hv, failed = self._programs[0].point_tangent(*flat, mode == Mode.HVP)
         if failed >= 0:
             return None
-        if mode == "hvp":
+        if mode == Mode.HVP:
             return self._per_arg(hv.reshape(1, -1), ())
         shape = self._out_shape
         return ((out.reshape(shape), tout.reshape(shape)) if shape
@@ -422,25 +452,40 @@ class Function:
 
     def _batch_or_repair(self, cols: list, out: np.ndarray, kw: dict, threads: int) -> None:
         """program.batch over every point; points whose guards fail are re-run one by one
-        on a program traced for them (retrace=True), or reported (TraceError)."""
+        on a program traced for them (retrace=True), or reported (TraceError). Every
+        batched mode goes through here."""
         failed = self._programs[0].batch(cols, out, threads=threads, **kw)
         if not len(failed):
             return
         if not self._retrace:
-            self._repair(failed, cols, out, None, 0)  # raises TraceError with the details
+            self._branch_error(failed, cols, out.shape[0])
 
         def row(a: Any, p: int) -> Any:
             if isinstance(a, list):
                 return [row(c, p) for c in a]
+            if not isinstance(a, np.ndarray):
+                return a  # seed_output
             return a[p:p + 1] if a.shape[0] > 1 else a
 
         for p in failed:
             p = int(p)
             x = np.concatenate([c[p if c.shape[0] > 1 else 0] for c in cols])
-            self._eval_point(x, 0)  # retraces when no program takes this branch yet
-            program = next(q for q in self._programs if q.point(x, 0)[2] < 0)
+            self._eval_point(x, Mode.VALUE)  # retraces when no program takes this branch yet
+            program = next(q for q in self._programs if q.point(x, Mode.VALUE)[2] < 0)
             program.batch(row(cols, p), out[p:p + 1], threads=1,
                           **{k: row(v, p) for k, v in kw.items()})
+
+    def _branch_error(self, failed: np.ndarray, cols: list, n: int) -> None:
+        program = self._programs[0]
+        p = int(failed[0])
+        x = np.concatenate([c[p if c.shape[0] > 1 else 0] for c in cols])
+        _, _, k = program.point(x, Mode.VALUE)
+        shown = ", ".join(map(str, failed[:10])) + (", ..." if len(failed) > 10 else "")
+        raise TraceError(
+            f"{len(failed)} of {n} points take another branch than the one "
+            f"traced (flat batch indices {shown}): the comparison at "
+            f"{_location(program.guard_location(max(k, 0)))} went the other way. Use "
+            "tg.where() for a branch-free select, or trace(..., retrace=True).")
 
     def _columns(self, arrays: list[np.ndarray], shapes: list, batch: tuple,
                  n: int) -> list[np.ndarray]:
@@ -476,8 +521,8 @@ class Function:
             raise ValueError(f"batch dimensions do not broadcast: {batches}") from err
         return arrays, batch
 
-    def _run(self, args: Sequence[Any], mode: int, threads: int | None) -> tuple[Any, Any]:
-        if mode == 1 and self._n_out != 1:
+    def _run(self, args: Sequence[Any], mode: Mode, threads: int | None) -> tuple[Any, Any]:
+        if mode == Mode.GRAD and self._n_out != 1:
             raise ValueError("grad/value_and_grad need a scalar function; use jacobian()")
         threads = _threads(threads)
         arrays, batch = self._arrays(args)
@@ -485,21 +530,21 @@ class Function:
             return self._point(arrays, mode)
         return self._batch(arrays, batch, mode, threads)
 
-    def _point(self, arrays: list[np.ndarray], mode: int) -> tuple[Any, Any]:
+    def _point(self, arrays: list[np.ndarray], mode: Mode) -> tuple[Any, Any]:
         x = np.concatenate([a.reshape(-1) for a in arrays]) if len(arrays) != 1 else arrays[0].reshape(-1)
         out, jac = self._eval_point(x, mode)
         value = out.reshape(self._out_shape) if self._out_shape else out[0]
-        if mode == 0:
+        if mode == Mode.VALUE:
             return value, None
-        jac = jac.reshape((self._n_out if mode == 2 else 1, sum(self._sizes)))
+        jac = jac.reshape((self._n_out if mode == Mode.JACOBIAN else 1, sum(self._sizes)))
         parts = np.split(jac, np.cumsum(self._sizes)[:-1], axis=1)
-        if mode == 1:
+        if mode == Mode.GRAD:
             grads = [p.reshape(s) if s else p[0, 0] for p, s in zip(parts, self._arg_shapes)]
         else:
             grads = [p.reshape(self._out_shape + s) for p, s in zip(parts, self._arg_shapes)]
         return value, grads[0] if len(grads) == 1 else tuple(grads)
 
-    def _eval_point(self, x: np.ndarray, mode: int) -> tuple[np.ndarray, Any]:
+    def _eval_point(self, x: np.ndarray, mode: Mode) -> tuple[np.ndarray, Any]:
         first_failure = None
         for program in self._programs:
             out, jac, failed = program.point(x, mode)
@@ -523,59 +568,28 @@ class Function:
             f"{_location(program.guard_location(k))} went the other way. Use tg.where() "
             "for a branch-free select, or trace(..., retrace=True) to re-record per branch.")
 
-    def _batch(self, arrays: list[np.ndarray], batch: tuple, mode: int,
+    def _batch(self, arrays: list[np.ndarray], batch: tuple, mode: Mode,
                threads: int) -> tuple[Any, Any]:
         n = int(np.prod(batch, dtype=np.int64))
         cols = self._columns(arrays, self._arg_shapes, batch, n)
-        program = self._programs[0]
         out = _core.empty((n, self._n_out))
-        if mode == 0:
-            failed = program.batch(cols, out, None, threads)
-            jac = None
-        elif mode == 1:
-            grads = [_core.empty((n, size)) for size in self._sizes]
-            failed = program.batch(cols, out, grads, threads)
-            jac = grads
+        if mode == Mode.VALUE:
+            self._batch_or_repair(cols, out, {}, threads)
+            return out.reshape(batch + self._out_shape), None
+        if mode == Mode.GRAD:
+            jac = [_core.empty((n, size)) for size in self._sizes]
+            self._batch_or_repair(cols, out, dict(grads=jac), threads)
+            grads = [g.reshape(batch + s) for g, s in zip(jac, self._arg_shapes)]
         else:  # one reverse sweep per output, each over the whole batch
             jac = [_core.empty((n, self._n_out, size)) for size in self._sizes]
             if not self._n_out:  # no sweep: the values alone check the guards
-                failed = program.batch(cols, out, None, threads)
+                self._batch_or_repair(cols, out, {}, threads)
             for k in range(self._n_out):
-                failed = program.batch(cols, out, [j[:, k, :] for j in jac], threads, k)
-        if len(failed):
-            self._repair(failed, cols, out, jac, mode)
-        value = out.reshape(batch + self._out_shape)
-        if mode == 0:
-            return value, None
-        if mode == 1:
-            grads = [g.reshape(batch + s) for g, s in zip(jac, self._arg_shapes)]
-        else:
+                self._batch_or_repair(cols, out, dict(grads=[j[:, k, :] for j in jac],
+                                                      seed_output=k), threads)
             grads = [j.reshape(batch + self._out_shape + s) for j, s in zip(jac, self._arg_shapes)]
+        value = out.reshape(batch + self._out_shape)
         return value, grads[0] if len(grads) == 1 else tuple(grads)
-
-    def _repair(self, failed: np.ndarray, cols: list, out: np.ndarray, grads: Any,
-                mode: int) -> None:
-        """Points whose guards failed: re-evaluated one by one (retrace), or reported."""
-        if not self._retrace:
-            program = self._programs[0]
-            p = int(failed[0])
-            x = np.concatenate([c[p if c.shape[0] > 1 else 0] for c in cols])
-            _, _, k = program.point(x, 0)
-            shown = ", ".join(map(str, failed[:10])) + (", ..." if len(failed) > 10 else "")
-            raise TraceError(
-                f"{len(failed)} of {out.shape[0]} points take another branch than the one "
-                f"traced (flat batch indices {shown}): the comparison at "
-                f"{_location(program.guard_location(max(k, 0)))} went the other way. Use "
-                "tg.where() for a branch-free select, or trace(..., retrace=True).")
-        for p in failed:
-            x = np.concatenate([c[p if c.shape[0] > 1 else 0] for c in cols])
-            o, jac = self._eval_point(x, mode)
-            out[p] = o
-            if mode:
-                jac = jac.reshape((self._n_out if mode == 2 else 1, sum(self._sizes)))
-                parts = np.split(jac, np.cumsum(self._sizes)[:-1], axis=1)
-                for g, part in zip(grads, parts):
-                    g[p] = part[0] if mode == 1 else part
 
     # -- pickling -----------------------------------------------------------------------
 
