@@ -128,6 +128,9 @@ def _point_shape(example: Any, k: int) -> tuple[int, ...]:
 
 
 def _placeholder(example: Any, shape: tuple[int, ...]) -> Any:
+    """New leaves holding ``example``'s values: a Var for shape (), else an object array of
+    Vars of that shape. Tracing, the transforms and the gradient report all make theirs
+    here."""
     values = np.asarray(example, dtype=np.float64)
     if shape == ():
         return Var(float(values))

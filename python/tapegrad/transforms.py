@@ -30,7 +30,7 @@ import numpy as np
 from . import _core
 from ._switch import ThreadSwitch
 from ._core import Var
-from .function import _real_array, _refuse_inside_trace, trace
+from .function import _placeholder, _real_array, _refuse_inside_trace, trace
 
 __all__ = ["grad", "value_and_grad", "jacobian", "hessian", "jvp", "vjp", "hvp", "no_grad",
            "is_grad_enabled"]
@@ -66,12 +66,7 @@ def _check_example(a: Any, k: int, where: str) -> np.ndarray:
 def _lift(a: Any, k: int, where: str) -> tuple[Any, Any]:
     """A differentiated argument as leaf Vars: (what fn receives, the leaves)."""
     arr = _check_example(a, k, where)
-    if arr.ndim == 0:
-        leaf = Var(float(arr))
-        return leaf, leaf
-    leaves = np.empty(arr.size, dtype=object)
-    leaves[:] = _core.leaves(arr.reshape(-1).tolist())
-    leaves = leaves.reshape(arr.shape)
+    leaves = _placeholder(arr, arr.shape)
     return leaves, leaves
 
 
