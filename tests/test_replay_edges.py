@@ -86,3 +86,34 @@ def test_threads_accepts_any_positive_count():
     for threads in (2, np.int64(3), 2**31, 2**70, None):
         got = F.grad(X, X, threads=threads)
         np.testing.assert_array_equal(got, want)
+
+
+def misaligned(values):
+    """A float64 array at an odd address (numpy allows them: arrays read from a byte
+    stream at an offset, as dask's workers unpickle them)."""
+    raw = np.zeros(values.size * 8 + 1, dtype=np.uint8)
+    a = np.frombuffer(raw.data, dtype=np.float64, count=values.size, offset=1).reshape(values.shape)
+    a.flags.writeable = True
+    a[...] = values
+    assert not a.flags.aligned
+    return a
+
+
+def test_misaligned_batches_give_the_aligned_results():
+    F = tg.trace(lambda x, y: tg.sin(x * y) + x / y, 1.0, 1.0)
+    X, Y = np.linspace(0.5, 2.0, 7), np.linspace(1.0, 3.0, 7)
+    want = F.value_and_grad(X, Y)
+    got = F.value_and_grad(misaligned(X), misaligned(Y))
+    for w, g in zip((want[0], *want[1]), (got[0], *got[1])):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(F.jvp(misaligned(X), Y, (misaligned(Y), X))[1],
+                                  F.jvp(X, Y, (Y, X))[1])
+
+
+def test_core_batch_rejects_misaligned_buffers():
+    p = tg.trace(lambda x: x * x, 1.0)._programs[0]
+    X = misaligned(np.ones((4, 1)))
+    with pytest.raises(ValueError, match="aligned"):
+        p.batch([X], np.empty((4, 1)))
+    with pytest.raises(ValueError, match="aligned"):
+        p.batch([np.ones((4, 1))], misaligned(np.empty((4, 1))))

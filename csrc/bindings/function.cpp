@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -112,6 +113,9 @@ py::array_t<double> vector_of(const double* p, std::size_t n) {
     return a;
 }
 
+// Batches read and write doubles in place: numpy also makes arrays at odd addresses.
+bool aligned(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % alignof(double) == 0; }
+
 // Column j of point p lives at base[j] + p * stride[j] (strides in doubles): the flat
 // inputs of a batch (what = "argument"), its input tangents, or its output cotangents.
 void describe_columns(const py::list& arrays, std::size_t n, std::size_t expected,
@@ -122,8 +126,10 @@ void describe_columns(const py::list& arrays, std::size_t n, std::size_t expecte
         if (!py::isinstance<py::array_t<double>>(a) || a.cast<py::array>().ndim() != 2)
             throw py::type_error("batch: every " + what + " must be a 2-D float64 array");
         auto arr = a.cast<py::array>();
-        if (arr.strides(0) % sizeof(double) || arr.strides(1) % sizeof(double))
-            throw py::value_error("batch: " + what + " strides must be multiples of 8 bytes");
+        if (arr.strides(0) % sizeof(double) || arr.strides(1) % sizeof(double) ||
+            !aligned(arr.data()))
+            throw py::value_error("batch: " + what +
+                                  " must be aligned, with strides that are multiples of 8 bytes");
         const std::size_t rows = std::size_t(arr.shape(0));
         if (rows != n && rows != 1)
             throw py::value_error("batch: " + what + " has " + std::to_string(rows) +
@@ -144,8 +150,8 @@ void describe_outputs(py::array a, std::size_t n, std::size_t cols, const char* 
                       std::vector<double*>& base, std::vector<std::ptrdiff_t>& stride) {
     if (!py::isinstance<py::array_t<double>>(a) || a.ndim() != 2 ||
         std::size_t(a.shape(0)) != n || std::size_t(a.shape(1)) != cols || !a.writeable() ||
-        a.strides(0) % sizeof(double) || a.strides(1) % sizeof(double))
-        throw py::value_error(std::string("batch: ") + what + " must be a writable (" +
+        a.strides(0) % sizeof(double) || a.strides(1) % sizeof(double) || !aligned(a.data()))
+        throw py::value_error(std::string("batch: ") + what + " must be a writable, aligned (" +
                               std::to_string(n) + ", " + std::to_string(cols) +
                               ") float64 array");
     auto* p = static_cast<double*>(a.mutable_data());
@@ -531,8 +537,9 @@ void register_function(py::module_& m) {
                     const auto m = py::ssize_t(p.n_inputs);
                     if (!py::isinstance<py::array_t<double>>(h) || h.ndim() != 3 ||
                         std::size_t(h.shape(0)) != n || h.shape(1) != m || h.shape(2) != m ||
-                        !h.writeable() || !(h.flags() & py::array::c_style))
-                        throw py::value_error("batch: hessian must be a writable C-contiguous (" +
+                        !h.writeable() || !(h.flags() & py::array::c_style) ||
+                        !aligned(h.data()))
+                        throw py::value_error("batch: hessian must be a writable aligned C-contiguous (" +
                                               std::to_string(n) + ", " + std::to_string(m) +
                                               ", " + std::to_string(m) + ") float64 array");
                     if (seed_output >= n_out)

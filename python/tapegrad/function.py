@@ -400,7 +400,7 @@ class Function:
         seeds = None
         if ct is not None:
             flat = np.broadcast_to(ct, batch + self._out_shape).reshape(n, self._n_out)
-            seeds = [np.ascontiguousarray(flat)]
+            seeds = [np.require(flat, requirements=("C", "A"))]
         n_in = sum(self._sizes)
         offsets = self._offsets
         out = _core.empty((n, self._n_out))
@@ -498,13 +498,16 @@ class Function:
             size = math.prod(shape)
             b = a.shape[:a.ndim - len(shape)]
             if math.prod(b) == 1:
-                cols.append(np.ascontiguousarray(a.reshape(1, size)))
+                col = np.ascontiguousarray(a.reshape(1, size))
             elif b == batch:
-                flat = a.reshape(n, size)  # a view whenever numpy can make one
-                cols.append(flat if flat.strides[0] % 8 == 0 and flat.strides[1] % 8 == 0
-                            else np.ascontiguousarray(flat))
+                col = a.reshape(n, size)  # a view whenever numpy can make one
+                if col.strides[0] % 8 or col.strides[1] % 8:
+                    col = np.ascontiguousarray(col)
             else:
-                cols.append(np.ascontiguousarray(np.broadcast_to(a, batch + shape).reshape(n, size)))
+                col = np.ascontiguousarray(np.broadcast_to(a, batch + shape).reshape(n, size))
+            # The replay reads doubles in place: a buffer at an odd address (numpy allows
+            # them, e.g. arrays unpickled from a byte stream) is copied first.
+            cols.append(col if col.flags.aligned else col.copy())
         return cols
 
     # -- the machinery ------------------------------------------------------------------
