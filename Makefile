@@ -21,7 +21,7 @@ compare:  ## side-by-side peer comparisons: core, replay, second order, nn, anom
 	$(PY) bench/compare_nn.py --quick
 	$(PY) bench/compare_anomaly.py
 asan:     ## the suite under ASan + UBSan (own build dir and install target); CI runs this recipe
-	$(PY) -m pip install --no-deps . --target build/asan-site -Cbuild-dir=build/asan \
+	$(PY) -m pip install --no-deps --upgrade . --target build/asan-site -Cbuild-dir=build/asan \
 	  -Ccmake.build-type=Debug -Ccmake.define.TAPEGRAD_SANITIZE=address,undefined
 	$(ASAN_ENV) $(PY) -c "import tapegrad, sys; f = tapegrad._core.__file__; print(f); sys.exit('asan-site' not in f)"
 	$(ASAN_ENV) $(PY) -m pytest -s -q -p no:cacheprovider tests --ignore=tests/test_browser.py
