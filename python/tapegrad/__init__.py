@@ -52,9 +52,9 @@ def zero_grad(vars: Iterable[Var]) -> None:
 # Higher layers load on first use, so `import tapegrad` never pulls in graphviz, dask, ...
 _LAZY = {
     "draw": "viz", "explain": "viz",
-    "gradcheck": "diagnostics", "grad_report": "diagnostics",
+    "gradcheck": "gradient_check", "grad_report": "gradient_report",
 }
-_SUBMODULES = ("nn", "viz", "diagnostics", "dask", "reference")
+_SUBMODULES = ("nn", "viz", "gradient_check", "gradient_report", "dask", "reference")
 
 
 def __getattr__(name: str):
