@@ -1,6 +1,7 @@
 """Shared test specs: per-op domains and oracles, comparisons, and random graph programs."""
 import importlib
 import math
+import re
 import threading
 import operator
 from typing import Callable, NamedTuple
@@ -220,3 +221,18 @@ def in_new_thread(fn, *args, **kwargs):
     if "error" in out:
         raise out["error"]
     return out["result"]
+
+
+# ---------------------------------------------------------------------------- pictures
+
+def square_plus_product(backend):
+    """The first worked example, f = x*x + x*y at x = 3, y = 4: (f, x, y)."""
+    x, y = backend.Var(3.0), backend.Var(4.0)
+    return x * x + x * y, x, y
+
+
+def dot_nodes_edges(source):
+    """The nodes ({id: record label}) and edges ([(from, to)]) of Graphviz DOT source."""
+    nodes = dict(re.findall(r'^\s*(n\d+) \[label="(.*?)" ', source, re.M))
+    edges = re.findall(r"^\s*(n\d+) -> (n\d+)", source, re.M)
+    return nodes, edges

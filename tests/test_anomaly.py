@@ -516,10 +516,10 @@ def test_seed_examples_are_healthy_and_unchanged():
 
 
 def test_the_seed_walkthrough_runs_under_detection(capsys):
-    from tapegrad.__main__ import seed_examples
+    from tapegrad.__main__ import worked_examples
 
     with tg.detect_anomaly():
-        assert seed_examples()
+        assert worked_examples()
     assert "MISMATCH" not in capsys.readouterr().out
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import tapegrad
-from tapegrad import viz
+from tapegrad import explain_page
+from tapegrad.graph import fmt
 
 OUTPUT = Path(__file__).parents[1] / "test-output"
 EVIL = "</script><script>window.pwned=1</script>"
@@ -80,7 +81,7 @@ def load(browser, tmp_path):
     pages = []
 
     def load(root, name="page", **kwargs):
-        path = viz.explain(root, tmp_path / f"{name}.html", **kwargs)
+        path = explain_page.explain(root, tmp_path / f"{name}.html", **kwargs)
         pages.append(Page(browser, path))
         return pages[-1]
 
@@ -232,7 +233,7 @@ def test_big_graph_is_compact_and_says_so(load):
     total = int(p.text("#step-counter").split("/")[1])
     assert p.counter() == total
     summary = p.text(f"#leaf-{p.node('x')}-sum")
-    assert "… 143 more …" in summary and summary.endswith(" = " + viz.fmt(_grad(s, x)))
+    assert "… 143 more …" in summary and summary.endswith(" = " + fmt(_grad(s, x)))
     p.page.dispatch_event(f"#node-{p.node('x')}", "click")
     assert "(151 contributions)" in p.text("#node-detail")
     p.check_clean()
