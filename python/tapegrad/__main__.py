@@ -7,13 +7,14 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import keyword
 import math
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import tapegrad
 from tapegrad.graph import SYMBOLS, Names, backward_edges, fmt, topo_order
@@ -134,10 +135,39 @@ def speed(n: int = 100_000) -> None:
 # ---------------------------------------------------------------------------------------
 # python -m tapegrad explain "x**2 + x*y" x=3 y=4 -o graph.html
 
+_HELD = "\0expression"  # stands in for an expression argparse would read as an option
+
+
+def _expression_position(argv: list[str], options: list[argparse.Action]) -> int | None:
+    """Where the expression is in ``argv``: the first argument that is neither an option
+    nor an option's value. argparse reads an expression that starts with '-' ("-x*x") as
+    an unknown option; here a word with one leading dash is an option only when it is -h,
+    or -o with or without its value attached. None when the expression comes after "--"."""
+    with_value = {s for a in options if a.nargs != 0 for s in a.option_strings}
+    longs = [s for a in options for s in a.option_strings if s.startswith("--")]
+    value_next = False
+    for i, arg in enumerate(argv):
+        if value_next:
+            value_next = False
+        elif arg == "--":
+            return None
+        elif arg.startswith("--"):
+            name, has_value, _ = arg.partition("=")
+            known = [s for s in longs if s == name] or [s for s in longs if s.startswith(name)]
+            value_next = not has_value and len(known) == 1 and known[0] in with_value
+        elif arg == "-h":
+            pass
+        elif arg.startswith("-o"):
+            value_next = arg == "-o"
+        else:
+            return i
+    return None
+
+
 def explain_main(argv: list[str] | None = None) -> int:
     """``python -m tapegrad explain EXPR NAME=VALUE ... [-o FILE] [--dot | --svg] [--open]``"""
     from tapegrad.explain_page import explain
-    from tapegrad.expression import ExpressionError, evaluate
+    from tapegrad.expression import ExpressionError, evaluate, shown
     from tapegrad.viz import RANKDIRS, draw
 
     parser = argparse.ArgumentParser(
@@ -145,17 +175,36 @@ def explain_main(argv: list[str] | None = None) -> int:
         description="Write a self-contained HTML page that steps through the forward and "
                     "backward passes of an expression (or, with --dot/--svg, a Graphviz picture).",
         epilog='example: python -m tapegrad explain "x*x + x*y" x=3 y=4 -o graph.html')
-    parser.add_argument("expression", help="e.g. 'x**2 + x*y' or 'sigmoid(w*x)'")
+    parser.add_argument("expression", help="e.g. 'x**2 + x*y', 'sigmoid(w*x)' or '-x*x' (an "
+                                           "expression may start with '-', unless with '-o')")
     parser.add_argument("values", nargs="*", metavar="NAME=VALUE", help="the variables, e.g. x=3")
-    parser.add_argument("-o", "--output", help="output file (default graph.html / .dot / .svg; "
-                                                "'-' for standard output)")
+    options = [parser.add_argument("-o", "--output", help="output file (default graph.html / "
+                                                          ".dot / .svg; '-' for standard output)")]
     static = parser.add_mutually_exclusive_group()
-    static.add_argument("--dot", action="store_true", help="write Graphviz DOT source instead")
-    static.add_argument("--svg", action="store_true", help="write an SVG picture (needs dot)")
-    parser.add_argument("--rankdir", choices=RANKDIRS, default="LR", help="for --dot/--svg")
-    parser.add_argument("--backend", choices=("cpp", "reference"), default="cpp")
-    parser.add_argument("--open", action="store_true", help="open the result in a browser")
+    options.append(static.add_argument("--dot", action="store_true",
+                                       help="write Graphviz DOT source instead"))
+    options.append(static.add_argument("--svg", action="store_true",
+                                       help="write an SVG picture (needs dot)"))
+    options.append(parser.add_argument("--rankdir", choices=RANKDIRS, default="LR",
+                                       help="for --dot/--svg"))
+    options.append(parser.add_argument("--backend", choices=("cpp", "reference"), default="cpp"))
+    options.append(parser.add_argument("--open", action="store_true",
+                                       help="open the result in a browser"))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    held = _expression_position(argv, options)
+    if held is not None:
+        argv[held], held_text = _HELD, argv[held]
     args = parser.parse_args(argv)
+    if args.expression == _HELD:
+        args.expression = held_text
+
+    def error(message: str) -> int:
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 1
+
+    def fail(message: str) -> NoReturn:
+        """Bad input: one line on stderr (argparse's usage adds nothing here), exit code 2."""
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
 
     backend = tapegrad.reference if args.backend == "reference" else tapegrad
     functions = {op for op, _ in backend.ops()} | {"where"}
@@ -163,20 +212,24 @@ def explain_main(argv: list[str] | None = None) -> int:
     for item in args.values:
         key, sep, text = item.partition("=")
         key = key.strip()
-        if not sep or not key.isidentifier():
-            parser.error(f"expected NAME=VALUE, got {item!r}")
+        if not sep:
+            fail(f"expected NAME=VALUE, got {item!r} (quote an expression that has spaces)")
+        if not key.isidentifier() or keyword.iskeyword(key):
+            fail(f"expected NAME=VALUE with NAME a variable name, got {item!r}")
         if key in functions:
-            parser.error(f"{key!r} is an op function; pick another variable name")
+            fail(f"{key!r} is an op function; pick another variable name")
+        if key in variables:
+            fail(f"{key} is given twice")
         try:
             variables[key] = backend.Var(float(text))
         except ValueError:
-            parser.error(f"{key}: not a number: {text!r}")
+            fail(f"{key}: not a number: {text!r}")
     try:
         root = evaluate(args.expression, variables, backend)
     except ExpressionError as err:
-        parser.error(str(err))
+        fail(str(err))
     if not isinstance(root, backend.Var):
-        parser.error(f"{args.expression!r} does not depend on any variable (it is {root!r})")
+        fail(f"{shown(args.expression)} does not depend on any variable (it is {root!r})")
 
     kind = "dot" if args.dot else "svg" if args.svg else "html"
     out = args.output or f"graph.{kind}"
@@ -187,13 +240,15 @@ def explain_main(argv: list[str] | None = None) -> int:
             dot = draw(root, rankdir=args.rankdir, names=variables)
             text = dot.source if kind == "dot" else dot.pipe(format="svg", encoding="utf-8")
     except (ImportError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return error(str(err))
     assert isinstance(text, str)
     if out == "-":
         sys.stdout.write(text)
         return 0
-    Path(out).write_text(text, encoding="utf-8")
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as err:
+        return error(f"cannot write {out}: {err.strerror or err}")
     print(f"wrote {out}")
     if args.open:
         import webbrowser
