@@ -1,6 +1,6 @@
-"""The explain page in a real browser (Debian's chromium through playwright): the seed's
-walk-through, controls, zero network requests, the sigmoid and NaN examples, big graphs,
-and a label-injection attempt. Screenshots go to test-output/.
+"""The explain page in a real browser (Debian's chromium through playwright): the first
+worked example's walk-through, controls, zero network requests, the sigmoid and NaN
+examples, big graphs, and a label-injection attempt. Screenshots go to test-output/.
 
 Skips when playwright or chromium is missing, unless TAPEGRAD_REQUIRE_BROWSER=1.
 """
@@ -95,7 +95,7 @@ def output_dir():
     OUTPUT.mkdir(exist_ok=True)
 
 
-def test_seed_walk_through(load, backend):
+def test_worked_example_walk_through(load, backend):
     x, y = backend.Var(3.0), backend.Var(4.0)
     f = x * x + x * y
     p = load(f, names={"x": x, "y": y})
