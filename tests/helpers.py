@@ -1,10 +1,11 @@
 """Shared test specs: per-op domains and oracles, comparisons, and random graph programs."""
 import importlib
 import math
+import operator
 import re
 import threading
-import operator
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import pytest
 from hypothesis import strategies as st

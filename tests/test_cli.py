@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers import dot_nodes_edges, same
-import tapegrad
+
 from tapegrad import reference
 from tapegrad.__main__ import explain_main, main
 from tapegrad.expression import evaluate
@@ -51,7 +51,8 @@ def test_cli_dot_svg_stdout_and_open(tmp_path, capsys, monkeypatch):
     assert explain_main(["sigmoid(w*x)", "w=0.5", "x=2", "--dot", "-o", "-"]) == 0
     source = capsys.readouterr().out
     nodes, edges = dot_nodes_edges(source)
-    assert len(nodes) == 4 and len(edges) == 3 and "{ f | sigmoid σ | value 0.7311 | grad 0 }" in nodes.values()
+    assert len(nodes) == 4 and len(edges) == 3
+    assert "{ f | sigmoid σ | value 0.7311 | grad 0 }" in nodes.values()
     opened = []
     monkeypatch.setattr("webbrowser.open", opened.append)
     out = tmp_path / "g.html"
@@ -88,7 +89,8 @@ def test_cli_rejects_bad_input(argv, message, capsys):
 
 
 @pytest.mark.parametrize("expression, expected", [
-    ("x**2 + x*y", 21.0), ("-x / (y - 1) ** 0.5", -3 / math.sqrt(3)), ("sigmoid(x - y) * e", math.e / (1 + math.e)),
+    ("x**2 + x*y", 21.0), ("-x / (y - 1) ** 0.5", -3 / math.sqrt(3)),
+    ("sigmoid(x - y) * e", math.e / (1 + math.e)),
     ("maximum(x, y) + where(lt(x, y), x, y) + +pi", 4 + 3 + math.pi),
 ])
 def test_evaluate(backend, expression, expected):
@@ -160,7 +162,8 @@ def test_deep_expressions_evaluate(backend, expression, ops):
 BAD = [
     (["9**9**9"], "cannot evaluate '9**9**9': 9 ** 387420489 is too large for a float"),
     (["x + 10.0**400", "x=1"], "10 ** 400 is too large for a float"),
-    (["x * " + "1" * 5000, "x=1"], "number too large for a float: 11111111111111111111… (5000 digits)"),
+    (["x * " + "1" * 5000, "x=1"],
+     "number too large for a float: 11111111111111111111… (5000 digits)"),
     (["x * 1" + "0" * 400, "x=1"], "number too large for a float"),
     (["(-8)**(1/3) * x", "x=1"], "(-8) ** 0.3333 is not a real number"),
     (["x.__class__", "x=1"], "not allowed in an expression: '.' at column 2"),
@@ -192,8 +195,9 @@ BAD = [
     (["x 2", "x=1"], "expected an operator at column 3, found '2'"),
     (["  "], "the expression is empty"),
     (["x * 1__0", "x=1"], "not a number: '1__0' at column 5"),
-    ([CHAIN + ")", "x=1"], "cannot parse 'x**x**x**x**x**x**x**x**x**x**x**x**x**x**x** … **x**x**x)' "
-                           "(15002 characters): the ')' at column 15002 closes nothing"),
+    ([CHAIN + ")", "x=1"],
+     "cannot parse 'x**x**x**x**x**x**x**x**x**x**x**x**x**x**x** … **x**x**x)' "
+     "(15002 characters): the ')' at column 15002 closes nothing"),
     (["x", "x=1", "x=2"], "x is given twice"),
     (["x", "if=1"], "expected NAME=VALUE with NAME a variable name, got 'if=1'"),
     (["x", "*", "x", "x=1"], "expected NAME=VALUE, got '*' (quote an expression that has spaces)"),
@@ -214,7 +218,8 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, monkeypatch, 
 def test_an_unwritable_output_is_one_line_and_exit_1(tmp_path, capsys):
     code, out, err = explain(capsys, "x*x", "x=3", "-o", str(tmp_path / "missing" / "g.html"))
     assert (code, out) == (1, "")
-    assert err == f"{PROG}: error: cannot write {tmp_path / 'missing' / 'g.html'}: No such file or directory\n"
+    missing = tmp_path / "missing" / "g.html"
+    assert err == f"{PROG}: error: cannot write {missing}: No such file or directory\n"
 
 
 @pytest.mark.parametrize("expression, code", [("-x*x", 0), ("9**9**9", 2)])

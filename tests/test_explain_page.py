@@ -25,7 +25,8 @@ def test_explain_worked_example_steps(backend):
     f, x, y = square_plus_product(backend)
     data = explain_page.explain_data(f, names={"x": x, "y": y})
     steps = data["steps"]
-    assert steps[0]["kind"] == "leaves" and steps[0]["text"] == "Assign values to the leaves: x = 3, y = 4"
+    assert steps[0]["kind"] == "leaves"
+    assert steps[0]["text"] == "Assign values to the leaves: x = 3, y = 4"
     forward = [s for s in steps if s["kind"] == "forward"]
     assert [s["value"] for s in forward] == ["9", "12", "21"]
     assert [s["text"] for s in forward] == ["n1 = x × x = 3 × 3 = 9", "n2 = x × y = 3 × 4 = 12",
@@ -58,7 +59,8 @@ def test_explain_edges_agree_with_backward_edges(backend):
     index = {v.id: i for i, v in enumerate(order)}  # not order.index: Var == builds a node
     expected = Counter((index[e.node.id], e.k, fmt(e.contribution))
                        for e in backward_edges(f, backend))
-    shown = Counter((s["node"], s["k"], s["contribution"]) for s in data["steps"] if s["kind"] == "edge")
+    shown = Counter((s["node"], s["k"], s["contribution"])
+                    for s in data["steps"] if s["kind"] == "edge")
     assert shown == expected
     grads = {n["i"]: n["grad"] for n in data["nodes"]}
     for i, v in enumerate(order):
@@ -129,7 +131,8 @@ def test_nonfinite_nodes_and_their_origin(backend):
 
 def test_anomalies_are_attached_to_nodes():
     f, x, y = square_plus_product(tapegrad)
-    data = explain_page.explain_data(f, names={"x": x, "y": y}, anomalies={x: "used 3 times", f.id: "big"})
+    data = explain_page.explain_data(f, names={"x": x, "y": y},
+                                     anomalies={x: "used 3 times", f.id: "big"})
     notes = {n["name"]: n["anomaly"] for n in data["nodes"]}
     assert notes == {"x": "used 3 times", "y": None, "n1": None, "n2": None, "f": "big"}
     with pytest.raises(ValueError, match="not in the graph"):
@@ -164,7 +167,8 @@ def test_explain_html_is_self_contained_with_a_csp(tmp_path):
     assert page.index("Content-Security-Policy") < page.index("<script")
     digest = base64.b64encode(hashlib.sha256(_script(page).encode()).digest()).decode()
     assert f"script-src &#x27;sha256-{digest}&#x27;" in csp
-    assert "default-src &#x27;none&#x27;" in csp and "unsafe-inline" not in csp.split("style-src")[0]
+    assert "default-src &#x27;none&#x27;" in csp
+    assert "unsafe-inline" not in csp.split("style-src")[0]
     assert set(re.findall(r"https?://[^\s\"')]+", page)) == {"http://www.w3.org/2000/svg"}
     assert not re.search(r"<(link|img|iframe|object)\b|src=|@import|url\((?!#)", page)
 
@@ -172,10 +176,12 @@ def test_explain_html_is_self_contained_with_a_csp(tmp_path):
 def test_explain_html_escapes_every_label():
     x = tapegrad.Var(1.0)
     f = x * 2.0
-    page = explain_page.explain(f, names={EVIL: x, "<b>&amp;\u2028": f}, anomalies={x: EVIL}, title=EVIL)
+    page = explain_page.explain(f, names={EVIL: x, "<b>&amp;\u2028": f}, anomalies={x: EVIL},
+                                title=EVIL)
     assert EVIL not in page and "<b>" not in page and "\u2028" not in page
     assert page.lower().count("</script") == 2  # the data block's and the script's own
-    blob = re.search(r'<script type="application/json" id="tg-data">(.*?)</script>', page, re.S).group(1)
+    blob = re.search(r'<script type="application/json" id="tg-data">(.*?)</script>', page,
+                     re.S).group(1)
     data = json.loads(blob)
     assert data["title"] == EVIL and data["nodes"][0]["name"] == EVIL
     assert data["nodes"][0]["anomaly"] == EVIL and data["nodes"][-1]["name"] == "<b>&amp;\u2028"

@@ -2,7 +2,8 @@
 
 Subcommands:
     python -m tapegrad explain "x**2 + x*y" x=3 y=4 -o graph.html   (tapegrad.explain_page)
-    python -m tapegrad demo moons [--steps 100] [--mode eager|traced|both] [--out DIR] (tapegrad.nn.demo)
+    python -m tapegrad demo moons [--steps 100] [--mode eager|traced|both] [--out DIR]
+        (tapegrad.nn.demo)
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import math
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 import tapegrad
 from tapegrad.graph import SYMBOLS, Names, backward_edges, fmt, topo_order

@@ -13,14 +13,23 @@ import html
 import json
 import math
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
-from tapegrad.graph import (MAX_NODES, SYMBOL, SYMBOLS, Names, check_root, fmt, kind,
-                            node_names, topo_order)
+from tapegrad.graph import (
+    MAX_NODES,
+    SYMBOL,
+    SYMBOLS,
+    Names,
+    check_root,
+    fmt,
+    kind,
+    node_names,
+    topo_order,
+)
 
 __all__ = ["explain", "explain_data"]
 
@@ -48,12 +57,17 @@ RULES: dict[str, tuple[Rule, ...]] = {
                  ("grad × a", lambda a, b, o, g: f"{_p(g)} × {_p(a)}")),
     "div":      (("grad ÷ b", lambda a, b, o, g: f"{_p(g)} ÷ {_p(b)}"),
                  ("−grad × out ÷ b", lambda a, b, o, g: f"−{_p(g)} × {_p(o)} ÷ {_p(b)}")),
-    "pow":      (("grad × b × a^(b−1)", lambda a, b, o, g: f"{_p(g)} × {_p(b)} × {_p(a)}^{_p(b - 1)}"),
+    "pow":      (("grad × b × a^(b−1)",
+                  lambda a, b, o, g: f"{_p(g)} × {_p(b)} × {_p(a)}^{_p(b - 1)}"),
                  ("grad × out × ln(a)", lambda a, b, o, g: f"{_p(g)} × {_p(o)} × ln({fmt(a)})")),
-    "maximum":  (("grad × [a > b] (½ at a tie)", lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, a > b)}"),
-                 ("grad × [b > a] (½ at a tie)", lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, b > a)}")),
-    "minimum":  (("grad × [a < b] (½ at a tie)", lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, a < b)}"),
-                 ("grad × [b < a] (½ at a tie)", lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, b < a)}")),
+    "maximum":  (("grad × [a > b] (½ at a tie)",
+                  lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, a > b)}"),
+                 ("grad × [b > a] (½ at a tie)",
+                  lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, b > a)}")),
+    "minimum":  (("grad × [a < b] (½ at a tie)",
+                  lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, a < b)}"),
+                 ("grad × [b < a] (½ at a tie)",
+                  lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, b < a)}")),
     **{cmp: (("grad × 0 (a comparison passes no gradient)", lambda a, b, o, g: f"{_p(g)} × 0"),) * 2
        for cmp in ("lt", "le", "gt", "ge")},
     "if_true":  (("grad × 0 (the condition takes no gradient)", lambda a, b, o, g: f"{_p(g)} × 0"),
@@ -70,7 +84,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "cos":      (("−grad × sin(a)", lambda a, b, o, g: f"−{_p(g)} × sin({fmt(a)})"),),
     "tan":      (("grad × (1 + out²)", lambda a, b, o, g: f"{_p(g)} × (1 + {_p(o)}²)"),),
     "tanh":     (("grad × (1 − out²)", lambda a, b, o, g: f"{_p(g)} × (1 − {_p(o)}²)"),),
-    "sigmoid":  (("grad × out × (1 − out)", lambda a, b, o, g: f"{_p(g)} × {_p(o)} × {_p(1 - o)}"),),
+    "sigmoid":  (("grad × out × (1 − out)",
+                  lambda a, b, o, g: f"{_p(g)} × {_p(o)} × {_p(1 - o)}"),),
     "relu":     (("grad × [a > 0]", lambda a, b, o, g: f"{_p(g)} × {int(a > 0)}"),),
 }
 
@@ -124,7 +139,8 @@ def _rule_text(v: Any, k: int, g: float, c: float) -> str:
     return f"{SYMBOL.get(v.op, v.op)} : ∂/∂{wrt} = {text} = {fmt(c)}"
 
 
-def _layout(order: list[Any], inputs: list[list[int]], kinds: list[str]) -> tuple[list[int], list[float]]:
+def _layout(order: list[Any], inputs: list[list[int]],
+            kinds: list[str]) -> tuple[list[int], list[float]]:
     """Layered DAG layout: rank = longest path from the leaves (constants just below their
     first user), then a few barycenter sweeps to untangle each layer."""
     n = len(order)
@@ -239,15 +255,18 @@ def explain_data(root: Any, *, names: Mapping[str, Any] | None = None,
     steps: list[dict[str, Any]] = [{
         "kind": "leaves", "nodes": leaves + consts,
         "text": (f"Assign values to the leaves: {assigned or '(none)'}"
-                 + (f"; constants: {', '.join(nodes[i]['name'] for i in consts)}" if consts else ""))}]
-    steps += [{"kind": "forward", "node": i, "value": nodes[i]["value"], "text": nodes[i]["formula"]}
+                 + (f"; constants: {', '.join(nodes[i]['name'] for i in consts)}"
+                    if consts else ""))}]
+    steps += [{"kind": "forward", "node": i, "value": nodes[i]["value"],
+               "text": nodes[i]["formula"]}
               for i in range(len(order)) if kinds[i] == "op"]
     root_i = index[root.id]
     steps.append({"kind": "seed", "node": root_i, "grad": "1",
                   "text": f"Seed the root: ∂{name(root)}/∂{name(root)} = 1 "
                           "(the output's gradient with respect to itself)"})
     steps += backward_steps
-    summary = "; ".join(f"{nodes[i]['name']}.grad = {_sum_text(parts[order[i].id], nodes[i]['grad'])}"
+    summary = "; ".join(f"{nodes[i]['name']}.grad = "
+                        f"{_sum_text(parts[order[i].id], nodes[i]['grad'])}"
                         for i in leaves)
     steps.append({"kind": "done", "text": f"Done. Leaf gradients: {summary or '(no leaves)'}"})
 
@@ -297,7 +316,8 @@ def explain(root: Any, path: str | Path | None = None, *, names: Mapping[str, An
         raise AssertionError("explain.js must not contain '</script'")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     csp = ("default-src 'none'; script-src 'sha256-" + digest + "'; style-src 'unsafe-inline'; "
-           "img-src data:; font-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'")
+           "img-src data:; font-src 'none'; connect-src 'none'; base-uri 'none'; "
+           "form-action 'none'")
     page = _asset("explain.html").format(
         csp=html.escape(csp), title=html.escape(data["title"]), css=_asset("explain.css"),
         data=_json_for_html(data), script=script)

@@ -18,7 +18,8 @@ MAX_NODES = 500  # above this the page draws compact nodes, and the notebook rep
 
 
 def fmt(x: float) -> str:
-    """Numbers as the worked examples write them: 3, 0.7311, and 1.500e-09 (never a misleading 0.0000)."""
+    """Numbers as the worked examples write them: 3, 0.7311, and 1.500e-09 (never a
+    misleading 0.0000)."""
     if not math.isfinite(x):
         return str(x)
     if x == int(x) and abs(x) < 1e15:
@@ -45,7 +46,8 @@ def node_names(root: Any, names: Mapping[str, Any] | None, order: list[Any]) -> 
     in tape order."""
     given = dict(names or {})
     if not any(v.id == root.id for v in given.values()):
-        given[next(f"f{'_' * k}" for k in range(len(given) + 1) if f"f{'_' * k}" not in given)] = root
+        free = next(f"f{'_' * k}" for k in range(len(given) + 1) if f"f{'_' * k}" not in given)
+        given[free] = root
     name = Names(given)
     for v in order:
         name(v)
@@ -54,7 +56,8 @@ def node_names(root: Any, names: Mapping[str, Any] | None, order: list[Any]) -> 
 
 def check_root(function: str, root: Any) -> None:
     if not all(hasattr(root, attr) for attr in ("op", "inputs", "id", "value", "grad")):
-        raise TypeError(f"{function}() expects a Var (the graph's root), got {type(root).__name__!r}")
+        raise TypeError(f"{function}() expects a Var (the graph's root), "
+                        f"got {type(root).__name__!r}")
 
 
 def kind(v: Any) -> str:
