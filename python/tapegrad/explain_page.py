@@ -91,11 +91,10 @@ RULES: dict[str, tuple[Rule, ...]] = {
 
 
 def _backend(root: Any) -> ModuleType:
-    from tapegrad import reference
-    if isinstance(root, reference.Var):
-        return reference
-    import tapegrad
-    return tapegrad
+    """The module whose local_grads applies to root's graph."""
+    from . import _core, reference
+
+    return reference if isinstance(root, reference.Var) else _core
 
 
 def _backward_order(root: Any, order: list[Any]) -> list[Any]:
