@@ -7,11 +7,13 @@ ASAN_LIB := $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-nam
 ASAN_ENV := PYTHONPATH=build/asan-site LD_PRELOAD="$(ASAN_LIB)" ASAN_OPTIONS=detect_leaks=0 \
   UBSAN_OPTIONS=print_stacktrace=1
 
-.PHONY: dev test bench compare asan ci
+.PHONY: dev test lint bench compare asan ci
 dev:      ## editable install with a persistent build dir
 	$(PY) -m pip install --no-build-isolation -e ".[test]" -Cbuild-dir=build/dev
 test:
 	$(PY) -m pytest
+lint:     ## ruff (configured in pyproject.toml; installed by the test extra)
+	$(PY) -m ruff check python tests bench examples
 bench:    ## pytest-benchmark suites (timing on)
 	$(PY) -m pytest bench
 compare:  ## side-by-side peer comparisons: core, replay, second order, nn, anomaly overhead

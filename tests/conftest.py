@@ -28,3 +28,13 @@ def backend(request):
     """The backend module under test: `tapegrad.reference` or `tapegrad` (the C++ tape)."""
     return importlib.import_module(request.param)
 
+
+
+@pytest.fixture
+def detection_starts_off():
+    """Anomaly detection is off before the test and again after it (the test_anomaly_*
+    files use this for every test)."""
+    core = importlib.import_module("tapegrad._core")
+    assert not core.is_anomaly_enabled()
+    yield
+    assert not core.is_anomaly_enabled(), "a test left anomaly detection on"

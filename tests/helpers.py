@@ -1,9 +1,11 @@
 """Shared test specs: per-op domains and oracles, comparisons, and random graph programs."""
 import importlib
 import math
-import threading
 import operator
-from typing import Callable, NamedTuple
+import re
+import threading
+from collections.abc import Callable
+from typing import NamedTuple
 
 import pytest
 from hypothesis import strategies as st
@@ -225,3 +227,18 @@ def in_new_thread(fn, *args, **kwargs):
     if "error" in out:
         raise out["error"]
     return out["result"]
+
+
+# ---------------------------------------------------------------------------- pictures
+
+def square_plus_product(backend):
+    """The first worked example, f = x*x + x*y at x = 3, y = 4: (f, x, y)."""
+    x, y = backend.Var(3.0), backend.Var(4.0)
+    return x * x + x * y, x, y
+
+
+def dot_nodes_edges(source):
+    """The nodes ({id: record label}) and edges ([(from, to)]) of Graphviz DOT source."""
+    nodes = dict(re.findall(r'^\s*(n\d+) \[label="(.*?)" ', source, re.M))
+    edges = re.findall(r"^\s*(n\d+) -> (n\d+)", source, re.M)
+    return nodes, edges

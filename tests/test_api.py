@@ -272,3 +272,16 @@ def test_ops_lists_the_table(backend):
     for name, arity in rows:
         assert arity in (1, 2)
         assert callable(getattr(backend, name)) and callable(getattr(backend.Var, name))
+
+
+@pytest.mark.parametrize("name", ["draw", "explain", "gradcheck", "grad_report"])
+def test_lazy_functions_stay_functions_once_their_modules_are_imported(name):
+    # Importing a submodule binds its name on the package, so a module named like the
+    # function (tapegrad/gradcheck.py) would replace tg.gradcheck with itself.
+    import importlib
+
+    import tapegrad as tg
+
+    importlib.import_module(f"tapegrad.{tg._LAZY[name]}")
+    function = getattr(tg, name)
+    assert callable(function) and function.__name__ == name

@@ -1,6 +1,6 @@
-"""The explain page in a real browser (Debian's chromium through playwright): the seed's
-walk-through, controls, zero network requests, the sigmoid and NaN examples, big graphs,
-and a label-injection attempt. Screenshots go to test-output/.
+"""The explain page in a real browser (Debian's chromium through playwright): the first
+worked example's walk-through, controls, zero network requests, the sigmoid and NaN
+examples, big graphs, and a label-injection attempt. Screenshots go to test-output/.
 
 Skips when playwright or chromium is missing, unless TAPEGRAD_REQUIRE_BROWSER=1.
 """
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import tapegrad
-from tapegrad import viz
+from tapegrad import explain_page
+from tapegrad.graph import fmt
 
 OUTPUT = Path(__file__).parents[1] / "test-output"
 EVIL = "</script><script>window.pwned=1</script>"
@@ -31,9 +32,11 @@ def browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         _missing("playwright is not installed (pip install playwright; never `playwright install`)")
-    chromium = os.environ.get("TAPEGRAD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    chromium = (os.environ.get("TAPEGRAD_CHROMIUM") or shutil.which("chromium")
+                or "/usr/bin/chromium")
     if not Path(chromium).exists():
-        _missing("Debian's chromium is not installed (apt-get install --no-install-recommends chromium)")
+        _missing("Debian's chromium is not installed "
+                 "(apt-get install --no-install-recommends chromium)")
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, headless=True, args=ARGS)
         yield b
@@ -70,7 +73,8 @@ class Page:
 
     def check_clean(self):
         """Zero network requests (only the page's own file), no errors, no CSP violations."""
-        assert self.requests and all(u.startswith(("file:", "data:")) for u in self.requests), self.requests
+        local = all(u.startswith(("file:", "data:")) for u in self.requests)
+        assert self.requests and local, self.requests
         assert not self.errors, self.errors
         assert not [m for m in self.console if m.startswith("error")], self.console
 
@@ -80,7 +84,7 @@ def load(browser, tmp_path):
     pages = []
 
     def load(root, name="page", **kwargs):
-        path = viz.explain(root, tmp_path / f"{name}.html", **kwargs)
+        path = explain_page.explain(root, tmp_path / f"{name}.html", **kwargs)
         pages.append(Page(browser, path))
         return pages[-1]
 
@@ -94,7 +98,7 @@ def output_dir():
     OUTPUT.mkdir(exist_ok=True)
 
 
-def test_seed_walk_through(load, backend):
+def test_worked_example_walk_through(load, backend):
     x, y = backend.Var(3.0), backend.Var(4.0)
     f = x * x + x * y
     p = load(f, names={"x": x, "y": y})
@@ -110,7 +114,8 @@ def test_seed_walk_through(load, backend):
         p.step()
         forward.append(p.text("#step-text"))
     assert (value(i1), value(i2), value(root)) == ("9", "12", "21")
-    assert forward == ["n1 = x × x = 3 × 3 = 9", "n2 = x × y = 3 × 4 = 12", "f = n1 + n2 = 9 + 12 = 21"]
+    assert forward == ["n1 = x × x = 3 × 3 = 9", "n2 = x × y = 3 × 4 = 12",
+                       "f = n1 + n2 = 9 + 12 = 21"]
     assert grad(root) == "" and grad(ix) == ""
 
     p.step()  # the seed
@@ -122,7 +127,8 @@ def test_seed_walk_through(load, backend):
         rules.append(p.text("#step-text"))
     assert "× : ∂/∂a = grad × b = 1 × 4 = 4" in rules
     assert (grad(i1), grad(i2), grad(ix), grad(iy)) == ("1", "1", "10", "3")
-    parts = p.page.eval_on_selector_all(f"#leaf-{ix}-sum .part", "els => els.map(e => e.textContent)")
+    parts = p.page.eval_on_selector_all(f"#leaf-{ix}-sum .part",
+                                        "els => els.map(e => e.textContent)")
     assert parts == ["3", "3", "4"] and p.text(f"#leaf-{ix}-sum") == "3 + 3 + 4 = 10"
     assert p.text(f"#leaf-{iy}-sum") == "3" and p.text(f"#leaf-{ix}-grad") == "10"
     assert p.text(f"#edge-{i2}-0-label") == "4"  # x's edge into x*y
@@ -175,10 +181,12 @@ def test_sigmoid_example(load):
     assert p.text(f"#node-{p.node('f')}-value") == "0.7311"
     assert p.text("#step-text") == "f = sigmoid(n1) = sigmoid(1) = 0.7311"
     p.step(2)
-    assert p.text("#step-text") == "σ : ∂/∂a = grad × out × (1 − out) = 1 × 0.7311 × 0.2689 = 0.1966"
+    assert p.text("#step-text") == ("σ : ∂/∂a = grad × out × (1 − out) = "
+                                    "1 × 0.7311 × 0.2689 = 0.1966")
     assert p.text(f"#node-{p.node('n1')}-grad") == "0.1966"
     p.step(2)
-    assert p.text(f"#leaf-{p.node('w')}-sum") == "0.3932" and p.text(f"#leaf-{p.node('x')}-sum") == "0.0983"
+    assert p.text(f"#leaf-{p.node('w')}-sum") == "0.3932"
+    assert p.text(f"#leaf-{p.node('x')}-sum") == "0.0983"
     p.page.screenshot(path=str(OUTPUT / "explain-sigmoid.png"))
     p.check_clean()
 
@@ -191,12 +199,14 @@ def test_nan_graph_is_highlighted(load):
     assert "first appears at n1: n1 = log(a) = log(-1) = nan" in alert
     assert "drawn in red" in alert and p.page.is_visible("#nonfinite")
     assert "loss is not finite" in p.text("#anomalies") and p.page.is_visible("#anomalies")
-    red = p.page.eval_on_selector_all("#graph .node.nonfinite", "els => els.map(e => e.dataset.name)")
+    red = p.page.eval_on_selector_all("#graph .node.nonfinite",
+                                      "els => els.map(e => e.dataset.name)")
     assert sorted(red) == ["b", "f", "n1", "n2"]
     fill = p.page.eval_on_selector(f"#node-{p.node('n1')} rect", "r => getComputedStyle(r).fill")
     assert fill == "rgb(254, 226, 226)"
     p.page.keyboard.press("End")
-    assert p.text(f"#node-{p.node('n1')}-value") == "nan" and p.text(f"#leaf-{p.node('b')}-sum") == "1 + nan = nan"
+    assert p.text(f"#node-{p.node('n1')}-value") == "nan"
+    assert p.text(f"#leaf-{p.node('b')}-sum") == "1 + nan = nan"
     p.page.screenshot(path=str(OUTPUT / "explain-nan.png"))
     p.check_clean()
 
@@ -232,7 +242,7 @@ def test_big_graph_is_compact_and_says_so(load):
     total = int(p.text("#step-counter").split("/")[1])
     assert p.counter() == total
     summary = p.text(f"#leaf-{p.node('x')}-sum")
-    assert "… 143 more …" in summary and summary.endswith(" = " + viz.fmt(_grad(s, x)))
+    assert "… 143 more …" in summary and summary.endswith(" = " + fmt(_grad(s, x)))
     p.page.dispatch_event(f"#node-{p.node('x')}", "click")
     assert "(151 contributions)" in p.text("#node-detail")
     p.check_clean()

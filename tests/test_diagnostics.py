@@ -13,7 +13,7 @@ from hypothesis import given, settings
 
 import tapegrad as tg
 from tapegrad import reference
-from tapegrad.diagnostics import GradcheckError
+from tapegrad.gradient_check import GradcheckError
 
 OPS = table_ops()
 

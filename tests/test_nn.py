@@ -36,11 +36,11 @@ def scalar_out(out, weights):
 
 
 MODULES = {
-    **{f"neuron-{a}": (lambda a: lambda seed, be: nn.Neuron(3, nonlin=a, seed=seed, backend=be))(a)
+    **{f"neuron-{a}": lambda seed, be, a=a: nn.Neuron(3, nonlin=a, seed=seed, backend=be)
        for a in ACTS},
-    **{f"layer-{a}": (lambda a: lambda seed, be: nn.Layer(3, 4, nonlin=a, seed=seed, backend=be))(a)
+    **{f"layer-{a}": lambda seed, be, a=a: nn.Layer(3, 4, nonlin=a, seed=seed, backend=be)
        for a in ACTS},
-    **{f"mlp-{a}": (lambda a: lambda seed, be: nn.MLP(3, [5, 4, 2], nonlin=a, seed=seed, backend=be))(a)
+    **{f"mlp-{a}": lambda seed, be, a=a: nn.MLP(3, [5, 4, 2], nonlin=a, seed=seed, backend=be)
        for a in ACTS if a != "linear"},
 }
 X3 = [0.7, -1.3, 0.4]

@@ -11,42 +11,11 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
+from torch_oracle import TORCH, leaf, torch_grads  # noqa: E402
+
 ref = importlib.import_module("tapegrad.reference")
 
-TORCH = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
-    "pow": torch.pow, "maximum": torch.maximum, "minimum": torch.minimum,
-    "neg": torch.neg, "abs": torch.abs, "sqrt": torch.sqrt, "exp": torch.exp,
-    "log": torch.log, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan,
-    "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "square": torch.square,
-    "detach": lambda t: t.detach() + 0 * t,  # x with gradient 0 (torch: no graph at all)
-    # comparisons are not differentiable in torch: add 0 * operands to get zero grads
-    "lt": lambda x, y: (x < y).double() + 0 * (x + y),
-    "le": lambda x, y: (x <= y).double() + 0 * (x + y),
-    "gt": lambda x, y: (x > y).double() + 0 * (x + y),
-    "ge": lambda x, y: (x >= y).double() + 0 * (x + y),
-    "if_true": lambda c, a: torch.where(c != 0, a, torch.zeros_like(a)) + 0 * c,
-    "if_false": lambda c, a: torch.where(c != 0, torch.zeros_like(a), a) + 0 * c,
-}
 OPS = table_ops()
-
-
-def torch_fn(op):
-    if op not in TORCH:
-        pytest.fail(f"op {op!r} has no PyTorch counterpart: add it to TORCH in "
-                    "tests/test_torch.py")
-    return TORCH[op]
-
-
-def leaf(value):
-    return torch.tensor(value, dtype=torch.float64, requires_grad=True)
-
-
-def torch_grads(op, args):
-    ts = [leaf(a) for a in args]
-    out = torch_fn(op)(*ts)
-    out.backward()
-    return out.item(), [t.grad.item() for t in ts]
 
 
 def ours(backend, op, args):

@@ -17,7 +17,7 @@ special values kept. So:
   - random graphs compose many ops, and a 4-ulp difference can be amplified without bound
     (tan near a pole, cancellation). There the allowed difference is computed per point:
     a first-order error bound, sum over every libm call of |change of the result when
-    that call alone is off by 4 ulp| (measured with test_trace.reference_sweep), doubled;
+    that call alone is off by 4 ulp| (measured with trace_helpers.reference_sweep), doubled;
   - NaN and Inf: the same pattern, exactly, wherever the bound is finite.
 """
 import _thread
@@ -38,8 +38,19 @@ import pytest
 from helpers import leaf_values, programs, spec_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_trace import (EPS, OPS, assert_bits, f3, libm_sites, reference_sweep, replay,
-                        rosenbrock, same_bits, trace_program, within)
+from trace_helpers import (
+    EPS,
+    OPS,
+    assert_bits,
+    f3,
+    libm_sites,
+    reference_sweep,
+    replay,
+    rosenbrock,
+    same_bits,
+    trace_program,
+    within,
+)
 
 tg = importlib.import_module("tapegrad")
 core = importlib.import_module("tapegrad._core")
@@ -84,7 +95,7 @@ def test_op_batched_matches_point(op, arity):
         assert_bits(replay(F, x), [out.value] + [a.grad for a in args], f"{op}{x}")
 
 
-def test_issue_nan_inf_examples():
+def test_nan_and_inf_batched_as_at_one_point():
     """log(-1), 1/0, exp(1000), sqrt(-1) in one function: the same NaN/Inf everywhere."""
     def fn(x, y):
         return tg.log(x) + 1 / y + tg.exp(-1000 * x) * tg.sqrt(x)
@@ -326,7 +337,7 @@ def test_lane_kernel_sets():
     probe = subprocess.run([sys.executable, "-c", "import tapegrad._core as c; print(c.lanes())"],
                            env=env, capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip() == "baseline", probe.stderr
-    tests = " or ".join(["op_batched_matches_point", "issue_nan_inf", "without_libm",
+    tests = " or ".join(["op_batched_matches_point", "nan_and_inf_batched", "without_libm",
                          "within_libm_bound", "threads_split"])
     child = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],

@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from test_trace import assert_bits, f3, rosenbrock
+from trace_helpers import assert_bits, f3, rosenbrock
 
 tg = importlib.import_module("tapegrad")
 function = importlib.import_module("tapegrad.function")

@@ -1,5 +1,5 @@
 """PyTorch torch.func (jacrev, hessian, jvp, vjp) in float64 as an oracle for tapegrad's
-functional transforms: every op in the table (through tests/test_torch.py's TORCH map)
+functional transforms: every op in the table (through tests/torch_oracle.py's TORCH map)
 and a few multi-op functions, at one point and batched. Skipped when torch is not
 installed (`pip install torch==2.13.0`)."""
 import random
@@ -11,9 +11,11 @@ from helpers import spec_for, table_ops
 
 torch = pytest.importorskip("torch")
 
-import tapegrad as tg  # noqa: E402
-from test_torch import torch_fn  # noqa: E402  (the op -> torch function map, TORCH)
 from torch import func as tf  # noqa: E402
+from torch_oracle import tensor as T  # noqa: E402
+from torch_oracle import torch_fn  # noqa: E402
+
+import tapegrad as tg  # noqa: E402
 
 # torch.func.jvp's first call imports torch._decomp.decompositions_for_jvp, which
 # torch.jit.script's the decompositions: a DeprecationWarning in torch 2.13, an error under
@@ -25,10 +27,6 @@ with warnings.catch_warnings():
 OPS = table_ops()
 N_POINTS = 6
 REL, ABS = 1e-10, 1e-12
-
-
-def T(x):
-    return torch.tensor(np.asarray(x, dtype=np.float64), dtype=torch.float64)
 
 
 def close(got, want, rel=REL, abs_=ABS):
@@ -193,7 +191,7 @@ def test_two_argument_hessian_blocks_match_torch_func():
 
 
 # Not y = 0: torch's pow backward masks d/dx to 0 where y == 0 (masked_fill), so its own
-# Hessian there lacks the mixed term 1/x (asymmetric); tests/test_transforms.py checks
+# Hessian there lacks the mixed term 1/x (asymmetric); tests/test_transforms_ops.py checks
 # y = 0 against the closed form instead.
 @pytest.mark.parametrize("y", [0.5, 1.0, 2.0, 3.0])
 def test_pow_hessian_at_integer_exponents_matches_torch_func(y):

@@ -51,10 +51,11 @@ def zero_grad(vars: Iterable[Var]) -> None:
 
 # Higher layers load on first use, so `import tapegrad` never pulls in graphviz, dask, ...
 _LAZY = {
-    "draw": "viz", "explain": "viz",
-    "gradcheck": "diagnostics", "grad_report": "diagnostics",
+    "draw": "viz", "explain": "explain_page",
+    "gradcheck": "gradient_check", "grad_report": "gradient_report",
 }
-_SUBMODULES = ("nn", "viz", "diagnostics", "dask", "reference")
+_SUBMODULES = ("nn", "viz", "explain_page", "gradient_check", "gradient_report", "dask",
+               "reference")
 
 
 def __getattr__(name: str):

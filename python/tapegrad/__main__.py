@@ -1,44 +1,25 @@
-"""python -m tapegrad: the seed's worked examples, step by step, then a speed check.
+"""python -m tapegrad: the worked examples, step by step, then a speed check.
 
 Subcommands:
-    python -m tapegrad explain "x**2 + x*y" x=3 y=4 -o graph.html   (tapegrad.viz)
-    python -m tapegrad demo moons [--steps 100] [--mode eager|traced|both] [--out DIR] (tapegrad.nn.demo)
+    python -m tapegrad explain "x**2 + x*y" x=3 y=4 -o graph.html   (tapegrad.explain_page)
+    python -m tapegrad demo moons [--steps 100] [--mode eager|traced|both] [--out DIR]
+        (tapegrad.nn.demo)
 """
 from __future__ import annotations
 
 import argparse
+import keyword
 import math
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, NoReturn
 
 import tapegrad
-from tapegrad.graph import SYMBOLS, backward_edges, topo_order
-
-
-def fmt(x: float) -> str:
-    """Numbers as the seed writes them: 3, 0.7311, and 1.500e-09 (never a misleading 0.0000)."""
-    if not math.isfinite(x):
-        return str(x)
-    if x == int(x) and abs(x) < 1e15:
-        return str(int(x))
-    return f"{x:.4f}" if 1e-3 <= abs(x) < 1e6 else f"{x:.3e}"
-
-
-class Names:
-    """Names for the nodes of one graph: the given leaves, then n1, n2, ... in order."""
-
-    def __init__(self, leaves: dict[str, Any]):
-        self._by_id = {v.id: name for name, v in leaves.items()}
-        self._count = 0
-
-    def __call__(self, v: Any) -> str:
-        if v.id not in self._by_id:
-            self._count += 1
-            self._by_id[v.id] = fmt(v.value) if v.op == "const" else f"n{self._count}"
-        return self._by_id[v.id]
+from tapegrad.graph import SYMBOLS, Names, backward_edges, fmt, topo_order
 
 
 def expression(v: Any, name: Names) -> str:
@@ -49,7 +30,7 @@ def expression(v: Any, name: Names) -> str:
 
 
 def draw_tree(root: Any, name: Names) -> list[str]:
-    """The graph as the seed draws it: a tree, shared leaves repeated."""
+    """The graph as the worked examples draw it: a tree, shared leaves repeated."""
     lines = []
     stack = [(root, "", "", True)]
     while stack:
@@ -86,7 +67,7 @@ def walk_through(
     f.backward()
     print("backward pass (root to leaves):")
     print(f"    {name(f)}.grad = 1  (seed: ∂f/∂f = 1)")
-    # Contributions per leaf, listed in the order the leaf was used (as the seed does).
+    # Contributions per leaf, listed in the order the leaf was used (as the worked examples do).
     position = {v.id: i for i, v in enumerate(topo_order(f))}
     received: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for e in backward_edges(f, tapegrad):
@@ -107,7 +88,7 @@ def walk_through(
     return ok
 
 
-def seed_examples() -> bool:
+def worked_examples() -> bool:
     def square_plus_product(tg: ModuleType) -> tuple[Any, dict[str, Any]]:
         x, y = tg.Var(3.0), tg.Var(4.0)
         return x * x + x * y, {"x": x, "y": y}
@@ -153,10 +134,133 @@ def speed(n: int = 100_000) -> None:
               f"{fast and dt / fast:6.1f}×   f = {value:.12g}, ∂f/∂x = {grad:.12g}")
 
 
+# ---------------------------------------------------------------------------------------
+# python -m tapegrad explain "x**2 + x*y" x=3 y=4 -o graph.html
+
+_HELD = "\0expression"  # stands in for an expression argparse would read as an option
+
+
+def _expression_position(argv: list[str], options: list[argparse.Action]) -> int | None:
+    """Where the expression is in ``argv``: the first argument that is neither an option
+    nor an option's value. argparse reads an expression that starts with '-' ("-x*x") as
+    an unknown option; here a word with one leading dash is an option only when it is -h,
+    or -o with or without its value attached. None when the expression comes after "--"."""
+    with_value = {s for a in options if a.nargs != 0 for s in a.option_strings}
+    longs = [s for a in options for s in a.option_strings if s.startswith("--")]
+    value_next = False
+    for i, arg in enumerate(argv):
+        if value_next:
+            value_next = False
+        elif arg == "--":
+            return None
+        elif arg.startswith("--"):
+            name, has_value, _ = arg.partition("=")
+            known = [s for s in longs if s == name] or [s for s in longs if s.startswith(name)]
+            value_next = not has_value and len(known) == 1 and known[0] in with_value
+        elif arg == "-h":
+            pass
+        elif arg.startswith("-o"):
+            value_next = arg == "-o"
+        else:
+            return i
+    return None
+
+
+def explain_main(argv: list[str] | None = None) -> int:
+    """``python -m tapegrad explain EXPR NAME=VALUE ... [-o FILE] [--dot | --svg] [--open]``"""
+    from tapegrad.explain_page import explain
+    from tapegrad.expression import ExpressionError, evaluate, shown
+    from tapegrad.viz import RANKDIRS, draw
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tapegrad explain",
+        description="Write a self-contained HTML page that steps through the forward and "
+                    "backward passes of an expression (or, with --dot/--svg, a Graphviz picture).",
+        epilog='example: python -m tapegrad explain "x*x + x*y" x=3 y=4 -o graph.html')
+    parser.add_argument("expression", help="e.g. 'x**2 + x*y', 'sigmoid(w*x)' or '-x*x' (an "
+                                           "expression may start with '-', unless with '-o')")
+    parser.add_argument("values", nargs="*", metavar="NAME=VALUE", help="the variables, e.g. x=3")
+    options = [parser.add_argument("-o", "--output", help="output file (default graph.html / "
+                                                          ".dot / .svg; '-' for standard output)")]
+    static = parser.add_mutually_exclusive_group()
+    options.append(static.add_argument("--dot", action="store_true",
+                                       help="write Graphviz DOT source instead"))
+    options.append(static.add_argument("--svg", action="store_true",
+                                       help="write an SVG picture (needs dot)"))
+    options.append(parser.add_argument("--rankdir", choices=RANKDIRS, default="LR",
+                                       help="for --dot/--svg"))
+    options.append(parser.add_argument("--backend", choices=("cpp", "reference"), default="cpp"))
+    options.append(parser.add_argument("--open", action="store_true",
+                                       help="open the result in a browser"))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    held = _expression_position(argv, options)
+    if held is not None:
+        argv[held], held_text = _HELD, argv[held]
+    args = parser.parse_args(argv)
+    if args.expression == _HELD:
+        args.expression = held_text
+
+    def error(message: str) -> int:
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 1
+
+    def fail(message: str) -> NoReturn:
+        """Bad input: one line on stderr (argparse's usage adds nothing here), exit code 2."""
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+    backend = tapegrad.reference if args.backend == "reference" else tapegrad
+    functions = {op for op, _ in backend.ops()} | {"where"}
+    variables = {}
+    for item in args.values:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            fail(f"expected NAME=VALUE, got {item!r} (quote an expression that has spaces)")
+        if not key.isidentifier() or keyword.iskeyword(key):
+            fail(f"expected NAME=VALUE with NAME a variable name, got {item!r}")
+        if key in functions:
+            fail(f"{key!r} is an op function; pick another variable name")
+        if key in variables:
+            fail(f"{key} is given twice")
+        try:
+            variables[key] = backend.Var(float(text))
+        except ValueError:
+            fail(f"{key}: not a number: {text!r}")
+    try:
+        root = evaluate(args.expression, variables, backend)
+    except ExpressionError as err:
+        fail(str(err))
+    if not isinstance(root, backend.Var):
+        fail(f"{shown(args.expression)} does not depend on any variable (it is {root!r})")
+
+    kind = "dot" if args.dot else "svg" if args.svg else "html"
+    out = args.output or f"graph.{kind}"
+    try:
+        if kind == "html":
+            text = explain(root, names=variables, title=f"tapegrad: {args.expression}")
+        else:
+            dot = draw(root, rankdir=args.rankdir, names=variables)
+            text = dot.source if kind == "dot" else dot.pipe(format="svg", encoding="utf-8")
+    except (ImportError, RuntimeError) as err:
+        return error(str(err))
+    assert isinstance(text, str)
+    if out == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(out).write_text(text, encoding="utf-8")
+    except OSError as err:
+        return error(f"cannot write {out}: {err.strerror or err}")
+    print(f"wrote {out}")
+    if args.open:
+        import webbrowser
+        webbrowser.open(Path(out).resolve().as_uri())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "explain":
-        from tapegrad.viz import main as explain_main
         return explain_main(argv[1:])
     if argv and argv[0] == "demo":
         from tapegrad.nn.demo import main as demo_main
@@ -166,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="size of the graph for the speed check (default 100000)")
     args = parser.parse_args(argv)
     print("tapegrad", tapegrad.__version__, "— computational graphs, forward and backward")
-    ok = seed_examples()
+    ok = worked_examples()
     speed(args.nodes)
     print("\nall gradients match their symbolic derivatives" if ok else "\nMISMATCH found")
     return 0 if ok else 1

@@ -1,9 +1,9 @@
 # Type stub for the compiled core. One function and one Var method per op-table row
 # (csrc/tapegrad/ops.def); tests/test_stub.py checks the stub lists every op.
-from typing import Any, SupportsFloat, final
+from typing import Any, SupportsFloat, TypeAlias, final
 
-_Num = SupportsFloat
-_Operand = Var | float | int
+_Num: TypeAlias = SupportsFloat
+_Operand: TypeAlias = Var | float | int
 
 @final
 class Var:

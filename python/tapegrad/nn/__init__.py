@@ -23,11 +23,26 @@ same initial values) on the pure-Python reference backend.
 """
 from .data import make_moons
 from .layers import ACTIVATIONS, MLP, Layer, Module, Neuron, relu, replace_parameters, sigmoid, tanh
-from .losses import (accuracy, bce_with_logits, binary_cross_entropy_with_logits, hinge_loss,
-                     l2_penalty, mse_loss, svm_loss)
+from .losses import (
+    accuracy,
+    bce_with_logits,
+    binary_cross_entropy_with_logits,
+    hinge_loss,
+    l2_penalty,
+    mse_loss,
+    svm_loss,
+)
 from .optim import SGD, Adam, Optimizer
-from .traced import (CompiledLoss, CompiledModel, PointwiseLoss, compile_loss, compile_model,
-                     compile_pointwise_loss, get_parameters, set_parameters)
+from .traced import (
+    CompiledLoss,
+    CompiledModel,
+    PointwiseLoss,
+    compile_loss,
+    compile_model,
+    compile_pointwise_loss,
+    get_parameters,
+    set_parameters,
+)
 
 __all__ = ["ACTIVATIONS", "MLP", "SGD", "Adam", "CompiledLoss", "CompiledModel", "Layer",
            "Module", "Neuron", "Optimizer", "accuracy", "bce_with_logits",

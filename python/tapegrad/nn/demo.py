@@ -14,8 +14,9 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -131,7 +132,8 @@ def train_traced(model: MLP, X: np.ndarray, y: np.ndarray, steps: int,
 # ------------------------------------------------------------------------ output
 
 
-def _progress(mode: str, steps: int) -> tuple[Callable[[int, float, float], None], Callable[[], None]]:
+def _progress(mode: str,
+              steps: int) -> tuple[Callable[[int, float, float], None], Callable[[], None]]:
     """A tqdm bar with loss and accuracy, or (without tqdm) a line every 10 steps."""
     try:
         from tqdm import tqdm

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numbers
 import random
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .. import reference
 from .._core import Var
@@ -140,7 +141,8 @@ def replace_parameters(model: Module, new: Sequence[Any]) -> list:
     it: Iterator[Any] = iter(new)
     _walk(model, lambda _: next(it))
     if any(a is not b for a, b in zip(model.parameters(), new)):
-        _walk(model, lambda _, it=iter(old): next(it))
+        restore = iter(old)
+        _walk(model, lambda _: next(restore))
         raise TypeError(f"{type(model).__name__}.parameters() does not list the Vars held in "
                         "its attributes, in attribute order; keep parameters in attributes "
                         "(Vars, lists of Vars, submodules) and do not override parameters()")
@@ -178,7 +180,8 @@ class Neuron(Module):
 class Layer(Module):
     """nout Neurons on the same input; one output is returned as a Var, more as a list."""
 
-    def __init__(self, nin: int, nout: int, *, seed: Any = None, backend: Any = None, **kwargs: Any):
+    def __init__(self, nin: int, nout: int, *, seed: Any = None, backend: Any = None,
+                 **kwargs: Any):
         rng = _rng(seed)
         self.neurons = [Neuron(nin, seed=rng, backend=backend, **kwargs) for _ in range(nout)]
         self.nin = nin

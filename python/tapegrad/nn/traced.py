@@ -18,7 +18,8 @@ recorded as a guard and raises TraceError on an input that takes the other branc
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

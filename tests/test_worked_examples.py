@@ -1,4 +1,4 @@
-"""The worked examples of the seed text (C3 "Computational Graphs"), exactly."""
+"""The tutorial's worked examples (C3, "Computational Graphs"), exactly."""
 
 
 def test_expression_tree_forward_and_backward(backend):
