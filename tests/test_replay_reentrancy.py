@@ -48,7 +48,8 @@ def nested_gc_calls(call, inner):
 X3 = np.array([3.0, 4.0, 0.5])
 CASES = {
     "scalar grad": (lambda: F.grad(3.0, 4.0), lambda: G.grad(5.0, 6.0)),
-    "scalar value_and_grad": (lambda: F.value_and_grad(3.0, 4.0), lambda: G.value_and_grad(5.0, 6.0)),
+    "scalar value_and_grad": (lambda: F.value_and_grad(3.0, 4.0),
+                              lambda: G.value_and_grad(5.0, 6.0)),
     "scalar value": (lambda: F(3.0, 4.0), lambda: G(5.0, 6.0)),
     "vector grad": (lambda: FV.grad(X3), lambda: GV.grad(np.ones(3))),
     "vector jacobian": (lambda: FV.jacobian(X3), lambda: GV.jacobian(np.ones(3))),

@@ -73,7 +73,7 @@ def test_garbage_is_bounded_by_the_live_graph_after_a_large_graph():
         after_top_drop = core.tape_stats()
         big = build(w, 200_000)
         above = w[0] * 2.0
-        big = None  # dropped below a live node: garbage until the next append compacts
+        del big  # dropped below a live node: garbage until the next append compacts
         below = core.tape_stats()
         core._tape_check()
         del above

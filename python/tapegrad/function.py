@@ -22,7 +22,8 @@ import math
 import numbers
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,9 @@ def _location(where: str) -> str:
 
 
 def _default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 _MAX_THREADS = 2**31 - 1  # the C++ side takes an int; a batch never uses more than its blocks
@@ -260,7 +263,9 @@ class Function:
     def value_and_grad(self, *args: Any, threads: int | None = None) -> tuple[Any, Any]:
         """(value, gradient) of a scalar fn; the gradient as in :meth:`grad`."""
         r = self._call_vg(*args) if threads is None or _threads(threads) else None
-        return r if r is not None else self._checked(args, self._run(args, Mode.GRAD, threads), True)
+        if r is not None:
+            return r
+        return self._checked(args, self._run(args, Mode.GRAD, threads), True)
 
     def grad(self, *args: Any, threads: int | None = None) -> Any:
         """Gradient of a scalar fn with respect to every argument, each shaped like its
@@ -537,7 +542,8 @@ class Function:
         return self._batch(arrays, batch, mode, threads)
 
     def _point(self, arrays: list[np.ndarray], mode: Mode) -> tuple[Any, Any]:
-        x = np.concatenate([a.reshape(-1) for a in arrays]) if len(arrays) != 1 else arrays[0].reshape(-1)
+        x = (np.concatenate([a.reshape(-1) for a in arrays]) if len(arrays) != 1
+             else arrays[0].reshape(-1))
         out, jac = self._eval_point(x, mode)
         value = out.reshape(self._out_shape) if self._out_shape else out[0]
         if mode == Mode.VALUE:
@@ -560,7 +566,8 @@ class Function:
                 first_failure = (program, failed)
         if self._retrace and self._fn is not None:
             examples = np.split(x, np.cumsum(self._sizes)[:-1])
-            examples = [e.reshape(s) if s else float(e[0]) for e, s in zip(examples, self._arg_shapes)]
+            examples = [e.reshape(s) if s else float(e[0])
+                        for e, s in zip(examples, self._arg_shapes)]
             program, shapes, out_shape = _record(self._fn, examples, self._cse)
             program.set_signature(self._arg_shapes, self._out_shape)
             self._programs.append(program)

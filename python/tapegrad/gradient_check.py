@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _core
 from ._core import Var
+from .function import _placeholder
 from .graph import topo_order
 
 __all__ = ["GradcheckError", "GradcheckReport", "InputCheck", "RuleMismatch", "gradcheck"]
@@ -144,7 +145,7 @@ def gradcheck(fn: Callable | Any, *args: Any, eps: float = 1e-6, rtol: float = 1
 
     ``fn`` is a Python function of numbers and arrays returning a scalar Var (run eagerly;
     an array argument reaches it as a numpy object array of Vars, as in ``tg.trace``), or a
-    traced :class:`tapegrad.Function` (its replayed ``F.grad`` is checked, and ``F._fn``
+    traced :class:`tapegrad.Function` (its replayed ``F.grad`` is checked, and ``F.fn``
     is run eagerly once to get the graph for the reference).
 
     Finite differences use the 6-point central stencil (error O(eps^6) + about
@@ -160,13 +161,13 @@ def gradcheck(fn: Callable | Any, *args: Any, eps: float = 1e-6, rtol: float = 1
     if not traced and not callable(fn):
         raise TypeError(f"gradcheck: fn must be callable or a tapegrad.Function, got "
                         f"{type(fn).__name__}")
-    if traced and fn._out_shape != ():
+    if traced and fn.out_shape != ():
         raise ValueError(f"gradcheck: fn must return a scalar, this Function returns shape "
-                         f"{fn._out_shape}")
+                         f"{fn.out_shape}")
     arrays = [_as_array(a, k) for k, a in enumerate(args)]
     shapes = [a.shape for a in arrays]
     point = np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
-    py_fn = fn._fn if traced else fn
+    py_fn = fn.fn if traced else fn
     names = _input_names(py_fn, shapes)
     notes: list[str] = []
 
@@ -276,16 +277,9 @@ def _record(fn: Callable, xs: list[Any]) -> tuple[Any, list[Any]]:
     args = []
     for x in xs:
         arr = np.asarray(x, dtype=np.float64)
-        if arr.shape == ():
-            leaf = Var(float(arr))
-            leaves.append(leaf)
-            args.append(leaf)
-        else:
-            flat = _core.leaves(arr.reshape(-1).tolist())
-            leaves.extend(flat)
-            obj = np.empty(arr.size, dtype=object)
-            obj[:] = flat
-            args.append(obj.reshape(arr.shape))
+        arg = _placeholder(arr, arr.shape)
+        leaves.extend([arg] if arr.shape == () else arg.reshape(-1))
+        args.append(arg)
     out = fn(*args)
     if isinstance(out, np.ndarray) and out.size == 1:
         out = out.reshape(-1)[0]

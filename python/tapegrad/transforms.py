@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import _core
-from ._switch import ThreadSwitch
 from ._core import Var
+from ._switch import ThreadSwitch
 from .function import _placeholder, _real_array, _refuse_inside_trace, trace
 
 __all__ = ["grad", "value_and_grad", "jacobian", "hessian", "jvp", "vjp", "hvp", "no_grad",
