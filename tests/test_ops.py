@@ -3,6 +3,7 @@
 Parametrized over the op tables themselves, so a new row is tested with no new test code
 (and fails until it has a spec in helpers.SPECS).
 """
+import importlib
 import math
 import random
 import re
@@ -104,3 +105,30 @@ def test_table_matches_ops_def(backend):
     rows = ops_def_rows()
     assert len(rows) >= 18
     assert backend.ops() == rows
+
+
+def test_op_rules_expose_every_column_of_ops_def():
+    # The page, anomaly messages and docs read the rules from this one table.
+    core = importlib.import_module("tapegrad._core")
+    rules = {row["name"]: row for row in core.op_rules()}
+    assert [(name, rules[name]["arity"]) for name in rules] == ops_def_rows()
+    for name, row in rules.items():
+        assert row["forward"] and row["dx"] and row["tangent"], name
+        assert bool(row["dy"]) == (row["arity"] == 2), name
+
+
+@pytest.mark.parametrize("op, arity", OPS)
+def test_explain_page_states_every_ops_rule_with_its_number(backend, op, arity):
+    # An op without a worded rule on the page falls back to the table's text, so a new
+    # row shows up with its rule and the contribution local_grads computes.
+    explain_data = importlib.import_module("tapegrad.explain_page").explain_data
+    args = spec_for(op).domain(random.Random(3))
+    xs = [backend.Var(a) for a in args]
+    root = getattr(backend, op)(*xs)
+    edges = [s for s in explain_data(root)["steps"] if s["kind"] == "edge"]
+    want = backend.local_grads(root, 1.0)
+    assert len(edges) == arity
+    fmt = importlib.import_module("tapegrad.graph").fmt
+    for step in edges:
+        assert step["contribution"] == fmt(want[step["k"]])
+        assert step["text"].endswith("= " + step["contribution"])

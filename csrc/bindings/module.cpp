@@ -29,6 +29,21 @@ PYBIND11_MODULE(_core, m) {
         "The op table: (name, arity) per op, in table order.");
 
     m.def(
+        "op_rules",
+        [] {
+            py::list rows;
+#define TG_OP(name, arity, fwd, dx, dy, tangent)                                       \
+    rows.append(py::dict(py::arg("name") = #name, py::arg("arity") = arity,            \
+                         py::arg("forward") = #fwd, py::arg("dx") = #dx,               \
+                         py::arg("dy") = arity == 2 ? #dy : "", py::arg("tangent") = #tangent));
+#include "tapegrad/ops.def"
+#undef TG_OP
+            return rows;
+        },
+        "The op table as ops.def writes it: per op its name, arity and the C++ text of its "
+        "forward value, local rules (x, y: operands; out: value; g: adjoint) and tangent.");
+
+    m.def(
         "tape_stats",
         [] {
             const tape& t = bind::current_tape().nodes;

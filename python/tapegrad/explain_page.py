@@ -8,6 +8,7 @@ script only animates. It needs no Graphviz.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -40,7 +41,9 @@ def _p(x: float) -> str:
 
 
 def _pick(a: float, b: float, first: bool) -> str:
-    return "½" if a == b else "1" if first else "0"
+    """maximum/minimum's factor: ½ at a tie, 1 for the chosen side, and 1 for both sides
+    when an operand is NaN (no order)."""
+    return "½" if a == b else "1" if first or a != a or b != b else "0"
 
 
 Rule = tuple[str, Callable[[float, float, float, float], str]]
@@ -60,13 +63,13 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "pow":      (("grad × b × a^(b−1)",
                   lambda a, b, o, g: f"{_p(g)} × {_p(b)} × {_p(a)}^{_p(b - 1)}"),
                  ("grad × out × ln(a)", lambda a, b, o, g: f"{_p(g)} × {_p(o)} × ln({fmt(a)})")),
-    "maximum":  (("grad × [a > b] (½ at a tie)",
+    "maximum":  (("grad × [a > b] (½ at a tie, 1 if NaN)",
                   lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, a > b)}"),
-                 ("grad × [b > a] (½ at a tie)",
+                 ("grad × [b > a] (½ at a tie, 1 if NaN)",
                   lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, b > a)}")),
-    "minimum":  (("grad × [a < b] (½ at a tie)",
+    "minimum":  (("grad × [a < b] (½ at a tie, 1 if NaN)",
                   lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, a < b)}"),
-                 ("grad × [b < a] (½ at a tie)",
+                 ("grad × [b < a] (½ at a tie, 1 if NaN)",
                   lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, b < a)}")),
     **{cmp: (("grad × 0 (a comparison passes no gradient)", lambda a, b, o, g: f"{_p(g)} × 0"),) * 2
        for cmp in ("lt", "le", "gt", "ge")},
@@ -133,9 +136,22 @@ def _rule_text(v: Any, k: int, g: float, c: float) -> str:
     if v.op in RULES:
         rule, numbers = RULES[v.op][k]
         text = f"{rule} = {numbers(a, b, v.value, g)}"
-    else:  # an op this table does not know yet: its local derivative, from local_grads
-        text = f"grad × ∂out/∂{wrt} = {_p(g)} × {_p(c / g)}"
+    else:  # no wording here yet: the rule as the op table writes it (x, y, out, g)
+        text = f"{_table_rule(v.op, k)} = {_p(g)} × {_p(c / g)}"
     return f"{SYMBOL.get(v.op, v.op)} : ∂/∂{wrt} = {text} = {fmt(c)}"
+
+
+@functools.cache
+def _table_rules() -> dict[str, dict[str, Any]]:
+    from tapegrad import _core
+    return {row["name"]: row for row in _core.op_rules()}
+
+
+def _table_rule(op: str, k: int) -> str:
+    """Local rule k of op as ops.def writes it, namespaces dropped."""
+    text = _table_rules()[op]["dy" if k else "dx"]
+    return " ".join(text.replace("math::", "").replace("std::", "").split())
+
 
 
 def _layout(order: list[Any], inputs: list[list[int]],
