@@ -12,8 +12,9 @@ dev:      ## editable install with a persistent build dir
 	$(PY) -m pip install --no-build-isolation -e ".[test]" -Cbuild-dir=build/dev
 test:
 	$(PY) -m pytest
-lint:     ## ruff (configured in pyproject.toml; installed by the test extra)
+lint:     ## ruff (configured in pyproject.toml) and the _core stub against the module; both from the test extra
 	$(PY) -m ruff check python tests bench examples
+	$(PY) -m mypy.stubtest tapegrad._core --allowlist tests/stubtest_allowlist.txt
 bench:    ## pytest-benchmark suites (timing on)
 	$(PY) -m pytest bench
 compare:  ## side-by-side peer comparisons: core, replay, second order, nn, anomaly overhead
