@@ -5,7 +5,7 @@
 // dispatch), against ~30 ns for a static type whose nb_* slots call the tape directly.
 // Everything that is not per-op hot stays in pybind11 (module.cpp). A Var holds no
 // Python references, so it is not tracked by the cyclic GC.
-#include "bindings/var.hpp"
+#include "bindings/var_internal.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -18,51 +18,14 @@
 #include <vector>
 
 namespace tapegrad::bind {
+
+PyObject* new_var(shared_tape* t, index i);
+
 namespace {
-
-using index = tape::index;
-
-// ---------------------------------------------------------------- tapes per thread
-
-std::uint64_t default_max_nodes = tape::hard_max_nodes;
-std::uint64_t next_serial = 1;
-
-// A thread's tape reference is dropped at thread exit, where the GIL may not be held,
-// so the exiting thread only queues it; the next Var() on any thread releases it.
-std::mutex orphans_mutex;
-std::vector<shared_tape*>* orphans = new std::vector<shared_tape*>;  // never destroyed
-std::atomic<bool> have_orphans{false};
-
-void unref(shared_tape* t) {
-    if (--t->refs == 0) delete t;
-}
-
-struct thread_tape {
-    shared_tape* t = nullptr;
-    ~thread_tape() {
-        if (!t) return;
-        std::lock_guard<std::mutex> lock(orphans_mutex);
-        orphans->push_back(t);
-        have_orphans.store(true, std::memory_order_release);
-    }
-};
-thread_local thread_tape this_thread;
-
-void release_orphans() {
-    std::vector<shared_tape*> done;
-    {
-        std::lock_guard<std::mutex> lock(orphans_mutex);
-        done.swap(*orphans);
-        have_orphans.store(false, std::memory_order_relaxed);
-    }
-    for (shared_tape* t : done) unref(t);
-}
 
 // ---------------------------------------------------------------- helpers
 
-inline VarObject* as_var(PyObject* o) {
-    return Py_TYPE(o) == &VarType ? reinterpret_cast<VarObject*>(o) : nullptr;
-}
+}  // namespace
 
 PyObject* new_var(shared_tape* t, index i) {
     auto* v = static_cast<VarObject*>(PyObject_Malloc(sizeof(VarObject)));
@@ -86,6 +49,8 @@ PyObject* new_var(shared_tape* t, index i) {
     t->nodes.retain(i);
     return reinterpret_cast<PyObject*>(v);
 }
+
+namespace {
 
 // Translate a C++ exception from the tape into a Python one; returns nullptr.
 PyObject* set_error_from_exception() {
@@ -170,35 +135,6 @@ index push_op(tape& n, index a, index b) {
     if (!innermost_recorder && !anomaly_on)
         return n.push_leaf(op::constant, K::forward(n.val(a), n.val(b)));
     return n.push<kernel::detach>(n.push<K>(a, b));
-}
-
-// ---------------------------------------------------------------- tg.detect_anomaly()
-// Per thread. Checks cost nothing while off: one thread-local flag per op. What went
-// wrong is described by tapegrad.anomaly._report (set with _set_anomaly_reporter), which
-// raises AnomalyError with the op, its inputs and the user's file:line.
-PyObject* anomaly_reporter = nullptr;  // a strong reference, for the module's lifetime
-
-// Each op's local rules as written in the table, for messages.
-const char* const dx_text[] = {"", "",
-#define TG_OP(name, arity, fwd, dx, ...) #dx,
-#include "tapegrad/ops.def"
-#undef TG_OP
-};
-const char* const dy_text[] = {"", "",
-#define TG_OP(name, arity, fwd, dx, dy, ...) #dy,
-#include "tapegrad/ops.def"
-#undef TG_OP
-};
-
-PyObject* report_anomaly(const char* kind, shared_tape* t, index i, PyObject* extra) {
-    PyObject* node = new_var(t, i);
-    if (!node) return nullptr;
-    PyObject* r = anomaly_reporter
-                      ? PyObject_CallFunction(anomaly_reporter, "sOO", kind, node, extra)
-                      : (PyErr_SetString(PyExc_FloatingPointError, kind), nullptr);
-    Py_DECREF(node);
-    Py_XDECREF(r);
-    return nullptr;  // the reporter raises
 }
 
 // The Var for node i, or nullptr with AnomalyError set if anomaly mode is on and the
@@ -311,59 +247,6 @@ double value_of(PyObject* self) {
     return v->tape->nodes.val(v->idx);
 }
 
-// ---------------------------------------------------------------- guards while tracing
-
-
-std::string python_location() {
-    PyFrameObject* f = PyEval_GetFrame();  // borrowed
-    if (!f) return "<unknown>";
-    PyCodeObject* code = PyFrame_GetCode(f);
-    const char* file = PyUnicode_AsUTF8(code->co_filename);
-    std::string where = (file ? file : "<unknown>") + std::string(":") +
-                        std::to_string(PyFrame_GetLineNumber(f));
-    Py_DECREF(code);
-    if (!file) PyErr_Clear();
-    return where;
-}
-
-operand operand_of(recorder& r, PyObject* o, double value) {
-    VarObject* v = as_var(o);
-    if (v && v->tape == r.tape) {
-        Py_INCREF(o);
-        r.held.push_back(v);
-        // The node's position in `held`, not its tape index: the tape may compact (and
-        // move the node) before the trace is compiled; the Var in `held` follows it.
-        return {true, tape::index(r.held.size() - 1), value};
-    }
-    return {false, 0, value};
-}
-
-// This thread's innermost live recorder, dropping abandoned ones on the way.
-recorder* live_recorder() {
-    while (innermost_recorder && innermost_recorder->abandoned) {
-        recorder* dead = innermost_recorder;
-        innermost_recorder = dead->outer;
-        delete dead;
-    }
-    return innermost_recorder;
-}
-
-// Record that comparing a and b (values x and y) with c gave `outcome`.
-void record_guard(PyObject* a, double x, PyObject* b, double y, cmp c, bool outcome) {
-    recorder* r = live_recorder();
-    if (!r) return;
-    r->guards.push_back({c, operand_of(*r, a, x), operand_of(*r, b, y), outcome,
-                         python_location()});
-}
-
-// A Var's value leaving the graph for Python: replay must see the same value (the same
-// bits' worth: NaN matches NaN).
-void record_escape(PyObject* self) {
-    if (!innermost_recorder) return;
-    const double x = value_of(self);
-    record_guard(self, x, Py_None, x, cmp::same, true);
-}
-
 // ---------------------------------------------------------------- number slots
 
 PyObject* var_power(PyObject* a, PyObject* b, PyObject* mod) {
@@ -379,11 +262,11 @@ PyObject* var_abs(PyObject* a) { return apply_unary<kernel::abs>(as_var(a)); }
 PyObject* var_pos(PyObject* a) { return Py_NewRef(a); }
 
 PyObject* var_float(PyObject* self) {
-    record_escape(self);
+    if (innermost_recorder) record_escape(self, value_of(self));
     return PyFloat_FromDouble(value_of(self));
 }
 PyObject* var_int(PyObject* self) {
-    record_escape(self);
+    if (innermost_recorder) record_escape(self, value_of(self));
     return PyLong_FromDouble(value_of(self));
 }
 int var_bool(PyObject* self) {
@@ -605,22 +488,6 @@ PyGetSetDef var_getset[] = {
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
-// ---------------------------------------------------------------- derivatives while tracing
-// A trace records values, not the derivatives taken inside the traced function: gradients
-// computed there are numbers to it, and a replay would return them frozen at the traced
-// point. So the operations that produce them refuse while a trace records on this thread.
-PyObject* trace_error = nullptr;  // tapegrad.TraceError, set by function.py
-
-PyObject* refuse_inside_trace(const char* what, const char* instead) {
-    const std::string msg = std::string(what) + " inside a traced function (at " +
-                            python_location() +
-                            "): a trace does not record derivatives taken inside it, so a "
-                            "replay would return this one frozen at the traced point. " +
-                            instead;
-    PyErr_SetString(trace_error ? trace_error : PyExc_RuntimeError, msg.c_str());
-    return nullptr;
-}
-
 // ---------------------------------------------------------------- methods
 
 // In anomaly mode: a non-finite root is reported before the sweep, and after it the
@@ -638,24 +505,7 @@ PyObject* m_backward(PyObject* self, PyObject*) {
         return report_anomaly("loss", v->tape, v->idx, Py_None);
     n.backward(v->idx, 1.0);
     if (!anomaly_on) Py_RETURN_NONE;
-    for (index i = v->idx + 1, lo = std::min(n.sweep_start(v->idx), v->idx); i-- > lo;) {
-        const op o = n.op_at(i);
-        const double g = n.adj(i);
-        if (is_leaf(o) || g == 0.0 || !std::isfinite(g)) continue;
-        const index a = n.arg0(i), b = n.arg1(i);
-        double d[2];
-        local_grads(o, n.val(a), n.val(b), n.val(i), g, d);
-        for (int k = 0; k < op_table[int(o)].arity; ++k) {
-            if (std::isfinite(d[k]) || n.op_at(k ? b : a) == op::constant) continue;
-            PyObject* extra = Py_BuildValue("(iddds)", k, g, d[k], k ? n.val(b) : n.val(a),
-                                            k ? dy_text[int(o)] : dx_text[int(o)]);
-            if (!extra) return nullptr;
-            report_anomaly("backward", v->tape, i, extra);
-            Py_DECREF(extra);
-            return nullptr;
-        }
-    }
-    Py_RETURN_NONE;
+    return check_backward_edges(v->tape, v->idx);
 }
 
 PyObject* m_item(PyObject* self, PyObject*) { return var_float(self); }
@@ -840,27 +690,6 @@ PyObject* f_is_grad_enabled(PyObject*, PyObject*) { return PyBool_FromLong(grad_
 PyObject* f_set_anomaly_enabled(PyObject*, PyObject* on) { return set_switch(anomaly_on, on); }
 PyObject* f_is_anomaly_enabled(PyObject*, PyObject*) { return PyBool_FromLong(anomaly_on); }
 
-PyObject* f_is_tracing(PyObject*, PyObject*) { return PyBool_FromLong(live_recorder() != nullptr); }
-
-PyObject* f_set_trace_error(PyObject*, PyObject* type) {
-    if (!PyType_Check(type) || !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(type),
-                                                  reinterpret_cast<PyTypeObject*>(PyExc_Exception))) {
-        PyErr_SetString(PyExc_TypeError, "_set_trace_error expects an exception class");
-        return nullptr;
-    }
-    Py_XSETREF(trace_error, Py_NewRef(type));
-    Py_RETURN_NONE;
-}
-
-PyObject* f_set_anomaly_reporter(PyObject*, PyObject* fn) {
-    if (!PyCallable_Check(fn)) {
-        PyErr_SetString(PyExc_TypeError, "_set_anomaly_reporter expects a callable");
-        return nullptr;
-    }
-    Py_XSETREF(anomaly_reporter, Py_NewRef(fn));
-    Py_RETURN_NONE;
-}
-
 PyMethodDef module_functions[] = {
     {"set_grad_enabled", f_set_grad_enabled, METH_O,
      "set_grad_enabled(on) -> the previous setting: whether ops on Vars record gradients "
@@ -872,12 +701,6 @@ PyMethodDef module_functions[] = {
      "tapegrad.detect_anomaly)."},
     {"is_anomaly_enabled", f_is_anomaly_enabled, METH_NOARGS,
      "Whether anomaly detection is on for this thread."},
-    {"is_tracing", f_is_tracing, METH_NOARGS,
-     "Whether a trace (tg.trace) is recording on this thread."},
-    {"_set_trace_error", f_set_trace_error, METH_O,
-     "Set the exception class for derivatives taken inside a trace (tapegrad.TraceError)."},
-    {"_set_anomaly_reporter", f_set_anomaly_reporter, METH_O,
-     "Set the callable that describes an anomaly and raises (tapegrad.anomaly)."},
     {"leaves", f_leaves, METH_O, "leaves(values): a list of new leaf Vars, one per value."},
     {"local_grads", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_local_grads)),
      METH_FASTCALL,
@@ -894,6 +717,9 @@ PyMethodDef module_functions[] = {
 };
 
 }  // namespace
+
+recorder*& active_recorder() { return innermost_recorder; }
+bool anomaly_enabled() { return anomaly_on; }
 
 PyTypeObject VarType = [] {
     PyTypeObject t{};
@@ -915,38 +741,6 @@ PyTypeObject VarType = [] {
     return t;
 }();
 
-recorder::~recorder() {
-    for (VarObject* v : held) Py_DECREF(reinterpret_cast<PyObject*>(v));
-}
-
-recorder*& active_recorder() { return innermost_recorder; }
-bool anomaly_enabled() { return anomaly_on; }
-recorder* live_active_recorder() { return live_recorder(); }
-
-shared_tape::shared_tape(std::uint64_t max_nodes)
-    : nodes(max_nodes), serial(next_serial++) {
-    nodes.set_relocator(this);
-}
-
-void shared_tape::relocate(const std::uint32_t* new_index) {
-    for (VarObject* v : vars) v->idx = new_index[v->idx];
-}
-
-shared_tape& current_tape() {
-    if (have_orphans.load(std::memory_order_acquire)) release_orphans();
-    if (!this_thread.t) {
-        this_thread.t = new shared_tape(default_max_nodes);
-        this_thread.t->refs = 1;  // the thread's own reference
-    }
-    return *this_thread.t;
-}
-
-std::uint64_t set_default_max_nodes(std::uint64_t n) {
-    const std::uint64_t old = default_max_nodes;
-    default_max_nodes = n;
-    return old;
-}
-
 bool register_var(PyObject* module) {
     for (int o = 0; o < int(op::count_); ++o) {
         op_names[o] = PyUnicode_InternFromString(op_table[o].name);
@@ -958,7 +752,9 @@ bool register_var(PyObject* module) {
         Py_DECREF(&VarType);
         return false;
     }
-    return PyModule_AddFunctions(module, module_functions) == 0;
+    return PyModule_AddFunctions(module, module_functions) == 0 &&
+           PyModule_AddFunctions(module, tracing_functions) == 0 &&
+           PyModule_AddFunctions(module, anomaly_functions) == 0;
 }
 
 }  // namespace tapegrad::bind
