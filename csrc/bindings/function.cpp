@@ -22,8 +22,6 @@ namespace py = pybind11;
 namespace tapegrad::bind {
 namespace {
 
-constexpr int program_pickle_version = 1;
-
 // `with _core.Recording() as rec:` — guards of comparisons made on this thread.
 class Recording {
 public:
@@ -161,111 +159,6 @@ void describe_outputs(py::array a, std::size_t n, std::size_t cols, const char* 
     }
 }
 
-py::bytes raw(const void* p, std::size_t n) { return py::bytes(static_cast<const char*>(p), n); }
-
-template <class T>
-std::vector<T> unraw(const py::bytes& b, std::size_t count, const char* what) {
-    const std::string s = b;
-    if (s.size() != count * sizeof(T))
-        throw py::value_error(std::string("corrupt Program pickle: bad ") + what + " size");
-    std::vector<T> v(count);
-    if (count) std::memcpy(v.data(), s.data(), s.size());
-    return v;
-}
-
-py::tuple program_state(const program& p) {
-    py::list names;
-    for (const auto& row : op_table) names.append(row.name);
-    std::vector<std::uint8_t> codes(p.op_.size());
-    for (std::size_t s = 0; s < codes.size(); ++s) codes[s] = std::uint8_t(p.op_[s]);
-    py::list guards;
-    for (const auto& g : p.guards_)
-        guards.append(py::make_tuple(int(g.c), g.lhs, g.rhs, g.outcome, g.where));
-    std::vector<double> init(p.n_slots(), 0.0);  // the format has one per slot
-    std::copy(p.init_.begin(), p.init_.end(), init.begin());
-    return py::make_tuple(program_pickle_version, names, p.n_inputs, p.first_op(),
-                          raw(codes.data(), codes.size()),
-                          raw(p.a_.data(), p.a_.size() * sizeof(slot)),
-                          raw(p.b_.data(), p.b_.size() * sizeof(slot)),
-                          raw(init.data(), init.size() * sizeof(double)), p.outputs_,
-                          guards);
-}
-
-program program_from_checked_state(const py::tuple& st);
-
-// Rebuild a program from its pickled state, checking everything a replay relies on:
-// a corrupt or hostile pickle raises ValueError instead of reading out of bounds.
-program program_from_state(const py::tuple& st) {
-    try {
-        return program_from_checked_state(st);
-    } catch (const py::cast_error&) {
-        throw py::value_error("corrupt Program pickle: a field has the wrong type or range");
-    } catch (const py::error_already_set& e) {
-        if (e.matches(PyExc_TypeError) || e.matches(PyExc_OverflowError) ||
-            e.matches(PyExc_IndexError))
-            throw py::value_error(std::string("corrupt Program pickle: ") + e.what());
-        throw;
-    }
-}
-
-program program_from_checked_state(const py::tuple& st) {
-    if (st.size() < 1) throw py::value_error("corrupt Program pickle: empty state");
-    const int version = st[0].cast<int>();
-    if (version != program_pickle_version)
-        throw py::value_error("unsupported Program pickle version " + std::to_string(version) +
-                              "; this tapegrad reads version " +
-                              std::to_string(program_pickle_version));
-    if (st.size() != 10) throw py::value_error("corrupt Program pickle: wrong field count");
-    std::unordered_map<std::string, op> by_name;
-    for (int o = 0; o < int(op::count_); ++o) by_name[op_table[o].name] = op(o);
-    std::vector<op> code_map;
-    for (py::handle h : st[1].cast<py::list>()) {
-        const auto name = h.cast<std::string>();
-        auto it = by_name.find(name);
-        if (it == by_name.end())
-            throw py::value_error("Program pickle uses op '" + name +
-                                  "', which this tapegrad does not have (saved by a newer "
-                                  "version?)");
-        code_map.push_back(it->second);
-    }
-    program p;
-    p.n_inputs = st[2].cast<std::uint32_t>();
-    const auto first_op = st[3].cast<std::uint32_t>();
-    const std::string codes = st[4].cast<py::bytes>();
-    const std::size_t n = codes.size();
-    if (n >= tape::hard_max_nodes || p.n_inputs > first_op || first_op > n)
-        throw py::value_error("corrupt Program pickle: bad layout");
-    p.set_first_op(first_op);
-    p.a_ = unraw<slot>(st[5].cast<py::bytes>(), n, "argument");
-    p.b_ = unraw<slot>(st[6].cast<py::bytes>(), n, "argument");
-    p.init_ = unraw<double>(st[7].cast<py::bytes>(), n, "constant");
-    p.init_.resize(first_op);  // op slots' entries carry nothing
-    p.op_.resize(n);
-    for (std::size_t s = 0; s < n; ++s) {
-        const auto c = std::uint8_t(codes[s]);
-        if (c >= code_map.size()) throw py::value_error("corrupt Program pickle: bad op code");
-        const op o = code_map[c];
-        const op want = s < p.n_inputs ? op::leaf : s < first_op ? op::constant : o;
-        const bool ok = s < first_op ? o == want
-                                     : !is_leaf(o) && p.a_[s] < s && p.b_[s] < s;
-        if (!ok) throw py::value_error("corrupt Program pickle: bad node " + std::to_string(s));
-        p.op_[s] = o;
-    }
-    p.outputs_ = st[8].cast<std::vector<slot>>();
-    for (slot s : p.outputs_)
-        if (s >= n) throw py::value_error("corrupt Program pickle: bad output");
-    for (py::handle h : st[9].cast<py::list>()) {
-        auto t = h.cast<py::tuple>();
-        const int c = t[0].cast<int>();
-        const auto l = t[1].cast<slot>(), r = t[2].cast<slot>();
-        if (c < 0 || c > int(cmp::same) || l >= n || r >= n)
-            throw py::value_error("corrupt Program pickle: bad guard");
-        p.guards_.push_back({cmp(c), l, r, t[3].cast<bool>(), t[4].cast<std::string>()});
-    }
-    p.finish();
-    return p;
-}
-
 py::object float64(double v) {
     static PyObject* type = py::object(py::module_::import("numpy").attr("float64")).release().ptr();
     PyObject* f = PyFloat_FromDouble(v);
@@ -351,6 +244,171 @@ py::object call_point(const Program& P, const py::args& args, int mode) {
     return py::make_tuple(value, args.size() == 1 ? py::object(grads[0]) : py::object(grads));
 }
 
+using c_doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+// Program.point: one point, values and (mode 1) the gradient of output 0 or (mode 2)
+// the Jacobian, and the first failing guard or -1.
+py::object point(const Program& P, c_doubles x, int mode) {
+    // mode 0: values; 1: values and the gradient of output 0; 2: + Jacobian.
+    const program& p = *P.p;
+    if (x.ndim() != 1 || std::size_t(x.shape(0)) != p.n_inputs)
+        throw py::value_error("point: expected " + std::to_string(p.n_inputs) +
+                              " inputs, got shape " + std::to_string(x.size()));
+    if (mode < 0 || mode > 2)
+        throw py::value_error("point: mode must be 0 (values), 1 (gradient) or "
+                              "2 (Jacobian), got " + std::to_string(mode));
+    if (mode == 1 && p.outputs_.empty())
+        throw py::value_error("point: a gradient needs an output to seed; this "
+                              "program has none");
+    const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
+    scratch_lease scratch;
+    double* val = scratch.get(0, n).data();
+    double* adj = scratch.get(1, n).data();
+    std::vector<double> out(m_out), jac(mode ? (mode == 1 ? 1 : m_out) * p.n_inputs : 0);
+    long failed;
+    {
+        std::unique_ptr<py::gil_scoped_release> nogil;
+        if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        p.forward(x.data(), val);
+        failed = p.failing_guard(val);
+        for (std::size_t k = 0; k < m_out; ++k) out[k] = val[p.outputs_[k]];
+        std::vector<double> seed(m_out, 0.0);
+        for (std::size_t k = 0; mode && k < (mode == 1 ? 1 : m_out); ++k) {
+            seed.assign(m_out, 0.0);
+            seed[k] = 1.0;
+            p.reverse(val, adj, seed.data(), jac.data() + k * p.n_inputs);
+        }
+    }
+    py::object j = py::none();
+    if (mode) j = vector_of(jac.data(), jac.size());
+    return py::make_tuple(vector_of(out.data(), m_out), j, failed);
+}
+
+// Program.point_tangent: one point, forward mode.
+py::object point_tangent(const Program& P, c_doubles x, c_doubles tx, bool hvp) {
+    // One point, forward mode: (values, their tangents along tx, the Hessian
+    // of output 0 times tx if hvp else None, failing guard or -1). The same
+    // sweeps as a batch of one point, without the batch machinery.
+    const program& p = *P.p;
+    for (const auto* a : {&x, &tx})
+        if (a->ndim() != 1 || std::size_t(a->shape(0)) != p.n_inputs)
+            throw py::value_error("point_tangent: expected " +
+                                  std::to_string(p.n_inputs) + " inputs");
+    if (hvp && p.outputs_.empty())
+        throw py::value_error("point_tangent: a Hessian-vector product needs an "
+                              "output to seed; this program has none");
+    const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
+    scratch_lease scratch;
+    double* val = scratch.get(0, n).data();
+    double* adj = scratch.get(1, n).data();
+    std::vector<double>& tb = scratch.get(5, n);
+    double* adjt = scratch.get(6, n).data();
+    std::vector<double> out(m_out), tout(m_out), h(hvp ? p.n_inputs : 0);
+    long failed;
+    {
+        std::unique_ptr<py::gil_scoped_release> nogil;
+        if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        p.forward(x.data(), val);
+        failed = p.failing_guard(val);
+        double* t = tb.data();
+        std::memcpy(t, tx.data(), sizeof(double) * p.n_inputs);
+        std::fill(t + p.n_inputs, t + p.first_op(), 0.0);  // constants
+        p.tangent(val, t);
+        for (std::size_t k = 0; k < m_out; ++k) {
+            out[k] = val[p.outputs_[k]];
+            tout[k] = t[p.outputs_[k]];
+        }
+        if (hvp) {
+            p.reverse_dual(val, t, adj, adjt, 0);
+            std::copy(adjt, adjt + p.n_inputs, h.begin());
+        }
+    }
+    py::object hv = py::none();
+    if (hvp) hv = vector_of(h.data(), h.size());
+    return py::make_tuple(vector_of(out.data(), m_out), vector_of(tout.data(), m_out),
+                          hv, failed);
+}
+
+// Program.batch: n points in the lanes, with the GIL released.
+py::object batch(const Program& P, py::list args, py::array out, py::object grads, int threads,
+                 std::size_t seed_output, py::object seeds, py::object tangents,
+                 py::object tangent_out, py::object hvp, py::object hessian) {
+    const program& p = *P.p;
+    const std::size_t n = std::size_t(out.ndim() == 2 ? out.shape(0) : 0);
+    const std::size_t n_out = p.outputs_.size();
+    program::batch_io io;
+    describe_columns(args, n, p.n_inputs, "argument", io.in_base, io.in_stride);
+    describe_outputs(out, n, n_out, "out", io.out_base, io.out_stride);
+    auto per_input = [&](py::object arrays, const char* what,
+                         std::vector<double*>& base,
+                         std::vector<std::ptrdiff_t>& stride) {
+        for (py::handle g : arrays.cast<py::list>()) {
+            auto a = py::reinterpret_borrow<py::array>(g);
+            describe_outputs(a, n, std::size_t(a.ndim() == 2 ? a.shape(1) : 0),
+                             what, base, stride);
+        }
+        if (base.size() != p.n_inputs)
+            throw py::value_error(std::string("batch: ") + what +
+                                  " arrays do not match the inputs");
+    };
+    if (!grads.is_none()) {
+        if (seed_output >= n_out)
+            throw py::value_error("batch: seed_output out of range");
+        io.seed_output = seed_output;
+        per_input(grads, "grad", io.grad_base, io.grad_stride);
+    }
+    if (!seeds.is_none())
+        describe_columns(seeds.cast<py::list>(), n, n_out, "seed", io.seed_base,
+                         io.seed_stride);
+    if (!tangents.is_none())
+        describe_columns(tangents.cast<py::list>(), n, p.n_inputs, "tangent",
+                         io.tan_base, io.tan_stride);
+    if (!tangent_out.is_none()) {
+        if (io.tan_base.empty())
+            throw py::value_error("batch: tangent_out needs tangents");
+        describe_outputs(tangent_out.cast<py::array>(), n, n_out, "tangent_out",
+                         io.tout_base, io.tout_stride);
+    }
+    if (!hvp.is_none()) {
+        if (io.tan_base.empty())
+            throw py::value_error("batch: hvp needs tangents");
+        if (seed_output >= n_out)
+            throw py::value_error("batch: seed_output out of range");
+        io.seed_output = seed_output;
+        per_input(hvp, "hvp", io.hvp_base, io.hvp_stride);
+    }
+    if (!hessian.is_none()) {
+        auto h = hessian.cast<py::array>();
+        const auto m = py::ssize_t(p.n_inputs);
+        if (!py::isinstance<py::array_t<double>>(h) || h.ndim() != 3 ||
+            std::size_t(h.shape(0)) != n || h.shape(1) != m || h.shape(2) != m ||
+            !h.writeable() || !(h.flags() & py::array::c_style) ||
+            !aligned(h.data()))
+            throw py::value_error("batch: hessian must be a writable aligned C-contiguous (" +
+                                  std::to_string(n) + ", " + std::to_string(m) +
+                                  ", " + std::to_string(m) + ") float64 array");
+        if (seed_output >= n_out)
+            throw py::value_error("batch: seed_output out of range");
+        io.seed_output = seed_output;
+        io.hess_base = static_cast<double*>(h.mutable_data());
+        io.hess_stride = m * m;
+    }
+    std::vector<std::size_t> failed;
+    bool finished;
+    {
+        py::gil_scoped_release nogil;
+        finished = p.run_batch(io, n, threads, failed, [] {
+            py::gil_scoped_acquire gil;
+            return PyErr_CheckSignals() != 0;
+        });
+    }
+    if (!finished) throw py::error_already_set();
+    py::array_t<std::int64_t> f(static_cast<py::ssize_t>(failed.size()));
+    for (std::size_t k = 0; k < failed.size(); ++k)
+        f.mutable_data()[k] = std::int64_t(failed[k]);
+    return f;
+}
+
 }  // namespace
 
 void register_function(py::module_& m) {
@@ -397,173 +455,9 @@ void register_function(py::module_& m) {
         .def("guard_location",
              [](const Program& P, std::size_t k) { return P.p->guards_.at(k).where; })
         .def_property_readonly("n_guards", [](const Program& P) { return P.p->guards_.size(); })
-        .def(
-            "point",
-            [](const Program& P, py::array_t<double, py::array::c_style | py::array::forcecast> x,
-               int mode) {
-                // mode 0: values; 1: values and the gradient of output 0; 2: + Jacobian.
-                const program& p = *P.p;
-                if (x.ndim() != 1 || std::size_t(x.shape(0)) != p.n_inputs)
-                    throw py::value_error("point: expected " + std::to_string(p.n_inputs) +
-                                          " inputs, got shape " + std::to_string(x.size()));
-                if (mode < 0 || mode > 2)
-                    throw py::value_error("point: mode must be 0 (values), 1 (gradient) or "
-                                          "2 (Jacobian), got " + std::to_string(mode));
-                if (mode == 1 && p.outputs_.empty())
-                    throw py::value_error("point: a gradient needs an output to seed; this "
-                                          "program has none");
-                const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
-                scratch_lease scratch;
-                double* val = scratch.get(0, n).data();
-                double* adj = scratch.get(1, n).data();
-                std::vector<double> out(m_out), jac(mode ? (mode == 1 ? 1 : m_out) * p.n_inputs : 0);
-                long failed;
-                {
-                    std::unique_ptr<py::gil_scoped_release> nogil;
-                    if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
-                    p.forward(x.data(), val);
-                    failed = p.failing_guard(val);
-                    for (std::size_t k = 0; k < m_out; ++k) out[k] = val[p.outputs_[k]];
-                    std::vector<double> seed(m_out, 0.0);
-                    for (std::size_t k = 0; mode && k < (mode == 1 ? 1 : m_out); ++k) {
-                        seed.assign(m_out, 0.0);
-                        seed[k] = 1.0;
-                        p.reverse(val, adj, seed.data(), jac.data() + k * p.n_inputs);
-                    }
-                }
-                py::object j = py::none();
-                if (mode) j = vector_of(jac.data(), jac.size());
-                return py::make_tuple(vector_of(out.data(), m_out), j, failed);
-            },
-            py::arg("x"), py::arg("mode") = 0)
-        .def(
-            "point_tangent",
-            [](const Program& P, py::array_t<double, py::array::c_style | py::array::forcecast> x,
-               py::array_t<double, py::array::c_style | py::array::forcecast> tx, bool hvp) {
-                // One point, forward mode: (values, their tangents along tx, the Hessian
-                // of output 0 times tx if hvp else None, failing guard or -1). The same
-                // sweeps as a batch of one point, without the batch machinery.
-                const program& p = *P.p;
-                for (const auto* a : {&x, &tx})
-                    if (a->ndim() != 1 || std::size_t(a->shape(0)) != p.n_inputs)
-                        throw py::value_error("point_tangent: expected " +
-                                              std::to_string(p.n_inputs) + " inputs");
-                if (hvp && p.outputs_.empty())
-                    throw py::value_error("point_tangent: a Hessian-vector product needs an "
-                                          "output to seed; this program has none");
-                const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
-                scratch_lease scratch;
-                double* val = scratch.get(0, n).data();
-                double* adj = scratch.get(1, n).data();
-                std::vector<double>& tb = scratch.get(5, n);
-                double* adjt = scratch.get(6, n).data();
-                std::vector<double> out(m_out), tout(m_out), h(hvp ? p.n_inputs : 0);
-                long failed;
-                {
-                    std::unique_ptr<py::gil_scoped_release> nogil;
-                    if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
-                    p.forward(x.data(), val);
-                    failed = p.failing_guard(val);
-                    double* t = tb.data();
-                    std::memcpy(t, tx.data(), sizeof(double) * p.n_inputs);
-                    std::fill(t + p.n_inputs, t + p.first_op(), 0.0);  // constants
-                    p.tangent(val, t);
-                    for (std::size_t k = 0; k < m_out; ++k) {
-                        out[k] = val[p.outputs_[k]];
-                        tout[k] = t[p.outputs_[k]];
-                    }
-                    if (hvp) {
-                        p.reverse_dual(val, t, adj, adjt, 0);
-                        std::copy(adjt, adjt + p.n_inputs, h.begin());
-                    }
-                }
-                py::object hv = py::none();
-                if (hvp) hv = vector_of(h.data(), h.size());
-                return py::make_tuple(vector_of(out.data(), m_out), vector_of(tout.data(), m_out),
-                                      hv, failed);
-            },
-            py::arg("x"), py::arg("tangent"), py::arg("hvp"))
-        .def(
-            "batch",
-            [](const Program& P, py::list args, py::array out, py::object grads, int threads,
-               std::size_t seed_output, py::object seeds, py::object tangents,
-               py::object tangent_out, py::object hvp, py::object hessian) {
-                const program& p = *P.p;
-                const std::size_t n = std::size_t(out.ndim() == 2 ? out.shape(0) : 0);
-                const std::size_t n_out = p.outputs_.size();
-                program::batch_io io;
-                describe_columns(args, n, p.n_inputs, "argument", io.in_base, io.in_stride);
-                describe_outputs(out, n, n_out, "out", io.out_base, io.out_stride);
-                auto per_input = [&](py::object arrays, const char* what,
-                                     std::vector<double*>& base,
-                                     std::vector<std::ptrdiff_t>& stride) {
-                    for (py::handle g : arrays.cast<py::list>()) {
-                        auto a = py::reinterpret_borrow<py::array>(g);
-                        describe_outputs(a, n, std::size_t(a.ndim() == 2 ? a.shape(1) : 0),
-                                         what, base, stride);
-                    }
-                    if (base.size() != p.n_inputs)
-                        throw py::value_error(std::string("batch: ") + what +
-                                              " arrays do not match the inputs");
-                };
-                if (!grads.is_none()) {
-                    if (seed_output >= n_out)
-                        throw py::value_error("batch: seed_output out of range");
-                    io.seed_output = seed_output;
-                    per_input(grads, "grad", io.grad_base, io.grad_stride);
-                }
-                if (!seeds.is_none())
-                    describe_columns(seeds.cast<py::list>(), n, n_out, "seed", io.seed_base,
-                                     io.seed_stride);
-                if (!tangents.is_none())
-                    describe_columns(tangents.cast<py::list>(), n, p.n_inputs, "tangent",
-                                     io.tan_base, io.tan_stride);
-                if (!tangent_out.is_none()) {
-                    if (io.tan_base.empty())
-                        throw py::value_error("batch: tangent_out needs tangents");
-                    describe_outputs(tangent_out.cast<py::array>(), n, n_out, "tangent_out",
-                                     io.tout_base, io.tout_stride);
-                }
-                if (!hvp.is_none()) {
-                    if (io.tan_base.empty())
-                        throw py::value_error("batch: hvp needs tangents");
-                    if (seed_output >= n_out)
-                        throw py::value_error("batch: seed_output out of range");
-                    io.seed_output = seed_output;
-                    per_input(hvp, "hvp", io.hvp_base, io.hvp_stride);
-                }
-                if (!hessian.is_none()) {
-                    auto h = hessian.cast<py::array>();
-                    const auto m = py::ssize_t(p.n_inputs);
-                    if (!py::isinstance<py::array_t<double>>(h) || h.ndim() != 3 ||
-                        std::size_t(h.shape(0)) != n || h.shape(1) != m || h.shape(2) != m ||
-                        !h.writeable() || !(h.flags() & py::array::c_style) ||
-                        !aligned(h.data()))
-                        throw py::value_error("batch: hessian must be a writable aligned C-contiguous (" +
-                                              std::to_string(n) + ", " + std::to_string(m) +
-                                              ", " + std::to_string(m) + ") float64 array");
-                    if (seed_output >= n_out)
-                        throw py::value_error("batch: seed_output out of range");
-                    io.seed_output = seed_output;
-                    io.hess_base = static_cast<double*>(h.mutable_data());
-                    io.hess_stride = m * m;
-                }
-                std::vector<std::size_t> failed;
-                bool finished;
-                {
-                    py::gil_scoped_release nogil;
-                    finished = p.run_batch(io, n, threads, failed, [] {
-                        py::gil_scoped_acquire gil;
-                        return PyErr_CheckSignals() != 0;
-                    });
-                }
-                if (!finished) throw py::error_already_set();
-                py::array_t<std::int64_t> f(static_cast<py::ssize_t>(failed.size()));
-                for (std::size_t k = 0; k < failed.size(); ++k)
-                    f.mutable_data()[k] = std::int64_t(failed[k]);
-                return f;
-            },
-            py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),
+        .def("point", &point, py::arg("x"), py::arg("mode") = 0)
+        .def("point_tangent", &point_tangent, py::arg("x"), py::arg("tangent"), py::arg("hvp"))
+        .def("batch", &batch, py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),
             py::arg("threads") = 1, py::arg("seed_output") = 0, py::arg("seeds") = py::none(),
             py::arg("tangents") = py::none(), py::arg("tangent_out") = py::none(),
             py::arg("hvp") = py::none(), py::arg("hessian") = py::none(),

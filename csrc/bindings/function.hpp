@@ -20,6 +20,11 @@ struct Program {
 };
 
 void register_function(pybind11::module_& m);
+
+// program_pickle.cpp: a Program's pickled state, and the program it describes (a corrupt
+// or hostile state raises ValueError).
+pybind11::tuple program_state(const program& p);
+program program_from_state(const pybind11::tuple& st);
 void register_buffers(pybind11::module_& m);  // buffers.cpp: _core.empty
 
 }  // namespace tapegrad::bind
