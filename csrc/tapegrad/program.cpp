@@ -388,7 +388,7 @@ void program::forward(const double* x, double* val) const {
     std::memcpy(val, x, sizeof(double) * n_inputs);
     std::memcpy(val + n_inputs, init_.data() + n_inputs,
                 sizeof(double) * (first_op_ - n_inputs));
-    forward_sweep_carry(fcode_.data(), a_.data(), b_.data(), val, first_op_, n_slots());
+    forward_sweep_carry(view(), val);
 }
 
 void program::reverse(const double* val, double* adj, const double* seed,
@@ -400,7 +400,7 @@ void program::reverse(const double* val, double* adj, const double* seed,
 }
 
 void program::tangent(const double* val, double* t) const {
-    tangent_sweep(op_.data(), a_.data(), b_.data(), val, t, first_op_, n_slots());
+    tangent_sweep(view(), val, t);
 }
 
 void program::reverse_dual(const double* val, const double* t, double* adj, double* adjt,
@@ -408,14 +408,12 @@ void program::reverse_dual(const double* val, const double* t, double* adj, doub
     std::memset(adj, 0, sizeof(double) * n_slots());
     std::memset(adjt, 0, sizeof(double) * n_slots());
     adj[outputs_[k]] += 1.0;
-    reverse_dual_sweep(op_.data(), a_.data(), b_.data(), val, t, adj, adjt, first_op_,
-                       n_slots(), consts_in_range{n_inputs, first_op_ - n_inputs});
+    reverse_dual_sweep(view(), val, t, adj, adjt);
 }
 
 // The adjoints of the inputs from the seeded outputs (zero_ cleared, seeds added).
 void program::reverse_one(const double* val, double* adj) const {
-    reverse_sweep_first(rcode_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
-                        consts_in_range{n_inputs, first_op_ - n_inputs});
+    reverse_sweep_first(view(), val, adj);
 }
 
 long program::failing_guard(const double* val) const {
@@ -442,7 +440,7 @@ std::vector<std::pair<std::string, std::size_t>> program::histogram() const {
 namespace tapegrad {
 namespace {
 
-std::size_t block_size(const program& p) {
+std::size_t block_size(slot n_slots) {
     // A block's values and adjoints take 16 bytes per slot and lane. Each op costs a
     // dispatch per block, so wide blocks pay off even past L2: measured here, a 984-slot
     // program (MLP step per point, 100 points) ran 2.2x faster with one 100-lane block
@@ -452,7 +450,7 @@ std::size_t block_size(const program& p) {
         const char* e = std::getenv("TAPEGRAD_BLOCK_BYTES");
         return e ? std::size_t(std::atol(e)) : (std::size_t(2) << 20);
     }();
-    const std::size_t b = budget / (16 * std::max<std::size_t>(p.n_slots(), 1));
+    const std::size_t b = budget / (16 * std::max<std::size_t>(n_slots, 1));
     return std::clamp<std::size_t>(b & ~std::size_t(7), 8, 512);
 }
 
@@ -590,15 +588,15 @@ void program::hessian_block(const batch_io& io, std::size_t p0, std::size_t L, s
     std::memset(adj, 0, sizeof(double) * B * n_slots());
     double* seed = adj + std::size_t(outputs_[io.seed_output]) * B;
     for (std::size_t l = 0; l < L; ++l) seed[l] = 1.0;
-    k.reverse(*this, v, adj, B, L);
+    k.reverse(view(), v, adj, B, L);
     for (slot j = 0; j < n_inputs; ++j) {
         std::fill_n(t + std::size_t(j) * B, L, 1.0);
         if (plan.dense) {
-            k.tangent(*this, v, t, B, L, nullptr, 0);
-            k.reverse_tangent(*this, v, t, adj, adjt, B, L, nullptr, 0);
+            k.tangent(view(), v, t, B, L, nullptr, 0);
+            k.reverse_tangent(view(), v, t, adj, adjt, B, L, nullptr, 0);
         } else {
-            k.tangent(*this, v, t, B, L, plan.fwd[j].data(), plan.fwd[j].size());
-            k.reverse_tangent(*this, v, t, adj, adjt, B, L, plan.rev[j].data(),
+            k.tangent(view(), v, t, B, L, plan.fwd[j].data(), plan.fwd[j].size());
+            k.reverse_tangent(view(), v, t, adj, adjt, B, L, plan.rev[j].data(),
                               plan.rev[j].size());
         }
         for (std::size_t i = 0; i < n_in; ++i) {
@@ -640,11 +638,11 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
     // One point (B == 1) runs the one-point sweeps: same rules, no per-op lane loop.
     const lanes::kernels& k = lanes::get();
     const bool one = B == 1;
-    const consts_in_range is_const{n_inputs, first_op_ - n_inputs};
+    const program_view pv = view();
     if (one)
-        forward_sweep_carry(fcode_.data(), a_.data(), b_.data(), v, first_op_, n_slots());
+        forward_sweep_carry(pv, v);
     else
-        k.forward(*this, v, B, L);
+        k.forward(pv, v, B, L);
 
     // Guards: a point whose comparison goes the other way gets NaN outputs and is listed.
     std::size_t n_failed_before = failed.size();
@@ -667,7 +665,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
         if (one)
             tangent(v, t);
         else
-            k.tangent(*this, v, t, B, L, nullptr, 0);
+            k.tangent(pv, v, t, B, L, nullptr, 0);
         for (std::size_t o = 0; o < io.tout_base.size(); ++o)
             scatter(t + std::size_t(outputs_[o]) * B, io.tout_base[o] + q0 * io.tout_stride[o],
                     io.tout_stride[o], L);
@@ -697,17 +695,16 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
             if (one)
                 reverse_one(v, adj);
             else
-                k.reverse(*this, v, adj, B, L);
+                k.reverse(pv, v, adj, B, L);
             for (std::size_t i = 0; i < std::size_t(n_inputs) * B; i += B)
                 for (std::size_t l = 0; l < L; ++l) adj[i + l] += 0.0;  // no -0 (sweep.hpp)
         } else {
             double* adjt = s.adjt.data();
             std::memset(adjt, 0, sizeof(double) * B * n_slots());
             if (one)
-                reverse_dual_sweep(op_.data(), a_.data(), b_.data(), v, s.t.data(), adj, adjt,
-                                   first_op_, n_slots(), is_const);
+                reverse_dual_sweep(pv, v, s.t.data(), adj, adjt);
             else
-                k.reverse_dual(*this, v, s.t.data(), adj, adjt, B, L);
+                k.reverse_dual(pv, v, s.t.data(), adj, adjt, B, L);
             for (std::uint32_t i = 0; i < n_inputs; ++i)
                 scatter(adjt + std::size_t(i) * B, io.hvp_base[i] + q0 * io.hvp_stride[i],
                         io.hvp_stride[i], L);
@@ -735,7 +732,7 @@ bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
                         std::vector<std::size_t>& failed,
                         const std::function<bool()>& stop) const {
     // A batch smaller than a block runs in a block of its own size (one point: one lane).
-    const std::size_t B = std::min(block_size(*this), std::max<std::size_t>(n_points, 1));
+    const std::size_t B = std::min(block_size(n_slots()), std::max<std::size_t>(n_points, 1));
     const std::size_t n_blocks = (n_points + B - 1) / B;
     // Small batches are not worth a thread start (~tens of microseconds).
     const std::size_t work = n_points * n_slots();

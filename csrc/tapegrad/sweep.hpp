@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "tapegrad/ops.hpp"
+#include "tapegrad/program_view.hpp"
 
 #ifndef TG_THREADED  // -DTG_THREADED=0 builds the switch versions (to test them)
 #if defined(__GNUC__) || defined(__clang__)
@@ -30,9 +31,10 @@ namespace tapegrad {
 // value, so a chain (z = z * y, sums) does not wait for a store to reach its load.
 // Slot lo - 1 must exist, and fc[hi] must be a leaf kind (fc < 8), where the sweep stops
 // without a bounds test per op: in a program, an input or constant, and a sentinel.
-inline void forward_sweep_carry(const std::uint8_t* fc, const std::uint32_t* a,
-                                const std::uint32_t* b, double* val, std::uint32_t lo,
-                                std::uint32_t hi) {
+inline void forward_sweep_carry(const program_view& p, double* val) {
+    const std::uint8_t* const fc = p.fcode;
+    const std::uint32_t *const a = p.a, *const b = p.b;
+    const std::uint32_t lo = p.first_op, hi = p.n_slots;
     std::uint32_t i = lo;
     if (i >= hi) return;
     double prev = val[lo - 1];
@@ -214,10 +216,11 @@ done:
 // ops sharing a constant do not queue on its adjoint.
 // The sweep stops at slot lo - 1, which must exist and be a leaf kind (rc < 64): in a
 // program the slots below the first op are its inputs and constants.
-template <class IsConst>
-inline void reverse_sweep_first(const std::uint16_t* rc, const std::uint32_t* a,
-                                const std::uint32_t* b, const double* val, double* adj,
-                                std::uint32_t lo, std::uint32_t hi, IsConst is_const) {
+inline void reverse_sweep_first(const program_view& p, const double* val, double* adj) {
+    const std::uint16_t* const rc = p.rcode;
+    const std::uint32_t *const a = p.a, *const b = p.b;
+    const std::uint32_t lo = p.first_op, hi = p.n_slots;
+    const consts_in_range is_const{p.n_inputs, p.first_op - p.n_inputs};
     // A contribution is added (0), stored (1), or handed to the next handler in a
     // register (2: its argument is slot i - 1, whose only user is i); gc: g is that.
 #define TG_PUT(to, d, mode)        \
@@ -305,8 +308,10 @@ done:;
 // Forward mode at one point: t[i] for every op slot i in [lo, hi) from its operands'
 // tangents, by the table's tangent column (leaf kinds keep theirs: inputs given,
 // constants 0).
-inline void tangent_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
-                          const double* val, double* t, std::uint32_t lo, std::uint32_t hi) {
+inline void tangent_sweep(const program_view& p, const double* val, double* t) {
+    const op* const o = p.ops;
+    const std::uint32_t *const a = p.a, *const b = p.b;
+    const std::uint32_t lo = p.first_op, hi = p.n_slots;
 #define TG_TANGENT(name) \
     t[i] = kernel::name::tangent(val[a[i]], val[b[i]], val[i], t[a[i]], t[b[i]]);
     std::uint32_t i = lo;
@@ -349,10 +354,12 @@ leaf_kind:
 // Forward-over-reverse at one point: reverse_sweep on dual numbers (value, tangent), so
 // adj gets the gradient and adjt its directional derivative. A node whose adjoint and
 // adjoint tangent are both 0 is skipped; constants get nothing.
-template <class IsConst>
-inline void reverse_dual_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
-                               const double* val, const double* t, double* adj, double* adjt,
-                               std::uint32_t lo, std::uint32_t hi, IsConst is_const) {
+inline void reverse_dual_sweep(const program_view& p, const double* val, const double* t,
+                               double* adj, double* adjt) {
+    const op* const o = p.ops;
+    const std::uint32_t *const a = p.a, *const b = p.b;
+    const std::uint32_t lo = p.first_op, hi = p.n_slots;
+    const consts_in_range is_const{p.n_inputs, p.first_op - p.n_inputs};
     using fwd::dual;
 #define TG_DUAL_RULE(name, arity)                                                     \
     {                                                                                 \
