@@ -16,6 +16,8 @@
 
 namespace tapegrad {
 
+struct hessian_plan;
+
 // The comparison a guard re-checks on replay.
 // `same` is equality in which NaN matches NaN: for values that escaped into Python.
 enum class cmp : std::uint8_t { lt, le, gt, ge, eq, ne, same };
@@ -146,10 +148,6 @@ private:
     std::vector<slot> zero_;
     void reverse_one(const double* val, double* adj) const;
     struct block_scratch;
-    struct hessian_plan;
-    hessian_plan plan_hessian() const;
-    void hessian_block(const batch_io& io, std::size_t p0, std::size_t L, std::size_t B,
-                       block_scratch& s, const hessian_plan& plan) const;
     void run_block(const batch_io& io, std::size_t p0, std::size_t n, std::size_t B,
                    block_scratch& s, const hessian_plan* plan,
                    std::vector<std::size_t>& failed) const;
