@@ -20,7 +20,7 @@ void program::finish() {
     std::uint8_t* reached = reached_scratch.data();
     for (slot s : outputs_) reached[s] = 1;  // adds to its seed
     // A constant (its adjoint is never read) takes every contribution as first: a store.
-    auto is_const = [this](slot s) { return s - n_inputs < first_op_ - n_inputs; };
+    const consts_in_range is_const{n_inputs, first_op_ - n_inputs};
     std::uint16_t gc = 0;  // slot s's g is handed over by slot s + 1
     for (slot s = n; s-- > first_op_;) {
         const slot a = a_[s], b = b_[s];

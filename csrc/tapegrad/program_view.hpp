@@ -11,6 +11,12 @@ namespace tapegrad {
 
 using slot = std::uint32_t;
 
+// Whether slot s is a constant: a program keeps its constants in one range of slots.
+struct consts_in_range {
+    slot first, count;
+    bool operator()(slot s) const { return s - first < count; }
+};
+
 struct program_view {
     const op* ops;    // per slot; leaf kinds below first_op
     const slot* a;    // first argument of each op slot
@@ -21,7 +27,7 @@ struct program_view {
     const std::uint16_t* rcode;
     slot n_inputs, first_op, n_slots;
 
-    bool is_const(slot s) const { return s - n_inputs < first_op - n_inputs; }
+    consts_in_range consts() const { return {n_inputs, first_op - n_inputs}; }
     // Op slot s: op << 2 | (s gives its argument a its first contribution of a reverse
     // sweep) | (the same for b) << 1, read off the one-point reverse codes, where "first"
     // is a store or a hand-over in a register.
