@@ -2,7 +2,7 @@
 PY ?= python
 ASAN_LIB := $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libstdc++.so)
 
-.PHONY: dev test bench compare asan ci
+.PHONY: dev test bench compare asan cpptest cpptest-asan ci
 dev:      ## editable install with a persistent build dir
 	$(PY) -m pip install --no-build-isolation -e ".[test]" -Cbuild-dir=build/dev
 test:
@@ -20,5 +20,17 @@ asan:     ## the suite under ASan + UBSan (separate build dir and install target
 	  -Ccmake.build-type=Debug -Ccmake.define.TAPEGRAD_SANITIZE=address,undefined
 	PYTHONPATH=build/asan-site LD_PRELOAD="$(ASAN_LIB)" ASAN_OPTIONS=detect_leaks=0 \
 	  $(PY) -m pytest -s -q -p no:cacheprovider tests
+# The core's C++ unit tests (tests/cpp; apt install doctest-dev), no Python involved.
+# CPPTEST_DIR and CPPTEST_CMAKE pick another build, e.g. the switch dispatch:
+#   make cpptest CPPTEST_DIR=build/cpptest-switch CPPTEST_CMAKE=-DTAPEGRAD_THREADED_DISPATCH=OFF
+CPPTEST_DIR ?= build/cpptest
+CPPTEST_CMAKE ?=
+cpptest:  ## configure, build and ctest the core's C++ unit tests
+	cmake -S . -B $(CPPTEST_DIR) -DTAPEGRAD_PYTHON=OFF -DTAPEGRAD_CPP_TESTS=ON $(CPPTEST_CMAKE)
+	cmake --build $(CPPTEST_DIR) --parallel 2
+	ctest --test-dir $(CPPTEST_DIR) --output-on-failure
+cpptest-asan:  ## the same under ASan + UBSan
+	$(MAKE) cpptest CPPTEST_DIR=build/cpptest-asan \
+	  CPPTEST_CMAKE="-DCMAKE_BUILD_TYPE=Debug -DTAPEGRAD_SANITIZE=address,undefined"
 ci:
 	bash .ci/run
