@@ -75,8 +75,8 @@ public:
     void finish();
     // What the sweeps read (valid after finish(), while the program lives).
     program_view view() const {
-        return {op_.data(), a_.data(),       b_.data(), fcode_.data(),
-                rcode_.data(), n_inputs, first_op_, n_slots()};
+        return {op_.data(), a_.data(), b_.data(), fcode_.data(), rcode_.data(),
+                n_inputs, first_op_, n_slots()};
     }
 
     // --- one point; val and adj hold n_slots() doubles each (caller-owned scratch)

@@ -215,7 +215,8 @@ inline void reverse_sweep_first(const program_view& p, const double* val, double
     TG_RF4(H, S, name, arity, 0, gc) TG_RF4(H, S, name, arity, 1, gc)             \
     TG_RF4(H, S, name, arity, 2, gc) TG_STOP4(S, int(op::name) << 5 | gc << 4 | 12)
 #define TG_STOP4(S, c) S((c)) S((c) + 1) S((c) + 2) S((c) + 3)
-#define TG_STOP16(S, c) TG_STOP4(S, (c)) TG_STOP4(S, (c) + 4) TG_STOP4(S, (c) + 8) TG_STOP4(S, (c) + 12)
+#define TG_STOP16(S, c) \
+    TG_STOP4(S, (c)) TG_STOP4(S, (c) + 4) TG_STOP4(S, (c) + 8) TG_STOP4(S, (c) + 12)
 #define TG_CODE rc[i]
 #define TG_START --i;
 #define TG_STEP --i;

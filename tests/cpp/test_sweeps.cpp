@@ -230,7 +230,8 @@ TEST_CASE("each lane kernel set equals one point (both sets this CPU runs)") {
             // As run_block: first contributions are stores, so only the output (which
             // adds to its seed) and slots no op reads are cleared.
             std::vector<bool> read(view.n_slots, false);
-            for (slot s = view.first_op; s < view.n_slots; ++s) read[view.a[s]] = read[view.b[s]] = true;
+            for (slot s = view.first_op; s < view.n_slots; ++s)
+                read[view.a[s]] = read[view.b[s]] = true;
             for (slot s = 0; s < view.n_slots; ++s)
                 if (!read[s] || s == p.outputs_[0]) std::fill_n(adj.begin() + s * B, L, 0.0);
             for (std::size_t l = 0; l < L; ++l) adj[p.outputs_[0] * B + l] = 1.0;
@@ -290,7 +291,8 @@ TEST_CASE("lanes equal one point in forward mode and forward-over-reverse") {
         const auto X = random_points(rng, n, 3), T = random_points(rng, n, 3);
         const program p = compile_expr(e, X.data(), true);
         rows want;
-        for (std::size_t k = 0; k < n; ++k) want.add(one_point(p, X.data() + 3 * k, T.data() + 3 * k));
+        for (std::size_t k = 0; k < n; ++k)
+            want.add(one_point(p, X.data() + 3 * k, T.data() + 3 * k));
         check_same(batch(p, X, T, n, ask::jvp).tout, want.tout, "tangents");
         check_same(batch(p, X, T, n, ask::hvp).hvp, want.hvp, "Hessian-vector product", false);
     }
@@ -326,7 +328,8 @@ TEST_CASE("a batch on two threads equals one thread bit for bit") {
     const std::size_t n = 5000;  // enough work for the batch driver to start a thread
     const auto X = random_points(rng, n, 3);
     const program p = compile_expr(e, X.data(), true);
-    const batch_result one = batch(p, X, {}, n, ask::grad, 1), two = batch(p, X, {}, n, ask::grad, 2);
+    const batch_result one = batch(p, X, {}, n, ask::grad, 1);
+    const batch_result two = batch(p, X, {}, n, ask::grad, 2);
     check_same(two.out, one.out, "values");
     check_same(two.grad, one.grad, "gradient");
 }
