@@ -7,7 +7,7 @@ ASAN_LIB := $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-nam
 ASAN_ENV := PYTHONPATH=build/asan-site LD_PRELOAD="$(ASAN_LIB)" ASAN_OPTIONS=detect_leaks=0 \
   UBSAN_OPTIONS=print_stacktrace=1
 
-.PHONY: dev test lint bench compare asan ci
+.PHONY: dev test lint bench compare asan cpptest cpptest-asan ci
 dev:      ## editable install with a persistent build dir
 	$(PY) -m pip install --no-build-isolation -e ".[test]" -Cbuild-dir=build/dev
 test:
@@ -28,5 +28,17 @@ asan:     ## the suite under ASan + UBSan (own build dir and install target); CI
 	  -Ccmake.build-type=Debug -Ccmake.define.TAPEGRAD_SANITIZE=address,undefined
 	$(ASAN_ENV) $(PY) -c "import tapegrad, sys; f = tapegrad._core.__file__; print(f); sys.exit('asan-site' not in f)"
 	$(ASAN_ENV) $(PY) -m pytest -s -q -p no:cacheprovider tests --ignore=tests/test_browser.py
+# The core's C++ unit tests (tests/cpp; apt install doctest-dev), no Python involved.
+# CPPTEST_DIR and CPPTEST_CMAKE pick another build, e.g. the switch dispatch:
+#   make cpptest CPPTEST_DIR=build/cpptest-switch CPPTEST_CMAKE=-DTAPEGRAD_THREADED_DISPATCH=OFF
+CPPTEST_DIR ?= build/cpptest
+CPPTEST_CMAKE ?=
+cpptest:  ## configure, build and ctest the core's C++ unit tests
+	cmake -S . -B $(CPPTEST_DIR) -DTAPEGRAD_PYTHON=OFF -DTAPEGRAD_CPP_TESTS=ON $(CPPTEST_CMAKE)
+	cmake --build $(CPPTEST_DIR) --parallel 2
+	ctest --test-dir $(CPPTEST_DIR) --output-on-failure
+cpptest-asan:  ## the same under ASan + UBSan
+	$(MAKE) cpptest CPPTEST_DIR=build/cpptest-asan \
+	  CPPTEST_CMAKE="-DCMAKE_BUILD_TYPE=Debug -DTAPEGRAD_SANITIZE=address,undefined"
 ci:
 	bash .ci/run

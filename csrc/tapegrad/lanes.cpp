@@ -20,7 +20,6 @@ TG_SIMD double pow(double, double);
 #endif
 
 #include "tapegrad/lanes.hpp"
-#include "tapegrad/program.hpp"
 
 #ifndef TG_LANES_ISA
 #define TG_LANES_ISA baseline
@@ -95,12 +94,12 @@ void reverse_dual_op(double* ga, double* gb, double* gat, double* gbt, const dou
     }
 }
 
-void forward(const program& p, double* v, std::size_t B, std::size_t L) {
-    for (slot s = p.first_op(); s < p.n_slots(); ++s) {
+void forward(const program_view& p, double* v, std::size_t B, std::size_t L) {
+    for (slot s = p.first_op; s < p.n_slots; ++s) {
         double* out = v + s * B;
-        const double* x = v + std::size_t(p.a_[s]) * B;
-        const double* y = v + std::size_t(p.b_[s]) * B;
-        switch (p.op_[s]) {
+        const double* x = v + std::size_t(p.a[s]) * B;
+        const double* y = v + std::size_t(p.b[s]) * B;
+        switch (p.ops[s]) {
 #define TG_OP(name, arity, ...)           \
     case op::name:                                   \
         forward_op<kernel::name>(out, x, y, L);      \
@@ -113,9 +112,9 @@ void forward(const program& p, double* v, std::size_t B, std::size_t L) {
     }
 }
 
-void reverse(const program& p, const double* v, double* adj, std::size_t B, std::size_t L) {
-    for (slot s = p.n_slots(); s-- > p.first_op();) {
-        const slot a = p.a_[s], b = p.b_[s];
+void reverse(const program_view& p, const double* v, double* adj, std::size_t B, std::size_t L) {
+    for (slot s = p.n_slots; s-- > p.first_op;) {
+        const slot a = p.a[s], b = p.b[s];
         const double* g = adj + s * B;
         const double* out = v + s * B;
         const double* x = v + std::size_t(a) * B;
@@ -146,13 +145,13 @@ struct slots {
     slot back(std::size_t k) const { return list ? list[k] : slot(hi - 1 - k); }
 };
 
-void tangent_slots(const program& p, const double* v, double* t, std::size_t B,
+void tangent_slots(const program_view& p, const double* v, double* t, std::size_t B,
                    std::size_t L, const slots& ss) {
     for (std::size_t k = 0, n = ss.size(); k < n; ++k) {
         const slot s = ss.at(k);
-        const std::size_t a = std::size_t(p.a_[s]) * B, b = std::size_t(p.b_[s]) * B;
+        const std::size_t a = std::size_t(p.a[s]) * B, b = std::size_t(p.b[s]) * B;
         const std::size_t o = std::size_t(s) * B;
-        switch (p.op_[s]) {
+        switch (p.ops[s]) {
 #define TG_OP(name, ...)                                                        \
     case op::name:                                                              \
         tangent_op<kernel::name>(t + o, v + a, v + b, v + o, t + a, t + b, L);  \
@@ -166,13 +165,13 @@ void tangent_slots(const program& p, const double* v, double* t, std::size_t B,
 }
 
 template <bool UpdateAdj>
-void reverse_dual_slots(const program& p, const double* v, const double* t, double* adj,
+void reverse_dual_slots(const program_view& p, const double* v, const double* t, double* adj,
                         double* adjt, std::size_t B, std::size_t L, const slots& ss) {
     for (std::size_t k = 0, n = ss.size(); k < n; ++k) {
         const slot s = ss.back(k);
-        const std::size_t a = std::size_t(p.a_[s]) * B, b = std::size_t(p.b_[s]) * B;
+        const std::size_t a = std::size_t(p.a[s]) * B, b = std::size_t(p.b[s]) * B;
         const std::size_t o = std::size_t(s) * B;
-        switch (p.op_[s]) {
+        switch (p.ops[s]) {
 #define TG_OP(name, ...)                                                                \
     case op::name:                                                                      \
         reverse_dual_op<kernel::name, UpdateAdj>(adj + a, adj + b, adjt + a, adjt + b,   \
@@ -187,23 +186,23 @@ void reverse_dual_slots(const program& p, const double* v, const double* t, doub
     }
 }
 
-void tangent(const program& p, const double* v, double* t, std::size_t B, std::size_t L,
+void tangent(const program_view& p, const double* v, double* t, std::size_t B, std::size_t L,
              const slot* list, std::size_t n) {
-    tangent_slots(p, v, t, B, L, slots{list, n, p.first_op(), p.n_slots()});
+    tangent_slots(p, v, t, B, L, slots{list, n, p.first_op, p.n_slots});
 }
 
-void reverse_dual(const program& p, const double* v, const double* t, double* adj,
+void reverse_dual(const program_view& p, const double* v, const double* t, double* adj,
                   double* adjt, std::size_t B, std::size_t L) {
     reverse_dual_slots<true>(p, v, t, adj, adjt, B, L,
-                             slots{nullptr, 0, p.first_op(), p.n_slots()});
+                             slots{nullptr, 0, p.first_op, p.n_slots});
 }
 
-void reverse_tangent(const program& p, const double* v, const double* t, const double* adj,
+void reverse_tangent(const program_view& p, const double* v, const double* t, const double* adj,
                      double* adjt, std::size_t B, std::size_t L, const slot* list,
                      std::size_t n) {
     // adj is only read (UpdateAdj = false); the const_cast keeps one kernel signature.
     reverse_dual_slots<false>(p, v, t, const_cast<double*>(adj), adjt, B, L,
-                              slots{list, n, p.first_op(), p.n_slots()});
+                              slots{list, n, p.first_op, p.n_slots});
 }
 
 #define TG_STR2(x) #x

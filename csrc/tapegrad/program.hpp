@@ -11,11 +11,12 @@
 #include <vector>
 
 #include "tapegrad/ops.hpp"
+#include "tapegrad/program_view.hpp"
 #include "tapegrad/tape.hpp"
 
 namespace tapegrad {
 
-using slot = std::uint32_t;
+struct hessian_plan;
 
 // The comparison a guard re-checks on replay.
 // `same` is equality in which NaN matches NaN: for values that escaped into Python.
@@ -72,12 +73,10 @@ public:
     // Derives the one-point sweeps' op codes from the fields above; call once they are
     // final (compile and unpickling do).
     void finish();
-    // Slot s (an op): op << 2 | (s gives its argument a its first contribution of a
-    // reverse sweep) | (the same for b) << 1. Read off the one-point codes (finish()),
-    // where "first" is a store or a hand-over in a register.
-    unsigned first_code(slot s) const {
-        const unsigned c = rcode_[s];
-        return (c >> 5) << 2 | unsigned((c & 3) != 0) | unsigned((c >> 2 & 3) != 0) << 1;
+    // What the sweeps read (valid after finish(), while the program lives).
+    program_view view() const {
+        return {op_.data(), a_.data(), b_.data(), fcode_.data(), rcode_.data(),
+                n_inputs, first_op_, n_slots()};
     }
 
     // --- one point; val and adj hold n_slots() doubles each (caller-owned scratch)
@@ -149,10 +148,6 @@ private:
     std::vector<slot> zero_;
     void reverse_one(const double* val, double* adj) const;
     struct block_scratch;
-    struct hessian_plan;
-    hessian_plan plan_hessian() const;
-    void hessian_block(const batch_io& io, std::size_t p0, std::size_t L, std::size_t B,
-                       block_scratch& s, const hessian_plan& plan) const;
     void run_block(const batch_io& io, std::size_t p0, std::size_t n, std::size_t B,
                    block_scratch& s, const hessian_plan* plan,
                    std::vector<std::size_t>& failed) const;

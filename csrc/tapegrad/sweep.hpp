@@ -1,20 +1,24 @@
 // The sweeps over a topologically ordered struct-of-arrays graph: the eager tape's
-// reverse sweep, and a frozen program's one-point sweeps. Node i has op o[i], arguments
-// a[i], b[i] (unary ops: b = a) and value val[i]; leaf kinds carry their own value and
-// have no arguments.
+// reverse sweep, and a frozen program's one-point sweeps (csrc/README.md maps which
+// sweep serves which API). Node i has op o[i], arguments a[i], b[i] (unary ops: b = a)
+// and value val[i]; leaf kinds carry their own value and have no arguments.
 //
-// With GCC or Clang the sweeps dispatch by computed goto ("threaded code"): every op's
-// handler can end in its own indirect jump, so the branch predictor learns which op
-// tends to follow which; with a `switch`, graphs that interleave op kinds ran up to 2x
-// slower (session 1). GCC may still merge the reverse sweeps' jumps into one (it did:
-// -fno-crossjumping un-merged them and changed nothing measurable here). Elsewhere the
-// same handlers run under a plain switch.
+// Each sweep is a list of handlers, one or more per op, that sweep_dispatch.inc expands.
+// With GCC or Clang it dispatches by computed goto ("threaded code"): every handler can
+// end in its own indirect jump, so the branch predictor learns which op tends to follow
+// which; with a `switch`, graphs that interleave op kinds ran up to 2x slower when
+// measured here. GCC may still merge the reverse sweeps' jumps into one (it did:
+// -fno-crossjumping un-merged them and changed nothing measurable here). Elsewhere (MSVC,
+// or -DTG_THREADED=0, CMake's TAPEGRAD_THREADED_DISPATCH=OFF) the same handlers run
+// as the cases of a switch.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "tapegrad/ops.hpp"
+#include "tapegrad/program_view.hpp"
 
-#ifndef TG_THREADED  // -DTG_THREADED=0 builds the switch versions (to test them)
+#ifndef TG_THREADED
 #if defined(__GNUC__) || defined(__clang__)
 #define TG_THREADED 1
 #else
@@ -24,57 +28,37 @@
 
 namespace tapegrad {
 
-// The forward sweep of a frozen program: val[i] for every op slot i in [lo, hi), in
-// order, with the previous op's value kept in a register:
+// sweep_dispatch.inc's check that a handler list gives code k at position k.
+template <std::size_t N>
+constexpr bool dispatch_codes_dense(const unsigned (&code)[N]) {
+    for (std::size_t k = 0; k < N; ++k)
+        if (code[k] != k) return false;
+    return true;
+}
+
+// The forward sweep of a frozen program: val[i] for every op slot i, in order, with the
+// previous op's value kept in a register:
 // fc[i] = op << 2 | (a[i] == i - 1) | (b[i] == i - 1) << 1 says which operands are that
 // value, so a chain (z = z * y, sums) does not wait for a store to reach its load.
-// Slot lo - 1 must exist, and fc[hi] must be a leaf kind (fc < 8), where the sweep stops
-// without a bounds test per op: in a program, an input or constant, and a sentinel.
-inline void forward_sweep_carry(const std::uint8_t* fc, const std::uint32_t* a,
-                                const std::uint32_t* b, double* val, std::uint32_t lo,
-                                std::uint32_t hi) {
-    std::uint32_t i = lo;
-    if (i >= hi) return;
-    double prev = val[lo - 1];
+// The sweep stops at the first leaf kind (fc < 8) without a bounds test per op:
+// program::finish puts one past the last op.
+inline void forward_sweep_carry(const program_view& p, double* val) {
+    const std::uint8_t* const fc = p.fcode;
+    const std::uint32_t *const a = p.a, *const b = p.b;
+    std::uint32_t i = p.first_op;
+    if (i >= p.n_slots) return;
+    double prev = val[i - 1];
 #define TG_CARRY(name, x, y) prev = val[i] = kernel::name::forward(x, y);
-#if TG_THREADED
-    static const void* const handler[] = {
-        &&leaf_kind, &&leaf_kind, &&leaf_kind, &&leaf_kind,  // leaf
-        &&leaf_kind, &&leaf_kind, &&leaf_kind, &&leaf_kind,  // constant
-#define TG_OP(name, arity, ...) &&fw_##name##_0, &&fw_##name##_a, &&fw_##name##_b, &&fw_##name##_ab,
-#include "tapegrad/ops.def"
-#undef TG_OP
-    };
-#define TG_NEXT \
-    ++i;        \
-    goto* handler[fc[i]];
-    goto* handler[fc[i]];
-leaf_kind:  // fc[hi]
-    return;
-#define TG_OP(name, arity, ...)                                        \
-    fw_##name##_0 : TG_CARRY(name, val[a[i]], val[b[i]]) TG_NEXT       \
-    fw_##name##_a : TG_CARRY(name, prev, val[b[i]]) TG_NEXT            \
-    fw_##name##_b : TG_CARRY(name, val[a[i]], prev) TG_NEXT            \
-    fw_##name##_ab : TG_CARRY(name, prev, prev) TG_NEXT
-#include "tapegrad/ops.def"
-#undef TG_OP
-#undef TG_NEXT
-#else
-    for (; i < hi; ++i) {
-        const double x = fc[i] & 1 ? prev : val[a[i]], y = fc[i] & 2 ? prev : val[b[i]];
-        switch (op(fc[i] >> 2)) {
-#define TG_OP(name, arity, ...) \
-    case op::name:              \
-        TG_CARRY(name, x, y)    \
-        break;
-#include "tapegrad/ops.def"
-#undef TG_OP
-            default:
-                prev = val[i];
-                break;
-        }
-    }
-#endif
+#define TG_CODE fc[i]
+#define TG_START
+#define TG_STEP ++i;
+#define TG_LEAVES(H, S) S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7)
+#define TG_OP_HANDLERS(H, S, name, arity)                                     \
+    H(int(op::name) << 2 | 0, fw_##name##_0, TG_CARRY(name, val[a[i]], val[b[i]])) \
+    H(int(op::name) << 2 | 1, fw_##name##_a, TG_CARRY(name, prev, val[b[i]]))      \
+    H(int(op::name) << 2 | 2, fw_##name##_b, TG_CARRY(name, val[a[i]], prev))      \
+    H(int(op::name) << 2 | 3, fw_##name##_ab, TG_CARRY(name, prev, prev))
+#include "tapegrad/sweep_dispatch.inc"
 #undef TG_CARRY
 }
 
@@ -84,14 +68,10 @@ leaf_kind:  // fc[hi]
 // contribution: nothing reads their adjoint, and skipping them spares e.g. the log in
 // pow's d/dy for `x ** 3`.
 // `is_const(i)`: whether node i is a constant. The eager tape asks its op array; a frozen
-// program keeps its constants in one range of slots and compares the index instead.
+// program keeps its constants in one range of slots (consts_in_range).
 struct consts_by_op {
     const op* o;
     bool operator()(std::uint32_t i) const { return o[i] == op::constant; }
-};
-struct consts_in_range {
-    std::uint32_t first, count;
-    bool operator()(std::uint32_t i) const { return i - first < count; }
 };
 
 // With Carry, a contribution to a node at most two below (chains: z = z * y, with or
@@ -144,44 +124,14 @@ inline void reverse_sweep(const op* o, const std::uint32_t* a, const std::uint32
     }
     std::uint32_t i = hi;
     if (i <= lo) return;
-#if TG_THREADED
-    static const void* const handler[] = {
-        &&leaf_kind, &&leaf_kind,  // leaf, constant
-#define TG_OP(name, arity, ...) &&rv_##name,
-#include "tapegrad/ops.def"
-#undef TG_OP
-    };
-#define TG_NEXT                        \
-    if (i == lo) goto done;            \
-    --i;                               \
-    goto* handler[int(o[i])];
+#define TG_CODE int(o[i])
+#define TG_START --i;
+#define TG_STEP              \
+    if (i == lo) goto tg_done; \
     --i;
-    goto* handler[int(o[i])];
-leaf_kind:
-    TG_SETTLE_AT(i)
-    TG_NEXT
-#define TG_OP(name, arity, ...) \
-    rv_##name : TG_RULE(name, arity)      \
-    TG_NEXT
-#include "tapegrad/ops.def"
-#undef TG_OP
-#undef TG_NEXT
-done:
-#else
-    while (i-- > lo) {
-        switch (o[i]) {
-#define TG_OP(name, arity, ...) \
-    case op::name:                         \
-        TG_RULE(name, arity)               \
-        break;
-#include "tapegrad/ops.def"
-#undef TG_OP
-            default:
-                TG_SETTLE_AT(i)
-                break;  // leaves
-        }
-    }
-#endif
+#define TG_LEAVES(H, S) H(0, rv_leaf, TG_SETTLE_AT(i)) H(1, rv_constant, TG_SETTLE_AT(i))
+#define TG_OP_HANDLERS(H, S, name, arity) H(int(op::name), rv_##name, TG_RULE(name, arity))
+#include "tapegrad/sweep_dispatch.inc"
     if constexpr (Carry)
         if (owed) adj[carry_to] += carry;  // owed below the range
 #undef TG_RULE
@@ -212,14 +162,12 @@ done:
 // adjoint), except pow's: skipping those spares e.g. the log in pow's d/dy for x ** 3.
 // finish() marks every contribution to a constant as first, so it is a plain store and
 // ops sharing a constant do not queue on its adjoint.
-// The sweep stops at slot lo - 1, which must exist and be a leaf kind (rc < 64): in a
-// program the slots below the first op are its inputs and constants.
-template <class IsConst>
-inline void reverse_sweep_first(const std::uint16_t* rc, const std::uint32_t* a,
-                                const std::uint32_t* b, const double* val, double* adj,
-                                std::uint32_t lo, std::uint32_t hi, IsConst is_const) {
-    // A contribution is added (0), stored (1), or handed to the next handler in a
-    // register (2: its argument is slot i - 1, whose only user is i); gc: g is that.
+// The sweep stops at the first leaf kind (rc < 64) below the ops: in a program, the last
+// input or constant, which exists below the first op.
+inline void reverse_sweep_first(const program_view& p, const double* val, double* adj) {
+    const std::uint16_t* const rc = p.rcode;
+    const std::uint32_t *const a = p.a, *const b = p.b;
+    const consts_in_range is_const = p.consts();
 #define TG_PUT(to, d, mode)        \
     {                              \
         if ((mode) == 2)           \
@@ -242,173 +190,109 @@ inline void reverse_sweep_first(const std::uint16_t* rc, const std::uint32_t* a,
         const std::uint32_t ai = a[i], bi = b[i];                                    \
         if (kernel::name::linear || g != 0.0) {                                      \
             const double x = val[ai], y = val[bi], out = val[i];                     \
-            if (op::name != op::pow || !is_const(ai))                                \
+            if (op::name != op::pow || !is_const(ai))                              \
                 TG_PUT(ai, kernel::name::dx(x, y, out, g), fa)                       \
             if constexpr (arity == 2)                                                \
-                if (op::name != op::pow || !is_const(bi))                            \
+                if (op::name != op::pow || !is_const(bi))                          \
                     TG_PUT(bi, kernel::name::dy(x, y, out, g), fb)                   \
         } else {                                                                     \
             TG_ZERO(ai, fa)                                                          \
             if (arity == 2) TG_ZERO(bi, fb)                                          \
         }                                                                            \
     }
-    if (hi <= lo) return;
+    if (p.n_slots <= p.first_op) return;
     double carry = 0.0;
-    std::uint32_t i = hi;
-#if TG_THREADED
-#define TG_DONE4 &&done, &&done, &&done, &&done
-#define TG_DONE32 TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4, TG_DONE4
-#define TG_H(name, fa, fb, gc) &&rv_##name##_##fa##fb##gc
-#define TG_ROW4(name, fb, gc) TG_H(name, 0, fb, gc), TG_H(name, 1, fb, gc), TG_H(name, 2, fb, gc), &&done
-#define TG_ROW16(name, gc) TG_ROW4(name, 0, gc), TG_ROW4(name, 1, gc), TG_ROW4(name, 2, gc), TG_DONE4
-    static const void* const handler[] = {
-        TG_DONE32, TG_DONE32,  // leaf, constant
-#define TG_OP(name, arity, ...) TG_ROW16(name, 0), TG_ROW16(name, 1),
-#include "tapegrad/ops.def"
-#undef TG_OP
-    };
-#define TG_NEXT \
-    --i;        \
-    goto* handler[rc[i]];
-    TG_NEXT
-#define TG_L(name, arity, fa, fb, gc) \
-    rv_##name##_##fa##fb##gc : TG_RULE(name, arity, fa, fb, gc) TG_NEXT
-#define TG_L9(name, arity, gc)                                                          \
-    TG_L(name, arity, 0, 0, gc) TG_L(name, arity, 1, 0, gc) TG_L(name, arity, 2, 0, gc) \
-    TG_L(name, arity, 0, 1, gc) TG_L(name, arity, 1, 1, gc) TG_L(name, arity, 2, 1, gc) \
-    TG_L(name, arity, 0, 2, gc) TG_L(name, arity, 1, 2, gc) TG_L(name, arity, 2, 2, gc)
-#define TG_OP(name, arity, ...) TG_L9(name, arity, 0) TG_L9(name, arity, 1)
-#include "tapegrad/ops.def"
-#undef TG_OP
-#undef TG_NEXT
-done:;
-#else
-    while (i-- > lo) {
-        const unsigned fa = rc[i] & 3, fb = rc[i] >> 2 & 3, gc = rc[i] >> 4 & 1;
-        switch (op(rc[i] >> 5)) {
-#define TG_OP(name, arity, ...)              \
-    case op::name:                           \
-        TG_RULE(name, arity, fa, fb, gc)     \
-        break;
-#include "tapegrad/ops.def"
-#undef TG_OP
-            default:
-                break;
-        }
-    }
-#endif
+    std::uint32_t i = p.n_slots;
+    // One op's 32 codes: for gc = 0 and 1, modes (fa, fb) in 0..2 each, the code of
+    // mode 3 (unused) ending the sweep.
+#define TG_RF(H, name, arity, fa, fb, gc)                                        \
+    H(int(op::name) << 5 | gc << 4 | fb << 2 | fa, rv_##name##_##fa##fb##gc,      \
+      TG_RULE(name, arity, fa, fb, gc))
+#define TG_RF4(H, S, name, arity, fb, gc)                                        \
+    TG_RF(H, name, arity, 0, fb, gc) TG_RF(H, name, arity, 1, fb, gc)             \
+    TG_RF(H, name, arity, 2, fb, gc) S(int(op::name) << 5 | gc << 4 | fb << 2 | 3)
+#define TG_RF16(H, S, name, arity, gc)                                           \
+    TG_RF4(H, S, name, arity, 0, gc) TG_RF4(H, S, name, arity, 1, gc)             \
+    TG_RF4(H, S, name, arity, 2, gc) TG_STOP4(S, int(op::name) << 5 | gc << 4 | 12)
+#define TG_STOP4(S, c) S((c)) S((c) + 1) S((c) + 2) S((c) + 3)
+#define TG_STOP16(S, c) \
+    TG_STOP4(S, (c)) TG_STOP4(S, (c) + 4) TG_STOP4(S, (c) + 8) TG_STOP4(S, (c) + 12)
+#define TG_CODE rc[i]
+#define TG_START --i;
+#define TG_STEP --i;
+#define TG_LEAVES(H, S) TG_STOP16(S, 0) TG_STOP16(S, 16) TG_STOP16(S, 32) TG_STOP16(S, 48)
+#define TG_OP_HANDLERS(H, S, name, arity) \
+    TG_RF16(H, S, name, arity, 0) TG_RF16(H, S, name, arity, 1)
+#include "tapegrad/sweep_dispatch.inc"
+#undef TG_RF
+#undef TG_RF4
+#undef TG_RF16
+#undef TG_STOP4
+#undef TG_STOP16
 #undef TG_RULE
 #undef TG_PUT
 #undef TG_ZERO
 }
 
-// Forward mode at one point: t[i] for every op slot i in [lo, hi) from its operands'
-// tangents, by the table's tangent column (leaf kinds keep theirs: inputs given,
-// constants 0).
-inline void tangent_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
-                          const double* val, double* t, std::uint32_t lo, std::uint32_t hi) {
+// Forward mode at one point: t[i] for every op slot i from its operands' tangents, by
+// the table's tangent column (leaf kinds keep theirs: inputs given, constants 0).
+inline void tangent_sweep(const program_view& p, const double* val, double* t) {
+    const op* const o = p.ops;
+    const std::uint32_t *const a = p.a, *const b = p.b;
+    const std::uint32_t hi = p.n_slots;
+    std::uint32_t i = p.first_op;
+    if (i >= hi) return;
 #define TG_TANGENT(name) \
     t[i] = kernel::name::tangent(val[a[i]], val[b[i]], val[i], t[a[i]], t[b[i]]);
-    std::uint32_t i = lo;
-    if (i >= hi) return;
-#if TG_THREADED
-    static const void* const handler[] = {
-        &&leaf_kind, &&leaf_kind,  // leaf, constant
-#define TG_OP(name, ...) &&tg_##name,
-#include "tapegrad/ops.def"
-#undef TG_OP
-    };
-#define TG_NEXT                        \
-    if (++i >= hi) return;             \
-    goto* handler[int(o[i])];
-    goto* handler[int(o[i])];
-leaf_kind:
-    TG_NEXT
-#define TG_OP(name, ...) \
-    tg_##name : TG_TANGENT(name) TG_NEXT
-#include "tapegrad/ops.def"
-#undef TG_OP
-#undef TG_NEXT
-#else
-    for (; i < hi; ++i) {
-        switch (o[i]) {
-#define TG_OP(name, ...)   \
-    case op::name:         \
-        TG_TANGENT(name)   \
-        break;
-#include "tapegrad/ops.def"
-#undef TG_OP
-            default:
-                break;
-        }
-    }
-#endif
+#define TG_CODE int(o[i])
+#define TG_START
+#define TG_STEP \
+    if (++i >= hi) goto tg_done;
+#define TG_LEAVES(H, S) H(0, tg_leaf, ) H(1, tg_constant, )
+#define TG_OP_HANDLERS(H, S, name, arity) H(int(op::name), tg_##name, TG_TANGENT(name))
+#include "tapegrad/sweep_dispatch.inc"
 #undef TG_TANGENT
 }
 
 // Forward-over-reverse at one point: reverse_sweep on dual numbers (value, tangent), so
 // adj gets the gradient and adjt its directional derivative. A node whose adjoint and
 // adjoint tangent are both 0 is skipped; constants get nothing.
-template <class IsConst>
-inline void reverse_dual_sweep(const op* o, const std::uint32_t* a, const std::uint32_t* b,
-                               const double* val, const double* t, double* adj, double* adjt,
-                               std::uint32_t lo, std::uint32_t hi, IsConst is_const) {
+inline void reverse_dual_sweep(const program_view& p, const double* val, const double* t,
+                               double* adj, double* adjt) {
     using fwd::dual;
+    const op* const o = p.ops;
+    const std::uint32_t *const a = p.a, *const b = p.b;
+    const std::uint32_t lo = p.first_op;
+    const consts_in_range is_const = p.consts();
 #define TG_DUAL_RULE(name, arity)                                                     \
     {                                                                                 \
         const double g = adj[i], gt = adjt[i];                                        \
         if (g != 0.0 || gt != 0.0) {                                                  \
             const std::uint32_t ai = a[i], bi = b[i];                                 \
             const dual X{val[ai], t[ai]}, Y{val[bi], t[bi]}, O{val[i], t[i]}, G{g, gt}; \
-            if (!is_const(ai)) {                                                      \
+            if (!is_const(ai)) {                                                    \
                 const dual d = kernel::name::dx(X, Y, O, G);                          \
                 adj[ai] += d.v;                                                       \
                 adjt[ai] += d.d;                                                      \
             }                                                                         \
             if constexpr (arity == 2)                                                 \
-                if (!is_const(bi)) {                                                  \
+                if (!is_const(bi)) {                                                \
                     const dual d = kernel::name::dy(X, Y, O, G);                      \
                     adj[bi] += d.v;                                                   \
                     adjt[bi] += d.d;                                                  \
                 }                                                                     \
         }                                                                             \
     }
-    std::uint32_t i = hi;
+    std::uint32_t i = p.n_slots;
     if (i <= lo) return;
-#if TG_THREADED
-    static const void* const handler[] = {
-        &&leaf_kind, &&leaf_kind,  // leaf, constant
-#define TG_OP(name, ...) &&rd_##name,
-#include "tapegrad/ops.def"
-#undef TG_OP
-    };
-#define TG_NEXT                        \
-    if (i == lo) return;               \
-    --i;                               \
-    goto* handler[int(o[i])];
+#define TG_CODE int(o[i])
+#define TG_START --i;
+#define TG_STEP              \
+    if (i == lo) goto tg_done; \
     --i;
-    goto* handler[int(o[i])];
-leaf_kind:
-    TG_NEXT
-#define TG_OP(name, arity, ...) \
-    rd_##name : TG_DUAL_RULE(name, arity) TG_NEXT
-#include "tapegrad/ops.def"
-#undef TG_OP
-#undef TG_NEXT
-#else
-    while (i-- > lo) {
-        switch (o[i]) {
-#define TG_OP(name, arity, ...)          \
-    case op::name:                       \
-        TG_DUAL_RULE(name, arity)        \
-        break;
-#include "tapegrad/ops.def"
-#undef TG_OP
-            default:
-                break;
-        }
-    }
-#endif
+#define TG_LEAVES(H, S) H(0, rd_leaf, ) H(1, rd_constant, )
+#define TG_OP_HANDLERS(H, S, name, arity) H(int(op::name), rd_##name, TG_DUAL_RULE(name, arity))
+#include "tapegrad/sweep_dispatch.inc"
 #undef TG_DUAL_RULE
 }
 
