@@ -277,10 +277,9 @@ class TapegradMLP:
 
 def jax_setup():
     """Import JAX in float64 (must run before any JAX array is made)."""
-    import jax
+    import harness
 
-    jax.config.update("jax_enable_x64", True)
-    return jax
+    return harness.import_peer("jax")
 
 
 def _jit_compiled(jax, fn, *example) -> tuple[Callable, float]:
