@@ -6,6 +6,7 @@ the references and the exit status do."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 
@@ -152,3 +153,17 @@ def test_bad_command_lines(argv):
         C.main(argv)
     assert exc.value.code == 2
 
+
+def test_casadi_jit_writes_nothing_to_the_working_directory(tmp_path, monkeypatch):
+    pytest.importorskip("casadi")
+    import replay_workloads as R
+
+    monkeypatch.chdir(tmp_path)
+    jit = R.CasadiF3Jit(10)
+    X, Y, Z = R.f3_points(10)
+    for got, want in zip(jit.grad_buffer(X, Y, Z), R.f3_grad_numpy(X, Y, Z)):
+        assert R.rel_err(got, want) <= 1e-12
+    tmp = jit.tmp_dir
+    assert os.listdir(tmp_path) == [] and os.listdir(tmp)  # the C file and the compiler's outputs
+    del jit
+    assert not os.path.exists(tmp)
