@@ -186,7 +186,7 @@ def skipped(workload, size, unit, units, system, variant, why, rows) -> None:
                     notes=why))
 
 
-# ================================================================ peers
+# ================================================================ spec helpers
 
 
 def ready(fn, setup_s=None):
