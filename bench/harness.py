@@ -22,6 +22,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 PEERS = ("micrograd", "torch", "jax", "casadi", "autograd")
 THREAD_ENV = ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
               "TAPEGRAD_BLOCK_BYTES")
@@ -256,8 +258,6 @@ def environment(peers: dict | None = None, missing: dict | None = None,
     """Machine, versions, threads and GC settings. peers: the peer modules this run loaded
     (their thread settings are read); None when it did not load any on purpose (versions
     only, as `compare.py all` reports before its subcommands run)."""
-    import numpy as np
-
     import tapegrad as tg
 
     try:
