@@ -17,12 +17,8 @@ lint:     ## ruff (configured in pyproject.toml) and the _core stub against the 
 	$(PY) -m mypy.stubtest tapegrad._core --allowlist tests/stubtest_allowlist.txt
 bench:    ## pytest-benchmark suites (timing on)
 	$(PY) -m pytest bench
-compare:  ## side-by-side peer comparisons: core, replay, second order, nn, anomaly overhead
-	$(PY) bench/compare_core.py
-	$(PY) bench/compare_replay.py --quick
-	$(PY) bench/compare_transforms.py
-	$(PY) bench/compare_nn.py --quick
-	$(PY) bench/compare_anomaly.py
+compare:  ## every side-by-side comparison (the README's tables); ARGS=--quick for a short run
+	$(PY) bench/compare.py all $(ARGS)
 asan:     ## the suite under ASan + UBSan (own build dir and install target); CI runs this recipe
 	$(PY) -m pip install --no-deps --upgrade . --target build/asan-site -Cbuild-dir=build/asan \
 	  -Ccmake.build-type=Debug -Ccmake.define.TAPEGRAD_SANITIZE=address,undefined

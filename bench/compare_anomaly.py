@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""What tg.detect_anomaly() costs (issue 8 target: on <= 3x off), side by side in ONE run.
+"""What tg.detect_anomaly() costs (target: on <= 3x off), side by side in one run. A
+subcommand of bench/compare.py:
 
-    python bench/compare_anomaly.py            # ~3 s
-    python bench/compare_anomaly.py --quick    # fewer repeats (~1 s)
+    python bench/compare.py anomaly            # ~3 s
+    python bench/compare.py anomaly --quick    # fewer repeats (~1 s)
 
 Workloads (defined here; bench/test_bench_anomaly.py times the same ones):
   eager   build + backward of a 1e5-node healthy graph: the mixed loop of
@@ -17,28 +18,32 @@ Before timing, both modes must give bit-identical results (detection must not ch
 numbers). Off and on run interleaved round-robin after warm-ups; each figure is the
 median over repeats (min-max in brackets), and the ratio is of the medians from the
 same run, with the range of per-round ratios. Exit status 1 if a ratio misses the target
-or the results differ.
+or the results differ (at --smoke sizes, only if the results differ: fixed costs dominate
+such small workloads, so their ratio says nothing about the target).
 """
 from __future__ import annotations
 
-import argparse
-import gc
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as H  # noqa: E402
 import numpy as np  # noqa: E402
 import replay_workloads as R  # noqa: E402
 
 import tapegrad as tg  # noqa: E402
 
+TITLE = "what detect_anomaly() costs"
 TARGET = 3.0  # on / off
 EAGER_STEPS = 33_334  # 3 new nodes per step (2 leaves + 100,002 nodes)
 REPLAY_POINTS = 100_000
+SIZES = {
+    "full": dict(eager_steps=EAGER_STEPS, replay_points=REPLAY_POINTS, repeats=41, warmup=4),
+    "quick": dict(eager_steps=EAGER_STEPS, replay_points=REPLAY_POINTS, repeats=7, warmup=2),
+    "smoke": dict(eager_steps=300, replay_points=1_000, repeats=2, warmup=0),
+}
 
 
 # ---------------------------------------------------------------- workloads
@@ -98,83 +103,56 @@ def bit_identical(a: Any, b: Any) -> bool:
 
 # ---------------------------------------------------------------- measuring
 
-def measure(pair: dict[str, Callable[[], Any]], repeats: int, warmup: int,
-            fresh: bool) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """(wall, process CPU) seconds per call, sampled round-robin (off, on, off, on, ...).
-    `fresh` workloads (graph building) get an untimed gc.collect() before each call."""
-    wall: dict[str, list[float]] = {k: [] for k in pair}
-    cpu: dict[str, list[float]] = {k: [] for k in pair}
-    for r in range(warmup + repeats):
-        for name, fn in (pair.items() if r % 2 else reversed(pair.items())):
-            if fresh:
-                gc.collect()
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            t1, c1 = time.perf_counter(), time.process_time()
-            if r >= warmup:
-                wall[name].append(t1 - t0)
-                cpu[name].append(c1 - c0)
-    return wall, cpu
 
-
-def fmt_ms(xs: list[float]) -> str:
-    return (f"{statistics.median(xs) * 1e3:8.2f} ms "
-            f"({min(xs) * 1e3:.2f}-{max(xs) * 1e3:.2f})")
-
-
-def run(repeats: int, warmup: int, log: Callable[[str], None] = print) -> dict[str, dict]:
+def measure(cfg: dict) -> dict[str, dict]:
+    """Off and on for each workload, sampled round-robin in alternating order (on, off,
+    off, on, ...) after checking that both give bit-identical results."""
     results: dict[str, dict] = {}
-
-    F, points = replay_setup()
-    graph = eager_graph()
+    F, points = replay_setup(cfg["replay_points"])
+    graph = eager_graph(cfg["eager_steps"])
     workloads = {
-        "eager build+backward, 1e5 nodes": (eager_mixed, True),
+        "eager build+backward, 1e5 nodes": (lambda: eager_mixed(cfg["eager_steps"]), True),
         "traced F3 value_and_grad, 1e5 points": (lambda: replay_value_and_grad(F, points), False),
         "(info) eager backward() alone, 1e5 nodes": (lambda: eager_backward(graph), False),
     }
     for title, (fn, fresh) in workloads.items():
         off_result, on_result = fn(), with_detection(fn)()
         same = bit_identical(off_result, on_result)
-        times, cpu = measure({"off": fn, "on": with_detection(fn)}, repeats, warmup, fresh)
-        off, on = statistics.median(times["off"]), statistics.median(times["on"])
-        rounds = [b / a for a, b in zip(times["off"], times["on"])]
-        results[title] = {"off": times["off"], "on": times["on"], "ratio": on / off,
+        cases = {"off": H.Case(fn, fresh=fresh), "on": H.Case(with_detection(fn), fresh=fresh)}
+        H.run_cases(cases, cfg["repeats"], cfg["warmup"], try_first=False, alternate=True)
+        off, on = cases["off"], cases["on"]
+        rounds = [b / a for a, b in zip(off.wall, on.wall)]
+        results[title] = {"off": off.wall, "on": on.wall, "ratio": H.med(on.wall) / H.med(off.wall),
                           "rounds": (min(rounds), max(rounds)), "same": same,
-                          "min_ratio": min(times["on"]) / min(times["off"]),
-                          "cpu_ratio": statistics.median(cpu["on"]) / statistics.median(cpu["off"])}
+                          "min_ratio": min(on.wall) / min(off.wall),
+                          "cpu_ratio": statistics.median(on.cpu) / statistics.median(off.cpu)}
     return results
 
 
-def report(results: dict[str, dict], repeats: int) -> tuple[str, bool]:
-    lines = [f"| workload | detection off | detection on | on/off: median (per-round range) "
-             f"| min/min | CPU median | target <= {TARGET:g}x | results identical |",
-             "|---|---|---|---|---|---|---|---|"]
-    ok = True
+def run(mode: str, opts, rep: H.Report) -> None:
+    cfg = SIZES[mode]
+    rep.environment()
+    results = measure(cfg)
+    rows = []
     for title, r in results.items():
-        good = (r["ratio"] <= TARGET or title.startswith("(info)")) and r["same"]
-        ok &= good
+        info = title.startswith("(info)")
         lo, hi = r["rounds"]
-        lines.append(f"| {title} | {fmt_ms(r['off'])} | {fmt_ms(r['on'])} | "
-                     f"{r['ratio']:.2f}x ({lo:.2f}-{hi:.2f}) | {r['min_ratio']:.2f}x | "
-                     f"{r['cpu_ratio']:.2f}x | {'yes' if r['ratio'] <= TARGET else '**NO**'} "
-                     f"| {'yes' if r['same'] else '**NO**'} |")
-    lines.append(f"\nwall-clock medians of {repeats} interleaved repeats (min-max in brackets); "
-                 "the verdict uses the median ratio; "
-                 f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-                 f"numpy {np.__version__}, tapegrad {tg.__version__}")
-    return "\n".join(lines), ok
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    args = parser.parse_args(argv)
-    repeats, warmup = (7, 2) if args.quick else (41, 4)
-    print(f"$ python bench/compare_anomaly.py{' --quick' if args.quick else ''}")
-    text, ok = report(run(repeats, warmup), repeats)
-    print(text)
-    return 0 if ok else 1
+        rows.append([title, H.human_spread(r["off"]), H.human_spread(r["on"]),
+                     f"{r['ratio']:.2f}x ({lo:.2f}-{hi:.2f})", f"{r['min_ratio']:.2f}x",
+                     f"{r['cpu_ratio']:.2f}x", H.met(r["ratio"] <= TARGET), H.met(r["same"])])
+        if not r["same"]:
+            rep.fail(f"{title}: results differ with detection on")
+        if not (r["ratio"] <= TARGET or info) and mode != "smoke":
+            rep.fail(f"{title}: on/off {r['ratio']:.2f}x misses the target <= {TARGET:g}x")
+    rep.say("")
+    rep.table(["workload", "detection off", "detection on", "on/off: median (per-round range)",
+               "min/min", "CPU median", f"target <= {TARGET:g}x", "results identical"], rows)
+    rep.say(f"\nwall-clock medians of {cfg['repeats']} interleaved repeats (min-max in brackets); "
+            "the verdict uses the median ratio")
+    rep.data["results"] = results
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import compare
+
+    sys.exit(compare.main(["anomaly"] + sys.argv[1:]))

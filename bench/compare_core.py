@@ -1,24 +1,25 @@
 #!/usr/bin/env python
-"""Side-by-side numbers for tapegrad's core performance targets (issue 2, section 10).
+"""The core engine against its performance targets: eager build per op, backward per
+node, memory per node, and W1 (a 1e5-op scalar graph built from Python, then
+differentiated) against micrograd and PyTorch's 0-dim tensors. A subcommand of
+bench/compare.py:
 
-    python bench/compare_core.py           # full run (~1-2 min on 2 noisy cores)
-    python bench/compare_core.py --quick   # fewer repeats (< 1 min)
+    python bench/compare.py core           # full run (~1-2 min on 2 noisy cores)
+    python bench/compare.py core --quick   # fewer repeats (< 1 min)
 
 Every system is measured in the same run, interleaved round-robin (so noise hits all of
 them alike), after warm-ups; each figure is the median with the min-max over repeats, and
 ratios are taken between medians of the same run. Before any timing, every system's W1
 value and leaf gradients are checked against tapegrad's (relative 1e-9); a disagreement is
-flagged in the tables. A missing peer is reported, not fatal.
+flagged in the tables and makes the exit status 1. Memory is measured in a fresh
+interpreter per system. A missing peer is reported, not fatal.
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import math
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import threading
@@ -26,9 +27,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as H  # noqa: E402
 import workloads as W  # noqa: E402
-from compare_replay import fmt  # noqa: E402  (one number formatter for both reports)
+from harness import fmt, med, met, spread  # noqa: E402
 
+TITLE = "tapegrad core performance vs targets"
 REL_TOL = 1e-9
 
 TARGET_EAGER_NS = 60.0
@@ -37,110 +40,31 @@ TARGET_BYTES = 40.0
 TARGET_VS_MICROGRAD = 100.0
 TARGET_VS_TORCH = 50.0
 
-
-# ---------------------------------------------------------------- measuring
-
-
-def round_robin(cases: dict, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Run each case (a callable returning seconds) warmup + repeats times, interleaved."""
-    for _ in range(warmup):
-        for case in cases.values():
-            case()
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, case in cases.items():
-            times[name].append(case())
-    return times
+SIZES = {  # warm-ups are on top of one checking run per case
+    "full": dict(eager_loops=10_000, eager_repeats=15, eager_warmup=1, bwd_big=1_000_000,
+                 bwd_ref=100_000, bwd_repeats=15, bwd_warmup=1, mem_big=1_000_000,
+                 mem_peer=100_000, w1_ops=100_000, w1_repeats=7, w1_warmup=0),
+    "quick": dict(eager_loops=10_000, eager_repeats=5, eager_warmup=0, bwd_big=1_000_000,
+                  bwd_ref=100_000, bwd_repeats=5, bwd_warmup=0, mem_big=1_000_000,
+                  mem_peer=100_000, w1_ops=100_000, w1_repeats=3, w1_warmup=0),
+    "smoke": dict(eager_loops=100, eager_repeats=2, eager_warmup=0, bwd_big=3_000,
+                  bwd_ref=1_000, bwd_repeats=2, bwd_warmup=0, mem_big=3_000, mem_peer=1_000,
+                  w1_ops=600, w1_repeats=2, w1_warmup=0),
+}
 
 
-NOTES: list[str] = []  # failures and oddities, printed at the end
-
-
-def drop_failing(cases: dict, label: str) -> dict:
-    """Run each case once (an extra warm-up); a case that raises is dropped and noted."""
-    for name in list(cases):
-        try:
-            cases[name]()
-        except Exception as err:  # report, don't die: the other systems still get measured
-            NOTES.append(f"{label} / {name}: {type(err).__name__}: {err}")
-            del cases[name]
-    return cases
-
-
-def med(xs):
-    return statistics.median(xs)
-
-
-
-
-def spread(xs, scale=1.0) -> str:
-    return f"{fmt(med(xs) * scale)} ({fmt(min(xs) * scale)}–{fmt(max(xs) * scale)})"
-
-
-def met(ok: bool) -> str:
-    return "yes" if ok else "**NO**"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
-
-
-# ---------------------------------------------------------------- environment
-
-
-def core_build() -> str:
-    """Identity of the compiled core on disk (a rebuild mid-run changes it)."""
-    import tapegrad._core as core
-
-    st = os.stat(core.__file__)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))
-    return f"{core.__file__} ({st.st_size} bytes, modified {stamp})"
-
-
-def versions(systems: dict, missing: dict) -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def pkg(name):
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "not installed"
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    lines = [
-        f"- python {platform.python_version()} ({platform.python_implementation()}, "
-        f"{platform.machine()}), {platform.platform()}",
-        f"- CPU: {cpu}; {os.cpu_count()} logical CPUs visible",
-        f"- tapegrad._core: {core_build()}",
-        f"- tapegrad {pkg('tapegrad')}, numpy {pkg('numpy')}, torch {pkg('torch')}, "
-        f"micrograd {pkg('micrograd')}",
-        f"- load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
-        "(the machine is shared: compare ratios, not absolute times, across runs)",
-        f"- GC: enabled={gc.isenabled()}, thresholds={gc.get_threshold()} (default settings "
-        f"for every run unless a row says GC off)",
-    ]
-    if "torch" in systems:
-        import torch
-
-        lines.append(f"- torch intra-op threads: {torch.get_num_threads()} (0-dim tensors: irrelevant)")
-    for name, reason in missing.items():
-        lines.append(f"- MISSING {name}: {reason}")
-    return lines
+def timed_cases(cases: dict, repeats: int, warmup: int, note, label: str) -> dict[str, list[float]]:
+    """Seconds per run of each self-timed case, interleaved; a case that raises is noted
+    and dropped."""
+    cases = {name: H.Case(fn, self_timed=True) for name, fn in cases.items()}
+    H.run_cases(cases, repeats, warmup, on_error=lambda m: note(f"{label} / {m}"))
+    return {name: c.wall for name, c in cases.items()}
 
 
 # ---------------------------------------------------------------- correctness
 
 
-def check_w1(systems: dict, n_terms: int) -> dict[str, str]:
+def check_w1(systems: dict, n_terms: int, note) -> dict[str, str]:
     """Run W1 once on every system (also a warm-up) and compare with tapegrad.
 
     A system that fails is noted and removed from `systems`."""
@@ -154,7 +78,7 @@ def check_w1(systems: dict, n_terms: int) -> dict[str, str]:
         except Exception as err:
             if name == "tapegrad":
                 raise
-            NOTES.append(f"W1 check / {name}: {type(err).__name__}: {err} (not timed)")
+            note(f"W1 check / {name}: {type(err).__name__}: {err} (not timed)")
             del systems[name]
             continue
         del root, xs
@@ -210,7 +134,7 @@ def cold_tape_case(leaf, kernel, loops: int):
     return case
 
 
-def bench_eager(systems: dict, loops: int, repeats: int, warmup: int):
+def bench_eager(systems: dict, loops: int, repeats: int, warmup: int, note):
     ops_per_round = loops * W.UNROLL
     pf = W.system_python_float()
     backends = {"python float": pf.leaf}
@@ -227,7 +151,7 @@ def bench_eager(systems: dict, loops: int, repeats: int, warmup: int):
         if op == "Var*Var" and "tapegrad" in systems:
             cases["tapegrad (fresh tape)"] = cold_tape_case(
                 systems["tapegrad"].leaf, W.make_eager_kernel(expr), loops)
-        times = round_robin(drop_failing(cases, f"eager {op}"), repeats, warmup)
+        times = timed_cases(cases, repeats, warmup, note, f"eager {op}")
         results[op] = {b: [t / ops_per_round * 1e9 for t in ts] for b, ts in times.items()}
         floor = sinks["python float"][-1]
         checks[op] = all(W.rel_err(s[-1], floor) <= REL_TOL for s in sinks.values() if s)
@@ -260,7 +184,7 @@ def first_backward_case(build):
     return case
 
 
-def bench_backward(systems: dict, n_big: int, n_ref: int, repeats: int, warmup: int):
+def bench_backward(systems: dict, n_big: int, n_ref: int, repeats: int, warmup: int, note):
     """Backward only: the first backward of a freshly built graph (what a build-once,
     differentiate-once loop pays), and backward repeated on one graph (adjoints reset).
 
@@ -291,17 +215,17 @@ def bench_backward(systems: dict, n_big: int, n_ref: int, repeats: int, warmup: 
         try:
             root, xs = build()
         except Exception as err:
-            NOTES.append(f"backward / {sysname} {kind}: building failed: {type(err).__name__}: {err}")
+            note(f"backward / {sysname} {kind}: building failed: {type(err).__name__}: {err}")
             continue
         if sysname == "tapegrad":
             if before:
-                NOTES.append(f"backward / tapegrad {kind}: {before} older nodes below the graph")
+                note(f"backward / tapegrad {kind}: {before} older nodes below the graph")
             measured = tg._core.tape_stats()["size"] - before
             assert measured == n_nodes, (measured, n_nodes)
         key = f"{sysname} {kind}"
-        repeated = round_robin(drop_failing({key: backward_case(root)}, "backward"), repeats, warmup)
+        repeated = timed_cases({key: backward_case(root)}, repeats, warmup, note, "backward")
         del root, xs
-        first = round_robin(drop_failing({key: first_backward_case(build)}, "backward"), repeats, warmup)
+        first = timed_cases({key: first_backward_case(build)}, repeats, warmup, note, "backward")
         for mode, times in (("first", first), ("repeated", repeated)):
             for ts in times.values():
                 rows.append((key, mode, n_nodes, ops,
@@ -319,7 +243,10 @@ def rss_bytes() -> int:
 
 
 def memory_child(system: str, n_terms: int) -> None:
-    """Runs in a fresh interpreter: RSS growth while holding a W1 graph (before backward)."""
+    """Runs in a fresh interpreter: RSS growth while holding a W1 graph (before backward).
+
+    numpy is imported here (by harness), as it always was: its import changes the heap's
+    layout, and with it tapegrad's RSS growth by ~0.25 B/node (measured 33.4 vs 33.7)."""
     s = W.SYSTEMS[system]()
     if system == "micrograd":
         gc.disable()  # everything built stays reachable from the root: GC only costs time
@@ -341,7 +268,9 @@ def memory_child(system: str, n_terms: int) -> None:
 
 
 def run_memory_child(system: str, n_terms: int) -> dict | str:
-    cmd = [sys.executable, __file__, "--_memory-child", system, str(n_terms)]
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+            "import compare_core; compare_core.memory_child(sys.argv[1], int(sys.argv[2]))")
+    cmd = [sys.executable, "-c", code, system, str(n_terms)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if p.returncode:
         return f"failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}"
@@ -387,7 +316,7 @@ def float_w1_case(n_terms: int):
     return case
 
 
-def bench_w1(systems: dict, n_terms: int, repeats: int, warmup: int):
+def bench_w1(systems: dict, n_terms: int, repeats: int, warmup: int) -> dict[str, list[float]]:
     cases = {}
     for name, s in systems.items():
         s.prepare_w1(n_terms)
@@ -395,83 +324,54 @@ def bench_w1(systems: dict, n_terms: int, repeats: int, warmup: int):
         if name == "micrograd":
             cases["micrograd (GC off)"] = w1_case(s, n_terms, gc_off=True)
     cases["python float (forward only)"] = float_w1_case(n_terms)
-    # No drop_failing here: check_w1 already ran every system once (and dropped failures).
-    return round_robin(cases, repeats, warmup)
+    # No trial run here: check_w1 already ran every system once (and dropped failures).
+    cases = {name: H.Case(fn, self_timed=True) for name, fn in cases.items()}
+    H.run_cases(cases, repeats, warmup, try_first=False)
+    return {name: c.wall for name, c in cases.items()}
 
 
 # ---------------------------------------------------------------- main
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups (< 1 min)")
-    ap.add_argument("--w1-ops", type=int, default=100_000, help="W1 size for the end-to-end race")
-    ap.add_argument("--_memory-child", nargs=2, metavar=("SYSTEM", "N_TERMS"), help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args._memory_child:
-        memory_child(args._memory_child[0], int(args._memory_child[1]))
-        return 0
+def add_arguments(ap) -> None:
+    ap.add_argument("--w1-ops", type=int, help="W1 size for the end-to-end race (default 1e5)")
 
-    q = args.quick
-    cfg = dict(
-        # warm-ups are on top of one checking run per case (drop_failing)
-        eager_loops=10_000, eager_repeats=5 if q else 15, eager_warmup=0 if q else 1,
-        bwd_big=1_000_000, bwd_ref=100_000, bwd_repeats=5 if q else 15, bwd_warmup=0 if q else 1,
-        mem_big=1_000_000, mem_peer=100_000,
-        w1_repeats=3 if q else 7, w1_warmup=0,
-    )
-    t_start = time.perf_counter()
-    systems, missing = W.load_systems()
-    build_at_start = core_build() if "tapegrad" in systems else ""
+
+def run(mode: str, opts, rep: H.Report) -> None:
+    cfg = dict(SIZES[mode])
+    if getattr(opts, "w1_ops", None):
+        cfg["w1_ops"] = opts.w1_ops
+    names = ["tapegrad", "tapegrad.reference"] + [p for p in ("micrograd", "torch") if p in opts.peers]
+    systems, missing = W.load_systems(names)
     if "tapegrad" not in systems:
-        print(f"tapegrad itself is not importable: {missing['tapegrad']}", file=sys.stderr)
-        return 2
-    n_terms = W.w1_terms(args.w1_ops)
+        raise RuntimeError(f"tapegrad itself is not importable: {missing['tapegrad']}")
+    n_terms = W.w1_terms(cfg["w1_ops"])
     n_w1_ops = W.w1_op_count(n_terms)
-    # Freeze what the imports allocated (torch alone: ~150k GC-tracked objects), so the
-    # cyclic GC that micrograd and the reference trigger does not also walk the peers' heap.
-    gc.collect()
-    frozen = gc.get_freeze_count() if hasattr(gc, "get_freeze_count") else 0
-    gc.freeze()
-    frozen = gc.get_freeze_count() - frozen
+    frozen = H.freeze_imports()
+    peer_modules = {"torch": sys.modules["torch"]} if "torch" in systems else {}
+    rep.environment(peer_modules, missing, frozen)
+    rep.say(f"- micrograd: sys.setrecursionlimit({W.micrograd_recursion_limit(n_terms)}) for "
+            f"W1 (its backward recurses once per level of depth; W1 depth ~{n_terms}); "
+            "sin/exp/tanh for micrograd written in its own closure style (0.1.0 has none)")
+    rep.say(f"- W1: {n_w1_ops} ops ({n_terms} terms of 11 ops + running sum), 8 shared leaves, "
+            f"{W.w1_tape_nodes(n_terms)} tapegrad nodes incl. leaves and lifted constants")
+    rep.say(f"- repeats: eager {cfg['eager_repeats']}, backward {cfg['bwd_repeats']}, "
+            f"W1 {cfg['w1_repeats']}; each after {cfg['eager_warmup'] + 1}/{cfg['bwd_warmup'] + 1}/"
+            f"{cfg['w1_warmup'] + 2} untimed warm-up runs; medians, (min–max)")
 
-    print(f"# tapegrad core performance vs targets (issue 2, section 10){' [--quick]' if q else ''}\n")
-    print("\n".join(versions(systems, missing)))
-    print(f"- gc.freeze() after importing every system ({frozen} objects moved to the permanent "
-          "generation), so GC-tracked systems pay for their own objects only, as in a process "
-          "without the other peers")
-    print(f"- micrograd: sys.setrecursionlimit({W.micrograd_recursion_limit(n_terms)}) for "
-          f"W1 (its backward recurses once per level of depth; W1 depth ~{n_terms}); "
-          "sin/exp/tanh for micrograd written in its own closure style (0.1.0 has none)")
-    print(f"- W1: {n_w1_ops} ops ({n_terms} terms of 11 ops + running sum), 8 shared leaves, "
-          f"{W.w1_tape_nodes(n_terms)} tapegrad nodes incl. leaves and lifted constants")
-    print(f"- repeats: eager {cfg['eager_repeats']}, backward {cfg['bwd_repeats']}, "
-          f"W1 {cfg['w1_repeats']}; each after {cfg['eager_warmup'] + 1}/{cfg['bwd_warmup'] + 1}/"
-          f"{cfg['w1_warmup'] + 2} untimed warm-up runs; medians, (min–max)\n", flush=True)
-
-    verdict = check_w1(systems, n_terms)
+    verdict = check_w1(systems, n_terms, rep.note)
     bad = [k for k, v in verdict.items() if "MISMATCH" in v]
-    print("## Agreement (W1 value + 8 leaf grads vs tapegrad, rel 1e-9)\n")
-    print(table(["system", "check"], [[k, v] for k, v in verdict.items()]))
-    if bad:
-        print(f"\n**WARNING: {', '.join(bad)} disagree with tapegrad; their timings are flagged.**")
-    print(flush=True)
+    rep.table(["system", "check"], [[k, v] for k, v in verdict.items()],
+              title="Agreement (W1 value + 8 leaf grads vs tapegrad, rel 1e-9)")
+    for name in bad:
+        rep.fail(f"{name} disagrees with tapegrad on W1; its timings are flagged")
 
-    section_s = {}
-
-    def timed(label, fn, *a):
-        t0 = time.perf_counter()
-        out = fn(*a)
-        section_s[label] = time.perf_counter() - t0
-        return out
-
-    eager, eager_ok, ops_per_round = timed("eager", bench_eager, systems, cfg["eager_loops"],
-                                           cfg["eager_repeats"], cfg["eager_warmup"])
-    bwd = timed("backward", bench_backward, systems, cfg["bwd_big"], cfg["bwd_ref"],
-                cfg["bwd_repeats"], cfg["bwd_warmup"])
-    mem = timed("memory", bench_memory, systems, cfg["mem_big"], cfg["mem_peer"])
-    w1t = timed("W1", bench_w1, systems, n_terms, cfg["w1_repeats"], cfg["w1_warmup"])
-
+    eager, eager_ok, ops_per_round = rep.section("eager", bench_eager, systems, cfg["eager_loops"],
+                                                 cfg["eager_repeats"], cfg["eager_warmup"], rep.note)
+    bwd = rep.section("backward", bench_backward, systems, cfg["bwd_big"], cfg["bwd_ref"],
+                      cfg["bwd_repeats"], cfg["bwd_warmup"], rep.note)
+    mem = rep.section("memory", bench_memory, systems, cfg["mem_big"], cfg["mem_peer"])
+    w1t = rep.section("W1", bench_w1, systems, n_terms, cfg["w1_repeats"], cfg["w1_warmup"])
     # ---- summary against targets
     summary = []
     for op in W.EAGER_OPS:
@@ -480,10 +380,10 @@ def main(argv=None) -> int:
         summary.append([f"eager build `{op}` (ns/op, tape append incl.)", spread(tg_ns),
                         f"≤ {TARGET_EAGER_NS:.0f}" if is_target else "(info)",
                         met(med(tg_ns) <= TARGET_EAGER_NS) if is_target else "—"])
-    for key, mode, n_nodes, ops, per_node, _ in bwd:
+    for key, sweep, n_nodes, ops, per_node, _ in bwd:
         if key.startswith("tapegrad "):
-            verdict_row = mode == "first"
-            summary.append([f"backward ({mode}), {key.split()[1]} {n_nodes} nodes (ns/node)",
+            verdict_row = sweep == "first"
+            summary.append([f"backward ({sweep}), {key.split()[1]} {n_nodes} nodes (ns/node)",
                             spread(per_node), f"≤ {TARGET_BACKWARD_NS:.0f}" if verdict_row else "(info)",
                             met(med(per_node) <= TARGET_BACKWARD_NS) if verdict_row else "—"])
     tg_mem = mem[0][2]
@@ -507,12 +407,12 @@ def main(argv=None) -> int:
         else:
             summary.append([f"W1 build+backward: {peer} / tapegrad", "peer missing",
                             f"≥ {target:.0f}×", "not measured"])
-    print("## Targets\n")
-    print(table(["target", "tapegrad: median (min–max)", "target", "met"], summary))
+    rep.table(["target", "tapegrad: median (min–max)", "target", "met"], summary, title="Targets")
+    rep.data["targets"] = summary
 
     # ---- details
-    print(f"\n## Eager build, ns per op ({ops_per_round} ops per round, `z = z ⊕ y` chain "
-          f"unrolled {W.UNROLL}×; tape capacity kept between rounds)\n")
+    eager_title = (f"Eager build, ns per op ({ops_per_round} ops per round, `z = z ⊕ y` chain "
+                   f"unrolled {W.UNROLL}×; tape capacity kept between rounds)")
     cols = ["python float", "tapegrad", "tapegrad.reference"]
     cols = [c for c in cols if c in eager["Var*Var"]]
     rows = []
@@ -533,23 +433,20 @@ def main(argv=None) -> int:
     if "tapegrad.reference" in cols:
         hdr.append("reference / tapegrad")
     hdr.append("same value")
-    print(table(hdr, rows))
-    print("\n`Var⊕float` and `float*Var` append 2 nodes (a lifted constant + the op).")
+    rep.table(hdr, rows, title=eager_title)
+    rep.say("\n`Var⊕float` and `float*Var` append 2 nodes (a lifted constant + the op).")
 
-    print("\n## Backward only (first: a freshly built graph's first backward, graph build "
-          "untimed; repeated: backward again on one graph, adjoint reset included)\n")
+    def tg_per_node(kind, sweep):
+        return next((b[4] for b in bwd if b[0] == f"tapegrad {kind}" and b[1] == sweep), [math.nan])
 
-    def tg_per_node(kind, mode):
-        return next((b[4] for b in bwd if b[0] == f"tapegrad {kind}" and b[1] == mode), [math.nan])
+    rows = [[key, sweep, n_nodes, ops, spread(pn), spread(po),
+             f"{fmt(med(pn) / med(tg_per_node(key.split()[1], sweep)))}×"]
+            for key, sweep, n_nodes, ops, pn, po in bwd]
+    rep.table(["graph", "backward", "nodes", "ops", "ns/node", "ns/op",
+               "× tapegrad ns/node (same kind)"], rows,
+              title="Backward only (first: a freshly built graph's first backward, graph build "
+                    "untimed; repeated: backward again on one graph, adjoint reset included)")
 
-    rows = [[key, mode, n_nodes, ops, spread(pn), spread(po),
-             f"{fmt(med(pn) / med(tg_per_node(key.split()[1], mode)))}×"]
-            for key, mode, n_nodes, ops, pn, po in bwd]
-    print(table(["graph", "backward", "nodes", "ops", "ns/node", "ns/op",
-                 "× tapegrad ns/node (same kind)"], rows))
-
-    print("\n## Memory (fresh interpreter per row; RSS growth while holding the W1 graph, "
-          "before backward)\n")
     rows = []
     for name, nt, res in mem:
         if isinstance(res, str):
@@ -562,33 +459,25 @@ def main(argv=None) -> int:
                 if "tape" in res else "")
         rows.append([name, ops, fmt(res["rss_delta"] / 2**20), fmt(res["rss_delta"] / ops),
                      fmt(per_node), tape])
-    print(table(["system", "W1 ops", "RSS growth MiB", "bytes/op", "bytes/node", "tape_stats"], rows))
-    print("\nmicrograd's memory row is built with GC disabled (everything stays reachable).")
+    rep.table(["system", "W1 ops", "RSS growth MiB", "bytes/op", "bytes/node", "tape_stats"], rows,
+              title="Memory (fresh interpreter per row; RSS growth while holding the W1 graph, "
+                    "before backward)")
+    rep.say("\nmicrograd's memory row is built with GC disabled (everything stays reachable).")
 
-    print(f"\n## W1 end to end: build + backward, {n_w1_ops} ops (ms; µs per op)\n")
     rows = []
     for name, ts in w1t.items():
         base = name.split(" (")[0]
-        paired = [a / b for a, b in zip(ts, w1t["tapegrad"])]
-        chk = verdict.get(base, "")
         rows.append([name, spread(ts, 1e3), fmt(med(ts) / n_w1_ops * 1e6),
-                     f"{fmt(med(ts) / tg_w1)}×", f"{fmt(min(paired))}–{fmt(max(paired))}", chk])
-    print(table(["system", "ms median (min–max)", "µs/op", "× tapegrad time (ratio of medians)",
-                 "per-repeat ratio range", "check"], rows))
-    print("\nTimed: leaf creation + graph build + backward. Untimed: a gc.collect() before each "
-          "run and freeing the graph after it. micrograd (GC off) disables the cyclic GC "
-          "during the timed run only (a note: micrograd's default is GC on).")
-    if core_build() != build_at_start:
-        NOTES.append(f"tapegrad._core was REBUILT during this run (now {core_build()}): this "
-                     "process kept the build it loaded first, but the memory rows (fresh "
-                     "interpreters) may have used the new one. Re-run for consistent numbers.")
-    if NOTES:
-        print("\n## Failures and warnings\n")
-        print("\n".join(f"- {n}" for n in NOTES))
-    print(f"\nwall time: total {time.perf_counter() - t_start:.1f} s ("
-          + ", ".join(f"{k} {v:.1f} s" for k, v in section_s.items()) + ")")
-    return 1 if bad else 0
+                     f"{fmt(med(ts) / tg_w1)}×", H.paired(ts, w1t["tapegrad"]), verdict.get(base, "")])
+    rep.table(["system", "ms median (min–max)", "µs/op", "× tapegrad time (ratio of medians)",
+               "per-repeat ratio range", "check"], rows,
+              title=f"W1 end to end: build + backward, {n_w1_ops} ops (ms; µs per op)")
+    rep.say("\nTimed: leaf creation + graph build + backward. Untimed: a gc.collect() before each "
+            "run and freeing the graph after it. micrograd (GC off) disables the cyclic GC "
+            "during the timed run only (a note: micrograd's default is GC on).")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import compare
+
+    sys.exit(compare.main(["core"] + sys.argv[1:]))

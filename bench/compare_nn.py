@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """micrograd's moons demo, side by side: micrograd's own demo code vs tapegrad.nn eager vs
-tapegrad.nn traced, per training step and for the demo's 100 steps.
+tapegrad.nn traced, per training step and for the demo's 100 steps. A subcommand of
+bench/compare.py:
 
-    python bench/compare_nn.py            # 5 runs of 100 steps per tapegrad mode, 5 micrograd steps
-    python bench/compare_nn.py --quick    # 3 runs, 3 micrograd steps (~10 s)
-    python bench/compare_nn.py --micrograd-steps 100   # micrograd's full 100 steps (~1 min)
+    python bench/compare.py nn            # 5 runs of 100 steps per tapegrad mode, 5 micrograd steps
+    python bench/compare.py nn --quick    # 3 runs, 3 micrograd steps (~10 s)
+    python bench/compare.py nn --micrograd-steps 100   # micrograd's full 100 steps (~1 min)
 
 The workload is the demo's: MLP(2, [16, 16, 1]), 100 moons points (the data sklearn's
 make_moons(100, noise=0.1) gives under the demo's seed 1337), SVM max-margin loss +
@@ -17,27 +18,33 @@ the collector off is printed for context. All three start from the same paramete
 losses are checked against each other before any figure is printed (micrograd within
 1e-9 relative, eager vs traced within 1e-12), and the exit status is 1 on a mismatch.
 
-Targets (issue 7): eager step >= 100x faster than micrograd's; traced step <= 0.2 ms.
+Targets: eager step >= 100x faster than micrograd's; traced step <= 0.2 ms.
 """
 from __future__ import annotations
 
-import argparse
 import gc
-import json
-import platform
 import random
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import tapegrad as tg
 import tapegrad.nn as nn
 from tapegrad.nn import demo
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as H  # noqa: E402
+
+TITLE = "micrograd's moons demo: micrograd vs tapegrad.nn eager and traced"
 SEED = 1337
 STEPS = 100
+SIZES = {  # 100-step runs per tapegrad mode, steps per run, micrograd steps timed
+    "full": dict(runs=5, steps=STEPS, micrograd_steps=5),
+    "quick": dict(runs=3, steps=STEPS, micrograd_steps=3),
+    "smoke": dict(runs=1, steps=3, micrograd_steps=1),
+}
 EAGER_TARGET = 100.0  # x faster than micrograd, per step
 TRACED_TARGET_S = 0.2e-3  # per step
 
@@ -132,7 +139,7 @@ class TapegradTraced:
         return value
 
 
-def run(system, steps: int) -> tuple[list[float], list[float], float]:
+def train(system, steps: int) -> tuple[list[float], list[float], float]:
     """(losses, per-step seconds, wall seconds of the whole loop)."""
     losses, times = [], []
     t_start = time.perf_counter()
@@ -150,110 +157,104 @@ def ms(s: float) -> str:
     return f"{s * 1e3:.3f} ms" if s < 1 else f"{s:.2f} s"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="3 runs, 3 micrograd steps")
-    ap.add_argument("--runs", type=int, help="100-step runs per tapegrad mode (default 5)")
+def add_arguments(ap) -> None:
+    ap.add_argument("--runs", type=int, help="100-step runs per tapegrad mode (default 5; --quick 3)")
     ap.add_argument("--micrograd-steps", type=int,
-                    help="micrograd steps to time (default 5; 100 runs the full demo)")
-    ap.add_argument("--json", help="also write the figures to this JSON file")
-    args = ap.parse_args(argv)
-    runs = args.runs or (3 if args.quick else 5)
-    mg_steps = args.micrograd_steps or (3 if args.quick else 5)
+                    help="micrograd steps to time (default 5, --quick 3; 100 runs the full demo)")
+
+
+def run(mode: str, opts, rep: H.Report) -> None:
+    cfg = SIZES[mode]
+    runs = getattr(opts, "runs", None) or cfg["runs"]
+    mg_steps = getattr(opts, "micrograd_steps", None) or cfg["micrograd_steps"]
+    steps = cfg["steps"]
 
     X, y = data()
-    print(f"python {platform.python_version()}, numpy {np.__version__}, tapegrad "
-          f"{tg.__version__}, {platform.machine()}")
-    print(f"micrograd's moons demo: MLP(2, [16, 16, 1]), 100 points, {STEPS} steps; "
-          f"{runs} runs per tapegrad mode, median per step over all steps\n", flush=True)
-    ok = True
+    peers, missing = H.load_peers(("micrograd",), allowed=opts.peers)
+    rep.environment(peers, missing)
+    rep.say(f"- micrograd's moons demo: MLP(2, [16, 16, 1]), 100 points, {steps} steps; "
+            f"{runs} runs per tapegrad mode, median per step over all steps\n")
     results: dict[str, dict] = {}
 
     eager_losses, eager_steps, eager_walls = None, [], []
     modes = {"tapegrad traced": True, "traced, whole loss": False}  # name -> pointwise
     traced = {name: {"losses": None, "steps": [], "walls": [], "trace_s": []} for name in modes}
     for _ in range(runs):  # interleaved, so every mode sees the same machine load
-        losses, times, wall = run(TapegradEager(X, y), STEPS)
+        losses, times, wall = train(TapegradEager(X, y), steps)
         eager_losses, eager_steps, eager_walls = losses, eager_steps + times, eager_walls + [wall]
         for name, pointwise in modes.items():
             system = TapegradTraced(X, y, pointwise)
             r = traced[name]
             r["trace_s"].append(system.trace_s)
-            losses, times, wall = run(system, STEPS)
+            losses, times, wall = train(system, steps)
             r["losses"], r["steps"], r["walls"] = losses, r["steps"] + times, r["walls"] + [wall]
     results["tapegrad eager"] = {"step_s": statistics.median(eager_steps),
-                                 "steps_100_s": statistics.median(eager_walls),
+                                 "steps_s": statistics.median(eager_walls),
                                  "final_loss": eager_losses[-1]}
     for name, r in traced.items():
         diff = max(abs(a - b) for a, b in zip(eager_losses, r["losses"]))
         if diff > 1e-12:
-            ok = False
-            print(f"MISMATCH: eager and {name} losses differ by {diff:.3g} (> 1e-12)")
+            rep.fail(f"eager and {name} losses differ by {diff:.3g} (> 1e-12)")
         results[name] = {"step_s": statistics.median(r["steps"]),
-                         "steps_100_s": statistics.median(r["walls"]),
+                         "steps_s": statistics.median(r["walls"]),
                          "trace_s": statistics.median(r["trace_s"]),
                          "final_loss": r["losses"][-1], "max_loss_diff_vs_eager": diff}
 
-    try:
-        mg = MicrogradDemo(X, y)
-    except ImportError:
-        mg = None
-        print("micrograd is not installed (pip install micrograd==0.1.0): its rows are skipped")
-    if mg is not None:
-        losses, times, wall = run(mg, mg_steps)
+    if "micrograd" in peers:
+        losses, times, wall = train(MicrogradDemo(X, y), mg_steps)
         rel = max(abs(a - b) / abs(b) for a, b in zip(losses, eager_losses))
         if rel > 1e-9:
-            ok = False
-            print(f"MISMATCH: micrograd's losses differ from tapegrad's by {rel:.3g} relative")
+            rep.fail(f"micrograd's losses differ from tapegrad's by {rel:.3g} relative")
         results["micrograd"] = {"step_s": statistics.median(times),
-                                "steps_100_s": wall if mg_steps == STEPS else None,
+                                "steps_s": wall if mg_steps == steps else None,
                                 "steps_timed": mg_steps, "max_rel_loss_diff": rel}
         # For context: most of micrograd's step is the cyclic GC walking its Value graph.
         gc.collect()
         gc.disable()
         try:
-            _, times, _ = run(MicrogradDemo(X, y), mg_steps)
+            _, times, _ = train(MicrogradDemo(X, y), mg_steps)
         finally:
             gc.enable()
-        results["micrograd, gc off"] = {"step_s": statistics.median(times), "steps_100_s": None,
+        results["micrograd, gc off"] = {"step_s": statistics.median(times), "steps_s": None,
                                         "steps_timed": mg_steps}
+    else:
+        rep.say("micrograd is not loaded (see the peers above; pip install micrograd==0.1.0): "
+                "its rows are skipped\n")
 
     base = results.get("micrograd", {}).get("step_s")
-    print(f"{'system':<19} {'time/step (median)':>19} {'100 steps':>22} {'vs micrograd':>13}")
+    rows = []
     for name, r in results.items():
-        if r.get("steps_100_s") is not None:
-            hundred = ms(r["steps_100_s"]) + " (measured)"
+        if r.get("steps_s") is not None:
+            all_steps = ms(r["steps_s"]) + " (measured)"
         else:
-            hundred = f"~{ms(100 * r['step_s'])} (100 x median)"
-        ratio = f"{base / r['step_s']:.0f}x" if base else "-"
-        print(f"{name:<19} {ms(r['step_s']):>19} {hundred:>22} {ratio:>13}")
+            all_steps = f"~{ms(steps * r['step_s'])} ({steps} x median)"
+        rows.append([name, ms(r["step_s"]), all_steps, f"{base / r['step_s']:.0f}x" if base else "-"])
+    rep.table(["system", "time/step (median)", f"{steps} steps", "vs micrograd"], rows)
     t = results["tapegrad traced"]
     w = results["traced, whole loss"]
-    print(f"\ntraced (the demo's path: one point traced, replayed over 100 points in SIMD "
-          f"lanes): tracing {ms(t['trace_s'])}; the step is "
-          f"{results['tapegrad eager']['step_s'] / t['step_s']:.1f}x faster than eager and "
-          f"{w['step_s'] / t['step_s']:.2f}x faster than the whole-loss program "
-          f"(compile_loss, traced in {ms(w['trace_s'])})")
-    verdicts = []
+    rep.say(f"\ntraced (the demo's path: one point traced, replayed over 100 points in SIMD "
+            f"lanes): tracing {ms(t['trace_s'])}; the step is "
+            f"{results['tapegrad eager']['step_s'] / t['step_s']:.1f}x faster than eager and "
+            f"{w['step_s'] / t['step_s']:.2f}x faster than the whole-loss program "
+            f"(compile_loss, traced in {ms(w['trace_s'])})")
+    targets = []
     if base:
         r = base / results["tapegrad eager"]["step_s"]
-        verdicts.append(f"eager step >= {EAGER_TARGET:.0f}x faster than micrograd: {r:.0f}x -> "
-                        f"{'MET' if r >= EAGER_TARGET else 'MISSED'}")
+        targets.append([f"eager step >= {EAGER_TARGET:.0f}x faster than micrograd", f"{r:.0f}x",
+                        H.met(r >= EAGER_TARGET)])
     if "micrograd, gc off" in results:
         r = results["micrograd, gc off"]["step_s"] / results["tapegrad eager"]["step_s"]
-        verdicts.append(f"(for context, not the target: eager is {r:.0f}x faster than micrograd "
-                        "with its garbage collector off)")
-    verdicts.append(f"traced step <= {TRACED_TARGET_S * 1e3:.1f} ms: {ms(t['step_s'])} -> "
-                    f"{'MET' if t['step_s'] <= TRACED_TARGET_S else 'MISSED'} (whole-loss "
-                    f"program: {ms(w['step_s'])})")
-    print("targets:\n  " + "\n  ".join(verdicts))
-    print("losses agree (micrograd within 1e-9 relative, eager vs traced within 1e-12)" if ok
-          else "LOSS MISMATCH: see above")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"results": results, "verdicts": verdicts, "ok": ok}, f, indent=2)
-    return 0 if ok else 1
+        targets.append(["(for context, not the target) eager vs micrograd with its garbage "
+                        "collector off", f"{r:.0f}x", "—"])
+    targets.append([f"traced step <= {TRACED_TARGET_S * 1e3:.1f} ms", f"{ms(t['step_s'])} (whole-loss "
+                    f"program: {ms(w['step_s'])})", H.met(t["step_s"] <= TRACED_TARGET_S)])
+    rep.table(["target", "measured", "met"], targets, title="Targets")
+    rep.say("\nlosses agree (micrograd within 1e-9 relative, eager vs traced within 1e-12)"
+            if rep.ok else "\nLOSS MISMATCH: see the failures below")
+    rep.data.update({"results": results, "targets": targets})
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import compare
+
+    sys.exit(compare.main(["nn"] + sys.argv[1:]))

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Side-by-side numbers for tapegrad's trace/replay targets: tg.trace(fn) -> tg.Function
-against JAX (jit), CasADi (SX Function) and hand-written numpy, in ONE run.
+"""tapegrad's trace/replay targets: tg.trace(fn) -> tg.Function against JAX (jit), CasADi
+(SX Function) and hand-written numpy, in one run. A subcommand of bench/compare.py:
 
-    python bench/compare_replay.py           # full run (~40 s on 2 noisy cores)
-    python bench/compare_replay.py --quick   # fewer, shorter repeats (< 1 min)
+    python bench/compare.py replay           # full run (~40 s on 2 noisy cores)
+    python bench/compare.py replay --quick   # fewer, shorter repeats (< 1 min)
 
 Workloads (bench/replay_workloads.py): Rosenbrock gradient at a new point (d = 1000, 10000,
 numpy in and out); the 17-op 3-input function's gradient at 1e5 points; micrograd's demo
@@ -13,27 +13,25 @@ eager build of the same graph; 1 vs 2 threads at 1e6 points.
 Before any timing, every system's values and gradients are compared with a float64
 reference (tapegrad's eager C++ graph, or the hand-written numpy gradient for the batched
 workload, itself checked against tapegrad's eager graph) within 1e-9 relative (max-norm);
-a disagreement is flagged in every table. Within a workload, systems are measured
-interleaved round-robin after warm-ups; each figure is the median (min-max) over repeats
-of the mean over an inner loop, and ratios are of medians from the same run. A missing
-peer is reported, not fatal. Exit status 1 if any check disagrees.
+a disagreement is flagged in every table and makes the exit status 1. Within a workload,
+systems are measured interleaved round-robin after warm-ups; each figure is the median
+(min-max) over repeats of the mean over an inner loop, and ratios are of medians from the
+same run. A missing peer is reported, not fatal.
 """
 from __future__ import annotations
 
-import argparse
-import gc
-import math
 import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as H  # noqa: E402
 import numpy as np  # noqa: E402
 import replay_workloads as R  # noqa: E402
+from harness import Case, fmt, human, human_spread, med, met, paired  # noqa: E402
 
+TITLE = "tapegrad trace/replay vs peers"
 REL_TOL = 1e-9
 
 ROSEN_TARGET, ROSEN_AIM = 1.0, 0.5  # x CasADi zero-copy buffer time
@@ -42,108 +40,14 @@ MLP_TARGET_S = 0.2e-3  # per replayed step
 TRACE_TARGET = 2.0  # trace time / eager build time
 THREADS_TARGET = 1.8  # threads=1 time / threads=2 time
 
-NOTES: list[str] = []  # failures and oddities, printed at the end
-
-
-# ---------------------------------------------------------------- measuring
-
-
-class Case:
-    """A zero-argument callable timed `inner` times in a row per sample (wall and process
-    CPU time, per call). `fresh` cases (graph building) run once per sample after an
-    untimed gc.collect()."""
-
-    def __init__(self, fn, fresh: bool = False):
-        self.fn, self.fresh, self.inner = fn, fresh, 1
-        self.wall: list[float] = []
-        self.cpu: list[float] = []
-
-    def calibrate(self, target_s: float) -> None:
-        if self.fresh:
-            return
-        t0 = time.perf_counter()
-        self.fn()
-        t = time.perf_counter() - t0
-        self.inner = max(1, min(100_000, int(target_s / max(t, 1e-7))))
-
-    def sample(self, record: bool = True) -> None:
-        fn = self.fn
-        if self.fresh:
-            gc.collect()
-        c0, t0 = time.process_time(), time.perf_counter()
-        for _ in range(self.inner):
-            fn()
-        t1, c1 = time.perf_counter(), time.process_time()
-        if record:
-            self.wall.append((t1 - t0) / self.inner)
-            self.cpu.append((c1 - c0) / self.inner)
-
-
-def run_cases(cases: dict[str, Case], repeats: int, warmup: int, target_s: float) -> dict[str, Case]:
-    """Drop cases that raise (noted), calibrate, warm up, then sample round-robin."""
-    for name in list(cases):
-        try:
-            cases[name].fn()  # an extra warm-up; also where a broken case shows up
-        except Exception as err:  # report, don't die: the other systems still get measured
-            NOTES.append(f"{name}: {type(err).__name__}: {err} (not timed)")
-            del cases[name]
-    for case in cases.values():
-        case.calibrate(target_s)
-    for _ in range(warmup):
-        for case in cases.values():
-            case.sample(record=False)
-    for _ in range(repeats):
-        for case in cases.values():
-            case.sample()
-    return cases
-
-
-def med(xs) -> float:
-    return statistics.median(xs) if xs else math.nan
-
-
-def fmt(x: float, digits: int = 3) -> str:
-    if x != x:
-        return "n/a"
-    if x == 0 or abs(x) >= 10 ** digits:
-        return f"{x:.0f}"
-    return f"{x:.{max(0, digits - 1 - int(math.floor(math.log10(abs(x)))))}f}"
-
-
-def spread(xs, scale: float = 1.0) -> str:
-    if not xs:
-        return "n/a"
-    return f"{fmt(med(xs) * scale)} ({fmt(min(xs) * scale)}–{fmt(max(xs) * scale)})"
-
-
-def human(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{fmt(seconds / scale)} {unit}"
-    return f"{fmt(seconds / 1e-9)} ns"
-
-
-def human_spread(xs) -> str:
-    m = med(xs)
-    unit, scale = next(((u, s) for u, s in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)) if m >= s),
-                       ("ns", 1e-9))
-    return f"{spread(xs, 1 / scale)} {unit}"
-
-
-def paired(a: Case, b: Case) -> str:
-    """Range of the per-repeat ratios a/b (same round of the round robin)."""
-    rs = [x / y for x, y in zip(a.wall, b.wall)]
-    return f"{fmt(min(rs))}–{fmt(max(rs))}" if rs else "n/a"
-
-
-def met(ok: bool) -> str:
-    return "yes" if ok else "**NO**"
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
+SIZES = {  # the workloads' sizes, and per mode: samples per row, warm-ups, seconds per sample
+    "full": dict(rosen=R.ROSEN_DIMS, f3_n=R.F3_N, threads_n=R.THREADS_N, repeats=31, warmup=3,
+                 sample_s=0.010, trace_repeats=15, threads_repeats=15, ceiling_rounds=3),
+    "quick": dict(rosen=R.ROSEN_DIMS, f3_n=R.F3_N, threads_n=R.THREADS_N, repeats=5, warmup=1,
+                  sample_s=0.004, trace_repeats=5, threads_repeats=5, ceiling_rounds=3),
+    "smoke": dict(rosen=(20, 60), f3_n=500, threads_n=2_000, repeats=2, warmup=0,
+                  sample_s=0.0005, trace_repeats=2, threads_repeats=2, ceiling_rounds=1),
+}
 
 
 # ---------------------------------------------------------------- environment
@@ -152,68 +56,8 @@ def table(header: list[str], rows: list[list]) -> str:
 MLP_POINTWISE = "tapegrad per-point program batched over 100 points, 1 thread"
 
 
-def pkg(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def core_build() -> str:
-    import tapegrad._core as core
-
-    st = os.stat(core.__file__)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))
-    return f"{core.__file__} ({st.st_size} bytes, modified {stamp})"
-
-
-def load_peers() -> tuple[dict, dict]:
-    """(available peer modules, missing -> reason)."""
-    peers, missing = {}, {}
-    try:
-        peers["jax"] = R.jax_setup()
-    except Exception as err:
-        missing["jax"] = f"{type(err).__name__}: {err}"
-    try:
-        import casadi
-
-        peers["casadi"] = casadi
-    except Exception as err:
-        missing["casadi"] = f"{type(err).__name__}: {err}"
-    return peers, missing
-
-
-def environment(peers: dict, missing: dict) -> list[str]:
-    import tapegrad as tg
-    from tapegrad.function import _default_threads
-
-    aff = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    env = {k: os.environ.get(k, "(unset)") for k in
-           ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-            "TAPEGRAD_BLOCK_BYTES")}
-    lines = [
-        f"- python {platform.python_version()} ({platform.python_implementation()}, "
-        f"{platform.machine()}), {platform.platform()}",
-        f"- CPU: {cpu_model()}; {os.cpu_count()} logical CPUs, {aff} usable (affinity)",
-        f"- tapegrad {tg.__version__}; _core: {core_build()}",
-        f"- tapegrad threads: default {_default_threads()} (= usable CPUs); rows say which they use",
-        f"- numpy {np.__version__}, jax {pkg('jax')}, jaxlib {pkg('jaxlib')}, casadi {pkg('casadi')}",
-        "- thread settings: " + ", ".join(f"{k}={v}" for k, v in env.items()),
-        f"- load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
-        "(shared machine: compare ratios within a run, not absolute times across runs)",
-    ]
+def environment_notes(peers: dict) -> list[str]:
+    lines = []
     if "jax" in peers:
         jax = peers["jax"]
         lines.append(f"- JAX: devices {jax.devices()}, x64={jax.config.jax_enable_x64}; XLA CPU "
@@ -221,14 +65,12 @@ def environment(peers: dict, missing: dict) -> list[str]:
     if "casadi" in peers:
         lines.append("- CasADi: SX Functions run in its virtual machine; `map(n)` is serial, "
                      "`map(n, 'thread', 2)` uses 2 threads; the JIT row compiles generated C "
-                     "with the system compiler")
+                     "with the system compiler (in a temporary directory)")
         lines.append("- Importing casadi raises glibc's malloc thresholds for the whole "
                      "process (measured: a batched tapegrad call went from 1600 page faults "
                      "to none), which speeds up numpy rows that allocate large temporaries. "
                      "tapegrad's batched results use their own buffer cache and are "
                      "unaffected (17-18 ns/point for F3 with or without casadi).")
-    for name, reason in missing.items():
-        lines.append(f"- MISSING {name}: {reason}")
     return lines
 
 
@@ -263,37 +105,43 @@ def machine_two_thread_throughput(rounds: int) -> list[float]:
 # ---------------------------------------------------------------- checks
 
 
-CHECKS: dict[tuple[str, str], str] = {}  # (workload, system) -> verdict
-BAD: list[str] = []
+class Context:
+    """One run's checks ((workload, system) -> verdict), set-up costs and notes."""
 
+    def __init__(self, rep: H.Report):
+        self.rep = rep
+        self.checks: dict[tuple[str, str], str] = {}
+        self.setup: list[list] = []
 
-def check(workload: str, system: str, pairs: list[tuple]) -> bool:
-    """pairs of (got, want); records the worst max-norm relative error as the verdict."""
-    try:
-        err = max(R.rel_err(g, w) for g, w in pairs)
-    except Exception as err_:  # a system that cannot even run is reported, not fatal
-        CHECKS[(workload, system)] = f"**FAILED** ({type(err_).__name__}: {err_})"
-        BAD.append(f"{workload} / {system}")
-        return False
-    ok = err <= REL_TOL
-    CHECKS[(workload, system)] = f"ok ({err:.0e})" if ok else f"**MISMATCH** (max rel {err:.2e})"
-    if not ok:
-        BAD.append(f"{workload} / {system}")
-    return ok
+    def check(self, workload: str, system: str, pairs: list[tuple]) -> bool:
+        """pairs of (got, want); records the worst max-norm relative error as the verdict."""
+        try:
+            err = max(R.rel_err(g, w) for g, w in pairs)
+        except Exception as err_:  # a system that cannot even run is reported, not fatal
+            self.checks[(workload, system)] = f"**FAILED** ({type(err_).__name__}: {err_})"
+            self.rep.fail(f"{workload} / {system}: failed to run ({type(err_).__name__})")
+            return False
+        ok = err <= REL_TOL
+        self.checks[(workload, system)] = f"ok ({err:.0e})" if ok else f"**MISMATCH** (max rel {err:.2e})"
+        if not ok:
+            self.rep.fail(f"{workload} / {system} disagrees with the reference; its timings are flagged")
+        return ok
 
+    def verdict(self, workload: str, system: str) -> str:
+        return self.checks.get((workload, system), "")
 
-def verdict(workload: str, system: str) -> str:
-    return CHECKS.get((workload, system), "")
+    def note(self, text: str) -> None:
+        self.rep.note(text)
 
 
 # ---------------------------------------------------------------- workloads
 
 
-def setup_rosen(d: int, peers: dict, setup: list) -> tuple[dict[str, Case], dict]:
+def setup_rosen(d: int, peers: dict, ctx: Context) -> tuple[dict[str, Case], dict]:
     wl = f"rosen{d}"
     x = R.rosen_point(d)
     ref_value, ref_grad = R.eager_value_and_grad(R.rosen_loop, x)
-    check(wl, "numpy, hand-written gradient", [(R.rosen_grad_numpy(x), ref_grad),
+    ctx.check(wl, "numpy, hand-written gradient", [(R.rosen_grad_numpy(x), ref_grad),
                                               (R.rosen_value_numpy(x), ref_value)])
     cases: dict[str, Case] = {}
     info: dict = {"x": x}
@@ -301,35 +149,35 @@ def setup_rosen(d: int, peers: dict, setup: list) -> tuple[dict[str, Case], dict
                         ("slices, a*a", "tapegrad, slice-traced with a*a (info)")):
         t = R.TapegradRosen(d, form)
         info[label] = t.F
-        setup.append([f"Rosenbrock d={d}", label, "tg.trace", human(t.trace_s),
+        ctx.setup.append([f"Rosenbrock d={d}", label, "tg.trace", human(t.trace_s),
                       f"{t.F.n_ops} ops, {t.F.n_nodes} nodes"])
-        check(wl, label, [(t.grad(x), ref_grad), (t.F(x), ref_value),
+        ctx.check(wl, label, [(t.grad(x), ref_grad), (t.F(x), ref_value),
                           (t.F.value_and_grad(x)[1], ref_grad)])
         cases[label] = Case(lambda t=t: t.grad(x))
     if "jax" in peers:
         try:
             j = R.JaxRosen(d)
-            setup.append([f"Rosenbrock d={d}", "JAX jit(grad)", "lower+compile", human(j.compile_s), ""])
-            check(wl, "JAX jit(grad)", [(j.grad(x), ref_grad)])
+            ctx.setup.append([f"Rosenbrock d={d}", "JAX jit(grad)", "lower+compile", human(j.compile_s), ""])
+            ctx.check(wl, "JAX jit(grad)", [(j.grad(x), ref_grad)])
             cases["JAX jit(grad)"] = Case(lambda: j.grad(x))
         except Exception as err:
-            NOTES.append(f"Rosenbrock d={d} / JAX: {type(err).__name__}: {err}")
+            ctx.note(f"Rosenbrock d={d} / JAX: {type(err).__name__}: {err}")
     if "casadi" in peers:
         try:
             c = R.CasadiRosen(d)
-            setup.append([f"Rosenbrock d={d}", "CasADi SX Function", "SX build + Function",
+            ctx.setup.append([f"Rosenbrock d={d}", "CasADi SX Function", "SX build + Function",
                           human(c.build_s), f"{c.g.n_instructions()} VM instructions"])
-            check(wl, "CasADi SX, zero-copy buffer()", [(c.grad_buffer(x).copy(), ref_grad)])
-            check(wl, "CasADi SX, numpy call g(x)", [(c.grad_call(x), ref_grad)])
+            ctx.check(wl, "CasADi SX, zero-copy buffer()", [(c.grad_buffer(x).copy(), ref_grad)])
+            ctx.check(wl, "CasADi SX, numpy call g(x)", [(c.grad_call(x), ref_grad)])
             cases["CasADi SX, zero-copy buffer()"] = Case(lambda: c.grad_buffer(x))
             cases["CasADi SX, numpy call g(x)"] = Case(lambda: c.grad_call(x))
         except Exception as err:
-            NOTES.append(f"Rosenbrock d={d} / CasADi: {type(err).__name__}: {err}")
+            ctx.note(f"Rosenbrock d={d} / CasADi: {type(err).__name__}: {err}")
     cases["numpy, hand-written gradient"] = Case(lambda: R.rosen_grad_numpy(x))
     return cases, info
 
 
-def setup_f3(n: int, peers: dict, setup: list, wl: str, with_peers: bool = True) -> dict[str, Case]:
+def setup_f3(n: int, peers: dict, ctx: Context, wl: str, with_peers: bool = True) -> dict[str, Case]:
     X, Y, Z = R.f3_points(n)
     ref = R.f3_grad_numpy(X, Y, Z)
     t = R.TapegradF3()
@@ -346,14 +194,14 @@ def setup_f3(n: int, peers: dict, setup: list, wl: str, with_peers: bool = True)
             root.backward()
             values[i] = root.value
             eager[:, i] = [v.grad for v in leaves]
-        check(wl, "numpy, hand-written gradient", [(r[:k], e) for r, e in zip(ref, eager)]
+        ctx.check(wl, "numpy, hand-written gradient", [(r[:k], e) for r, e in zip(ref, eager)]
               + [(R.f3_value_numpy(X[:k], Y[:k], Z[:k]), values)])
-        setup.append([f"F3, {n} points", "tapegrad", "tg.trace",
+        ctx.setup.append([f"F3, {n} points", "tapegrad", "tg.trace",
                       human(t.trace_s), f"{t.F.n_ops} ops, {t.F.n_nodes} nodes"])
     cases: dict[str, Case] = {}
     for threads in (1, 2):
         label = f"tapegrad F.grad, threads={threads}"
-        check(wl, label, list(zip(t.grad(X, Y, Z, threads), ref))
+        ctx.check(wl, label, list(zip(t.grad(X, Y, Z, threads), ref))
               + [(t.F(X, Y, Z, threads=threads), R.f3_value_numpy(X, Y, Z))])
         cases[label] = Case(lambda threads=threads: t.grad(X, Y, Z, threads))
     if not with_peers:
@@ -361,11 +209,11 @@ def setup_f3(n: int, peers: dict, setup: list, wl: str, with_peers: bool = True)
     if "jax" in peers:
         try:
             j = R.JaxF3(n)
-            setup.append([f"F3, {n} points", "JAX jit(vmap(grad))", "lower+compile", human(j.compile_s), ""])
-            check(wl, "JAX jit(vmap(grad))", list(zip(j.grad(X, Y, Z), ref)))
+            ctx.setup.append([f"F3, {n} points", "JAX jit(vmap(grad))", "lower+compile", human(j.compile_s), ""])
+            ctx.check(wl, "JAX jit(vmap(grad))", list(zip(j.grad(X, Y, Z), ref)))
             cases["JAX jit(vmap(grad))"] = Case(lambda: j.grad(X, Y, Z))
         except Exception as err:
-            NOTES.append(f"F3 / JAX: {type(err).__name__}: {err}")
+            ctx.note(f"F3 / JAX: {type(err).__name__}: {err}")
     if "casadi" in peers:
         variants = [("CasADi SX map(n), zero-copy buffer()", lambda: R.CasadiF3(n), "grad_buffer"),
                     ("CasADi SX map(n, 'thread', 2), buffer()", lambda: R.CasadiF3(n, "thread", 2),
@@ -377,60 +225,60 @@ def setup_f3(n: int, peers: dict, setup: list, wl: str, with_peers: bool = True)
             try:
                 c = make()
                 if isinstance(c, R.CasadiF3Jit):
-                    setup.append([f"F3, {n} points", "CasADi JIT", "codegen + C compile",
+                    ctx.setup.append([f"F3, {n} points", "CasADi JIT", "codegen + C compile",
                                   human(c.compile_s), ""])
                 fn = getattr(c, method)
-                check(wl, label, [(g.copy(), r) for g, r in zip(fn(X, Y, Z), ref)])
+                ctx.check(wl, label, [(g.copy(), r) for g, r in zip(fn(X, Y, Z), ref)])
                 cases[label] = Case(lambda fn=fn: fn(X, Y, Z))
             except Exception as err:
-                NOTES.append(f"F3 / {label}: {type(err).__name__}: {err}")
+                ctx.note(f"F3 / {label}: {type(err).__name__}: {err}")
     cases["numpy, hand-written gradient"] = Case(lambda: R.f3_grad_numpy(X, Y, Z))
     return cases
 
 
-def setup_mlp(peers: dict, setup: list) -> tuple[dict[str, Case], dict]:
+def setup_mlp(peers: dict, ctx: Context) -> tuple[dict[str, Case], dict]:
     wl = "mlp"
     X, y = R.two_moons()
     p0 = R.mlp_params()
     t = R.TapegradMLP(X, y, p0)
     p = p0 + 0.01 * np.random.default_rng(R.SEED + 7).standard_normal(p0.size)  # a new point
     ref_value, ref_grad = R.eager_value_and_grad(t.loss, p)
-    setup.append(["MLP step", "tapegrad", "tg.trace", human(t.trace_s),
+    ctx.setup.append(["MLP step", "tapegrad", "tg.trace", human(t.trace_s),
                   f"{t.F.n_ops} ops, {t.F.n_nodes} nodes"])
-    setup.append(["MLP step", "tapegrad, per-point program", "tg.trace", "",
+    ctx.setup.append(["MLP step", "tapegrad, per-point program", "tg.trace", "",
                   f"{t.F_point.n_ops} ops, {t.F_point.n_nodes} nodes per point"])
     cases: dict[str, Case] = {}
 
     def add(label, fn):
         try:
             v, g = fn(p)
-            check(wl, label, [(v, ref_value), (np.array(g, copy=True), ref_grad)])
+            ctx.check(wl, label, [(v, ref_value), (np.array(g, copy=True), ref_grad)])
             cases[label] = Case(lambda: fn(p))
         except Exception as err:
-            NOTES.append(f"MLP / {label}: {type(err).__name__}: {err}")
+            ctx.note(f"MLP / {label}: {type(err).__name__}: {err}")
 
     add("tapegrad F.value_and_grad", t.value_and_grad)
     add(MLP_POINTWISE, t.value_and_grad_batched)
     if "jax" in peers:
         try:
             j = R.JaxMLP(X, y)
-            setup.append(["MLP step", "JAX jit(value_and_grad)", "lower+compile", human(j.compile_s), ""])
+            ctx.setup.append(["MLP step", "JAX jit(value_and_grad)", "lower+compile", human(j.compile_s), ""])
             add("JAX jit(value_and_grad)", j.value_and_grad)
         except Exception as err:
-            NOTES.append(f"MLP / JAX: {type(err).__name__}: {err}")
+            ctx.note(f"MLP / JAX: {type(err).__name__}: {err}")
     if "casadi" in peers:
         try:
             c = R.CasadiMLP(X, y)
-            setup.append(["MLP step", "CasADi SX Function", "SX build + Function", human(c.build_s),
+            ctx.setup.append(["MLP step", "CasADi SX Function", "SX build + Function", human(c.build_s),
                           f"{c.vg.n_instructions()} VM instructions"])
             add("CasADi SX, zero-copy buffer()", c.value_and_grad_buffer)
             add("CasADi SX, numpy call", c.value_and_grad_call)
         except Exception as err:
-            NOTES.append(f"MLP / CasADi: {type(err).__name__}: {err}")
+            ctx.note(f"MLP / CasADi: {type(err).__name__}: {err}")
     return cases, {"F": t.F}
 
 
-def setup_trace() -> tuple[dict[str, Case], dict]:
+def setup_trace(dims) -> tuple[dict[str, Case], dict]:
     """Per workload: tg.trace(fn, example) vs the same fn on fresh Var leaves (eager build),
     and eager build + backward."""
     import tapegrad as tg
@@ -438,7 +286,7 @@ def setup_trace() -> tuple[dict[str, Case], dict]:
     X, y = R.two_moons()
     p0 = R.mlp_params()
     workloads = [(f"Rosenbrock d={d}, {form}", R.ROSEN_FORMS[form], R.rosen_point(d), True)
-                 for d in R.ROSEN_DIMS for form in ("loop", "slices")]
+                 for d in dims for form in ("loop", "slices")]
     mlp_loss = R.make_mlp_loss_tapegrad(X, y)
     workloads.append(("MLP step", mlp_loss, p0, True))
     workloads.append(("MLP step, trace(cse=False) (info)", mlp_loss, p0, False))
@@ -465,74 +313,54 @@ def setup_trace() -> tuple[dict[str, Case], dict]:
 # ---------------------------------------------------------------- main
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer, shorter repeats (< 1 min)")
-    args = ap.parse_args(argv)
-    q = args.quick
-    repeats = 5 if q else 31
-    warmup = 1 if q else 3
-    sample_s = 0.004 if q else 0.010  # wall time of one sample (inner loop), roughly
-    trace_repeats = 5 if q else 15
+def run(mode: str, opts, rep: H.Report) -> None:
+    cfg = SIZES[mode]
+    dims, f3_n, threads_n = cfg["rosen"], cfg["f3_n"], cfg["threads_n"]
+    repeats, warmup, sample_s = cfg["repeats"], cfg["warmup"], cfg["sample_s"]
+    trace_repeats = cfg["trace_repeats"]
+    peers, missing = H.load_peers(("jax", "casadi"), allowed=opts.peers)
+    rep.environment(peers, missing)
+    for line in environment_notes(peers):
+        rep.say(line)
+    rep.say(f"- repeats: {repeats} samples per row ({trace_repeats} for trace time), after "
+            f"{warmup + 1} untimed warm-ups; a sample is the mean over an inner loop of "
+            f"~{sample_s * 1e3:.0f} ms (≥ 1 call); rows of one table are interleaved "
+            "round-robin; median (min–max)")
 
-    t_start = time.perf_counter()
-    try:
-        import tapegrad  # noqa: F401
-    except Exception as err:
-        print(f"tapegrad itself is not importable: {err}", file=sys.stderr)
-        return 2
-    build_at_start = core_build()
-    peers, missing = load_peers()
+    ctx = Context(rep)
 
-    print(f"# tapegrad trace/replay vs peers{' [--quick]' if q else ''}\n")
-    print("\n".join(environment(peers, missing)))
-    print(f"- repeats: {repeats} samples per row ({trace_repeats} for trace time), after "
-          f"{warmup + 1} untimed warm-ups; a sample is the mean over an inner loop of "
-          f"~{sample_s * 1e3:.0f} ms (≥ 1 call); rows of one table are interleaved "
-          "round-robin; median (min–max)\n", flush=True)
+    def timed(label, cases, repeats, warmup):
+        rep.section(label, H.run_cases, cases, repeats, warmup, sample_s, on_error=ctx.note)
 
-    section_s: dict[str, float] = {}
-    setup: list[list] = []
+    def setup_and_check():  # everything, before timing anything
+        return ({d: setup_rosen(d, peers, ctx) for d in dims}, setup_f3(f3_n, peers, ctx, "f3"),
+                setup_mlp(peers, ctx), setup_f3(threads_n, peers, ctx, "threads", with_peers=False),
+                setup_trace(dims))
 
-    def timed(label, fn, *a):
-        t0 = time.perf_counter()
-        out = fn(*a)
-        section_s[label] = time.perf_counter() - t0
-        return out
+    rosen, f3_cases, (mlp_cases, mlp_info), thr_cases, (trace_cases, trace_ops) = \
+        rep.section("setup + checks", setup_and_check)
 
-    # ---- set up everything and check it before timing anything
-    t0 = time.perf_counter()
-    rosen = {d: setup_rosen(d, peers, setup) for d in R.ROSEN_DIMS}
-    f3_cases = setup_f3(R.F3_N, peers, setup, "f3")
-    mlp_cases, mlp_info = setup_mlp(peers, setup)
-    thr_cases = setup_f3(R.THREADS_N, peers, setup, "threads", with_peers=False)
-    trace_cases, trace_ops = setup_trace()
-    section_s["setup + checks"] = time.perf_counter() - t0
-
-    print("## Agreement with the float64 reference (max-norm relative error, tolerance 1e-9)\n")
-    wl_names = {f"rosen{d}": f"Rosenbrock d={d} (ref: tapegrad eager, loop form)" for d in R.ROSEN_DIMS}
-    wl_names.update({"f3": f"F3 at {R.F3_N} points (ref: numpy hand-written gradient)",
+    wl_names = {f"rosen{d}": f"Rosenbrock d={d} (ref: tapegrad eager, loop form)" for d in dims}
+    wl_names.update({"f3": f"F3 at {f3_n} points (ref: numpy hand-written gradient)",
                      "mlp": "MLP step (ref: tapegrad eager)",
-                     "threads": f"F3 at {R.THREADS_N} points (ref: numpy hand-written gradient)"})
-    print(table(["workload", "system", "check"],
-                [[wl_names.get(w, w), s, v] for (w, s), v in CHECKS.items()]))
-    if BAD:
-        print(f"\n**WARNING: disagreement in {', '.join(BAD)}; those timings are flagged.**")
-    print(flush=True)
+                     "threads": f"F3 at {threads_n} points (ref: numpy hand-written gradient)"})
+    rep.table(["workload", "system", "check"],
+              [[wl_names.get(w, w), s, v] for (w, s), v in ctx.checks.items()],
+              title="Agreement with the float64 reference (max-norm relative error, tolerance 1e-9)")
 
     # ---- time
-    for d in R.ROSEN_DIMS:
-        timed(f"rosen d={d}", run_cases, rosen[d][0], repeats, warmup, sample_s)
-    timed("F3", run_cases, f3_cases, repeats, warmup, sample_s)
-    timed("MLP", run_cases, mlp_cases, repeats, warmup, sample_s)
-    timed("trace", run_cases, trace_cases, trace_repeats, 1, sample_s)
-    ceiling = machine_two_thread_throughput(3)
-    timed("threads", run_cases, thr_cases, max(5, repeats // 2), 1, sample_s)
-    ceiling += machine_two_thread_throughput(3)
+    for d in dims:
+        timed(f"rosen d={d}", rosen[d][0], repeats, warmup)
+    timed("F3", f3_cases, repeats, warmup)
+    timed("MLP", mlp_cases, repeats, warmup)
+    timed("trace", trace_cases, trace_repeats, 1)
+    ceiling = machine_two_thread_throughput(cfg["ceiling_rounds"])
+    timed("threads", thr_cases, cfg["threads_repeats"], 1)
+    ceiling += machine_two_thread_throughput(cfg["ceiling_rounds"])
 
     # ---- targets
     rows = []
-    for d in R.ROSEN_DIMS:
+    for d in dims:
         cs = rosen[d][0]
         cas = cs.get("CasADi SX, zero-copy buffer()")
         label = "Rosenbrock gradient d=1000, numpy in and out" if d == 1000 else f"Rosenbrock gradient d={d}"
@@ -545,21 +373,21 @@ def main(argv=None) -> int:
             r = med(tgc.wall) / med(cas.wall)
             rows.append([f"{label} ({form})", "≤ 1.0× CasADi SX zero-copy buffer; aim 0.5×",
                          human(med(tgc.wall)), f"CasADi {human(med(cas.wall))}",
-                         f"{fmt(r)}× ({paired(tgc, cas)})", met(r <= ROSEN_TARGET), met(r <= ROSEN_AIM)])
+                         f"{fmt(r)}× ({paired(tgc.wall, cas.wall)})", met(r <= ROSEN_TARGET), met(r <= ROSEN_AIM)])
     jaxc = f3_cases.get("JAX jit(vmap(grad))")
     for threads in (1, 2):
         tgc = f3_cases.get(f"tapegrad F.grad, threads={threads}")
-        label = f"3-input gradient at {R.F3_N} points, threads={threads}"
+        label = f"3-input gradient at {f3_n} points, threads={threads}"
         if tgc is None or jaxc is None:
             rows.append([label, "≤ 1.0× JAX jit(vmap(grad)); aim 0.5× with 2 threads",
-                         f"{fmt(med(tgc.wall) / R.F3_N * 1e9)} ns/point" if tgc else "failed",
+                         f"{fmt(med(tgc.wall) / f3_n * 1e9)} ns/point" if tgc else "failed",
                          "JAX missing", "", "not measured", ""])
             continue
         r = med(tgc.wall) / med(jaxc.wall)
         rows.append([label, "≤ 1.0× JAX jit(vmap(grad)); aim 0.5× with 2 threads",
-                     f"{fmt(med(tgc.wall) / R.F3_N * 1e9)} ns/point",
-                     f"JAX {fmt(med(jaxc.wall) / R.F3_N * 1e9)} ns/point",
-                     f"{fmt(r)}× ({paired(tgc, jaxc)})", met(r <= F3_TARGET),
+                     f"{fmt(med(tgc.wall) / f3_n * 1e9)} ns/point",
+                     f"JAX {fmt(med(jaxc.wall) / f3_n * 1e9)} ns/point",
+                     f"{fmt(r)}× ({paired(tgc.wall, jaxc.wall)})", met(r <= F3_TARGET),
                      met(r <= F3_AIM) if threads == 2 else "—"])
     # Both of tapegrad's replays of the step count: the whole loss as one program, and one
     # point's program over the 100 points in SIMD lanes (tg.nn.compile_pointwise_loss).
@@ -568,42 +396,41 @@ def main(argv=None) -> int:
         if mc:
             rows.append([f"micrograd demo step replayed ({label})", "≤ 0.2 ms per step",
                          human(med(mc.wall)), "", "", met(med(mc.wall) <= MLP_TARGET_S), "—"])
-    for name in [f"Rosenbrock d={d}, loop" for d in R.ROSEN_DIMS] + ["MLP step"]:
+    for name in [f"Rosenbrock d={d}, loop" for d in dims] + ["MLP step"]:
         tc, ec = trace_cases.get(f"{name} | trace"), trace_cases.get(f"{name} | eager build")
         if tc and ec:
             r = med(tc.wall) / med(ec.wall)
             rows.append([f"trace time, {name}", "≤ 2× eager build of the same graph",
                          human(med(tc.wall)), f"eager build {human(med(ec.wall))}",
-                         f"{fmt(r)}× ({paired(tc, ec)})", met(r <= TRACE_TARGET), "—"])
+                         f"{fmt(r)}× ({paired(tc.wall, ec.wall)})", met(r <= TRACE_TARGET), "—"])
     t1, t2 = thr_cases.get("tapegrad F.grad, threads=1"), thr_cases.get("tapegrad F.grad, threads=2")
     if t1 and t2:
         r = med(t1.wall) / med(t2.wall)
-        rows.append([f"threads, 3-input gradient at {R.THREADS_N} points",
-                     "≥ 1.8× on 2 cores for large batches", f"{fmt(med(t2.wall) / R.THREADS_N * 1e9)} ns/point (2 thr)",
-                     f"1 thread {fmt(med(t1.wall) / R.THREADS_N * 1e9)} ns/point; machine "
+        rows.append([f"threads, 3-input gradient at {threads_n} points",
+                     "≥ 1.8× on 2 cores for large batches", f"{fmt(med(t2.wall) / threads_n * 1e9)} ns/point (2 thr)",
+                     f"1 thread {fmt(med(t1.wall) / threads_n * 1e9)} ns/point; machine "
                      f"ceiling now {fmt(med(ceiling))}× (numpy exp, 2 threads)",
-                     f"{fmt(r)}× speed-up ({paired(t1, t2)})", met(r >= THREADS_TARGET), "—"])
-    print("## Targets\n")
-    print(table(["workload", "target", "tapegrad (median)", "compared with", "ratio (per-repeat range)",
-                 "target met", "aim met"], rows))
+                     f"{fmt(r)}× speed-up ({paired(t1.wall, t2.wall)})", met(r >= THREADS_TARGET), "—"])
+    rep.table(["workload", "target", "tapegrad (median)", "compared with", "ratio (per-repeat range)",
+               "target met", "aim met"], rows, title="Targets")
+    rep.data["targets"] = rows
 
     # ---- details
     def detail(title, cases, base, unit_name, units, check_wl, extra=None):
-        print(f"\n## {title}\n")
         b = cases.get(base)
         rows = []
         for name, c in cases.items():
             row = [name, human_spread(c.wall), fmt(med(c.wall) / units * 1e9),
                    f"{fmt(med(c.wall) / med(b.wall))}×" if b else "n/a",
                    fmt(med(c.cpu) / med(c.wall), 2) if med(c.wall) > 0 else "n/a",
-                   c.inner, verdict(check_wl, name)]
+                   c.inner, ctx.verdict(check_wl, name)]
             rows.append(row)
-        print(table(["system", "time per call: median (min–max)", f"ns per {unit_name}",
-                     f"× {base}", "cpu/wall", "calls/sample", "check"], rows))
+        rep.table(["system", "time per call: median (min–max)", f"ns per {unit_name}",
+                   f"× {base}", "cpu/wall", "calls/sample", "check"], rows, title=title)
         if extra:
-            print("\n" + extra)
+            rep.say("\n" + extra)
 
-    for d in R.ROSEN_DIMS:
+    for d in dims:
         cases, info = rosen[d]
         F = info["tapegrad, loop-traced"]
         detail(f"Rosenbrock gradient, d={d}, numpy in and out", cases, "tapegrad, loop-traced",
@@ -615,8 +442,8 @@ def main(argv=None) -> int:
                "CasADi buffer(): the caller's x is bound with set_arg(memoryview(x)) each call, "
                "the gradient lands in a bound numpy array (no allocation); JAX: np.asarray of "
                "the result.")
-    detail(f"3-input gradient at {R.F3_N} points (gradient only)", f3_cases, "tapegrad F.grad, threads=1",
-           "point", R.F3_N, "f3",
+    detail(f"3-input gradient at {f3_n} points (gradient only)", f3_cases, "tapegrad F.grad, threads=1",
+           "point", f3_n, "f3",
            "cpu/wall ≈ 2 means the row used both cores. tapegrad and numpy allocate the three "
            "gradient arrays per call; the CasADi buffer rows write into bound arrays.")
     mF = mlp_info["F"]
@@ -625,8 +452,6 @@ def main(argv=None) -> int:
            "tapegrad program op", mF.n_ops, "mlp",
            f"tapegrad program: {mF.n_ops} ops {mF.ops_histogram()}. The tapegrad Function traces "
            "micrograd's graph (scalar multiply-adds); JAX and CasADi use matrix ops.")
-    print("\n## Trace time vs eager build of the same graph (tapegrad; fresh leaves each run, "
-          "gc.collect() untimed before each)\n")
     rows = []
     for name in dict.fromkeys(k.split(" | ")[0] for k in trace_cases):
         tc = trace_cases.get(f"{name} | trace")
@@ -638,29 +463,23 @@ def main(argv=None) -> int:
                      human_spread(bc.wall), f"{fmt(med(tc.wall) / med(ec.wall))}×",
                      f"{fmt(med(tc.wall) / med(bc.wall))}×",
                      fmt(med(tc.wall) / trace_ops[name] * 1e9), fmt(med(ec.wall) / trace_ops[name] * 1e9)])
-    print(table(["graph", "program ops", "tg.trace", "eager build", "eager build + backward",
-                 "trace / build", "trace / (build + backward)", "trace ns/op", "build ns/op"], rows))
-    detail(f"Threads: 3-input gradient at {R.THREADS_N} points", thr_cases, "tapegrad F.grad, threads=1",
-           "point", R.THREADS_N, "threads",
+    rep.table(["graph", "program ops", "tg.trace", "eager build", "eager build + backward",
+               "trace / build", "trace / (build + backward)", "trace ns/op", "build ns/op"], rows,
+              title="Trace time vs eager build of the same graph (tapegrad; fresh leaves each run, "
+                    "gc.collect() untimed before each)")
+    detail(f"Threads: 3-input gradient at {threads_n} points", thr_cases, "tapegrad F.grad, threads=1",
+           "point", threads_n, "threads",
            f"Machine 2-thread throughput measured just before and after (GIL-free numpy exp on "
            f"an L2-resident array, 2 threads vs 1): {', '.join(fmt(r) for r in ceiling)}× — "
            "the ceiling any threaded row can reach on these 2 vCPUs at this moment. cpu/wall "
            "≈ 2 with a small speed-up means both threads ran but each ran slower.")
 
-    print("\n## Setup costs (once per function; not in the timings above)\n")
-    print(table(["workload", "system", "step", "time", "size"], setup))
-
-    if core_build() != build_at_start:
-        NOTES.append(f"tapegrad._core was REBUILT during this run (now {core_build()}); this "
-                     "process kept the build it loaded first. Re-run for consistent numbers.")
-    if NOTES:
-        print("\n## Failures and warnings\n")
-        print("\n".join(f"- {n}" for n in NOTES))
-    print(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"\nwall time: total {time.perf_counter() - t_start:.1f} s ("
-          + ", ".join(f"{k} {v:.1f} s" for k, v in section_s.items()) + ")")
-    return 1 if BAD else 0
+    rep.table(["workload", "system", "step", "time", "size"], ctx.setup,
+              title="Setup costs (once per function; not in the timings above)")
+    rep.say(f"\nload average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import compare
+
+    sys.exit(compare.main(["replay"] + sys.argv[1:]))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Side-by-side numbers for issue 5's second-order targets, in ONE run:
+"""The second-order targets, side by side in one run. A subcommand of bench/compare.py:
 
   (a) HVP vs gradient at one point, Rosenbrock d = 1000 (a traced tg.Function):
       F.hvp(x, v) / F.grad(x)                                   target <= 5x
@@ -8,9 +8,9 @@
       in float64, compile excluded                              target: tapegrad faster
       (with --torch: torch.func.vmap(torch.func.hessian(f)) for reference, eager)
 
-    python bench/compare_transforms.py           # full run
-    python bench/compare_transforms.py --quick   # fewer, shorter repeats
-    python bench/compare_transforms.py --torch   # plus the (slow) torch.func row
+    python bench/compare.py transforms           # full run
+    python bench/compare.py transforms --quick   # fewer, shorter repeats
+    python bench/compare.py transforms --torch   # plus the (slow) torch.func row
 
 Every system's results are checked before any timing: (a) against the closed-form
 Rosenbrock gradient and Hessian-vector product, (b) against the closed-form Rosenbrock
@@ -23,9 +23,6 @@ Exit status 1 if a check disagrees.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,18 +32,23 @@ import numpy as np
 import tapegrad as tg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_replay import Case, human, med, paired, pkg, run_cases  # noqa: E402  (one timer)
+import harness  # noqa: E402
+from harness import Case, human, med, paired  # noqa: E402
+from replay_workloads import rel_err  # noqa: E402
 from replay_workloads import rosen_grad_numpy as rosen_grad  # noqa: E402
 
+TITLE = "tapegrad second-order transforms vs peers"
 HVP_D = 1000
 HVP_TARGET = 5.0  # hvp time / grad time
-HESS_N, HESS_POINTS = 10, 10_000
+HESS_N = 10
 HESS_TARGET = 1.0  # tapegrad time / JAX time
 REL_TOL = 1e-10
 SEED = 20240611
-
-FAILURES: list[str] = []
-NOTES: list[str] = []
+SIZES = {  # Hessian points; samples per case, warm-ups, seconds per sample
+    "full": dict(hvp_d=HVP_D, hess_points=10_000, repeats=15, warmup=2, sample_s=0.2),
+    "quick": dict(hvp_d=HVP_D, hess_points=10_000, repeats=5, warmup=1, sample_s=0.05),
+    "smoke": dict(hvp_d=50, hess_points=200, repeats=2, warmup=0, sample_s=0.001),
+}
 
 
 # ---------------------------------------------------------------- the functions
@@ -78,74 +80,42 @@ def rosen_hvp(x: np.ndarray, v: np.ndarray) -> np.ndarray:
     return hv
 
 
-def rel_err(got, want) -> float:
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    return float(np.max(np.abs(got - want)) / max(1e-300, float(np.max(np.abs(want)))))
-
-
-def check(name: str, got, want) -> None:
+def check(rep: harness.Report, name: str, got, want) -> None:
     err = rel_err(got, want)
     ok = err <= REL_TOL
-    print(f"  check {name}: max-norm relative error {err:.2e} "
-          f"({'ok' if ok else f'**DISAGREES** > {REL_TOL}'})")
+    rep.say(f"- check {name}: max-norm relative error {err:.2e} "
+            f"({'ok' if ok else f'**DISAGREES** > {REL_TOL}'})")
     if not ok:
-        FAILURES.append(f"{name}: relative error {err:.3e}")
+        rep.fail(f"{name}: relative error {err:.3e}")
 
 
-# ---------------------------------------------------------------- measuring
-
-
-def row(name: str, case: Case) -> str:
-    w = case.wall
-    return (f"| {name} | {human(med(case.wall))} | {human(min(w))} – {human(max(w))} | "
-            f"{case.inner} x {len(w)} |")
-
-
-HEADER = "| case | median | min – max | inner x repeats |\n|---|---|---|---|"
-
-
-# ---------------------------------------------------------------- environment
-
-
-def environment() -> None:
-    import tapegrad._core as core
-    from tapegrad.function import _default_threads
-
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                       cpu)
-    except OSError:
-        pass
-    st = os.stat(core.__file__)
-    print("## Environment")
-    print(f"- python {platform.python_version()} on {platform.platform()}")
-    print(f"- CPU: {cpu}; usable cores {len(os.sched_getaffinity(0))}; "
-          f"tapegrad default threads {_default_threads()}; load average "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"- tapegrad {tg.__version__} (_core {core.__file__}, modified "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st.st_mtime))})")
-    print(f"- numpy {np.__version__}, jax {pkg('jax')}, jaxlib {pkg('jaxlib')}, "
-          f"torch {pkg('torch')}")
-    print()
+def case_rows(cases: dict[str, Case], per_point: int | None = None) -> tuple[list[str], list[list]]:
+    header = ["case", "median", "min – max", "inner x repeats"]
+    rows = [[name, human(med(c.wall)), f"{human(min(c.wall))} – {human(max(c.wall))}",
+             f"{c.inner} x {len(c.wall)}"] for name, c in cases.items()]
+    if per_point:
+        header.append("per point")
+        for row, c in zip(rows, cases.values()):
+            row.append(human(med(c.wall) / per_point))
+    return header, rows
 
 
 # ---------------------------------------------------------------- (a) HVP vs gradient
 
 
-def hvp_vs_grad(args) -> dict:
-    print(f"## (a) HVP vs gradient at one point: Rosenbrock d = {HVP_D} (traced tg.Function)")
+def hvp_vs_grad(cfg: dict, rep: harness.Report) -> dict:
+    d = cfg["hvp_d"]
+    rep.say(f"\n## (a) HVP vs gradient at one point: Rosenbrock d = {d} (traced tg.Function)\n")
     rng = np.random.default_rng(SEED)
-    x = rng.uniform(-1.5, 1.5, HVP_D)
-    v = rng.normal(size=HVP_D)
-    F = tg.trace(rosen, np.zeros(HVP_D))
+    x = rng.uniform(-1.5, 1.5, d)
+    v = rng.normal(size=d)
+    F = tg.trace(rosen, np.zeros(d))
     x1 = x[None, :]
-    print(f"  {F!r}")
-    check("F.grad(x) vs closed form", F.grad(x), rosen_grad(x))
-    check("F.grad(x[None]) vs closed form", F.grad(x1, threads=1)[0], rosen_grad(x))
-    check("F.hvp(x, v) vs closed-form H v", F.hvp(x, v), rosen_hvp(x, v))
-    check("F.hvp(x, v, threads=1) vs closed-form H v", F.hvp(x, v, threads=1), rosen_hvp(x, v))
+    rep.say(f"- `{F!r}`")
+    check(rep, "F.grad(x) vs closed form", F.grad(x), rosen_grad(x))
+    check(rep, "F.grad(x[None]) vs closed form", F.grad(x1, threads=1)[0], rosen_grad(x))
+    check(rep, "F.hvp(x, v) vs closed-form H v", F.hvp(x, v), rosen_hvp(x, v))
+    check(rep, "F.hvp(x, v, threads=1) vs closed-form H v", F.hvp(x, v, threads=1), rosen_hvp(x, v))
     cases = {
         "F.grad(x)": Case(lambda: F.grad(x)),
         "F.hvp(x, v)": Case(lambda: F.hvp(x, v)),
@@ -155,30 +125,26 @@ def hvp_vs_grad(args) -> dict:
         "F.grad(x[None]) (batch path, 1 point, info)": Case(lambda: F.grad(x1, threads=1)),
         "F.jvp(x, v, threads=1) (info)": Case(lambda: F.jvp(x, v, threads=1)),
     }
-    run_cases(cases, args.repeats, args.warmup, args.target)
-    print(HEADER)
-    for name, case in cases.items():
-        print(row(name, case))
+    harness.run_cases(cases, cfg["repeats"], cfg["warmup"], cfg["sample_s"], on_error=rep.note)
+    rep.say("")
+    rep.table(*case_rows(cases))
     g, h = cases["F.grad(x)"], cases["F.hvp(x, v)"]
     ratio = med(h.wall) / med(g.wall)
     ratio1 = med(cases["F.hvp(x, v, threads=1)"].wall) / med(g.wall)
     ok = ratio <= HVP_TARGET
     batch1 = med(cases["F.grad(x[None]) (batch path, 1 point, info)"].wall)
-    print(f"\n  info: F.hvp(x, v) / F.grad(x[None]) (both via the batch path) = "
-          f"{med(h.wall) / batch1:.2f}x; F.grad(x[None]) / F.grad(x) = {batch1 / med(g.wall):.2f}x")
-    print(f"  HVP / gradient = {ratio:.2f}x (per-repeat {paired(h, g)}), threads=1: "
-          f"{ratio1:.2f}x; target <= {HVP_TARGET:g}x: {'met' if ok else '**NOT MET**'}\n")
+    rep.say(f"\n- info: F.hvp(x, v) / F.grad(x[None]) (both via the batch path) = "
+            f"{med(h.wall) / batch1:.2f}x; F.grad(x[None]) / F.grad(x) = {batch1 / med(g.wall):.2f}x")
+    rep.say(f"- HVP / gradient = {ratio:.2f}x (per-repeat {paired(h.wall, g.wall)}), threads=1: "
+            f"{ratio1:.2f}x; target <= {HVP_TARGET:g}x: {harness.met(ok)}")
     return {"hvp/grad": ratio, "hvp/grad threads=1": ratio1, "hvp_ok": ok}
 
 
 # ---------------------------------------------------------------- (b) batched dense Hessian
 
 
-def jax_hessian_case(X: np.ndarray):
-    """(callable returning a numpy (N, n, n) array, compile seconds) or raises ImportError."""
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
+def jax_hessian_case(jax, X: np.ndarray):
+    """(callable returning a numpy (N, n, n) array, compile seconds)."""
     import jax.numpy as jnp
 
     hess = jax.jit(jax.vmap(jax.hessian(rosen)))
@@ -194,8 +160,7 @@ def jax_hessian_case(X: np.ndarray):
     return run, compile_s
 
 
-def torch_hessian_case(X: np.ndarray):
-    import torch
+def torch_hessian_case(torch, X: np.ndarray):
     from torch import func as tf
 
     XT = torch.tensor(X, dtype=torch.float64)
@@ -207,48 +172,45 @@ def torch_hessian_case(X: np.ndarray):
     return run
 
 
-def batched_hessian(args) -> dict:
-    print(f"## (b) dense Hessian, n = {HESS_N}, at {HESS_POINTS} points, batched "
-          f"(Rosenbrock d = {HESS_N})")
-    X = np.random.default_rng(SEED + 1).uniform(-1.5, 1.5, (HESS_POINTS, HESS_N))
+def batched_hessian(cfg: dict, peers: dict, with_torch: bool, rep: harness.Report) -> dict:
+    points = cfg["hess_points"]
+    rep.say(f"\n## (b) dense Hessian, n = {HESS_N}, at {points} points, batched "
+            f"(Rosenbrock d = {HESS_N})\n")
+    X = np.random.default_rng(SEED + 1).uniform(-1.5, 1.5, (points, HESS_N))
     want = rosen_hessians(X)
     F = tg.trace(rosen, np.zeros(HESS_N))
-    print(f"  {F!r}")
+    rep.say(f"- `{F!r}`")
     H = F.hessian(X)
-    assert H.shape == (HESS_POINTS, HESS_N, HESS_N), H.shape
-    check("tapegrad F.hessian(X) vs closed form", H, want)
-    check("tapegrad F.hessian(X, threads=1) vs closed form", F.hessian(X, threads=1), want)
+    assert H.shape == (points, HESS_N, HESS_N), H.shape
+    check(rep, "tapegrad F.hessian(X) vs closed form", H, want)
+    check(rep, "tapegrad F.hessian(X, threads=1) vs closed form", F.hessian(X, threads=1), want)
     cases = {"tapegrad F.hessian(X)": Case(lambda: F.hessian(X)),
              "tapegrad F.hessian(X, threads=1)": Case(lambda: F.hessian(X, threads=1))}
     jax_name = "JAX jit(vmap(hessian)) (x64)"
-    try:
-        jax_run, compile_s = jax_hessian_case(X)
-    except ImportError as err:
-        print(f"  JAX rows skipped: JAX is not installed ({err})")
-    else:
+    if "jax" in peers:
+        jax_run, compile_s = jax_hessian_case(peers["jax"], X)
         HJ = np.asarray(jax_run())
-        check("JAX vs closed form", HJ, want)
+        check(rep, "JAX vs closed form", HJ, want)
         same = np.allclose(H, HJ, rtol=1e-12, atol=1e-9)
-        print(f"  np.allclose(tapegrad, JAX, rtol=1e-12, atol=1e-9): {same}")
+        rep.say(f"- np.allclose(tapegrad, JAX, rtol=1e-12, atol=1e-9): {same}")
         if not same:
-            FAILURES.append("tapegrad and JAX Hessians disagree")
-        print(f"  JAX compile (excluded from timings): {human(compile_s)}")
+            rep.fail("tapegrad and JAX Hessians disagree")
+        rep.say(f"- JAX compile (excluded from timings): {human(compile_s)}")
         cases[jax_name] = Case(jax_run)
-    torch_name = "torch.func vmap(hessian) (eager, reference only)"
-    try:
-        torch_run = torch_hessian_case(X) if args.torch else None
-    except ImportError as err:
-        print(f"  torch row skipped: torch is not installed ({err})")
     else:
-        if torch_run is None:
-            print("  torch row skipped (seconds per call): add --torch to include it")
-    if args.torch and torch_run is not None:
-        check("torch vs closed form", torch_run().numpy(), want)
+        rep.say("- JAX rows skipped: JAX is not loaded")
+    torch_name = "torch.func vmap(hessian) (eager, reference only)"
+    if not with_torch:
+        rep.say("- torch row skipped (seconds per call): add --torch to include it")
+    elif "torch" not in peers:
+        rep.say("- torch row skipped: torch is not loaded")
+    else:
+        torch_run = torch_hessian_case(peers["torch"], X)
+        check(rep, "torch vs closed form", torch_run().numpy(), want)
         cases[torch_name] = Case(torch_run)
-    run_cases(cases, args.repeats, args.warmup, args.target)
-    print(HEADER.replace("repeats |\n", "repeats | per point |\n") + "---|")
-    for name, case in cases.items():
-        print(row(name, case) + f" {human(med(case.wall) / HESS_POINTS)} |")
+    harness.run_cases(cases, cfg["repeats"], cfg["warmup"], cfg["sample_s"], on_error=rep.note)
+    rep.say("")
+    rep.table(*case_rows(cases, per_point=points))
     out: dict = {}
     tg_case = cases["tapegrad F.hessian(X)"]
     if jax_name in cases:
@@ -256,45 +218,45 @@ def batched_hessian(args) -> dict:
         ratio = med(tg_case.wall) / med(j.wall)
         ratio1 = med(cases["tapegrad F.hessian(X, threads=1)"].wall) / med(j.wall)
         ok = ratio < HESS_TARGET
-        print(f"\n  tapegrad / JAX = {ratio:.2f}x (per-repeat {paired(tg_case, j)}), "
-              f"threads=1: {ratio1:.2f}x; "
-              f"target < {HESS_TARGET:g}x (tapegrad faster): "
-              f"{'met' if ok else '**NOT MET**'}")
+        rep.say(f"\n- tapegrad / JAX = {ratio:.2f}x (per-repeat {paired(tg_case.wall, j.wall)}), "
+                f"threads=1: {ratio1:.2f}x; target < {HESS_TARGET:g}x (tapegrad faster): "
+                f"{harness.met(ok)}")
         out.update({"tg/jax": ratio, "tg/jax threads=1": ratio1, "hess_ok": ok})
     if torch_name in cases:
-        print(f"  tapegrad / torch.func = {med(tg_case.wall) / med(cases[torch_name].wall):.3f}x")
-    print()
+        rep.say(f"- tapegrad / torch.func = {med(tg_case.wall) / med(cases[torch_name].wall):.3f}x")
     return out
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
-    p.add_argument("--torch", action="store_true",
-                   help="also time torch.func.vmap(torch.func.hessian) in (b) (slow: seconds "
-                        "per call)")
-    args = p.parse_args()
-    args.repeats, args.warmup, args.target = (5, 1, 0.05) if args.quick else (15, 2, 0.2)
-    print("# tapegrad second-order transforms vs peers\n")
-    environment()
-    a = hvp_vs_grad(args)
-    b = batched_hessian(args)
-    print("## Summary")
-    print(f"- (a) HVP / gradient, Rosenbrock d={HVP_D}: {a['hvp/grad']:.2f}x "
-          f"(threads=1 {a['hvp/grad threads=1']:.2f}x); target <= {HVP_TARGET:g}x: "
-          f"{'met' if a['hvp_ok'] else 'NOT MET'}")
+def add_arguments(ap) -> None:
+    ap.add_argument("--torch", action="store_true",
+                    help="also time torch.func.vmap(torch.func.hessian) in (b) (slow: seconds "
+                         "per call)")
+
+
+def run(mode: str, opts, rep: harness.Report) -> None:
+    cfg = SIZES[mode]
+    with_torch = getattr(opts, "torch", False)
+    peers, missing = harness.load_peers(("jax", "torch") if with_torch else ("jax",),
+                                        allowed=opts.peers)
+    rep.environment(peers, missing)
+    a = hvp_vs_grad(cfg, rep)
+    b = batched_hessian(cfg, peers, with_torch, rep)
+    summary = [[f"(a) HVP / gradient, Rosenbrock d={cfg['hvp_d']}",
+                f"{a['hvp/grad']:.2f}x (threads=1 {a['hvp/grad threads=1']:.2f}x)",
+                f"<= {HVP_TARGET:g}x", harness.met(a["hvp_ok"])]]
     if "tg/jax" in b:
-        print(f"- (b) dense Hessian n={HESS_N} at {HESS_POINTS} points, tapegrad / JAX "
-              f"jit(vmap(hessian)): {b['tg/jax']:.2f}x (threads=1 {b['tg/jax threads=1']:.2f}x); "
-              f"target < 1x: {'met' if b['hess_ok'] else 'NOT MET'}")
+        summary.append([f"(b) dense Hessian n={HESS_N} at {cfg['hess_points']} points, tapegrad / "
+                        "JAX jit(vmap(hessian))",
+                        f"{b['tg/jax']:.2f}x (threads=1 {b['tg/jax threads=1']:.2f}x)",
+                        f"< {HESS_TARGET:g}x", harness.met(b["hess_ok"])])
     else:
-        print("- (b) JAX not installed: no ratio")
-    for note in NOTES:
-        print(f"- note: {note}")
-    for failure in FAILURES:
-        print(f"- CHECK FAILED: {failure}")
-    return 1 if FAILURES else 0
+        summary.append(["(b) dense Hessian vs JAX", "JAX not loaded: no ratio", f"< {HESS_TARGET:g}x",
+                        "not measured"])
+    rep.table(["target", "measured", "target", "met"], summary, title="Summary")
+    rep.data.update({"hvp": a, "hessian": b})
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import compare
+
+    sys.exit(compare.main(["transforms"] + sys.argv[1:]))

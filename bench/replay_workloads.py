@@ -17,7 +17,11 @@ imported inside their builders: importing this module needs numpy and tapegrad o
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 import time
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -277,10 +281,9 @@ class TapegradMLP:
 
 def jax_setup():
     """Import JAX in float64 (must run before any JAX array is made)."""
-    import jax
+    import harness
 
-    jax.config.update("jax_enable_x64", True)
-    return jax
+    return harness.import_peer("jax")
 
 
 def _jit_compiled(jax, fn, *example) -> tuple[Callable, float]:
@@ -417,17 +420,25 @@ class CasadiF3Jit(CasadiF3):
     """The same map, code-generated to C and compiled by CasADi's JIT (the system C
     compiler, -O3 -march=native) instead of run in the SX virtual machine. The map is
     wrapped in an MX Function so the loop over points is compiled too (JIT of the scalar
-    function alone and then map(n) runs ~4x slower)."""
+    function alone and then map(n) runs ~4x slower).
+
+    The generated C and the compiler's outputs go to a temporary directory that lives as
+    long as this object (CasADi's default is the current directory)."""
 
     def __init__(self, n: int):
         import casadi as ca
 
         super().__init__(n)
+        self.tmp_dir = tempfile.mkdtemp(prefix="tapegrad-casadi-jit-")
+        # Removing the directory removes the files, so CasADi's own clean-up is off (it
+        # would warn about files already gone).
+        weakref.finalize(self, shutil.rmtree, self.tmp_dir, ignore_errors=True)
         args = [ca.MX.sym(s, 1, n) for s in "XYZ"]
         t0 = time.perf_counter()
         self.m = ca.Function("g_map_jit", args, self.m(*args),
-                             {"jit": True, "compiler": "shell",
-                              "jit_options": {"flags": ["-O3", "-march=native"]}})
+                             {"jit": True, "compiler": "shell", "jit_cleanup": False,
+                              "jit_options": {"flags": ["-O3", "-march=native"], "cleanup": False,
+                                              "directory": self.tmp_dir + os.sep}})
         self.buf = CasadiBuffer(self.m)
         self.buf(*(np.zeros(n),) * 3)  # the compiler runs on first use in some versions
         self.compile_s = time.perf_counter() - t0

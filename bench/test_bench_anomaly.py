@@ -1,9 +1,9 @@
-"""Benchmarks for tg.detect_anomaly()'s overhead (issue 8 target: on <= 3x off).
+"""Benchmarks for tg.detect_anomaly()'s overhead (target: on <= 3x off).
 
 Group "anomaly": eager build + backward of the 1e5-node speed() graph, backward() alone
 on it, and a traced batched F3 value_and_grad at 1e5 points, each with detection off and
 on. Nothing here asserts a timing; every test checks that its result is bit-identical to
-the detection-off result. Side-by-side ratios from one run: bench/compare_anomaly.py.
+the detection-off result. Side-by-side ratios from one run: `python bench/compare.py anomaly`.
 
     python -m pytest bench/test_bench_anomaly.py                       # timings
     python -m pytest bench/test_bench_anomaly.py --benchmark-disable   # smoke: each runs once

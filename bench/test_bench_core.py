@@ -1,9 +1,9 @@
-"""Benchmarks for the core engine's performance targets (issue 2, section 10).
+"""Benchmarks for the core engine's performance targets (eager build, backward, memory, W1).
 
 Groups: eager-build (ns/op), backward (ns/node), memory (bytes/node, in extra_info),
 w1-end-to-end (100k-op W1 build + backward on tapegrad, its reference, micrograd, torch).
 Nothing here asserts a timing; the assertions check that every system computes the same
-thing. Side-by-side ratios with verdicts: bench/compare_core.py.
+thing. Side-by-side ratios with verdicts: `python bench/compare.py core`.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ of the loss; the traced forward pass on a grid; the demo's 100 traced steps.
 
 Nothing asserts a timing; each benchmark checks its result (the demo's first loss is
 micrograd's, 0.8958441028683222). Steps use lr = 0 so that every round computes the same
-numbers as the first. Side-by-side ratios and the targets: bench/compare_nn.py.
+numbers as the first. Side-by-side ratios and the targets: `python bench/compare.py nn`.
 
     python -m pytest bench/test_bench_nn.py                       # timings
     python -m pytest bench/test_bench_nn.py --benchmark-disable   # smoke: each runs once

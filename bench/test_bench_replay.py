@@ -5,7 +5,7 @@ point), replay-batch (F3 gradient at 1e5 points, per point in extra_info), trace
 (tg.trace vs eager build of the same graph), replay-threads (F3 at 1e6 points, 1 vs 2
 threads) and replay-peers (JAX / CasADi on the same workloads, skipped when absent).
 Nothing here asserts a timing; every test checks its result against a float64 reference
-(1e-9 relative). Side-by-side ratios with verdicts: bench/compare_replay.py.
+(1e-9 relative). Side-by-side ratios with verdicts: `python bench/compare.py replay`.
 
     python -m pytest bench/test_bench_replay.py                       # timings
     python -m pytest bench/test_bench_replay.py --benchmark-disable   # smoke: each runs once

@@ -1,8 +1,9 @@
-"""Benchmarks for the second-order transforms (issue 5), group "transforms": small HVP and
+"""Benchmarks for the second-order transforms, group "transforms": small HVP and
 Hessian cases on traced tg.Functions and the eager tg.hessian. Cheap on purpose (CI runs
 `pytest bench --benchmark-disable` as a smoke test). Nothing here asserts a timing; every
 test checks its result against Rosenbrock's closed form. The target ratios (HVP vs
-gradient at d = 1000, batched Hessian vs JAX) are measured by bench/compare_transforms.py.
+gradient at d = 1000, batched Hessian vs JAX) are measured by
+`python bench/compare.py transforms`.
 
     python -m pytest bench/test_bench_transforms.py                       # timings
     python -m pytest bench/test_bench_transforms.py --benchmark-disable   # smoke
