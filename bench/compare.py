@@ -15,6 +15,7 @@ Subcommands (one module each in bench/, importable on its own):
     nn          compare_nn.py          micrograd's moons demo, step by step
     transforms  compare_transforms.py  HVP vs gradient, batched Hessian vs JAX
     anomaly     compare_anomaly.py     what detect_anomaly() costs
+    tape        compare_tape.py        backward and memory follow the live graph, not history
     all         every subcommand above, each in a fresh interpreter, one after another
 
 Options for every subcommand: --quick (fewer, shorter repeats; same workloads), --smoke
@@ -63,6 +64,7 @@ SUBCOMMANDS = {  # name -> module in bench/; `all` runs them in this order
     "nn": "compare_nn",
     "transforms": "compare_transforms",
     "anomaly": "compare_anomaly",
+    "tape": "compare_tape",
 }
 
 

@@ -1,8 +1,5 @@
 #!/usr/bin/env python
-"""The eager tape's cost follows the live graph, not history: three ratios and a memory figure.
-
-    python bench/eager_tape.py           # full run (~1 min on 2 noisy cores)
-    python bench/eager_tape.py --quick   # smaller graphs, fewer repeats
+"""The eager tape's cost follows the live graph, not history: `python bench/compare.py tape`.
 
 1. The training-loop idiom `loss = build(w); loss.backward()` keeps the previous loss alive
    while the next graph is built, so the old graph dies *below* the new one. Its backward()
@@ -11,20 +8,33 @@
 2. A small training step (build + backward, 65 nodes) after large graphs were built and
    dropped, against the same step before them in the same process. Target: <= 1.3x.
 3. RSS after building and dropping a 10^7-node graph, against before. Target: within 20 MB.
-   Also the RSS growth of 200,000 small steps run after a 10^6-node chain was dropped.
+   Also the RSS growth of many small steps run after a large chain was dropped.
 
-Each pair is measured interleaved in one run (noise hits both alike); figures are medians.
+Each pair is measured in one run (rounds alternate between the two); figures are medians,
+except the small step's, which is a mean (garbage makes runs of steps slow until the next
+compaction, which a median would hide). Linux only for RSS (/proc/self/statm).
 """
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import statistics
 import sys
 import time
 
+import harness as H
 import tapegrad as tg
+
+TITLE = "the eager tape: backward and memory follow the live graph"
+TARGET = 1.3
+TARGET_RSS_MB = 20.0
+SIZES = {  # mode -> graph sizes for (1), the dropped graphs for (2), the graph for (3)
+    "full": dict(sizes=[10, 100, 1000, 10_000, 100_000], rounds=7, big=1_000_000,
+                 rss_nodes=10_000_000, chain=1_000_000, loop_steps=200_000),
+    "quick": dict(sizes=[10, 100, 1000, 10_000, 100_000], rounds=3, big=200_000,
+                  rss_nodes=2_000_000, chain=200_000, loop_steps=20_000),
+    "smoke": dict(sizes=[10, 100], rounds=1, big=2_000, rss_nodes=20_000, chain=2_000,
+                  loop_steps=200),
+}
 
 N_PARAMS = 10
 
@@ -90,7 +100,7 @@ def after_drop_ratio(big: int, steps: int) -> dict:
     keep = None  # dies on top of the tape
     keep = build(w, big)
     tiny = w[0] * 2.0
-    keep = None  # dies below `tiny`
+    del keep  # dies below `tiny`
     del tiny
     after = small_step_time(w, steps)
     return {"big": big, "before_us": before * 1e6, "after_us": after * 1e6,
@@ -130,42 +140,47 @@ def loop_rss_growth(chain: int, steps: int) -> dict:
     return {"chain": chain, "steps": steps, "growth_mb": max(peak, rss_mb()) - start}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json", help="write the results to this file")
-    a = ap.parse_args(argv)
-    sizes = [10, 100, 1000, 10_000] + ([] if a.quick else [100_000])
-    out: dict = {"backward": [], "notes": []}
-    print("1. backward() with the previous loss alive vs dropped first (target <= 1.3x)")
-    for n in sizes:
+def run(mode: str, opts, rep: H.Report) -> None:
+    cfg = SIZES[mode]
+    rep.environment()
+    rows, check = [], mode != "smoke"
+    for n in cfg["sizes"]:
         steps = max(5, min(200, 200_000 // n))
-        r = backward_ratio(n, steps, rounds=3 if a.quick else 7)
-        out["backward"].append(r)
-        print(f"   {n:>7} nodes: {r['idiom_us']:9.2f} us vs {r['dropped_us']:9.2f} us"
-              f"  ratio {r['ratio']:.2f}  {'met' if r['ratio'] <= 1.3 else 'NOT MET'}")
-    big = 200_000 if a.quick else 1_000_000
+        r = backward_ratio(n, steps, rounds=cfg["rounds"])
+        rep.data.setdefault("backward", []).append(r)
+        rows.append([f"{n:,}", f"{r['idiom_us']:.2f} us", f"{r['dropped_us']:.2f} us",
+                     f"{r['ratio']:.2f}x", H.met(r["ratio"] <= TARGET)])
+        if check and r["ratio"] > TARGET:
+            rep.fail(f"backward with the previous loss alive, {n} nodes: {r['ratio']:.2f}x")
+    rep.table(["graph nodes", "previous loss alive", "previous loss dropped", "ratio",
+               f"target <= {TARGET:g}x"], rows,
+              title="1. backward() in the idiom `loss = build(w)` vs `loss = None` first")
+
+    big = cfg["big"]
     r = after_drop_ratio(big, steps=3 * big // 65)
-    out["after_drop"] = r
-    print(f"2. 65-node step after two dropped {big}-node graphs: {r['after_us']:.2f} us vs "
-          f"{r['before_us']:.2f} us before  ratio {r['ratio']:.2f}  "
-          f"{'met' if r['ratio'] <= 1.3 else 'NOT MET'} (target <= 1.3x)")
-    n = 2_000_000 if a.quick else 10_000_000
-    r = rss_after_drop(n)
-    out["rss"] = r
-    print(f"3. RSS around a {n}-node graph: {r['before_mb']:.0f} MB before, "
-          f"{r['peak_mb']:.0f} MB built, {r['after_mb']:.0f} MB dropped: "
-          f"+{r['delta_mb']:.1f} MB  {'met' if r['delta_mb'] <= 20 else 'NOT MET'} "
-          f"(target <= 20 MB)")
-    r = loop_rss_growth(200_000 if a.quick else 1_000_000, 20_000 if a.quick else 200_000)
-    out["loop_growth"] = r
-    print(f"   RSS growth over {r['steps']} 65-node steps after a dropped {r['chain']}-node "
-          f"chain: {r['growth_mb']:.1f} MB")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=1)
-    return 0
+    rep.data["after_drop"] = r
+    rep.table(["step", "fresh tape", "after two dropped graphs", "ratio", f"target <= {TARGET:g}x"],
+              [["65 nodes, build + backward", f"{r['before_us']:.2f} us",
+                f"{r['after_us']:.2f} us", f"{r['ratio']:.2f}x", H.met(r["ratio"] <= TARGET)]],
+              title=f"2. a small step after two dropped {big:,}-node graphs")
+    if check and r["ratio"] > TARGET:
+        rep.fail(f"small step after dropped graphs: {r['ratio']:.2f}x")
+
+    r = rss_after_drop(cfg["rss_nodes"])
+    g = loop_rss_growth(cfg["chain"], cfg["loop_steps"])
+    rep.data["rss"], rep.data["loop_growth"] = r, g
+    rep.table(["case", "before", "built", "dropped", "change", f"target <= {TARGET_RSS_MB:g} MB"],
+              [[f"a {r['nodes']:,}-node graph", f"{r['before_mb']:.0f} MB", f"{r['peak_mb']:.0f} MB",
+                f"{r['after_mb']:.0f} MB", f"{r['delta_mb']:+.1f} MB",
+                H.met(r["delta_mb"] <= TARGET_RSS_MB)],
+               [f"{g['steps']:,} 65-node steps after a dropped {g['chain']:,}-node chain",
+                "", "", "", f"{g['growth_mb']:+.1f} MB", ""]],
+              title="3. the process's RSS")
+    if check and r["delta_mb"] > TARGET_RSS_MB:
+        rep.fail(f"RSS after dropping a {r['nodes']}-node graph: {r['delta_mb']:+.1f} MB")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import compare
+
+    sys.exit(compare.main(["tape"] + sys.argv[1:]))
