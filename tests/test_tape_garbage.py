@@ -115,10 +115,11 @@ def test_capacity_and_pages_are_given_back():
 
     rss0, built, rss_built, rss_dropped, after, y = in_new_thread(work)
     assert built["capacity"] >= 2_000_001
-    assert after["capacity"] <= 4096 and after["size"] == 3 and y == 2.0
+    kept = 1 << 18  # tape::kept_nodes: a loop's working set stays mapped
+    assert after["capacity"] == kept and after["size"] == 3 and y == 2.0
     if sys.platform.startswith("linux"):  # pages go back at once where madvise can
         assert rss_built - rss0 > 50
-        assert rss_dropped - rss0 < 10
+        assert rss_dropped - rss0 < kept * core.tape_stats()["bytes_per_node"] / 2**20 + 3
 
 
 def test_values_ids_and_grads_survive_garbage_compaction():

@@ -23,17 +23,9 @@ std::size_t page_bytes() {
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
-// Huge pages are a hint: where THP is off (or the OS has none) madvise fails, harmlessly.
-void ask_for_huge_pages([[maybe_unused]] void* p, [[maybe_unused]] std::size_t bytes) {
-#ifdef MADV_HUGEPAGE
-    if (bytes >= (std::size_t(2) << 20)) madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-}
-
 void* map_bytes(std::size_t bytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
-    ask_for_huge_pages(p, bytes);
     return p;
 }
 #endif
@@ -63,7 +55,6 @@ void column_memory::resize(std::size_t used, std::size_t bytes) {
         if (mapped_) {  // the kernel moves the pages: no copy, no first touch
             q = mremap(p_, bytes_, bytes, MREMAP_MAYMOVE);
             if (q == MAP_FAILED) throw std::bad_alloc();
-            if (bytes > bytes_) ask_for_huge_pages(q, bytes);
             p_ = q;
             bytes_ = bytes;
             return;

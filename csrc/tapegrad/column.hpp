@@ -4,10 +4,10 @@
 // its own, because then (where the OS allows):
 // - growing it moves page tables instead of copying (mremap), so a doubling costs no
 //   first touch of a second copy;
-// - it asks for transparent huge pages, which fault in several times faster than 4 KiB
-//   pages;
 // - the pages above what the tape uses can be given back to the OS while the pointer stays
 //   valid (madvise), so a dropped graph returns its memory without moving anything.
+// No transparent huge pages yet: they fault in faster, but each column's frontier then
+// holds up to 2 MB more, which raised the RSS per node of a 10^6-node graph from 33 to 41 B.
 // Elsewhere the same calls fall back to the heap (copying on growth, keeping the pages).
 #pragma once
 #include <cstddef>

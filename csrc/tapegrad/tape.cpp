@@ -42,8 +42,8 @@ void tape::make_room(index n) {
     if (need > cap_)
         resize_columns(index(std::min<std::uint64_t>(
             std::max<std::uint64_t>({need, 2 * std::uint64_t(cap_), 1024}), max_)));
-    else if (cap_ > 4096 && need < cap_ / 4)
-        resize_columns(index(std::max<std::uint64_t>(2 * need, 1024)));
+    else if (cap_ > kept_nodes && need < cap_ / 4)
+        resize_columns(index(std::max<std::uint64_t>(2 * need, kept_nodes)));
     room_ = cap_;
 }
 
@@ -110,16 +110,17 @@ void tape::drop_garbage_on_top() {
         if (!uids_.empty()) uids_.erase(size_);
     }
     if (dirty_ > size_) dirty_ = size_;
-    // Mostly empty: the pages above the top go back to the OS now (the pointers stay
-    // valid), and the next append shrinks the capacity.
-    if (cap_ > 4096 && size_ < cap_ / 4) {
-        op_.discard_above(size_);
-        arg0_.discard_above(size_);
-        arg1_.discard_above(size_);
-        val_.discard_above(size_);
-        adj_.discard_above(size_);
-        refs_.discard_above(size_);
-        low_.discard_above(size_);
+    // Mostly empty: the pages above twice the top (and kept_nodes) go back to the OS now,
+    // the pointers staying valid, and the next append shrinks the capacity.
+    if (cap_ > kept_nodes && size_ < cap_ / 4) {
+        const index keep = std::max(kept_nodes, 2 * size_);
+        op_.discard_above(keep);
+        arg0_.discard_above(keep);
+        arg1_.discard_above(keep);
+        val_.discard_above(keep);
+        adj_.discard_above(keep);
+        refs_.discard_above(keep);
+        low_.discard_above(keep);
         room_ = size_;
     }
 }
