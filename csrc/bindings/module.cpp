@@ -53,12 +53,14 @@ PYBIND11_MODULE(_core, m) {
             d["live"] = t.size() - t.garbage();
             d["capacity"] = t.capacity();
             d["bytes"] = t.bytes();
+            d["resident_bytes"] = t.resident_bytes();
             d["bytes_per_node"] = tape::bytes_per_node;
             d["max_nodes"] = t.max_nodes();
             return d;
         },
         "Size and memory of the calling thread's tape: nodes on it (size), of which "
-        "garbage (unreachable, removed at the next compaction) and live; capacity in nodes.");
+        "garbage (unreachable, removed at the next compaction) and live; capacity in nodes; "
+        "bytes of capacity, of which resident_bytes in physical memory.");
 
     m.def(
         "_tape_check",

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
@@ -73,6 +74,20 @@ void column_memory::resize(std::size_t used, std::size_t bytes) {
     p_ = q;
     bytes_ = bytes;
     mapped_ = map;
+}
+
+std::size_t column_memory::resident_bytes() const {
+#if TG_HAVE_MMAP
+    if (mapped_) {
+        const std::size_t page = page_bytes(), pages = (bytes_ + page - 1) / page;
+        std::vector<unsigned char> in(pages);
+        if (mincore(p_, bytes_, reinterpret_cast<decltype(&in[0])>(in.data())) != 0) return bytes_;
+        std::size_t n = 0;
+        for (unsigned char c : in) n += c & 1;
+        return n * page;
+    }
+#endif
+    return bytes_;
 }
 
 void column_memory::discard_above([[maybe_unused]] std::size_t used) noexcept {

@@ -30,6 +30,10 @@ public:
     // (read back as zeros or garbage), the pointer and size stay. No-op on the heap.
     void discard_above(std::size_t used) noexcept;
 
+    // Bytes of this column in physical memory: all of it on the heap; the resident pages
+    // of a mapping (mincore), which discard_above gives back.
+    std::size_t resident_bytes() const;
+
     void* data() const { return p_; }
     std::size_t bytes() const { return bytes_; }
     bool mapped() const { return mapped_; }
@@ -48,6 +52,7 @@ public:
     void resize(std::size_t used, std::size_t n) { mem_.resize(used * sizeof(T), n * sizeof(T)); }
     void discard_above(std::size_t used) noexcept { mem_.discard_above(used * sizeof(T)); }
     bool mapped() const { return mem_.mapped(); }
+    std::size_t resident_bytes() const { return mem_.resident_bytes(); }
 
 private:
     column_memory mem_;

@@ -34,6 +34,12 @@ public:
     index capacity() const { return cap_; }
     std::uint64_t max_nodes() const { return max_; }
     std::size_t bytes() const { return std::size_t(cap_) * bytes_per_node; }
+    // The part of bytes() in physical memory (pages given back are not).
+    std::size_t resident_bytes() const {
+        return op_.resident_bytes() + arg0_.resident_bytes() + arg1_.resident_bytes() +
+               val_.resident_bytes() + adj_.resident_bytes() + refs_.resident_bytes() +
+               low_.resident_bytes();
+    }
     // Nodes on the tape that nothing alive reaches any more (removed by the next
     // compaction, or at once when they are on top).
     index garbage() const { return garbage_; }
