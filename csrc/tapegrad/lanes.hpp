@@ -31,4 +31,14 @@ struct kernels {
 
 const kernels& get();  // the best set for this CPU (TAPEGRAD_LANES=baseline forces it)
 
+// The sets themselves, one per instruction set lanes.cpp is compiled for.
+namespace baseline {
+extern const kernels set;
+}
+#ifdef TG_HAVE_AVX2
+namespace avx2 {
+extern const kernels set;
+}
+#endif
+
 }  // namespace tapegrad::lanes

@@ -5,15 +5,6 @@
 
 namespace tapegrad::lanes {
 
-namespace baseline {
-extern const kernels set;
-}
-#ifdef TG_HAVE_AVX2
-namespace avx2 {
-extern const kernels set;
-}
-#endif
-
 const kernels& get() {
     static const kernels& chosen = []() -> const kernels& {
         const char* want = std::getenv("TAPEGRAD_LANES");

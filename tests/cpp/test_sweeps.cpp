@@ -10,16 +10,6 @@
 #include "graphs.hpp"
 #include "tapegrad/lanes.hpp"
 
-namespace tapegrad::lanes {
-namespace baseline {
-extern const kernels set;
-}
-#ifdef TG_HAVE_AVX2
-namespace avx2 {
-extern const kernels set;
-}
-#endif
-}  // namespace tapegrad::lanes
 
 using namespace tapegrad;
 using namespace tg_test;
