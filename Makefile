@@ -12,8 +12,10 @@ dev:      ## editable install with a persistent build dir
 	$(PY) -m pip install --no-build-isolation -e ".[test]" -Cbuild-dir=build/dev
 test:
 	$(PY) -m pytest
-lint:     ## ruff (configured in pyproject.toml) and the _core stub against the module; both from the test extra
+CXX_SOURCES = $(wildcard csrc/*/*.hpp csrc/*/*.cpp csrc/*/*.inc tests/cpp/*.cpp)
+lint:     ## ruff, clang-format (both configured in the repo) and the _core stub against the module; all from the test extra
 	$(PY) -m ruff check python tests bench examples
+	clang-format --dry-run --Werror $(CXX_SOURCES)
 	$(PY) -m mypy.stubtest tapegrad._core --allowlist tests/stubtest_allowlist.txt
 bench:    ## pytest-benchmark suites (timing on)
 	$(PY) -m pytest bench

@@ -12,12 +12,16 @@ namespace {
 PyObject* anomaly_reporter = nullptr;  // a strong reference, for the module's lifetime
 
 // Each op's local rules as written in the table, for messages.
-const char* const dx_text[] = {"", "",
+const char* const dx_text[] = {
+    "",
+    "",
 #define TG_OP(name, arity, fwd, dx, ...) #dx,
 #include "tapegrad/ops.def"
 #undef TG_OP
 };
-const char* const dy_text[] = {"", "",
+const char* const dy_text[] = {
+    "",
+    "",
 #define TG_OP(name, arity, fwd, dx, dy, ...) #dy,
 #include "tapegrad/ops.def"
 #undef TG_OP

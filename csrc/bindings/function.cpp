@@ -140,18 +140,16 @@ void describe_columns(const py::list& arrays, std::size_t n, std::size_t expecte
     }
     if (base.size() != expected)
         throw py::value_error("batch: " + what + "s hold " + std::to_string(base.size()) +
-                              " columns per point, the program takes " +
-                              std::to_string(expected));
+                              " columns per point, the program takes " + std::to_string(expected));
 }
 
 void describe_outputs(py::array a, std::size_t n, std::size_t cols, const char* what,
                       std::vector<double*>& base, std::vector<std::ptrdiff_t>& stride) {
-    if (!py::isinstance<py::array_t<double>>(a) || a.ndim() != 2 ||
-        std::size_t(a.shape(0)) != n || std::size_t(a.shape(1)) != cols || !a.writeable() ||
-        a.strides(0) % sizeof(double) || a.strides(1) % sizeof(double) || !aligned(a.data()))
+    if (!py::isinstance<py::array_t<double>>(a) || a.ndim() != 2 || std::size_t(a.shape(0)) != n ||
+        std::size_t(a.shape(1)) != cols || !a.writeable() || a.strides(0) % sizeof(double) ||
+        a.strides(1) % sizeof(double) || !aligned(a.data()))
         throw py::value_error(std::string("batch: ") + what + " must be a writable, aligned (" +
-                              std::to_string(n) + ", " + std::to_string(cols) +
-                              ") float64 array");
+                              std::to_string(n) + ", " + std::to_string(cols) + ") float64 array");
     auto* p = static_cast<double*>(a.mutable_data());
     for (std::size_t j = 0; j < cols; ++j) {
         base.push_back(p + py::ssize_t(j) * (a.strides(1) / py::ssize_t(sizeof(double))));
@@ -160,7 +158,8 @@ void describe_outputs(py::array a, std::size_t n, std::size_t cols, const char* 
 }
 
 py::object float64(double v) {
-    static PyObject* type = py::object(py::module_::import("numpy").attr("float64")).release().ptr();
+    static PyObject* type =
+        py::object(py::module_::import("numpy").attr("float64")).release().ptr();
     PyObject* f = PyFloat_FromDouble(v);
     if (!f) throw py::error_already_set();
     PyObject* r = PyObject_CallOneArg(type, f);
@@ -255,11 +254,14 @@ py::object point(const Program& P, c_doubles x, int mode) {
         throw py::value_error("point: expected " + std::to_string(p.n_inputs) +
                               " inputs, got shape " + std::to_string(x.size()));
     if (mode < 0 || mode > 2)
-        throw py::value_error("point: mode must be 0 (values), 1 (gradient) or "
-                              "2 (Jacobian), got " + std::to_string(mode));
+        throw py::value_error(
+            "point: mode must be 0 (values), 1 (gradient) or "
+            "2 (Jacobian), got " +
+            std::to_string(mode));
     if (mode == 1 && p.outputs_.empty())
-        throw py::value_error("point: a gradient needs an output to seed; this "
-                              "program has none");
+        throw py::value_error(
+            "point: a gradient needs an output to seed; this "
+            "program has none");
     const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
     scratch_lease scratch;
     double* val = scratch.get(0, n).data();
@@ -292,11 +294,12 @@ py::object point_tangent(const Program& P, c_doubles x, c_doubles tx, bool hvp) 
     const program& p = *P.p;
     for (const auto* a : {&x, &tx})
         if (a->ndim() != 1 || std::size_t(a->shape(0)) != p.n_inputs)
-            throw py::value_error("point_tangent: expected " +
-                                  std::to_string(p.n_inputs) + " inputs");
+            throw py::value_error("point_tangent: expected " + std::to_string(p.n_inputs) +
+                                  " inputs");
     if (hvp && p.outputs_.empty())
-        throw py::value_error("point_tangent: a Hessian-vector product needs an "
-                              "output to seed; this program has none");
+        throw py::value_error(
+            "point_tangent: a Hessian-vector product needs an "
+            "output to seed; this program has none");
     const std::size_t n = p.n_slots(), m_out = p.outputs_.size();
     scratch_lease scratch;
     double* val = scratch.get(0, n).data();
@@ -325,8 +328,7 @@ py::object point_tangent(const Program& P, c_doubles x, c_doubles tx, bool hvp) 
     }
     py::object hv = py::none();
     if (hvp) hv = vector_of(h.data(), h.size());
-    return py::make_tuple(vector_of(out.data(), m_out), vector_of(tout.data(), m_out),
-                          hv, failed);
+    return py::make_tuple(vector_of(out.data(), m_out), vector_of(tout.data(), m_out), hv, failed);
 }
 
 // Program.batch: n points in the lanes, with the GIL released.
@@ -339,41 +341,34 @@ py::object batch(const Program& P, py::list args, py::array out, py::object grad
     program::batch_io io;
     describe_columns(args, n, p.n_inputs, "argument", io.in_base, io.in_stride);
     describe_outputs(out, n, n_out, "out", io.out_base, io.out_stride);
-    auto per_input = [&](py::object arrays, const char* what,
-                         std::vector<double*>& base,
+    auto per_input = [&](py::object arrays, const char* what, std::vector<double*>& base,
                          std::vector<std::ptrdiff_t>& stride) {
         for (py::handle g : arrays.cast<py::list>()) {
             auto a = py::reinterpret_borrow<py::array>(g);
-            describe_outputs(a, n, std::size_t(a.ndim() == 2 ? a.shape(1) : 0),
-                             what, base, stride);
+            describe_outputs(a, n, std::size_t(a.ndim() == 2 ? a.shape(1) : 0), what, base, stride);
         }
         if (base.size() != p.n_inputs)
             throw py::value_error(std::string("batch: ") + what +
                                   " arrays do not match the inputs");
     };
     if (!grads.is_none()) {
-        if (seed_output >= n_out)
-            throw py::value_error("batch: seed_output out of range");
+        if (seed_output >= n_out) throw py::value_error("batch: seed_output out of range");
         io.seed_output = seed_output;
         per_input(grads, "grad", io.grad_base, io.grad_stride);
     }
     if (!seeds.is_none())
-        describe_columns(seeds.cast<py::list>(), n, n_out, "seed", io.seed_base,
-                         io.seed_stride);
+        describe_columns(seeds.cast<py::list>(), n, n_out, "seed", io.seed_base, io.seed_stride);
     if (!tangents.is_none())
-        describe_columns(tangents.cast<py::list>(), n, p.n_inputs, "tangent",
-                         io.tan_base, io.tan_stride);
+        describe_columns(tangents.cast<py::list>(), n, p.n_inputs, "tangent", io.tan_base,
+                         io.tan_stride);
     if (!tangent_out.is_none()) {
-        if (io.tan_base.empty())
-            throw py::value_error("batch: tangent_out needs tangents");
-        describe_outputs(tangent_out.cast<py::array>(), n, n_out, "tangent_out",
-                         io.tout_base, io.tout_stride);
+        if (io.tan_base.empty()) throw py::value_error("batch: tangent_out needs tangents");
+        describe_outputs(tangent_out.cast<py::array>(), n, n_out, "tangent_out", io.tout_base,
+                         io.tout_stride);
     }
     if (!hvp.is_none()) {
-        if (io.tan_base.empty())
-            throw py::value_error("batch: hvp needs tangents");
-        if (seed_output >= n_out)
-            throw py::value_error("batch: seed_output out of range");
+        if (io.tan_base.empty()) throw py::value_error("batch: hvp needs tangents");
+        if (seed_output >= n_out) throw py::value_error("batch: seed_output out of range");
         io.seed_output = seed_output;
         per_input(hvp, "hvp", io.hvp_base, io.hvp_stride);
     }
@@ -381,14 +376,12 @@ py::object batch(const Program& P, py::list args, py::array out, py::object grad
         auto h = hessian.cast<py::array>();
         const auto m = py::ssize_t(p.n_inputs);
         if (!py::isinstance<py::array_t<double>>(h) || h.ndim() != 3 ||
-            std::size_t(h.shape(0)) != n || h.shape(1) != m || h.shape(2) != m ||
-            !h.writeable() || !(h.flags() & py::array::c_style) ||
-            !aligned(h.data()))
+            std::size_t(h.shape(0)) != n || h.shape(1) != m || h.shape(2) != m || !h.writeable() ||
+            !(h.flags() & py::array::c_style) || !aligned(h.data()))
             throw py::value_error("batch: hessian must be a writable aligned C-contiguous (" +
-                                  std::to_string(n) + ", " + std::to_string(m) +
-                                  ", " + std::to_string(m) + ") float64 array");
-        if (seed_output >= n_out)
-            throw py::value_error("batch: seed_output out of range");
+                                  std::to_string(n) + ", " + std::to_string(m) + ", " +
+                                  std::to_string(m) + ") float64 array");
+        if (seed_output >= n_out) throw py::value_error("batch: seed_output out of range");
         io.seed_output = seed_output;
         io.hess_base = static_cast<double*>(h.mutable_data());
         io.hess_stride = m * m;
@@ -404,8 +397,7 @@ py::object batch(const Program& P, py::list args, py::array out, py::object grad
     }
     if (!finished) throw py::error_already_set();
     py::array_t<std::int64_t> f(static_cast<py::ssize_t>(failed.size()));
-    for (std::size_t k = 0; k < failed.size(); ++k)
-        f.mutable_data()[k] = std::int64_t(failed[k]);
+    for (std::size_t k = 0; k < failed.size(); ++k) f.mutable_data()[k] = std::int64_t(failed[k]);
     return f;
 }
 
@@ -422,11 +414,10 @@ void register_function(py::module_& m) {
     py::class_<Program, std::shared_ptr<Program>>(
         m, "Program", "A frozen, optimised tape: replay it at new inputs.")
         .def_property_readonly("n_inputs", [](const Program& P) { return P.p->n_inputs; })
-        .def_property_readonly("n_outputs",
-                               [](const Program& P) { return P.p->outputs_.size(); })
+        .def_property_readonly("n_outputs", [](const Program& P) { return P.p->outputs_.size(); })
         .def_property_readonly("n_nodes", [](const Program& P) { return P.p->n_slots(); })
-        .def_property_readonly(
-            "n_ops", [](const Program& P) { return P.p->n_slots() - P.p->first_op(); })
+        .def_property_readonly("n_ops",
+                               [](const Program& P) { return P.p->n_slots() - P.p->first_op(); })
         .def("histogram", [](const Program& P) { return P.p->histogram(); })
         .def("set_signature",
              [](Program& P, std::vector<std::vector<py_ssize>> args, std::vector<py_ssize> out) {
@@ -458,19 +449,19 @@ void register_function(py::module_& m) {
         .def("point", &point, py::arg("x"), py::arg("mode") = 0)
         .def("point_tangent", &point_tangent, py::arg("x"), py::arg("tangent"), py::arg("hvp"))
         .def("batch", &batch, py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),
-            py::arg("threads") = 1, py::arg("seed_output") = 0, py::arg("seeds") = py::none(),
-            py::arg("tangents") = py::none(), py::arg("tangent_out") = py::none(),
-            py::arg("hvp") = py::none(), py::arg("hessian") = py::none(),
-            "Replay at n points (rows of the 2-D float64 arrays in args; one row broadcasts). "
-            "Values go to out (n, n_outputs); with grads, the gradient of output "
-            "seed_output (or of sum_k seeds[k] * output k) per input; with tangents, "
-            "output tangents to tangent_out and the gradient's tangent to hvp; with hessian, "
-            "the Hessian of output seed_output (n, n_inputs, n_inputs). Returns "
-            "the indices of points whose guards failed.")
+             py::arg("threads") = 1, py::arg("seed_output") = 0, py::arg("seeds") = py::none(),
+             py::arg("tangents") = py::none(), py::arg("tangent_out") = py::none(),
+             py::arg("hvp") = py::none(), py::arg("hessian") = py::none(),
+             "Replay at n points (rows of the 2-D float64 arrays in args; one row broadcasts). "
+             "Values go to out (n, n_outputs); with grads, the gradient of output "
+             "seed_output (or of sum_k seeds[k] * output k) per input; with tangents, "
+             "output tangents to tangent_out and the gradient's tangent to hvp; with hessian, "
+             "the Hessian of output seed_output (n, n_inputs, n_inputs). Returns "
+             "the indices of points whose guards failed.")
         .def(py::pickle([](const Program& P) { return program_state(*P.p); },
                         [](py::tuple st) {
-                            return std::make_shared<Program>(
-                                Program{std::make_shared<const program>(program_from_state(st)), {}, {}});
+                            return std::make_shared<Program>(Program{
+                                std::make_shared<const program>(program_from_state(st)), {}, {}});
                         }));
 
     m.def(
@@ -480,8 +471,9 @@ void register_function(py::module_& m) {
             auto index_of = [&](py::handle h, const char* what) {
                 VarObject* v = var_arg(h, what);
                 if (t && v->tape != t)
-                    throw py::value_error("trace: inputs and outputs are on different tapes "
-                                          "(was a Var from another thread used?)");
+                    throw py::value_error(
+                        "trace: inputs and outputs are on different tapes "
+                        "(was a Var from another thread used?)");
                 t = v->tape;
                 return v->idx;
             };
@@ -502,14 +494,14 @@ void register_function(py::module_& m) {
                         o->node = v->idx;
                     }
             return std::make_shared<Program>(Program{
-                std::make_shared<const program>(compile(t->nodes, in, out, guards, cse)),
-                {}, {}});
+                std::make_shared<const program>(compile(t->nodes, in, out, guards, cse)), {}, {}});
         },
         py::arg("inputs"), py::arg("outputs"), py::arg("recording"), py::arg("cse") = true,
         "Compile the graph from `inputs` (placeholder leaves) to `outputs` into a Program.");
 
-    m.def("lanes", [] { return std::string(lanes::get().name); },
-          "The instruction set batched replay uses here.");
+    m.def(
+        "lanes", [] { return std::string(lanes::get().name); },
+        "The instruction set batched replay uses here.");
 }
 
 }  // namespace tapegrad::bind

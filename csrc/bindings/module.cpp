@@ -32,9 +32,9 @@ PYBIND11_MODULE(_core, m) {
         "op_rules",
         [] {
             py::list rows;
-#define TG_OP(name, arity, fwd, dx, dy, tangent)                                       \
-    rows.append(py::dict(py::arg("name") = #name, py::arg("arity") = arity,            \
-                         py::arg("forward") = #fwd, py::arg("dx") = #dx,               \
+#define TG_OP(name, arity, fwd, dx, dy, tangent)                            \
+    rows.append(py::dict(py::arg("name") = #name, py::arg("arity") = arity, \
+                         py::arg("forward") = #fwd, py::arg("dx") = #dx,    \
                          py::arg("dy") = arity == 2 ? #dy : "", py::arg("tangent") = #tangent));
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -77,7 +77,8 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "_sweep_nodes",
         [](py::handle h) {
-            if (Py_TYPE(h.ptr()) != &bind::VarType) throw py::type_error("_sweep_nodes takes a Var");
+            if (Py_TYPE(h.ptr()) != &bind::VarType)
+                throw py::type_error("_sweep_nodes takes a Var");
             const auto* v = reinterpret_cast<const bind::VarObject*>(h.ptr());
             return v->idx - std::min(v->tape->nodes.sweep_start(v->idx), v->idx) + 1;
         },

@@ -43,12 +43,10 @@ py::tuple program_state(const program& p) {
         guards.append(py::make_tuple(int(g.c), g.lhs, g.rhs, g.outcome, g.where));
     std::vector<double> init(p.n_slots(), 0.0);  // the format has one per slot
     std::copy(p.init_.begin(), p.init_.end(), init.begin());
-    return py::make_tuple(program_pickle_version, names, p.n_inputs, p.first_op(),
-                          raw(codes.data(), codes.size()),
-                          raw(p.a_.data(), p.a_.size() * sizeof(slot)),
-                          raw(p.b_.data(), p.b_.size() * sizeof(slot)),
-                          raw(init.data(), init.size() * sizeof(double)), p.outputs_,
-                          guards);
+    return py::make_tuple(
+        program_pickle_version, names, p.n_inputs, p.first_op(), raw(codes.data(), codes.size()),
+        raw(p.a_.data(), p.a_.size() * sizeof(slot)), raw(p.b_.data(), p.b_.size() * sizeof(slot)),
+        raw(init.data(), init.size() * sizeof(double)), p.outputs_, guards);
 }
 
 namespace {
@@ -110,8 +108,7 @@ program program_from_checked_state(const py::tuple& st) {
         if (c >= code_map.size()) throw py::value_error("corrupt Program pickle: bad op code");
         const op o = code_map[c];
         const op want = s < p.n_inputs ? op::leaf : s < first_op ? op::constant : o;
-        const bool ok = s < first_op ? o == want
-                                     : !is_leaf(o) && p.a_[s] < s && p.b_[s] < s;
+        const bool ok = s < first_op ? o == want : !is_leaf(o) && p.a_[s] < s && p.b_[s] < s;
         if (!ok) throw py::value_error("corrupt Program pickle: bad node " + std::to_string(s));
         p.op_[s] = o;
     }

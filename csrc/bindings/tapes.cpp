@@ -18,7 +18,6 @@ std::mutex orphans_mutex;
 std::vector<shared_tape*>* orphans = new std::vector<shared_tape*>;  // never destroyed
 std::atomic<bool> have_orphans{false};
 
-
 struct thread_tape {
     shared_tape* t = nullptr;
     ~thread_tape() {
@@ -46,8 +45,7 @@ void unref(shared_tape* t) {
     if (--t->refs == 0) delete t;
 }
 
-shared_tape::shared_tape(std::uint64_t max_nodes)
-    : nodes(max_nodes), serial(next_serial++) {
+shared_tape::shared_tape(std::uint64_t max_nodes) : nodes(max_nodes), serial(next_serial++) {
     nodes.set_relocator(this);
 }
 

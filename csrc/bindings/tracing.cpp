@@ -17,8 +17,8 @@ std::string python_location() {
     if (!f) return "<unknown>";
     PyCodeObject* code = PyFrame_GetCode(f);
     const char* file = PyUnicode_AsUTF8(code->co_filename);
-    std::string where = (file ? file : "<unknown>") + std::string(":") +
-                        std::to_string(PyFrame_GetLineNumber(f));
+    std::string where =
+        (file ? file : "<unknown>") + std::string(":") + std::to_string(PyFrame_GetLineNumber(f));
     Py_DECREF(code);
     if (!file) PyErr_Clear();
     return where;
@@ -55,13 +55,11 @@ recorder* live_recorder() {
 void record_guard(PyObject* a, double x, PyObject* b, double y, cmp c, bool outcome) {
     recorder* r = live_recorder();
     if (!r) return;
-    r->guards.push_back({c, operand_of(*r, a, x), operand_of(*r, b, y), outcome,
-                         python_location()});
+    r->guards.push_back(
+        {c, operand_of(*r, a, x), operand_of(*r, b, y), outcome, python_location()});
 }
 
-void record_escape(PyObject* self, double x) {
-    record_guard(self, x, Py_None, x, cmp::same, true);
-}
+void record_escape(PyObject* self, double x) { record_guard(self, x, Py_None, x, cmp::same, true); }
 
 // A trace records values, not the derivatives taken inside the traced function: gradients
 // computed there are numbers to it, and a replay would return them frozen at the traced
@@ -85,8 +83,9 @@ namespace {
 PyObject* f_is_tracing(PyObject*, PyObject*) { return PyBool_FromLong(live_recorder() != nullptr); }
 
 PyObject* f_set_trace_error(PyObject*, PyObject* type) {
-    if (!PyType_Check(type) || !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(type),
-                                                  reinterpret_cast<PyTypeObject*>(PyExc_Exception))) {
+    if (!PyType_Check(type) ||
+        !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(type),
+                          reinterpret_cast<PyTypeObject*>(PyExc_Exception))) {
         PyErr_SetString(PyExc_TypeError, "_set_trace_error expects an exception class");
         return nullptr;
     }

@@ -142,11 +142,9 @@ index push_op(tape& n, index a, index b) {
 // taken by a Var (or trimmed), or its arguments' reference counts would never fall.
 PyObject* checked_var(shared_tape* t, index i) {
     PyObject* v = new_var(t, i);
-    if (!v || !anomaly_on || std::isfinite(t->nodes.val(i)) || is_leaf(t->nodes.op_at(i)))
-        return v;
+    if (!v || !anomaly_on || std::isfinite(t->nodes.val(i)) || is_leaf(t->nodes.op_at(i))) return v;
     // The Var of node i keeps it (and a detach node's argument) alive while reporting.
-    report_anomaly("forward", t,
-                   t->nodes.op_at(i) == op::detach ? t->nodes.arg0(i) : i, Py_None);
+    report_anomaly("forward", t, t->nodes.op_at(i) == op::detach ? t->nodes.arg0(i) : i, Py_None);
     Py_DECREF(v);
     return nullptr;
 }
@@ -220,8 +218,8 @@ PyObject* op_method(PyObject* self, PyObject* other) {
 template <class K>
 PyObject* op_function(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != K::arity) {
-        PyErr_Format(PyExc_TypeError, "%s() takes %d argument%s (%zd given)", K::label,
-                     K::arity, K::arity == 1 ? "" : "s", nargs);
+        PyErr_Format(PyExc_TypeError, "%s() takes %d argument%s (%zd given)", K::label, K::arity,
+                     K::arity == 1 ? "" : "s", nargs);
         return nullptr;
     }
     bool any_var = false;
@@ -336,8 +334,8 @@ PyObject* var_repr(PyObject* self) {
     auto* v = reinterpret_cast<VarObject*>(self);
     PyObject* val = PyFloat_FromDouble(v->tape->nodes.val(v->idx));
     PyObject* grad = PyFloat_FromDouble(v->tape->nodes.adj(v->idx));
-    PyObject* r = (val && grad) ? PyUnicode_FromFormat("Var(value=%R, grad=%R)", val, grad)
-                                : nullptr;
+    PyObject* r =
+        (val && grad) ? PyUnicode_FromFormat("Var(value=%R, grad=%R)", val, grad) : nullptr;
     Py_XDECREF(val);
     Py_XDECREF(grad);
     return r;
@@ -483,8 +481,7 @@ PyGetSetDef var_getset[] = {
     {"op", get_op, nullptr, "The op name, or 'leaf' / 'const'.", nullptr},
     {"inputs", get_inputs, nullptr, "The Vars this node was computed from.", nullptr},
     {"is_leaf", get_is_leaf, nullptr, "True for 'leaf' and 'const' nodes.", nullptr},
-    {"id", get_id, nullptr, "An int naming the node (same for every Var of one node).",
-     nullptr},
+    {"id", get_id, nullptr, "An int naming the node (same for every Var of one node).", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -498,9 +495,9 @@ PyObject* m_backward(PyObject* self, PyObject*) {
     auto* v = reinterpret_cast<VarObject*>(self);
     tape& n = v->tape->nodes;
     if (live_recorder())
-        return refuse_inside_trace(
-            "backward()", "Differentiate the traced Function instead (F.grad, F.jacobian, "
-                          "F.hessian), or call backward() outside tg.trace.");
+        return refuse_inside_trace("backward()",
+                                   "Differentiate the traced Function instead (F.grad, F.jacobian, "
+                                   "F.hessian), or call backward() outside tg.trace.");
     if (anomaly_on && !std::isfinite(n.val(v->idx)))
         return report_anomaly("loss", v->tape, v->idx, Py_None);
     n.backward(v->idx, 1.0);
@@ -607,15 +604,16 @@ PyMethodDef var_methods[] = {
      "This node's value with no gradient: a new constant (while tracing, a detach node "
      "that replays recompute)."},
     {"_repr_svg_", m_repr_svg, METH_NOARGS, "The graph below this node as SVG (tapegrad.viz)."},
-    {"_repr_mimebundle_", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(m_repr_mimebundle)),
+    {"_repr_mimebundle_",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(m_repr_mimebundle)),
      METH_VARARGS | METH_KEYWORDS, "Jupyter's rich display of the graph (tapegrad.viz)."},
     {"__copy__", m_copy, METH_NOARGS, nullptr},
     {"__deepcopy__", m_copy, METH_O, nullptr},
     {"__reduce__", m_reduce, METH_NOARGS, nullptr},
     {"__format__", m_format, METH_O, nullptr},
-#define TG_OP(name, arity, ...)                                         \
-    {#name, op_method<kernel::name>, arity == 1 ? METH_NOARGS : METH_O,        \
-     arity == 1 ? "Apply op '" #name "' to this Var (see tapegrad.ops())."      \
+#define TG_OP(name, arity, ...)                                            \
+    {#name, op_method<kernel::name>, arity == 1 ? METH_NOARGS : METH_O,    \
+     arity == 1 ? "Apply op '" #name "' to this Var (see tapegrad.ops())." \
                 : "Apply op '" #name "' to this Var and another Var or number."},
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -630,8 +628,7 @@ PyObject* f_local_grads(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         return nullptr;
     }
     if (live_recorder())
-        return refuse_inside_trace("local_grads()",
-                                   "Call it on a graph built outside tg.trace.");
+        return refuse_inside_trace("local_grads()", "Call it on a graph built outside tg.trace.");
     tape& t = v->tape->nodes;
     double g = t.adj(v->idx);
     if (nargs == 2 && args[1] != Py_None) {
@@ -643,7 +640,7 @@ PyObject* f_local_grads(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     double d[2];
     local_grads(o, t.val(a), t.val(b), t.val(v->idx), g, d);
     const int arity = op_table[int(o)].arity;
-    return arity == 0 ? PyTuple_New(0)
+    return arity == 0   ? PyTuple_New(0)
            : arity == 1 ? Py_BuildValue("(d)", d[0])
                         : Py_BuildValue("(dd)", d[0], d[1]);
 }
@@ -669,8 +666,10 @@ PyObject* f_leaves(PyObject*, PyObject* values) {
         } else if (r == 0) {
             not_a_number("leaves", PySequence_Fast_GET_ITEM(seq, k));
         }
-        if (!v) Py_CLEAR(list);
-        else PyList_SET_ITEM(list, k, v);
+        if (!v)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, k, v);
     }
     Py_DECREF(seq);
     return list;
@@ -706,10 +705,10 @@ PyMethodDef module_functions[] = {
      METH_FASTCALL,
      "local_grads(v, g=None): the adjoint each of v's inputs receives from v when v's adjoint "
      "is g (default: v.grad), by the op table's rules."},
-#define TG_OP(name, arity, ...)                                                  \
-    {#name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(            \
-                op_function<kernel::name>)),                                             \
-     METH_FASTCALL,                                                                      \
+#define TG_OP(name, arity, ...)                                                                  \
+    {#name,                                                                                      \
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(op_function<kernel::name>)), \
+     METH_FASTCALL,                                                                              \
      #name "(" #arity " Var or number argument(s)): a new node, or a float for numbers."},
 #include "tapegrad/ops.def"
 #undef TG_OP

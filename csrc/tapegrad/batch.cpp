@@ -77,8 +77,8 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
     if (!io.tan_base.empty()) {
         double* t = s.t.data();
         for (std::uint32_t i = 0; i < n_inputs; ++i)
-            gather(io.tan_base[i] + q0 * io.tan_stride[i], io.tan_stride[i],
-                   t + std::size_t(i) * B, L);
+            gather(io.tan_base[i] + q0 * io.tan_stride[i], io.tan_stride[i], t + std::size_t(i) * B,
+                   L);
         if (one)
             tangent(v, t);
         else
@@ -131,8 +131,8 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
             scatter(adj + i * B, io.grad_base[i] + q0 * io.grad_stride[i], io.grad_stride[i], L);
     }
     const double nan = std::numeric_limits<double>::quiet_NaN();
-    auto poison = [nan](const std::vector<double*>& base,
-                        const std::vector<std::ptrdiff_t>& stride, std::ptrdiff_t q) {
+    auto poison = [nan](const std::vector<double*>& base, const std::vector<std::ptrdiff_t>& stride,
+                        std::ptrdiff_t q) {
         for (std::size_t j = 0; j < base.size(); ++j) base[j][q * stride[j]] = nan;
     };
     for (std::size_t f = n_failed_before; f < failed.size(); ++f) {
@@ -147,8 +147,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
 }
 
 bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
-                        std::vector<std::size_t>& failed,
-                        const std::function<bool()>& stop) const {
+                        std::vector<std::size_t>& failed, const std::function<bool()>& stop) const {
     // A batch smaller than a block runs in a block of its own size (one point: one lane).
     const std::size_t B = std::min(block_size(n_slots()), std::max<std::size_t>(n_points, 1));
     const std::size_t n_blocks = (n_points + B - 1) / B;
@@ -156,9 +155,9 @@ bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
     const std::size_t work = n_points * n_slots();
     // At most one thread per block, and at most 256 (a typo like threads=100000 must not
     // start a hundred thousand threads).
-    std::size_t n_threads = std::clamp<std::size_t>(
-        std::size_t(std::max(threads, 1)), 1,
-        std::min<std::size_t>(std::max<std::size_t>(n_blocks, 1), 256));
+    std::size_t n_threads =
+        std::clamp<std::size_t>(std::size_t(std::max(threads, 1)), 1,
+                                std::min<std::size_t>(std::max<std::size_t>(n_blocks, 1), 256));
     if (work < (std::size_t(1) << 16)) n_threads = 1;
 
     std::unique_ptr<hessian_plan> plan;

@@ -166,7 +166,8 @@ private:
     }
     // The table's entry for (o, a, b) + 1 (h: their hash); if none, files `next`, returns 0.
     std::uint32_t in_table(op o, ref a, ref b, std::uint64_t h, std::uint32_t next) {
-        if (2 * (busy.size() + 1) > table.size()) rehash(std::max<std::size_t>(64, 4 * busy.size()));
+        if (2 * (busy.size() + 1) > table.size())
+            rehash(std::max<std::size_t>(64, 4 * busy.size()));
         const std::size_t mask = table.size() - 1;
         for (std::size_t i = (h >> 6) & mask;; i = (i + 1) & mask) {
             const std::uint32_t e = table[i];
@@ -195,8 +196,8 @@ private:
 }  // namespace
 
 program compile(const tape& t, const std::vector<tape::index>& inputs,
-                const std::vector<tape::index>& outputs,
-                const std::vector<recorded_guard>& guards, bool cse) {
+                const std::vector<tape::index>& outputs, const std::vector<recorded_guard>& guards,
+                bool cse) {
     const tape::index size = t.size();
     for (tape::index i : inputs)
         if (i >= size || t.op_at(i) != op::leaf)
@@ -261,9 +262,7 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
     // constant with the value the eager tape already computed for it.
     builder bld(scratch, inputs.size());
     if (cse) bld.reserve(n_ops);
-    auto ref_of = [&](tape::index i) {
-        return i < lo ? bld.constant(t.val(i)) : where[i - lo];
-    };
+    auto ref_of = [&](tape::index i) { return i < lo ? bld.constant(t.val(i)) : where[i - lo]; };
     for (tape::index i = lo; i < hi; ++i) {
         if (needed[i - lo] != 1) continue;  // not needed, or an input
         const op o = t.op_at(i);
@@ -322,8 +321,8 @@ program compile(const tape& t, const std::vector<tape::index>& inputs,
     for (std::size_t k = 0; k < guards.size(); ++k) {
         const auto [l, r] = guard_refs[k];
         if (l.kind == ref::constant && r.kind == ref::constant) continue;  // always holds
-        p.guards_.push_back({guards[k].c, slot_of(l), slot_of(r), guards[k].outcome,
-                             guards[k].where});
+        p.guards_.push_back(
+            {guards[k].c, slot_of(l), slot_of(r), guards[k].outcome, guards[k].where});
     }
     p.finish();
     return p;

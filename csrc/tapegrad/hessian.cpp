@@ -110,8 +110,8 @@ hessian_plan plan_hessian(const program_view& p) {
 }
 
 void hessian_block(const program_view& p, const hessian_plan& plan, slot root, const double* v,
-                   double* adj, double* t, double* adjt, std::size_t B, std::size_t L,
-                   double* hess, std::ptrdiff_t hess_stride) {
+                   double* adj, double* t, double* adjt, std::size_t B, std::size_t L, double* hess,
+                   std::ptrdiff_t hess_stride) {
     const lanes::kernels& k = lanes::get();
     const std::size_t n_in = p.n_inputs;
     std::memset(adj, 0, sizeof(double) * B * p.n_slots);
@@ -125,8 +125,7 @@ void hessian_block(const program_view& p, const hessian_plan& plan, slot root, c
             k.reverse_tangent(p, v, t, adj, adjt, B, L, nullptr, 0);
         } else {
             k.tangent(p, v, t, B, L, plan.fwd[j].data(), plan.fwd[j].size());
-            k.reverse_tangent(p, v, t, adj, adjt, B, L, plan.rev[j].data(),
-                              plan.rev[j].size());
+            k.reverse_tangent(p, v, t, adj, adjt, B, L, plan.rev[j].data(), plan.rev[j].size());
         }
         for (std::size_t i = 0; i < n_in; ++i) {
             const double* src = adjt + i * B;

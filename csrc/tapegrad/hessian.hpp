@@ -32,7 +32,7 @@ hessian_plan plan_hessian(const program_view& p);
 // values; adj is scratch; t and adjt are zero but at the constants' tangents (0 too) and
 // are left so. H[l][i][j] goes to hess[l * hess_stride + i * n_inputs + j].
 void hessian_block(const program_view& p, const hessian_plan& plan, slot root, const double* v,
-                   double* adj, double* t, double* adjt, std::size_t B, std::size_t L,
-                   double* hess, std::ptrdiff_t hess_stride);
+                   double* adj, double* t, double* adjt, std::size_t B, std::size_t L, double* hess,
+                   std::ptrdiff_t hess_stride);
 
 }  // namespace tapegrad

@@ -100,14 +100,11 @@ void forward(const program_view& p, double* v, std::size_t B, std::size_t L) {
         const double* x = v + std::size_t(p.a[s]) * B;
         const double* y = v + std::size_t(p.b[s]) * B;
         switch (p.ops[s]) {
-#define TG_OP(name, arity, ...)           \
-    case op::name:                                   \
-        forward_op<kernel::name>(out, x, y, L);      \
-        break;
+#define TG_OP(name, arity, ...) \
+    case op::name: forward_op<kernel::name>(out, x, y, L); break;
 #include "tapegrad/ops.def"
 #undef TG_OP
-            default:
-                break;
+            default: break;
         }
     }
 }
@@ -122,15 +119,22 @@ void reverse(const program_view& p, const double* v, double* adj, std::size_t B,
         double* ga = adj + std::size_t(a) * B;
         double* gb = adj + std::size_t(b) * B;
         switch (p.first_code(s)) {  // op << 2 | first into a | first into b << 1
-#define TG_OP(name, arity, ...)                                                   \
-    case int(op::name) << 2 | 0: reverse_op<kernel::name, false, false>(ga, gb, x, y, out, g, L); break; \
-    case int(op::name) << 2 | 1: reverse_op<kernel::name, true, false>(ga, gb, x, y, out, g, L); break;  \
-    case int(op::name) << 2 | 2: reverse_op<kernel::name, false, true>(ga, gb, x, y, out, g, L); break;  \
-    case int(op::name) << 2 | 3: reverse_op<kernel::name, true, true>(ga, gb, x, y, out, g, L); break;
+#define TG_OP(name, arity, ...)                                          \
+    case int(op::name) << 2 | 0:                                         \
+        reverse_op<kernel::name, false, false>(ga, gb, x, y, out, g, L); \
+        break;                                                           \
+    case int(op::name) << 2 | 1:                                         \
+        reverse_op<kernel::name, true, false>(ga, gb, x, y, out, g, L);  \
+        break;                                                           \
+    case int(op::name) << 2 | 2:                                         \
+        reverse_op<kernel::name, false, true>(ga, gb, x, y, out, g, L);  \
+        break;                                                           \
+    case int(op::name) << 2 | 3:                                         \
+        reverse_op<kernel::name, true, true>(ga, gb, x, y, out, g, L);   \
+        break;
 #include "tapegrad/ops.def"
 #undef TG_OP
-            default:
-                break;
+            default: break;
         }
     }
 }
@@ -145,21 +149,18 @@ struct slots {
     slot back(std::size_t k) const { return list ? list[k] : slot(hi - 1 - k); }
 };
 
-void tangent_slots(const program_view& p, const double* v, double* t, std::size_t B,
-                   std::size_t L, const slots& ss) {
+void tangent_slots(const program_view& p, const double* v, double* t, std::size_t B, std::size_t L,
+                   const slots& ss) {
     for (std::size_t k = 0, n = ss.size(); k < n; ++k) {
         const slot s = ss.at(k);
         const std::size_t a = std::size_t(p.a[s]) * B, b = std::size_t(p.b[s]) * B;
         const std::size_t o = std::size_t(s) * B;
         switch (p.ops[s]) {
-#define TG_OP(name, ...)                                                        \
-    case op::name:                                                              \
-        tangent_op<kernel::name>(t + o, v + a, v + b, v + o, t + a, t + b, L);  \
-        break;
+#define TG_OP(name, ...) \
+    case op::name: tangent_op<kernel::name>(t + o, v + a, v + b, v + o, t + a, t + b, L); break;
 #include "tapegrad/ops.def"
 #undef TG_OP
-            default:
-                break;
+            default: break;
         }
     }
 }
@@ -172,16 +173,15 @@ void reverse_dual_slots(const program_view& p, const double* v, const double* t,
         const std::size_t a = std::size_t(p.a[s]) * B, b = std::size_t(p.b[s]) * B;
         const std::size_t o = std::size_t(s) * B;
         switch (p.ops[s]) {
-#define TG_OP(name, ...)                                                                \
-    case op::name:                                                                      \
-        reverse_dual_op<kernel::name, UpdateAdj>(adj + a, adj + b, adjt + a, adjt + b,   \
-                                                 v + a, v + b, v + o, t + a, t + b, t + o, \
-                                                 adj + o, adjt + o, L);                  \
+#define TG_OP(name, ...)                                                                      \
+    case op::name:                                                                            \
+        reverse_dual_op<kernel::name, UpdateAdj>(adj + a, adj + b, adjt + a, adjt + b, v + a, \
+                                                 v + b, v + o, t + a, t + b, t + o, adj + o,  \
+                                                 adjt + o, L);                                \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
-            default:
-                break;
+            default: break;
         }
     }
 }
@@ -193,13 +193,11 @@ void tangent(const program_view& p, const double* v, double* t, std::size_t B, s
 
 void reverse_dual(const program_view& p, const double* v, const double* t, double* adj,
                   double* adjt, std::size_t B, std::size_t L) {
-    reverse_dual_slots<true>(p, v, t, adj, adjt, B, L,
-                             slots{nullptr, 0, p.first_op, p.n_slots});
+    reverse_dual_slots<true>(p, v, t, adj, adjt, B, L, slots{nullptr, 0, p.first_op, p.n_slots});
 }
 
 void reverse_tangent(const program_view& p, const double* v, const double* t, const double* adj,
-                     double* adjt, std::size_t B, std::size_t L, const slot* list,
-                     std::size_t n) {
+                     double* adjt, std::size_t B, std::size_t L, const slot* list, std::size_t n) {
     // adj is only read (UpdateAdj = false); the const_cast keeps one kernel signature.
     reverse_dual_slots<false>(p, v, t, const_cast<double*>(adj), adjt, B, L,
                               slots{list, n, p.first_op, p.n_slots});
@@ -207,7 +205,7 @@ void reverse_tangent(const program_view& p, const double* v, const double* t, co
 
 #define TG_STR2(x) #x
 #define TG_STR(x) TG_STR2(x)
-extern const kernels set{TG_STR(TG_LANES_ISA), forward, reverse, tangent, reverse_dual,
-                         reverse_tangent};
+extern const kernels set{TG_STR(TG_LANES_ISA), forward,        reverse, tangent,
+                         reverse_dual,         reverse_tangent};
 
 }  // namespace tapegrad::lanes::TG_LANES_ISA

@@ -16,12 +16,12 @@ struct kernels {
                     std::size_t L);
     // Forward mode: the tangents t of every op slot from those of the inputs (t holds 0
     // at constants); with a list, of just those slots (ascending).
-    void (*tangent)(const program_view& p, const double* v, double* t, std::size_t B,
-                    std::size_t L, const slot* list, std::size_t n);
+    void (*tangent)(const program_view& p, const double* v, double* t, std::size_t B, std::size_t L,
+                    const slot* list, std::size_t n);
     // Forward-over-reverse: reverse() on dual numbers (value v + tangent t), so adj gets
     // the gradient and adjt its directional derivative, the Hessian-vector product.
-    void (*reverse_dual)(const program_view& p, const double* v, const double* t,
-                         double* adj, double* adjt, std::size_t B, std::size_t L);
+    void (*reverse_dual)(const program_view& p, const double* v, const double* t, double* adj,
+                         double* adjt, std::size_t B, std::size_t L);
     // reverse_dual with the adjoints known: only adjt changes, over the listed slots
     // (descending), or all of them for a null list.
     void (*reverse_tangent)(const program_view& p, const double* v, const double* t,

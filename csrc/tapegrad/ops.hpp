@@ -47,9 +47,9 @@ constexpr dual operator/(double a, dual b) {
     return {q, -q * b.d / b.v};
 }
 // Comparisons see values only: a rule's branch is the one its value takes.
-#define TG_DUAL_CMP(opr)                                                        \
-    constexpr bool operator opr(dual a, dual b) { return a.v opr b.v; }         \
-    constexpr bool operator opr(dual a, double b) { return a.v opr b; }         \
+#define TG_DUAL_CMP(opr)                                                \
+    constexpr bool operator opr(dual a, dual b) { return a.v opr b.v; } \
+    constexpr bool operator opr(dual a, double b) { return a.v opr b; } \
     constexpr bool operator opr(double a, dual b) { return a opr b.v; }
 TG_DUAL_CMP(==)
 TG_DUAL_CMP(!=)
@@ -76,11 +76,17 @@ fwd::dual pow(fwd::dual x, fwd::dual y);
 // be 0 * inf): the value v, and on duals the tangent of the full expression, so second
 // derivatives see what the shortcut skips. `like` gives the type; `full` runs on duals only.
 template <class F>
-double value_only(double v, double /*like*/, F&&) { return v; }
+double value_only(double v, double /*like*/, F&&) {
+    return v;
+}
 template <class F>
-fwd::dual value_only(double v, fwd::dual /*like*/, F&& full) { return {v, full().d}; }
+fwd::dual value_only(double v, fwd::dual /*like*/, F&& full) {
+    return {v, full().d};
+}
 template <class F>
-fwd::dual value_only(fwd::dual v, fwd::dual /*like*/, F&& full) { return {v.v, full().d}; }
+fwd::dual value_only(fwd::dual v, fwd::dual /*like*/, F&& full) {
+    return {v.v, full().d};
+}
 }  // namespace math
 
 // One kernel struct per row: forward value, the local rule for each argument (any
@@ -90,35 +96,35 @@ constexpr bool same_text(const char* a, const char* b) {
     while (*a && *a == *b) ++a, ++b;
     return *a == *b;
 }
-#define PARTIALS                                                                        \
+#define PARTIALS \
     ((tx != 0 ? dx(x, y, out, tx) : 0.0) + (arity == 2 && ty != 0 ? dy(x, y, out, ty) : 0.0))
-#define TG_OP(name, ar, fwd, dx_, dy_, t_)                                              \
-    struct name {                                                                       \
-        static constexpr int arity = ar;                                                \
-        static constexpr tapegrad::op code = tapegrad::op::name;                        \
-        static constexpr const char* label = #name;                                     \
-        /* Rows with their own tangent rule (not PARTIALS) are the linear and select */ \
-        /* ops: their local rules depend on x, y, out only through branches, so the  */ \
+#define TG_OP(name, ar, fwd, dx_, dy_, t_)                                               \
+    struct name {                                                                        \
+        static constexpr int arity = ar;                                                 \
+        static constexpr tapegrad::op code = tapegrad::op::name;                         \
+        static constexpr const char* label = #name;                                      \
+        /* Rows with their own tangent rule (not PARTIALS) are the linear and select */  \
+        /* ops: their local rules depend on x, y, out only through branches, so the  */  \
         /* tangent of a contribution is the rule applied to the adjoint's tangent.    */ \
-        static constexpr bool linear = !same_text(#t_, "PARTIALS");                     \
-        static double forward([[maybe_unused]] double x, [[maybe_unused]] double y) {   \
-            return fwd;                                                                 \
-        }                                                                               \
-        template <class T>                                                              \
-        static T dx([[maybe_unused]] T x, [[maybe_unused]] T y,                         \
-                    [[maybe_unused]] T out, [[maybe_unused]] T g) {                     \
-            return dx_;                                                                 \
-        }                                                                               \
-        template <class T>                                                              \
-        static T dy([[maybe_unused]] T x, [[maybe_unused]] T y,                         \
-                    [[maybe_unused]] T out, [[maybe_unused]] T g) {                     \
-            return dy_;                                                                 \
-        }                                                                               \
-        static double tangent([[maybe_unused]] double x, [[maybe_unused]] double y,     \
-                              [[maybe_unused]] double out, [[maybe_unused]] double tx,  \
-                              [[maybe_unused]] double ty) {                             \
-            return t_;                                                                  \
-        }                                                                               \
+        static constexpr bool linear = !same_text(#t_, "PARTIALS");                      \
+        static double forward([[maybe_unused]] double x, [[maybe_unused]] double y) {    \
+            return fwd;                                                                  \
+        }                                                                                \
+        template <class T>                                                               \
+        static T dx([[maybe_unused]] T x, [[maybe_unused]] T y, [[maybe_unused]] T out,  \
+                    [[maybe_unused]] T g) {                                              \
+            return dx_;                                                                  \
+        }                                                                                \
+        template <class T>                                                               \
+        static T dy([[maybe_unused]] T x, [[maybe_unused]] T y, [[maybe_unused]] T out,  \
+                    [[maybe_unused]] T g) {                                              \
+            return dy_;                                                                  \
+        }                                                                                \
+        static double tangent([[maybe_unused]] double x, [[maybe_unused]] double y,      \
+                              [[maybe_unused]] double out, [[maybe_unused]] double tx,   \
+                              [[maybe_unused]] double ty) {                              \
+            return t_;                                                                   \
+        }                                                                                \
     };
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -126,10 +132,10 @@ constexpr bool same_text(const char* a, const char* b) {
 }  // namespace kernel
 
 namespace math {
-#define TG_MATH(name)                                                    \
-    inline fwd::dual name(fwd::dual x) {                                 \
-        const double out = kernel::name::forward(x.v, 0.0);              \
-        return {out, kernel::name::tangent(x.v, 0.0, out, x.d, 0.0)};    \
+#define TG_MATH(name)                                                 \
+    inline fwd::dual name(fwd::dual x) {                              \
+        const double out = kernel::name::forward(x.v, 0.0);           \
+        return {out, kernel::name::tangent(x.v, 0.0, out, x.d, 0.0)}; \
     }
 TG_MATH(log)
 TG_MATH(sin)
@@ -161,15 +167,14 @@ static_assert(sizeof(op_table) / sizeof(op_table[0]) == static_cast<int>(op::cou
 // The same kernels backward() runs, for code that explains or checks a sweep.
 inline void local_grads(op o, double x, double y, double out, double g, double d[2]) {
     switch (o) {
-#define TG_OP(name, arity, ...)                                  \
-    case op::name:                                                         \
-        d[0] = kernel::name::dx(x, y, out, g);                             \
-        d[1] = arity == 2 ? kernel::name::dy(x, y, out, g) : 0.0;          \
+#define TG_OP(name, arity, ...)                                   \
+    case op::name:                                                \
+        d[0] = kernel::name::dx(x, y, out, g);                    \
+        d[1] = arity == 2 ? kernel::name::dy(x, y, out, g) : 0.0; \
         return;
 #include "tapegrad/ops.def"
 #undef TG_OP
-        default:
-            d[0] = d[1] = 0.0;  // leaves have no arguments
+        default: d[0] = d[1] = 0.0;  // leaves have no arguments
     }
 }
 

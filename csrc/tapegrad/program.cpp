@@ -33,11 +33,11 @@ void program::finish() {
         // The one-point sweep hands a first contribution to slot s - 1 over in a
         // register when s is that op slot's only user (so its last: the first).
         const bool prev_op = s > first_op_;
-        const bool carry_a = first_a && a + 1 == s && prev_op &&
-                             (a != b || op_table[code].arity == 1);
+        const bool carry_a =
+            first_a && a + 1 == s && prev_op && (a != b || op_table[code].arity == 1);
         const bool carry_b = first_b && b + 1 == s && prev_op;
-        rcode_[s] = std::uint16_t(code << 5 | gc | (carry_b ? 2 : first_b) << 2 |
-                                   (carry_a ? 2 : first_a));
+        rcode_[s] =
+            std::uint16_t(code << 5 | gc | (carry_b ? 2 : first_b) << 2 | (carry_a ? 2 : first_a));
         gc = carry_a || carry_b ? 16 : 0;
     }
     for (slot s = 0; s < first_op_; ++s) {
@@ -57,22 +57,18 @@ void program::finish() {
 
 void program::forward(const double* x, double* val) const {
     std::memcpy(val, x, sizeof(double) * n_inputs);
-    std::memcpy(val + n_inputs, init_.data() + n_inputs,
-                sizeof(double) * (first_op_ - n_inputs));
+    std::memcpy(val + n_inputs, init_.data() + n_inputs, sizeof(double) * (first_op_ - n_inputs));
     forward_sweep_carry(view(), val);
 }
 
-void program::reverse(const double* val, double* adj, const double* seed,
-                      double* grad) const {
+void program::reverse(const double* val, double* adj, const double* seed, double* grad) const {
     for (slot s : zero_) adj[s] = 0.0;
     for (std::size_t k = 0; k < outputs_.size(); ++k) adj[outputs_[k]] += seed[k];
     reverse_one(val, adj);
     for (std::uint32_t i = 0; i < n_inputs; ++i) grad[i] += adj[i];
 }
 
-void program::tangent(const double* val, double* t) const {
-    tangent_sweep(view(), val, t);
-}
+void program::tangent(const double* val, double* t) const { tangent_sweep(view(), val, t); }
 
 void program::reverse_dual(const double* val, const double* t, double* adj, double* adjt,
                            std::size_t k) const {

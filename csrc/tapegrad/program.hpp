@@ -75,8 +75,8 @@ public:
     void finish();
     // What the sweeps read (valid after finish(), while the program lives).
     program_view view() const {
-        return {op_.data(), a_.data(), b_.data(), fcode_.data(), rcode_.data(),
-                n_inputs, first_op_, n_slots()};
+        return {op_.data(),    a_.data(), b_.data(), fcode_.data(),
+                rcode_.data(), n_inputs,  first_op_, n_slots()};
     }
 
     // --- one point; val and adj hold n_slots() doubles each (caller-owned scratch)
@@ -129,8 +129,7 @@ public:
     };
     // Returns false if stopped.
     bool run_batch(const batch_io& io, std::size_t n_points, int threads,
-                   std::vector<std::size_t>& failed,
-                   const std::function<bool()>& stop) const;
+                   std::vector<std::size_t>& failed, const std::function<bool()>& stop) const;
 
     // Instruction count per op name, for insight.
     std::vector<std::pair<std::string, std::size_t>> histogram() const;
@@ -159,7 +158,7 @@ private:
 // bit-for-bit those of the eager graph). With cse, repeated (op, args) share one slot.
 // Throws std::invalid_argument for an output or input that is not on the tape.
 program compile(const tape& t, const std::vector<tape::index>& inputs,
-                const std::vector<tape::index>& outputs,
-                const std::vector<recorded_guard>& guards, bool cse);
+                const std::vector<tape::index>& outputs, const std::vector<recorded_guard>& guards,
+                bool cse);
 
 }  // namespace tapegrad

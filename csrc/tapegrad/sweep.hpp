@@ -53,7 +53,7 @@ inline void forward_sweep_carry(const program_view& p, double* val) {
 #define TG_START
 #define TG_STEP ++i;
 #define TG_LEAVES(H, S) S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7)
-#define TG_OP_HANDLERS(H, S, name, arity)                                     \
+#define TG_OP_HANDLERS(H, S, name, arity)                                          \
     H(int(op::name) << 2 | 0, fw_##name##_0, TG_CARRY(name, val[a[i]], val[b[i]])) \
     H(int(op::name) << 2 | 1, fw_##name##_a, TG_CARRY(name, prev, val[b[i]]))      \
     H(int(op::name) << 2 | 2, fw_##name##_b, TG_CARRY(name, val[a[i]], prev))      \
@@ -87,46 +87,46 @@ inline void reverse_sweep(const op* o, const std::uint32_t* a, const std::uint32
     [[maybe_unused]] double carry = 0.0;  // owed to node carry_to when `owed`
     [[maybe_unused]] std::uint32_t carry_to = 0;
     [[maybe_unused]] bool owed = false;
-#define TG_SETTLE_AT(n)                          \
-    if constexpr (Carry) {                       \
-        if (owed && carry_to == (n)) {           \
-            adj[n] += carry;                     \
-            owed = false;                        \
-        }                                        \
+#define TG_SETTLE_AT(n)                \
+    if constexpr (Carry) {             \
+        if (owed && carry_to == (n)) { \
+            adj[n] += carry;           \
+            owed = false;              \
+        }                              \
     }
-#define TG_GIVE(to, d)                           \
-    {                                            \
-        const double d_ = (d);                   \
-        if constexpr (Carry) {                   \
-            TG_SETTLE_AT(to)                     \
-            if (!owed && (to) + 2 >= i) {        \
-                carry = d_;                      \
-                carry_to = (to);                 \
-                owed = true;                     \
-            } else {                             \
-                adj[to] += d_;                   \
-            }                                    \
-        } else {                                 \
-            adj[to] += d_;                       \
-        }                                        \
+#define TG_GIVE(to, d)                    \
+    {                                     \
+        const double d_ = (d);            \
+        if constexpr (Carry) {            \
+            TG_SETTLE_AT(to)              \
+            if (!owed && (to) + 2 >= i) { \
+                carry = d_;               \
+                carry_to = (to);          \
+                owed = true;              \
+            } else {                      \
+                adj[to] += d_;            \
+            }                             \
+        } else {                          \
+            adj[to] += d_;                \
+        }                                 \
     }
-#define TG_RULE(name, arity)                                                         \
-    {                                                                                \
-        TG_SETTLE_AT(i)                                                              \
-        const double g = adj[i];                                                     \
-        if (g != 0.0) {                                                              \
-            const std::uint32_t ai = a[i], bi = b[i];                                \
-            const double x = val[ai], y = val[bi], out = val[i];                     \
-            if (!is_const(ai)) TG_GIVE(ai, kernel::name::dx(x, y, out, g))           \
-            if constexpr (arity == 2)                                                \
-                if (!is_const(bi)) TG_GIVE(bi, kernel::name::dy(x, y, out, g))       \
-        }                                                                            \
+#define TG_RULE(name, arity)                                                   \
+    {                                                                          \
+        TG_SETTLE_AT(i)                                                        \
+        const double g = adj[i];                                               \
+        if (g != 0.0) {                                                        \
+            const std::uint32_t ai = a[i], bi = b[i];                          \
+            const double x = val[ai], y = val[bi], out = val[i];               \
+            if (!is_const(ai)) TG_GIVE(ai, kernel::name::dx(x, y, out, g))     \
+            if constexpr (arity == 2)                                          \
+                if (!is_const(bi)) TG_GIVE(bi, kernel::name::dy(x, y, out, g)) \
+        }                                                                      \
     }
     std::uint32_t i = hi;
     if (i <= lo) return;
 #define TG_CODE int(o[i])
 #define TG_START --i;
-#define TG_STEP              \
+#define TG_STEP                \
     if (i == lo) goto tg_done; \
     --i;
 #define TG_LEAVES(H, S) H(0, rv_leaf, TG_SETTLE_AT(i)) H(1, rv_constant, TG_SETTLE_AT(i))
@@ -168,51 +168,53 @@ inline void reverse_sweep_first(const program_view& p, const double* val, double
     const std::uint16_t* const rc = p.rcode;
     const std::uint32_t *const a = p.a, *const b = p.b;
     const consts_in_range is_const = p.consts();
-#define TG_PUT(to, d, mode)        \
-    {                              \
-        if ((mode) == 2)           \
-            carry = (d);           \
-        else if ((mode) == 1)      \
-            adj[to] = (d);         \
-        else                       \
-            adj[to] += (d);        \
+#define TG_PUT(to, d, mode)   \
+    {                         \
+        if ((mode) == 2)      \
+            carry = (d);      \
+        else if ((mode) == 1) \
+            adj[to] = (d);    \
+        else                  \
+            adj[to] += (d);   \
     }
-#define TG_ZERO(to, mode)          \
-    {                              \
-        if ((mode) == 2)           \
-            carry = 0.0;           \
-        else if ((mode) == 1)      \
-            adj[to] = 0.0;         \
+#define TG_ZERO(to, mode)     \
+    {                         \
+        if ((mode) == 2)      \
+            carry = 0.0;      \
+        else if ((mode) == 1) \
+            adj[to] = 0.0;    \
     }
-#define TG_RULE(name, arity, fa, fb, gc)                                             \
-    {                                                                                \
-        const double g = (gc) ? carry : adj[i];                                      \
-        const std::uint32_t ai = a[i], bi = b[i];                                    \
-        if (kernel::name::linear || g != 0.0) {                                      \
-            const double x = val[ai], y = val[bi], out = val[i];                     \
-            if (op::name != op::pow || !is_const(ai))                              \
-                TG_PUT(ai, kernel::name::dx(x, y, out, g), fa)                       \
-            if constexpr (arity == 2)                                                \
-                if (op::name != op::pow || !is_const(bi))                          \
-                    TG_PUT(bi, kernel::name::dy(x, y, out, g), fb)                   \
-        } else {                                                                     \
-            TG_ZERO(ai, fa)                                                          \
-            if (arity == 2) TG_ZERO(bi, fb)                                          \
-        }                                                                            \
+#define TG_RULE(name, arity, fa, fb, gc)                           \
+    {                                                              \
+        const double g = (gc) ? carry : adj[i];                    \
+        const std::uint32_t ai = a[i], bi = b[i];                  \
+        if (kernel::name::linear || g != 0.0) {                    \
+            const double x = val[ai], y = val[bi], out = val[i];   \
+            if (op::name != op::pow || !is_const(ai))              \
+                TG_PUT(ai, kernel::name::dx(x, y, out, g), fa)     \
+            if constexpr (arity == 2)                              \
+                if (op::name != op::pow || !is_const(bi))          \
+                    TG_PUT(bi, kernel::name::dy(x, y, out, g), fb) \
+        } else {                                                   \
+            TG_ZERO(ai, fa)                                        \
+            if (arity == 2) TG_ZERO(bi, fb)                        \
+        }                                                          \
     }
     if (p.n_slots <= p.first_op) return;
     double carry = 0.0;
     std::uint32_t i = p.n_slots;
     // One op's 32 codes: for gc = 0 and 1, modes (fa, fb) in 0..2 each, the code of
     // mode 3 (unused) ending the sweep.
-#define TG_RF(H, name, arity, fa, fb, gc)                                        \
-    H(int(op::name) << 5 | gc << 4 | fb << 2 | fa, rv_##name##_##fa##fb##gc,      \
+#define TG_RF(H, name, arity, fa, fb, gc)                                    \
+    H(int(op::name) << 5 | gc << 4 | fb << 2 | fa, rv_##name##_##fa##fb##gc, \
       TG_RULE(name, arity, fa, fb, gc))
-#define TG_RF4(H, S, name, arity, fb, gc)                                        \
-    TG_RF(H, name, arity, 0, fb, gc) TG_RF(H, name, arity, 1, fb, gc)             \
+#define TG_RF4(H, S, name, arity, fb, gc) \
+    TG_RF(H, name, arity, 0, fb, gc)      \
+    TG_RF(H, name, arity, 1, fb, gc)      \
     TG_RF(H, name, arity, 2, fb, gc) S(int(op::name) << 5 | gc << 4 | fb << 2 | 3)
-#define TG_RF16(H, S, name, arity, gc)                                           \
-    TG_RF4(H, S, name, arity, 0, gc) TG_RF4(H, S, name, arity, 1, gc)             \
+#define TG_RF16(H, S, name, arity, gc) \
+    TG_RF4(H, S, name, arity, 0, gc)   \
+    TG_RF4(H, S, name, arity, 1, gc)   \
     TG_RF4(H, S, name, arity, 2, gc) TG_STOP4(S, int(op::name) << 5 | gc << 4 | 12)
 #define TG_STOP4(S, c) S((c)) S((c) + 1) S((c) + 2) S((c) + 3)
 #define TG_STOP16(S, c) \
@@ -264,30 +266,30 @@ inline void reverse_dual_sweep(const program_view& p, const double* val, const d
     const std::uint32_t *const a = p.a, *const b = p.b;
     const std::uint32_t lo = p.first_op;
     const consts_in_range is_const = p.consts();
-#define TG_DUAL_RULE(name, arity)                                                     \
-    {                                                                                 \
-        const double g = adj[i], gt = adjt[i];                                        \
-        if (g != 0.0 || gt != 0.0) {                                                  \
-            const std::uint32_t ai = a[i], bi = b[i];                                 \
+#define TG_DUAL_RULE(name, arity)                                                       \
+    {                                                                                   \
+        const double g = adj[i], gt = adjt[i];                                          \
+        if (g != 0.0 || gt != 0.0) {                                                    \
+            const std::uint32_t ai = a[i], bi = b[i];                                   \
             const dual X{val[ai], t[ai]}, Y{val[bi], t[bi]}, O{val[i], t[i]}, G{g, gt}; \
-            if (!is_const(ai)) {                                                    \
-                const dual d = kernel::name::dx(X, Y, O, G);                          \
-                adj[ai] += d.v;                                                       \
-                adjt[ai] += d.d;                                                      \
-            }                                                                         \
-            if constexpr (arity == 2)                                                 \
-                if (!is_const(bi)) {                                                \
-                    const dual d = kernel::name::dy(X, Y, O, G);                      \
-                    adj[bi] += d.v;                                                   \
-                    adjt[bi] += d.d;                                                  \
-                }                                                                     \
-        }                                                                             \
+            if (!is_const(ai)) {                                                        \
+                const dual d = kernel::name::dx(X, Y, O, G);                            \
+                adj[ai] += d.v;                                                         \
+                adjt[ai] += d.d;                                                        \
+            }                                                                           \
+            if constexpr (arity == 2)                                                   \
+                if (!is_const(bi)) {                                                    \
+                    const dual d = kernel::name::dy(X, Y, O, G);                        \
+                    adj[bi] += d.v;                                                     \
+                    adjt[bi] += d.d;                                                    \
+                }                                                                       \
+        }                                                                               \
     }
     std::uint32_t i = p.n_slots;
     if (i <= lo) return;
 #define TG_CODE int(o[i])
 #define TG_START --i;
-#define TG_STEP              \
+#define TG_STEP                \
     if (i == lo) goto tg_done; \
     --i;
 #define TG_LEAVES(H, S) H(0, rd_leaf, ) H(1, rd_constant, )

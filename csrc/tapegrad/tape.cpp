@@ -95,8 +95,10 @@ void tape::collect(index i) {
                 head = arg;
             }
     }
-    if (i + 1 == size_) drop_garbage_on_top();
-    else if (compaction_due()) room_ = size_;  // compact at the next append
+    if (i + 1 == size_)
+        drop_garbage_on_top();
+    else if (compaction_due())
+        room_ = size_;  // compact at the next append
 }
 
 void tape::trim() {
@@ -137,9 +139,8 @@ void tape::backward(index root, double seed) {
         if (!is_leaf(op_[i])) adj_[i] = 0.0;
     dirty_ = std::max(dirty_, root + 1);
     adj_[root] += seed;
-    reverse_sweep<consts_by_op, /*Carry=*/true>(op_.get(), arg0_.get(), arg1_.get(),
-                                                val_.get(), adj_.get(), lo, root + 1,
-                                                consts_by_op{op_.get()});
+    reverse_sweep<consts_by_op, /*Carry=*/true>(op_.get(), arg0_.get(), arg1_.get(), val_.get(),
+                                                adj_.get(), lo, root + 1, consts_by_op{op_.get()});
 }
 
 std::string tape::check(const std::uint32_t* hosts) const {
@@ -166,8 +167,8 @@ std::string tape::check(const std::uint32_t* hosts) const {
             return "node " + std::to_string(i) + ": " + std::to_string(refs_[i]) +
                    " references counted, " + std::to_string(want[i]) + " held";
     if (garbage != garbage_)
-        return std::to_string(garbage_) + " garbage nodes counted, " +
-               std::to_string(garbage) + " on the tape";
+        return std::to_string(garbage_) + " garbage nodes counted, " + std::to_string(garbage) +
+               " on the tape";
     if (size_ > 0 && refs_[size_ - 1] == 0) return "garbage on top of the tape";
     return {};
 }

@@ -127,8 +127,8 @@ public:
     // pays no page faults on each rebuild; beyond it, a mostly empty tape gives pages back.
     static constexpr index kept_nodes = index(1) << 18;
 
-    static constexpr std::size_t bytes_per_node = sizeof(op) + 2 * sizeof(index) +
-                                                  2 * sizeof(double) + 2 * sizeof(index);
+    static constexpr std::size_t bytes_per_node =
+        sizeof(op) + 2 * sizeof(index) + 2 * sizeof(double) + 2 * sizeof(index);
 
 private:
     index put(op o, index a, index b, double v, index low) {
@@ -147,9 +147,7 @@ private:
     void compact();
     void collect(index i);
     void drop_garbage_on_top();
-    bool compaction_due() const {
-        return garbage_ >= 4096 && garbage_ / 2 >= size_ - garbage_;
-    }
+    bool compaction_due() const { return garbage_ >= 4096 && garbage_ / 2 >= size_ - garbage_; }
 
     index size_ = 0;
     index cap_ = 0;

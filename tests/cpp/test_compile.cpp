@@ -39,8 +39,8 @@ TEST_CASE("compile: CSE merges repeated (op, args), add and mul in either order"
     const int x = h.leaf(1.5), y = h.leaf(-0.5);
     const int a = h.apply(op::mul, x, y), b = h.apply(op::mul, x, y), c = h.apply(op::mul, y, x);
     const int d = h.apply(op::sub, x, y), e = h.apply(op::sub, y, x);  // not commutative
-    const int f = h.apply(op::add, h.apply(op::add, h.apply(op::add, a, b), c),
-                          h.apply(op::add, d, e));
+    const int f =
+        h.apply(op::add, h.apply(op::add, h.apply(op::add, a, b), c), h.apply(op::add, d, e));
     const program with = compile_held(h, {x, y}, {f}, true);
     const program without = compile_held(h, {x, y}, {f}, false);
     CHECK(count(with, "mul") == 1);

@@ -21,17 +21,17 @@ TEST_CASE("op_table: one entry per code, leaf kinds first, names unique") {
 }
 
 TEST_CASE("op_table: each ops.def row's code, name, arity and linearity match its kernel") {
-#define TG_OP(op_name, ar, ...)                                                \
-    SUBCASE(#op_name) {                                                        \
-        const op_info& row = op_table[int(op::op_name)];                       \
-        CHECK(std::string(row.name) == #op_name);                              \
-        CHECK(std::string(kernel::op_name::label) == #op_name);                \
-        CHECK(kernel::op_name::code == op::op_name);                           \
-        CHECK(row.arity == ar);                                                \
-        CHECK(kernel::op_name::arity == ar);                                   \
-        CHECK((ar == 1 || ar == 2));                                           \
-        CHECK(row.linear == kernel::op_name::linear);                          \
-        CHECK_FALSE(is_leaf(op::op_name));                                     \
+#define TG_OP(op_name, ar, ...)                                 \
+    SUBCASE(#op_name) {                                         \
+        const op_info& row = op_table[int(op::op_name)];        \
+        CHECK(std::string(row.name) == #op_name);               \
+        CHECK(std::string(kernel::op_name::label) == #op_name); \
+        CHECK(kernel::op_name::code == op::op_name);            \
+        CHECK(row.arity == ar);                                 \
+        CHECK(kernel::op_name::arity == ar);                    \
+        CHECK((ar == 1 || ar == 2));                            \
+        CHECK(row.linear == kernel::op_name::linear);           \
+        CHECK_FALSE(is_leaf(op::op_name));                      \
     }
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -46,20 +46,19 @@ TEST_CASE("kernels: unary ops ignore y, and local_grads and the dual rules agree
             double out = 0, other = 0, dx = 0, dy = 0, d[2];
             fwd::dual ddx, ddy;
             switch (o) {
-#define TG_OP(name, ar, ...)                                                         \
-    case op::name:                                                                   \
-        out = kernel::name::forward(x, y);                                           \
-        other = kernel::name::forward(x, y + 1.0);                                   \
-        dx = kernel::name::dx(x, y, out, g);                                         \
-        dy = kernel::name::dy(x, y, out, g);                                         \
+#define TG_OP(name, ar, ...)                                                                   \
+    case op::name:                                                                             \
+        out = kernel::name::forward(x, y);                                                     \
+        other = kernel::name::forward(x, y + 1.0);                                             \
+        dx = kernel::name::dx(x, y, out, g);                                                   \
+        dy = kernel::name::dy(x, y, out, g);                                                   \
         ddx = kernel::name::dx(fwd::dual(x, 1.0), fwd::dual(y), fwd::dual(out), fwd::dual(g)); \
         ddy = kernel::name::dy(fwd::dual(x), fwd::dual(y, 1.0), fwd::dual(out), fwd::dual(g)); \
-        if (ar == 1) CHECK(same_bits(out, other));                                   \
+        if (ar == 1) CHECK(same_bits(out, other));                                             \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
-                default:
-                    FAIL("not an op");
+                default: FAIL("not an op");
             }
             local_grads(o, x, y, out, g, d);
             CHECK(same_bits(d[0], dx));

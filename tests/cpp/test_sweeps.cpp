@@ -10,7 +10,6 @@
 #include "graphs.hpp"
 #include "tapegrad/lanes.hpp"
 
-
 using namespace tapegrad;
 using namespace tg_test;
 

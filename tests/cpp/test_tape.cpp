@@ -59,8 +59,8 @@ TEST_CASE("tape: backward on small graphs with shared leaves") {
     SUBCASE("constants get no gradient, detach stops it") {
         held_tape h;
         const int x = h.leaf(2.0), c = h.constant(3.0);
-        const int f = h.apply(op::add, h.apply(op::mul, x, c),
-                              h.apply(op::mul, x, h.apply(op::detach, x)));
+        const int f =
+            h.apply(op::add, h.apply(op::mul, x, c), h.apply(op::mul, x, h.apply(op::detach, x)));
         h.t.backward(h[f]);
         CHECK(h.adj(x) == 3.0 + 2.0);  // d(x*c) + d(x * stop(x)) = c + stop(x)
         CHECK(h.adj(c) == 0.0);
