@@ -19,7 +19,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import os
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as H  # noqa: E402
 import workloads as W  # noqa: E402
-from harness import fmt, med, met, spread  # noqa: E402
+from harness import fmt, med, met, rss_bytes, spread  # noqa: E402
 
 TITLE = "tapegrad core performance vs targets"
 REL_TOL = 1e-9
@@ -235,11 +234,6 @@ def bench_backward(systems: dict, n_big: int, n_ref: int, repeats: int, warmup: 
 
 
 # ---------------------------------------------------------------- memory (fresh processes)
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def memory_child(system: str, n_terms: int) -> None:

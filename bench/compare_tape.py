@@ -17,7 +17,6 @@ compaction, which a median would hide). Linux only for RSS (/proc/self/statm).
 from __future__ import annotations
 
 import gc
-import statistics
 import sys
 import time
 
@@ -48,12 +47,7 @@ def build(w: list, n_nodes: int):
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs)
+    return H.rss_bytes() / 2**20
 
 
 def backward_ratio(n_nodes: int, steps: int, rounds: int) -> dict:
@@ -73,8 +67,8 @@ def backward_ratio(n_nodes: int, steps: int, rounds: int) -> dict:
                 t.append(time.perf_counter() - t0)
             loss = None
             if r:
-                times[variant].append(med(t))
-    idiom, dropped = med(times["idiom"]), med(times["dropped"])
+                times[variant].append(H.med(t))
+    idiom, dropped = H.med(times["idiom"]), H.med(times["dropped"])
     return {"nodes": n_nodes, "idiom_us": idiom * 1e6, "dropped_us": dropped * 1e6,
             "ratio": idiom / dropped}
 

@@ -1,7 +1,8 @@
 """The measuring kit every comparison in bench/ shares, each piece defined once: timing
 (calibrated samples, interleaved round-robin runs), spreads and ratios, target verdicts,
 markdown tables, the environment block, peer loading, and the Report a subcommand of
-bench/compare.py writes its tables into.
+bench/compare.py writes its tables into; also the resident set size, and the two helpers the
+pytest-benchmark suites (bench/test_bench_*.py) share.
 
 Timing model: a Case is one thing to time. Cases compared with each other run in the same
 process, interleaved round-robin after warm-ups, so that noise from other jobs on the
@@ -174,6 +175,31 @@ def run_cases(cases: dict[str, Case], repeats: int, warmup: int, sample_s: float
             case.calibrate(sample_s)
     interleave(list(cases.values()), repeats, warmup, alternate)
     return cases
+
+
+# ---------------------------------------------------------------- memory
+
+
+def rss_bytes() -> int:
+    """The process's resident set size (Linux: /proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# ---------------------------------------------------------------- pytest-benchmark suites
+
+
+def collect() -> None:
+    """gc.collect() untimed before each round: benchmark.pedantic(..., setup=collect) (a
+    setup must return None)."""
+    gc.collect()
+
+
+def record_per_unit(benchmark, key: str, units: int) -> None:
+    """benchmark.extra_info[key] = median ns per unit (only when timings were taken)."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        benchmark.extra_info[key] = stats.stats.median / units * 1e9
 
 
 # ---------------------------------------------------------------- peers

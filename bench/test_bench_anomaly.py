@@ -10,10 +10,9 @@ the detection-off result. Side-by-side ratios from one run: `python bench/compar
 """
 from __future__ import annotations
 
-import gc
-
 import compare_anomaly as A
 import pytest
+from harness import collect, record_per_unit
 
 import tapegrad as tg
 
@@ -22,16 +21,6 @@ DETECTION = pytest.mark.parametrize("detection", ["off", "on"])
 
 def maybe_detect(fn, detection):
     return A.with_detection(fn) if detection == "on" else fn
-
-
-def collect() -> None:
-    gc.collect()  # untimed, before each round
-
-
-def record_per_unit(benchmark, key: str, units: int) -> None:
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:
-        benchmark.extra_info[key] = stats.stats.median / units * 1e9
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,10 @@ import tracemalloc
 
 import pytest
 import workloads as W
+from harness import collect, record_per_unit, rss_bytes
 
 W1_OPS = 100_000
 REL_TOL = 1e-9
-
-
-def record_per_unit(benchmark, key: str, units: int) -> None:
-    """extra_info[key] = median ns per unit (only when timings were taken)."""
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:
-        benchmark.extra_info[key] = stats.stats.median / units * 1e9
 
 
 def assert_agrees(got: tuple[float, list[float]], want: tuple[float, list[float]]) -> None:
@@ -137,13 +131,6 @@ def test_backward(benchmark, which, graph, n_ops, mode, w1_oracle):
 # ---------------------------------------------------------------- memory
 
 
-def rss_bytes() -> int:
-    import os
-
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def in_fresh_thread(fn):
     """Run fn in a new thread: tapegrad gives it a fresh, empty tape."""
     out: list = []
@@ -204,10 +191,6 @@ def test_memory(benchmark, which, n_ops):
 
 
 # ---------------------------------------------------------------- W1 end to end
-
-
-def collect() -> None:
-    gc.collect()  # untimed, before each round (pedantic setup must return None)
 
 W1_SYSTEMS = {
     "tapegrad": (None, 20),

@@ -11,20 +11,15 @@ numbers as the first. Side-by-side ratios and the targets: `python bench/compare
 """
 from __future__ import annotations
 
-import gc
-
 import compare_nn as C
 import numpy as np
 import pytest
+from harness import collect
 
 import tapegrad.nn as nn
 from tapegrad.nn import demo
 
 FIRST_LOSS = 0.8958441028683222
-
-
-def collect() -> None:
-    gc.collect()  # untimed, before each round (pedantic setup must return None)
 
 
 @pytest.fixture(scope="module")

@@ -12,29 +12,17 @@ Nothing here asserts a timing; every test checks its result against a float64 re
 """
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 import pytest
 import replay_workloads as R
+from harness import collect, record_per_unit
 
 REL_TOL = 1e-9
-
-
-def record_per_unit(benchmark, key: str, units: int) -> None:
-    """extra_info[key] = median ns per unit (only when timings were taken)."""
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:
-        benchmark.extra_info[key] = stats.stats.median / units * 1e9
 
 
 def assert_close(got, want) -> None:
     err = R.rel_err(got, want)
     assert err <= REL_TOL, f"max-norm relative error {err:.3e} > {REL_TOL}"
-
-
-def collect() -> None:
-    gc.collect()  # untimed, before each round (pedantic setup must return None)
 
 
 # ---------------------------------------------------------------- shared, built once

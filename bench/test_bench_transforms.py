@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from compare_transforms import rosen, rosen_grad, rosen_hessians, rosen_hvp
+from harness import record_per_unit
 
 import tapegrad as tg
 
@@ -21,12 +22,6 @@ RTOL = 1e-12
 
 def point(d: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed + d).uniform(-1.5, 1.5, d)
-
-
-def per_point(benchmark, n: int) -> None:
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:
-        benchmark.extra_info["ns_per_point"] = stats.stats.median / n * 1e9
 
 
 @pytest.mark.benchmark(group="transforms")
@@ -56,7 +51,7 @@ def test_hessian_batched(benchmark, n_points):
     H = benchmark(F.hessian, X)
     assert H.shape == (n_points, 10, 10)
     np.testing.assert_allclose(H, rosen_hessians(X), rtol=RTOL, atol=1e-9)
-    per_point(benchmark, n_points)
+    record_per_unit(benchmark, "ns_per_point", n_points)
 
 
 @pytest.mark.benchmark(group="transforms")
@@ -67,7 +62,7 @@ def test_hvp_batched(benchmark):
     hv = benchmark(F.hvp, X, V)
     want = np.einsum("nij,nj->ni", rosen_hessians(X), V)
     np.testing.assert_allclose(hv, want, rtol=RTOL, atol=1e-9)
-    per_point(benchmark, 1000)
+    record_per_unit(benchmark, "ns_per_point", 1000)
 
 
 @pytest.mark.benchmark(group="transforms")
