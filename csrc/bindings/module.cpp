@@ -29,6 +29,17 @@ PYBIND11_MODULE(_core, m) {
         "The op table: (name, arity) per op, in table order.");
 
     m.def(
+        "op_aliases",
+        [] {
+            std::vector<std::pair<std::string, std::string>> rows;
+#define TG_ALIAS(alias, name) rows.emplace_back(#alias, #name);
+#include "tapegrad/op_aliases.def"
+#undef TG_ALIAS
+            return rows;
+        },
+        "Other names of table ops (numpy's): (alias, op) per alias, in op_aliases.def order.");
+
+    m.def(
         "op_rules",
         [] {
             py::list rows;

@@ -8,6 +8,7 @@
 #include "bindings/var_internal.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <mutex>
@@ -273,12 +274,27 @@ int var_bool(PyObject* self) {
     return x != 0.0;
 }
 
+// divmod(a, b) = (a // b, a % b), as for floats.
+PyObject* var_divmod(PyObject* a, PyObject* b) {
+    PyObject* q = apply_binary<kernel::floor_divide>(a, b);
+    if (!q || q == Py_NotImplemented) return q;
+    PyObject* r = apply_binary<kernel::remainder>(a, b);
+    if (!r) {
+        Py_DECREF(q);
+        return nullptr;
+    }
+    return Py_BuildValue("(NN)", q, r);
+}
+
 PyNumberMethods var_as_number = [] {
     PyNumberMethods n{};
     n.nb_add = apply_binary<kernel::add>;
     n.nb_subtract = apply_binary<kernel::sub>;
     n.nb_multiply = apply_binary<kernel::mul>;
     n.nb_true_divide = apply_binary<kernel::div>;
+    n.nb_floor_divide = apply_binary<kernel::floor_divide>;
+    n.nb_remainder = apply_binary<kernel::remainder>;
+    n.nb_divmod = var_divmod;
     n.nb_power = var_power;
     n.nb_negative = var_neg;
     n.nb_positive = var_pos;
@@ -595,6 +611,56 @@ PyObject* m_format(PyObject* self, PyObject* spec) {
     return r;
 }
 
+// round(v): the round op (half to even, as round() on floats). round(v, n): numpy's
+// around, round(v * 10**n) / 10**n, three nodes (not Python's exact decimal rounding).
+PyObject* m_round(PyObject* self, PyObject* args) {
+    PyObject* nd = Py_None;
+    if (!PyArg_UnpackTuple(args, "__round__", 0, 1, &nd)) return nullptr;
+    if (nd == Py_None) return op_method<kernel::round>(self, nullptr);
+    const long n = PyLong_AsLong(nd);
+    if (n == -1 && PyErr_Occurred()) return nullptr;
+    if (n < -308 || n > 308) {
+        PyErr_SetString(PyExc_ValueError, "round(Var, ndigits): ndigits must be in [-308, 308]");
+        return nullptr;
+    }
+    PyObject* scale = PyFloat_FromDouble(std::pow(10.0, double(n)));
+    if (!scale) return nullptr;
+    PyObject* up = apply_binary<kernel::mul>(self, scale);
+    PyObject* rounded = up ? op_method<kernel::round>(up, nullptr) : nullptr;
+    PyObject* r = rounded ? apply_binary<kernel::div>(rounded, scale) : nullptr;
+    Py_XDECREF(up);
+    Py_XDECREF(rounded);
+    Py_DECREF(scale);
+    return r;
+}
+
+// clip(x, lo, hi) = clamp_max(clamp_min(x, lo), hi); the module function takes numbers too.
+PyObject* clip(PyObject* x, PyObject* lo, PyObject* hi) {
+    PyObject* low = op_function<kernel::clamp_min>(nullptr, std::array{x, lo}.data(), 2);
+    if (!low) return nullptr;
+    PyObject* r = op_function<kernel::clamp_max>(nullptr, std::array{low, hi}.data(), 2);
+    Py_DECREF(low);
+    return r;
+}
+
+PyObject* m_clip(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "Var.clip() takes 2 arguments, lo and hi (%zd given)",
+                     nargs);
+        return nullptr;
+    }
+    return clip(self, args[0], args[1]);
+}
+
+PyObject* f_clip(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "clip() takes 3 arguments, x, lo and hi (%zd given)",
+                     nargs);
+        return nullptr;
+    }
+    return clip(args[0], args[1], args[2]);
+}
+
 PyMethodDef var_methods[] = {
     {"backward", m_backward, METH_NOARGS,
      "Reverse-mode sweep from this node: its grad is seeded with 1, leaf grads accumulate."},
@@ -617,6 +683,19 @@ PyMethodDef var_methods[] = {
                 : "Apply op '" #name "' to this Var and another Var or number."},
 #include "tapegrad/ops.def"
 #undef TG_OP
+#define TG_ALIAS(alias, name)                                                          \
+    {#alias, op_method<kernel::name>, kernel::name::arity == 1 ? METH_NOARGS : METH_O, \
+     "numpy's name for op '" #name "'."},
+#include "tapegrad/op_aliases.def"
+#undef TG_ALIAS
+    // math.floor(v), math.ceil(v), math.trunc(v), round(v): the ops, so the result stays
+    // in the graph (and np.floor, np.ceil, np.trunc on object arrays, which call these).
+    {"__floor__", op_method<kernel::floor>, METH_NOARGS, nullptr},
+    {"__ceil__", op_method<kernel::ceil>, METH_NOARGS, nullptr},
+    {"__trunc__", op_method<kernel::trunc>, METH_NOARGS, nullptr},
+    {"__round__", m_round, METH_VARARGS, nullptr},
+    {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(m_clip)),
+     METH_FASTCALL, "clip(lo, hi): clamp_max(clamp_min(x, lo), hi) (PyTorch's clamp)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -712,6 +791,17 @@ PyMethodDef module_functions[] = {
      #name "(" #arity " Var or number argument(s)): a new node, or a float for numbers."},
 #include "tapegrad/ops.def"
 #undef TG_OP
+#define TG_ALIAS(alias, name)                                                        \
+    {#alias,                                                                         \
+     reinterpret_cast<PyCFunction>(                                                  \
+         reinterpret_cast<void (*)(void)>(op_function<kernel::name>)),               \
+     METH_FASTCALL, "numpy's name for op '" #name "'."},
+#include "tapegrad/op_aliases.def"
+#undef TG_ALIAS
+    {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_clip)),
+     METH_FASTCALL,
+     "clip(x, lo, hi): clamp_max(clamp_min(x, lo), hi), PyTorch's clamp: x gets the gradient "
+     "where lo <= x <= hi, a bound where it wins; a float for numbers."},
     {nullptr, nullptr, 0, nullptr},
 };
 

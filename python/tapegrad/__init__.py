@@ -20,7 +20,7 @@ except ImportError as err:  # pragma: no cover - depends on the install
         f"(original error: {err})"
     ) from err
 
-from ._core import Var, local_grads, ops
+from ._core import Var, clip, local_grads, op_aliases, ops
 from .anomaly import AnomalyError, detect_anomaly
 from .function import Function, TraceError, trace
 from .transforms import (grad, hessian, hvp, is_grad_enabled, jacobian, jvp, no_grad,
@@ -28,8 +28,9 @@ from .transforms import (grad, hessian, hvp, is_grad_enabled, jacobian, jvp, no_
 
 __version__ = "0.1.0"
 
-# One module-level function per op in the table (tapegrad.sin, tapegrad.maximum, ...).
-_OP_NAMES = tuple(name for name, _ in ops())
+# One module-level function per op in the table (tapegrad.sin, tapegrad.maximum, ...),
+# and per alias (numpy's names: tapegrad.arcsin is tapegrad.asin's op).
+_OP_NAMES = tuple(name for name, _ in ops()) + tuple(alias for alias, _ in op_aliases())
 globals().update({name: getattr(_core, name) for name in _OP_NAMES})
 
 
@@ -74,4 +75,5 @@ _ENGINE_ONLY = ("Function", "TraceError", "trace", "grad", "value_and_grad", "ja
                 "hessian", "jvp", "vjp", "hvp", "no_grad", "is_grad_enabled", "detect_anomaly",
                 "AnomalyError", *_LAZY)
 
-__all__ = [*_ENGINE_ONLY, "Var", "local_grads", "ops", "where", "zero_grad", *_OP_NAMES]
+__all__ = [*_ENGINE_ONLY, "Var", "clip", "local_grads", "op_aliases", "ops", "where", "zero_grad",
+           *_OP_NAMES]
