@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
+import mpmath
 import pytest
 from hypothesis import strategies as st
 
@@ -57,8 +58,49 @@ def untied(r):  # maximum/minimum away from their kink x == y
 class Spec(NamedTuple):
     domain: Callable  # random.Random -> tuple of arguments
     oracle: Callable  # the op's value, computed without tapegrad
-    # False for detach, whose derivative is 0 by definition, not the slope of its value.
-    differentiable: bool = True
+    # False for detach, whose derivative is 0 by definition, not the slope of its value;
+    # per argument for polygamma(n, x), whose n is a whole
+    # number (its partial is 0 by definition and finite differences in n are NaN).
+    differentiable: bool | tuple = True
+    # How far from the oracle the value may be, in units in the last place: 0 (exact) where
+    # the oracle calls the same libm function; else the oracle is mpmath at 50 digits.
+    ulps: int = 0
+
+
+def smooth(spec, k):
+    """Whether argument k of the spec's op has a derivative that finite differences see."""
+    d = spec.differentiable
+    return d[k] if isinstance(d, tuple) else d
+
+
+def differentiable(spec):
+    """Whether every argument is smooth (finite differences check the whole gradient)."""
+    d = spec.differentiable
+    return all(d) if isinstance(d, tuple) else d
+
+
+mpmath.mp.dps = 50
+
+
+def mp(f):
+    """An oracle from mpmath at 50 digits, rounded to the nearest double."""
+    return lambda *args: float(f(*(mpmath.mpf(a) for a in args)))
+
+
+def within_ulps(got, want, ulps):
+    """got is want to within ulps units in the last place of want (exact when ulps is 0)."""
+    if ulps == 0 or math.isnan(want) or math.isinf(want):
+        return got == want or (math.isnan(got) and math.isnan(want))
+    return abs(got - want) <= ulps * math.ulp(want)
+
+
+def between_integers(r):  # floor, ceil, trunc: away from their jumps
+    return r.randint(-3, 2) + r.uniform(0.1, 0.9)
+
+
+def quotient_away_from_integers(r):  # fmod/remainder: x / y not near a jump of trunc/floor
+    y = nonzero(r)
+    return (r.randint(-3, 3) + r.uniform(0.2, 0.8)) * y, y
 
 
 SPECS = {
@@ -89,6 +131,50 @@ SPECS = {
     "sigmoid": Spec(lambda r: (real(r),), lambda x: 1 / (1 + math.exp(-x))),
     "relu":    Spec(lambda r: (nonzero(r),), lambda x: max(x, 0.0)),
     "detach":  Spec(lambda r: (real(r),), lambda x: x, differentiable=False),
+    "expm1":   Spec(lambda r: (real(r),), math.expm1),
+    "log1p":   Spec(lambda r: (r.uniform(-0.9, 3.0),), math.log1p),
+    "exp2":    Spec(lambda r: (real(r),), mp(lambda x: 2 ** x), ulps=1),
+    "log2":    Spec(lambda r: (positive(r),), math.log2),
+    "log10":   Spec(lambda r: (positive(r),), math.log10),
+    "logaddexp": Spec(lambda r: (real(r), real(r)), mp(lambda x, y: mpmath.log(mpmath.exp(x) + mpmath.exp(y))), ulps=2),
+    "softplus": Spec(lambda r: (real(r),), mp(lambda x: mpmath.log1p(mpmath.exp(x))), ulps=2),
+    "log_sigmoid": Spec(lambda r: (real(r),), mp(lambda x: -mpmath.log1p(mpmath.exp(-x))), ulps=2),
+    "xlogy":   Spec(lambda r: (real(r), positive(r)), lambda x, y: x * math.log(y)),
+    "asin":    Spec(lambda r: (r.uniform(-0.9, 0.9),), math.asin),
+    "acos":    Spec(lambda r: (r.uniform(-0.9, 0.9),), math.acos),
+    "atan":    Spec(lambda r: (real(r),), math.atan),
+    "atan2":   Spec(lambda r: (nonzero(r), nonzero(r)), math.atan2),
+    "sinh":    Spec(lambda r: (real(r),), math.sinh),
+    "cosh":    Spec(lambda r: (real(r),), math.cosh),
+    "asinh":   Spec(lambda r: (real(r),), math.asinh),
+    "acosh":   Spec(lambda r: (r.uniform(1.1, 4.0),), math.acosh),
+    "atanh":   Spec(lambda r: (r.uniform(-0.9, 0.9),), math.atanh),
+    "hypot":   Spec(lambda r: (nonzero(r), nonzero(r)), mp(mpmath.hypot), ulps=1),
+    "cbrt":    Spec(lambda r: (nonzero(r),), mp(lambda x: mpmath.sign(x) * mpmath.cbrt(abs(x))), ulps=1),
+    "reciprocal": Spec(lambda r: (nonzero(r),), lambda x: 1 / x),
+    "erf":     Spec(lambda r: (real(r),), mp(mpmath.erf), ulps=2),
+    "erfc":    Spec(lambda r: (real(r),), mp(mpmath.erfc), ulps=5),
+    "erfinv":  Spec(lambda r: (r.uniform(-0.9, 0.9),), mp(mpmath.erfinv), ulps=4),
+    # away from lgamma's and digamma's zeros (1, 2 and 1.46...), where ulps mean little
+    "lgamma":  Spec(lambda r: (r.uniform(2.5, 6.0),), mp(mpmath.loggamma), ulps=4),
+    "digamma": Spec(lambda r: (r.uniform(2.0, 6.0),), mp(mpmath.digamma), ulps=4),
+    "polygamma": Spec(lambda r: (float(r.randint(1, 3)), r.uniform(0.5, 5.0)),
+                      mp(lambda n, x: mpmath.polygamma(int(n), x)), differentiable=(False, True),
+                      ulps=8),
+    # piecewise constant: derivative 0 between the jumps, where finite differences see it
+    "floor":   Spec(lambda r: (between_integers(r),), lambda x: float(math.floor(x))),
+    "ceil":    Spec(lambda r: (between_integers(r),), lambda x: float(math.ceil(x))),
+    "round":   Spec(lambda r: (between_integers(r) + 0.5,), lambda x: float(round(x))),
+    "trunc":   Spec(lambda r: (between_integers(r),), lambda x: float(math.trunc(x))),
+    "sign":    Spec(lambda r: (nonzero(r),), lambda x: math.copysign(1.0, x)),
+    "floor_divide": Spec(quotient_away_from_integers, operator.floordiv),
+    "fmod":    Spec(quotient_away_from_integers, math.fmod),
+    "remainder": Spec(quotient_away_from_integers, operator.mod),
+    "copysign": Spec(lambda r: (nonzero(r), nonzero(r)), math.copysign),
+    "clamp_min": Spec(untied, max),
+    "clamp_max": Spec(untied, min),
+    "fmax":    Spec(untied, max),
+    "fmin":    Spec(untied, min),
 }
 
 
