@@ -55,6 +55,15 @@ def untied(r):  # maximum/minimum away from their kink x == y
     return x, x + nonzero(r)
 
 
+def tied_or_not(r):  # eq/ne: ties half the time (the 6-point stencil never hits the tie)
+    x = real(r)
+    return (x, x) if r.random() < 0.5 else (x, x + nonzero(r))
+
+
+def truth(r):  # a truth value for the logical ops: zeros (of both signs) or nonzero
+    return r.choice((0.0, -0.0, nonzero(r), nonzero(r)))
+
+
 class Spec(NamedTuple):
     domain: Callable  # random.Random -> tuple of arguments
     oracle: Callable  # the op's value, computed without tapegrad
@@ -115,6 +124,11 @@ SPECS = {
     "le":      Spec(untied, lambda x, y: float(x <= y)),
     "gt":      Spec(untied, lambda x, y: float(x > y)),
     "ge":      Spec(untied, lambda x, y: float(x >= y)),
+    "eq":      Spec(tied_or_not, lambda x, y: float(x == y)),
+    "ne":      Spec(tied_or_not, lambda x, y: float(x != y)),
+    "logical_and": Spec(lambda r: (truth(r), truth(r)), lambda x, y: float(bool(x) and bool(y))),
+    "logical_or":  Spec(lambda r: (truth(r), truth(r)), lambda x, y: float(bool(x) or bool(y))),
+    "logical_not": Spec(lambda r: (truth(r),), lambda x: float(not x)),
     # cond away from 0, where the select flips (test_trace checks both sides exactly)
     "if_true":  Spec(lambda r: (nonzero(r), real(r)), lambda c, a: a if c else 0.0),
     "if_false": Spec(lambda r: (nonzero(r), real(r)), lambda c, a: 0.0 if c else a),
@@ -192,6 +206,16 @@ CONVENTIONS = [
     ("maximum", (1.0, nan), nan, [1.0, 1.0]),
     ("minimum", (nan, 1.0), nan, [1.0, 1.0]),
     ("minimum", (1.0, nan), nan, [1.0, 1.0]),
+    ("eq", (1.5, 1.5), 1.0, [0.0, 0.0]),
+    ("eq", (0.0, -0.0), 1.0, [0.0, 0.0]),
+    ("eq", (nan, nan), 0.0, [0.0, 0.0]),
+    ("ne", (nan, nan), 1.0, [0.0, 0.0]),
+    ("logical_and", (nan, 2.0), 1.0, [0.0, 0.0]),  # NaN is true, as in C and numpy
+    ("logical_and", (-0.0, 2.0), 0.0, [0.0, 0.0]),
+    ("logical_or", (0.0, -0.0), 0.0, [0.0, 0.0]),
+    ("logical_or", (0.0, nan), 1.0, [0.0, 0.0]),
+    ("logical_not", (-0.0,), 1.0, [0.0]),
+    ("logical_not", (nan,), 0.0, [0.0]),
     ("abs", (nan,), nan, [0.0]),
     ("sqrt", (0.0,), 0.0, [inf]),
     ("log", (0.0,), -inf, [inf]),

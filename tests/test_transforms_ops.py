@@ -21,7 +21,7 @@ ref = importlib.import_module("tapegrad.reference")
 OPS = table_ops()
 OP_IDS = [op for op, _ in OPS]
 # Ops whose value is piecewise constant in every operand: tangent 0, Hessian 0.
-COMPARISONS = {"lt", "le", "gt", "ge"}
+COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_not"}
 N_POINTS = 6  # random points per op (from its SPECS domain)
 
 

@@ -5,6 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+
+def _zero(*ts):
+    """0 with a zero gradient to each of ts, also where one is NaN (0 * NaN is NaN)."""
+    return sum(0 * t.nan_to_num() for t in ts)
+
+
 TORCH = {
     "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
     "pow": torch.pow, "maximum": torch.maximum, "minimum": torch.minimum,
@@ -17,6 +23,12 @@ TORCH = {
     "le": lambda x, y: (x <= y).double() + 0 * (x + y),
     "gt": lambda x, y: (x > y).double() + 0 * (x + y),
     "ge": lambda x, y: (x >= y).double() + 0 * (x + y),
+    # (their conventions include NaN operands, so the zero is NaN-free)
+    "eq": lambda x, y: (x == y).double() + _zero(x, y),
+    "ne": lambda x, y: (x != y).double() + _zero(x, y),
+    "logical_and": lambda x, y: torch.logical_and(x, y).double() + _zero(x, y),
+    "logical_or": lambda x, y: torch.logical_or(x, y).double() + _zero(x, y),
+    "logical_not": lambda x: torch.logical_not(x).double() + _zero(x),
     "if_true": lambda c, a: torch.where(c != 0, a, torch.zeros_like(a)) + 0 * c,
     "if_false": lambda c, a: torch.where(c != 0, torch.zeros_like(a), a) + 0 * c,
 }

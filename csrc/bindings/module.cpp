@@ -88,8 +88,7 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "_sweep_nodes",
         [](py::handle h) {
-            if (Py_TYPE(h.ptr()) != &bind::VarType)
-                throw py::type_error("_sweep_nodes takes a Var");
+            if (!bind::is_var(h.ptr())) throw py::type_error("_sweep_nodes takes a Var");
             const auto* v = reinterpret_cast<const bind::VarObject*>(h.ptr());
             return v->idx - std::min(v->tape->nodes.sweep_start(v->idx), v->idx) + 1;
         },

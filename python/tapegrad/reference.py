@@ -209,6 +209,15 @@ OPS = {
     "le":       (2, lambda x, y: 1.0 if x <= y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
     "gt":       (2, lambda x, y: 1.0 if x > y else 0.0,  lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
     "ge":       (2, lambda x, y: 1.0 if x >= y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "eq":       (2, lambda x, y: 1.0 if x == y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "ne":       (2, lambda x, y: 1.0 if x != y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    # Logical ops on truth values: nonzero is true, NaN included (C, numpy.logical_and).
+    "logical_and": (2, lambda x, y: 1.0 if x != 0 and y != 0 else 0.0,
+                       lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "logical_or":  (2, lambda x, y: 1.0 if x != 0 or y != 0 else 0.0,
+                       lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "logical_not": (1, lambda x, y: 1.0 if x == 0 else 0.0,
+                       lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
     "if_true":  (2, lambda x, y: y if x != 0 else 0.0,
                     lambda x, y, out, g: (0.0, g if x != 0 else 0.0), lambda x, y, out, tx, ty: ty if x != 0 else 0.0),
     "if_false": (2, lambda x, y: 0.0 if x != 0 else y,
@@ -673,8 +682,9 @@ def local_grads(v, g=None):
 
 def where(cond, a, b):
     """``a`` where ``cond`` is nonzero, else ``b``, as a branch-free graph node
-    (``if_true(cond, a) + if_false(cond, b)``). Build ``cond`` with ``lt``/``le``/``gt``/
-    ``ge`` (nodes), not ``<`` (a Python bool). Only the chosen side gets a gradient."""
+    (``if_true(cond, a) + if_false(cond, b)``). ``cond`` may be a Python bool (``x > 0``:
+    the reference does not trace) or a node from ``lt``/``le``/``gt``/``ge``/``eq``/``ne``
+    or the logical ops. Only the chosen side gets a gradient."""
     if not any(isinstance(v, Var) for v in (cond, a, b)):
         return a if cond else b
     return if_true(cond, a) + if_false(cond, b)  # noqa: F821 - generated from OPS above
