@@ -61,6 +61,22 @@ DOMAINS = {
     "log": (lambda v: v > 0.05,),
     "tan": (lambda v: abs(v) < 1.3,),
     "exp": (lambda v: v < 20,),
+    "expm1": (lambda v: v < 20,), "exp2": (lambda v: v < 20,),
+    "sinh": (lambda v: abs(v) < 20,), "cosh": (lambda v: abs(v) < 20,),
+    "log1p": (lambda v: v > -0.95,), "log2": (lambda v: v > 0.05,), "log10": (lambda v: v > 0.05,),
+    "xlogy": (lambda v: True, lambda v: v > 0.05),
+    "asin": (lambda v: abs(v) < 0.95,), "acos": (lambda v: abs(v) < 0.95,),
+    "atanh": (lambda v: abs(v) < 0.95,), "acosh": (lambda v: v > 1.05,),
+    "erfinv": (lambda v: abs(v) < 0.9,),
+    # off the origin, where both derivatives are a convention
+    "atan2": (lambda v: abs(v) > 0.05, lambda v: True),
+    "hypot": (lambda v: abs(v) > 0.05, lambda v: True),
+    "cbrt": (lambda v: abs(v) > 0.05,), "reciprocal": (lambda v: abs(v) > 0.05,),
+    "lgamma": (lambda v: v > 0.05,), "digamma": (lambda v: v > 0.05,),
+    "polygamma": (lambda v: v in (0.0, 1.0, 2.0, 3.0), lambda v: v > 0.05),
+    "floor_divide": (lambda v: True, lambda v: abs(v) > 0.05),
+    "fmod": (lambda v: True, lambda v: abs(v) > 0.05),
+    "remainder": (lambda v: True, lambda v: abs(v) > 0.05),
 }
 
 

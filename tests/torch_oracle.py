@@ -31,6 +31,32 @@ TORCH = {
     "logical_not": lambda x: torch.logical_not(x).double() + _zero(x),
     "if_true": lambda c, a: torch.where(c != 0, a, torch.zeros_like(a)) + 0 * c,
     "if_false": lambda c, a: torch.where(c != 0, torch.zeros_like(a), a) + 0 * c,
+    # ---- exponentials and logs
+    "expm1": torch.expm1, "log1p": torch.log1p, "exp2": torch.exp2, "log2": torch.log2,
+    "log10": torch.log10, "logaddexp": torch.logaddexp,
+    # threshold so large that softplus never switches to x (its default does at x > 20)
+    "softplus": lambda x: torch.nn.functional.softplus(x, beta=1.0, threshold=1e308),
+    "log_sigmoid": torch.nn.functional.logsigmoid, "xlogy": torch.xlogy,
+    # ---- trigonometric and hyperbolic
+    "asin": torch.asin, "acos": torch.acos, "atan": torch.atan, "atan2": torch.atan2,
+    "sinh": torch.sinh, "cosh": torch.cosh, "asinh": torch.asinh, "acosh": torch.acosh,
+    "atanh": torch.atanh, "hypot": torch.hypot,
+    # ---- roots and reciprocals. torch has no cbrt: sign(x) |x|^(1/3) has its value and,
+    # off 0, its gradient (|x|^(-2/3) / 3); at 0 pow's gradient is inf, as cbrt's.
+    "cbrt": lambda x: torch.sign(x) * torch.abs(x).pow(1 / 3),
+    "reciprocal": torch.reciprocal,
+    # ---- special functions (polygamma's n is an int in torch: 0 * n gives it grad 0)
+    "erf": torch.erf, "erfc": torch.erfc, "erfinv": torch.erfinv, "lgamma": torch.lgamma,
+    "digamma": torch.digamma,
+    "polygamma": lambda n, x: torch.polygamma(int(n.item()), x) + 0 * n,
+    # ---- piecewise constant (torch's rules give 0; 0 * x makes floor_divide's a graph)
+    "floor": torch.floor, "ceil": torch.ceil, "round": torch.round, "trunc": torch.trunc,
+    "sign": torch.sign,
+    "floor_divide": lambda x, y: torch.div(x, y, rounding_mode="floor").detach() + 0 * (x + y),
+    # ---- piecewise linear
+    "fmod": torch.fmod, "remainder": torch.remainder, "copysign": torch.copysign,
+    "clamp_min": torch.clamp_min, "clamp_max": torch.clamp_max,
+    "fmax": torch.fmax, "fmin": torch.fmin,
 }
 
 
