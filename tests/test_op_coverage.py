@@ -118,6 +118,7 @@ C_SPECS = {
     "fmod": Spec(math.fmod, NONZERO_Y), "hypot": Spec(math.hypot, PAIRS),
     "lgamma": Spec(math.lgamma, (0.5, 1.0, 2.0, 3.7, 10.0, -2.5), rel=1e-10),
     "log": Spec(math.log, POS), "log10": Spec(math.log10, POS),
+    "remainder": Spec(math.remainder, NONZERO_Y + ((5.0, 3.0),)),
     "log1p": Spec(math.log1p, (-0.5, 0.0, 1e-10, 3.0)), "log2": Spec(math.log2, POS),
     "nearbyint": Spec(_int_result(np.rint), ROUNDING),
     "rint": Spec(_int_result(np.rint), ROUNDING), "pow": Spec(math.pow, POW_PAIRS),
@@ -171,6 +172,7 @@ CASADI_SPECS = {
     "OP_LOG1P": Spec(math.log1p, (-0.5, 0.0, 1e-10, 3.0)),
     "OP_EXPM1": Spec(math.expm1, ANY + (1e-10,)), "OP_HYPOT": Spec(math.hypot, PAIRS),
     "OP_LOGSUMEXP": Spec(_logaddexp, PAIRS + ((-800.0, -801.0), (800.0, 799.0))),
+    "OP_REMAINDER": Spec(math.remainder, NONZERO_Y + ((5.0, 3.0), (7.5, 5.0), (-2.5, 5.0))),
 }
 
 # The scalar ops of CasADi's enum Operation (casadi/core/calculus.hpp, CasADi 3.6).
@@ -306,7 +308,8 @@ NUMPY_SPECS = {k: _np_spec(k, *v) for k, v in {
     "np.divide": ((X, Y),), "np.negative": (), "np.positive": (),
     "np.power": ((PX, PY),), "np.float_power": ((PX, PY),), "np.square": (),
     "np.sqrt": ((XPOS,),), "np.cbrt": (), "np.reciprocal": ((X[X != 0],),),
-    "np.absolute": (), "np.fabs": (), "np.sign": (), "np.exp": (), "np.exp2": (),
+    "np.absolute": (), "np.fabs": (), "np.deg2rad": (), "np.rad2deg": (), "np.sign": (),
+    "np.exp": (), "np.exp2": (),
     "np.expm1": (), "np.log": ((XPOS,),), "np.log2": ((XPOS,),), "np.log10": ((XPOS,),),
     "np.log1p": ((np.array([-0.5, 0.0, 0.3, 4.0]),),), "np.logaddexp": ((X, Y),),
     "np.sin": (), "np.cos": (), "np.tan": (), "np.arcsin": ((XUNIT,),),

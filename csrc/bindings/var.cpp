@@ -245,6 +245,14 @@ PyObject* apply_binary(PyObject* a, PyObject* b) {
                     return Make(t, i);
                 }
             }
+            if (!grad_enabled && !innermost_recorder && !anomaly_on) {
+                // no_grad: the result is a constant, and the number never becomes a node
+                // (one no Var would take: the tape's garbage count would miss it)
+                t->nodes.reserve_more(1);
+                const double v = (va ? va : vb)->tape->nodes.val((va ? va : vb)->idx);
+                i = t->nodes.push_leaf(op::constant, va ? K::forward(v, c) : K::forward(c, v));
+                return Make(t, i);
+            }
             t->nodes.reserve_more(1 + room_for_op());
             const index k = t->nodes.push_leaf(op::constant, c);
             i = va ? push_op<K>(t->nodes, va->idx, k) : push_op<K>(t->nodes, k, vb->idx);
@@ -772,8 +780,7 @@ PyObject* clip(PyObject* x, PyObject* lo, PyObject* hi) {
 
 PyObject* m_clip(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "Var.clip() takes 2 arguments, lo and hi (%zd given)",
-                     nargs);
+        PyErr_Format(PyExc_TypeError, "Var.clip() takes 2 arguments, lo and hi (%zd given)", nargs);
         return nullptr;
     }
     return clip(self, args[0], args[1]);
@@ -781,8 +788,7 @@ PyObject* m_clip(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 
 PyObject* f_clip(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "clip() takes 3 arguments, x, lo and hi (%zd given)",
-                     nargs);
+        PyErr_Format(PyExc_TypeError, "clip() takes 3 arguments, x, lo and hi (%zd given)", nargs);
         return nullptr;
     }
     return clip(args[0], args[1], args[2]);
@@ -821,8 +827,8 @@ PyMethodDef var_methods[] = {
     {"__ceil__", op_method<kernel::ceil>, METH_NOARGS, nullptr},
     {"__trunc__", op_method<kernel::trunc>, METH_NOARGS, nullptr},
     {"__round__", m_round, METH_VARARGS, nullptr},
-    {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(m_clip)),
-     METH_FASTCALL, "clip(lo, hi): clamp_max(clamp_min(x, lo), hi) (PyTorch's clamp)."},
+    {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(m_clip)), METH_FASTCALL,
+     "clip(lo, hi): clamp_max(clamp_min(x, lo), hi) (PyTorch's clamp)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -918,15 +924,13 @@ PyMethodDef module_functions[] = {
      #name "(" #arity " Var or number argument(s)): a new node, or a float for numbers."},
 #include "tapegrad/ops.def"
 #undef TG_OP
-#define TG_ALIAS(alias, name)                                                        \
-    {#alias,                                                                         \
-     reinterpret_cast<PyCFunction>(                                                  \
-         reinterpret_cast<void (*)(void)>(op_function<kernel::name>)),               \
+#define TG_ALIAS(alias, name)                                                                    \
+    {#alias,                                                                                     \
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(op_function<kernel::name>)), \
      METH_FASTCALL, "numpy's name for op '" #name "'."},
 #include "tapegrad/op_aliases.def"
 #undef TG_ALIAS
-    {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_clip)),
-     METH_FASTCALL,
+    {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_clip)), METH_FASTCALL,
      "clip(x, lo, hi): clamp_max(clamp_min(x, lo), hi), PyTorch's clamp: x gets the gradient "
      "where lo <= x <= hi, a bound where it wins; a float for numbers."},
     {nullptr, nullptr, 0, nullptr},

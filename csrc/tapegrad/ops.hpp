@@ -98,6 +98,7 @@ using std::floor;
 using std::hypot;
 using std::log;
 using std::pow;
+inline double round(double x) { return std::nearbyint(x); }  // the round op's value
 using std::sin;
 using std::sinh;
 using std::sqrt;
@@ -177,10 +178,10 @@ inline double sigmoid(double x) { return kernel::sigmoid::forward(x, 0.0); }
         const double out = kernel::name::forward(x.v, 0.0);           \
         return {out, kernel::name::tangent(x.v, 0.0, out, x.d, 0.0)}; \
     }
-#define TG_MATH_BINARY(name)                                              \
-    inline fwd::dual name(fwd::dual x, fwd::dual y) {                     \
-        const double out = kernel::name::forward(x.v, y.v);               \
-        return {out, kernel::name::tangent(x.v, y.v, out, x.d, y.d)};     \
+#define TG_MATH_BINARY(name)                                          \
+    inline fwd::dual name(fwd::dual x, fwd::dual y) {                 \
+        const double out = kernel::name::forward(x.v, y.v);           \
+        return {out, kernel::name::tangent(x.v, y.v, out, x.d, y.d)}; \
     }
 #include "tapegrad/ops_math.def"
 #undef TG_MATH_UNARY

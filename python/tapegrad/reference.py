@@ -94,6 +94,12 @@ _log2, _log10 = _guard(math.log2, _log_pole), _guard(math.log10, _log_pole)
 _asin, _acos = _guard(math.asin), _guard(math.acos)
 _sinh, _cosh = _guard(math.sinh), _guard(math.cosh)
 _acosh = _guard(math.acosh)
+def _hypot(x, y):
+    """C's hypot, which numpy calls (the C++ op's): Python's math.hypot is its own
+    algorithm and differs in the last bit for about 0.5% of inputs."""
+    return float(np.hypot(x, y))
+
+
 _atanh = _guard(math.atanh, lambda x: math.copysign(inf, x) if math.fabs(x) == 1 else nan)
 _lgamma = _special.lgamma
 
@@ -121,6 +127,13 @@ def _fmod(x, y):
     try:
         return math.fmod(x, y)
     except ValueError:  # fmod(inf, y), fmod(x, 0)
+        return nan
+
+
+def _ieee_remainder(x, y):
+    try:
+        return math.remainder(x, y)
+    except ValueError:  # remainder(inf, y), remainder(x, 0)
         return nan
 
 
@@ -262,7 +275,7 @@ OPS = {
     "log_sigmoid": (1, lambda x, y: _fmin(x, 0.0) - _log1p(_exp(-math.fabs(x))),
                        lambda x, y, out, g: (g * _sigmoid(-x), 0.0), PARTIALS),
     "xlogy":   (2, lambda x, y: 0.0 if (x == 0 and y == y) else x * _log(y),
-                   lambda x, y, out, g: (0.0 if (x == 0 and y == y) else g * _log(y), _div(g * x, y)), PARTIALS),
+                   lambda x, y, out, g: (0.0 if (x == 0 and y <= 0) else g * _log(y), _div(g * x, y)), PARTIALS),
     # ---- trigonometric and hyperbolic (atan2(x, y): numpy's arctan2(x1, x2))
     "asin":    (1, lambda x, y: _asin(x), lambda x, y, out, g: (_div(g, _sqrt((1 - x) * (1 + x))), 0.0), PARTIALS),
     "acos":    (1, lambda x, y: _acos(x), lambda x, y, out, g: (_div(-g, _sqrt((1 - x) * (1 + x))), 0.0), PARTIALS),
@@ -272,10 +285,15 @@ OPS = {
                                          (_div(g * y, x * x + y * y), _div(-g * x, x * x + y * y))), PARTIALS),
     "sinh":    (1, lambda x, y: _sinh(x), lambda x, y, out, g: (g * _cosh(x), 0.0), PARTIALS),
     "cosh":    (1, lambda x, y: _cosh(x), lambda x, y, out, g: (g * _sinh(x), 0.0), PARTIALS),
-    "asinh":   (1, lambda x, y: math.asinh(x), lambda x, y, out, g: (_div(g, math.hypot(x, 1.0)), 0.0), PARTIALS),
+    "asinh":   (1, lambda x, y: math.asinh(x), lambda x, y, out, g: (_div(g, _hypot(x, 1.0)), 0.0), PARTIALS),
     "acosh":   (1, lambda x, y: _acosh(x), lambda x, y, out, g: (_div(g, _sqrt(x - 1) * _sqrt(x + 1)), 0.0), PARTIALS),
     "atanh":   (1, lambda x, y: _atanh(x), lambda x, y, out, g: (_div(g, (1 - x) * (1 + x)), 0.0), PARTIALS),
-    "hypot":   (2, lambda x, y: math.hypot(x, y), lambda x, y, out, g: (_div(g * x, out), _div(g * y, out)), PARTIALS),
+    "hypot":   (2, lambda x, y: _hypot(x, y), lambda x, y, out, g: (_div(g * x, out), _div(g * y, out)), PARTIALS),
+    # ---- angles (numpy's deg2rad and rad2deg)
+    "deg2rad": (1, lambda x, y: x * 0.017453292519943295,
+                   lambda x, y, out, g: (g * 0.017453292519943295, 0.0), lambda x, y, out, tx, ty: tx * 0.017453292519943295),
+    "rad2deg": (1, lambda x, y: x * 57.29577951308232,
+                   lambda x, y, out, g: (g * 57.29577951308232, 0.0), lambda x, y, out, tx, ty: tx * 57.29577951308232),
     # ---- roots and reciprocals
     "cbrt":    (1, lambda x, y: _cbrt(x), lambda x, y, out, g: (_div(g, 3 * out * out), 0.0), PARTIALS),
     "reciprocal": (1, lambda x, y: _div(1, x), lambda x, y, out, g: (-g * out * out, 0.0), PARTIALS),
@@ -300,14 +318,18 @@ OPS = {
                    lambda x, y, out, g: (g, -g * _trunc(_div(x, y))), PARTIALS),
     "remainder": (2, lambda x, y: _remainder(x, y),
                      lambda x, y, out, g: (g, -g * _floor(_div(x, y))), PARTIALS),
-    "copysign": (2, lambda x, y: math.copysign(x, y),
+    # ieee_remainder: C's remainder, x - n y with n = x / y rounded half to even
+    "ieee_remainder": (2, lambda x, y: _ieee_remainder(x, y),
+                          lambda x, y, out, g: (g, -g * _round(_div(x - out, y))), PARTIALS),
+    # copysign(x, NaN) is |x|, whatever the NaN's sign bit
+    "copysign": (2, lambda x, y: abs(x) if y != y else math.copysign(x, y),
                     lambda x, y, out, g: (0.0 if x == 0 else g * _div(out, x), 0.0), PARTIALS),
     # clip(x, lo, hi) = clamp_max(clamp_min(x, lo), hi): PyTorch's clamp
     "clamp_min": (2, lambda x, y: x + y if (x != x or y != y) else y if x < y else x,
                      lambda x, y, out, g: (g if x >= y else 0.0, g if x < y else 0.0), PARTIALS),
     "clamp_max": (2, lambda x, y: x + y if (x != x or y != y) else y if x > y else x,
                      lambda x, y, out, g: (g if x <= y else 0.0, g if x > y else 0.0), PARTIALS),
-    # fmax/fmin ignore a NaN operand; a tie gives x all of g (PyTorch)
+    # fmax/fmin ignore a NaN operand; a tie gives x all of g (PyTorch) and is x (numpy)
     "fmax":    (2, lambda x, y: _fmax(x, y),
                    lambda x, y, out, g: ((g, 0.0) if (x >= y or y != y) else (0.0, g)), PARTIALS),
     "fmin":    (2, lambda x, y: _fmin(x, y),
@@ -625,7 +647,8 @@ del _name, _op, _arity
 
 # numpy's names of table ops (csrc/tapegrad/op_aliases.def): np.arcsin(a) calls a.arcsin().
 ALIASES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2",
-           "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "rint": "round"}
+           "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "rint": "round",
+           "fabs": "abs", "radians": "deg2rad", "degrees": "rad2deg"}
 for _alias, _name in ALIASES.items():
     setattr(Var, _alias, getattr(Var, _name))
     globals()[_alias] = globals()[_name]
