@@ -18,8 +18,9 @@ the real ones land and bench/accuracy.py has measured them).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import mpmath
 
@@ -125,14 +126,33 @@ def remainder(x, y):
     return MQ(Q(x) - math.floor(Q(x) / Q(y)) * Q(y))
 
 
+def psi(n, x):
+    """mpmath's polygamma, refusing the poles at 0 and the negative integers up front
+    (mpmath's own search for them never ends at x = -1e300)."""
+    if x <= 0 and x == mpmath.floor(x):
+        raise ZeroDivisionError("pole")
+    return mpmath.polygamma(n, x)
+
+
+def reflection_size(n, x):
+    """For x < 0 off the poles: the larger term of the reflection formula special.hpp
+    computes psi^(n)(x) by, (-1)^n psi^(n)(1 - x) and the cot term; 0 for x > 0."""
+    if x >= 0 or x == math.floor(x):
+        return M(0)
+    a = mpmath.polygamma(n, 1 - M(x))
+    return max(abs(a), abs(mpmath.polygamma(n, M(x)) - (-1)**n * a))
+
+
+def order(n):
+    """polygamma's n: a whole number >= 0 (NaN elsewhere)."""
+    if not (n >= 0 and n == mpmath.floor(n)) or mpmath.isinf(n):
+        raise ValueError("polygamma's order is a whole number >= 0")
+    return int(n)
+
+
 def round_half_even(q):
     return round(q)  # Fraction.__round__: half to even
 
-
-# erfinv, lgamma, digamma, polygamma: placeholder implementations for now, so no bound
-# yet. Set each op's measured bounds (python bench/compare.py accuracy) when the real
-# ones land.
-PROVISIONAL = dict(value=1e17, lanes=1e17, grad=1e17, hess=1e17)
 
 ZERO = lambda *a: M(0)  # noqa: E731
 ONE = lambda *a: M(1)  # noqa: E731
@@ -159,6 +179,15 @@ class Oracle(NamedTuple):
     hess_exempt: Callable = None  # the same for second derivatives (default: grad_exempt)
     piecewise_constant: bool = False  # derivative exactly 0 (floor, comparisons, ...)
     piecewise_linear: bool = False    # second derivative exactly 0 (fmod, clamp, ...)
+    # Whether both backends compute the value with the same algorithm, so that they agree
+    # bit for bit (lgamma: glibc's lgamma_r in C++, its own in Python; both within `value`).
+    same_bits: bool = True
+    # Ops computed by a formula whose terms cancel (digamma's reflection at x < 0, near its
+    # zeros there): args -> the size of the larger term; errors are then in ulp of that
+    # (the absolute error the formula can reach), not of the tiny exact value. For the value
+    # and for the derivatives (args, i) -> size.
+    value_scale: Callable = None
+    grad_scale: Callable = None
     # Points that are kinks by definition or by convention (no two-sided derivative, or
     # PyTorch's choice of one): their derivatives are test_conventions' business.
     kink: Callable = lambda *a: False
@@ -207,6 +236,16 @@ ORACLES: dict[str, Oracle] = {
     "le": Oracle(lambda x, y: step(x <= y), (ZERO, ZERO), untied(REAL), 0, 0, piecewise_constant=True),
     "gt": Oracle(lambda x, y: step(x > y), (ZERO, ZERO), untied(REAL), 0, 0, piecewise_constant=True),
     "ge": Oracle(lambda x, y: step(x >= y), (ZERO, ZERO), untied(REAL), 0, 0, piecewise_constant=True),
+    "eq": Oracle(lambda x, y: step(x == y), (ZERO, ZERO), untied(REAL), 0, 0, piecewise_constant=True),
+    "ne": Oracle(lambda x, y: step(x != y), (ZERO, ZERO), untied(REAL), 0, 0, piecewise_constant=True),
+    "logical_and": Oracle(lambda x, y: step(x != 0 and y != 0), (ZERO, ZERO),
+                          binary(mix(NONZERO, lambda r: 0.0), mix(NONZERO, lambda r: 0.0)), 0, 0,
+                          piecewise_constant=True),
+    "logical_or": Oracle(lambda x, y: step(x != 0 or y != 0), (ZERO, ZERO),
+                         binary(mix(NONZERO, lambda r: 0.0), mix(NONZERO, lambda r: 0.0)), 0, 0,
+                         piecewise_constant=True),
+    "logical_not": Oracle(lambda x: step(x == 0), (ZERO,), unary(mix(NONZERO, lambda r: 0.0)), 0, 0,
+                          piecewise_constant=True),
     "if_true": Oracle(lambda c, a: a if c != 0 else M(0), (ZERO, lambda c, a: step(c != 0)),
                       binary(NONZERO, REAL), 0, 0),
     "if_false": Oracle(lambda c, a: M(0) if c != 0 else a, (ZERO, lambda c, a: step(c == 0)),
@@ -271,6 +310,9 @@ ORACLES: dict[str, Oracle] = {
     "atanh": Oracle(mpmath.atanh, (lambda x: 1 / (1 - x * x),), unary(UNIT), value=2),
     "hypot": Oracle(mpmath.hypot, (lambda x, y: x / mpmath.hypot(x, y), lambda x, y: y / mpmath.hypot(x, y)),
                     binary(REAL, REAL), ieee=lambda x, y: inf if math.isinf(x) or math.isinf(y) else None),
+    # ---- angles: x times pi/180 (or 180/pi) rounded to a double, then rounded: 1 ulp
+    "deg2rad": Oracle(lambda x: x * mpmath.pi / 180, (lambda x: mpmath.pi / 180,), unary(REAL), 1, 1),
+    "rad2deg": Oracle(lambda x: x * 180 / mpmath.pi, (lambda x: 180 / mpmath.pi,), unary(REAL), 1, 1),
     # ---- roots and reciprocals
     "cbrt": Oracle(cbrt, (lambda x: 1 / (3 * cbrt(x)**2),), unary(REAL), value=3, grad=12),
     "reciprocal": Oracle(lambda x: 1 / x, (lambda x: -1 / x**2,), unary(mix(MODERATE, signed(logu(1e-150, 1e150)))),
@@ -283,20 +325,23 @@ ORACLES: dict[str, Oracle] = {
                    unary(mix(uni(-6, 6), uni(-3, 27))), value=3, grad=1024, hess=1024,
                    ieee=lambda x: 0.0 if x > 28 else None),  # underflows (mpmath too)
     "erfinv": Oracle(mpmath.erfinv, (lambda x: mpmath.sqrt(mpmath.pi) / 2 * mpmath.exp(mpmath.erfinv(x)**2),),
-                     unary(mix(UNIT, signed(logu(1e-300, 1e-3)))), **PROVISIONAL,
+                     unary(mix(UNIT, signed(logu(1e-300, 1e-3)))),
+                     # d/dx is exp(erfinv(x)^2): erfinv's error times 2 erfinv(x)^2 (~70 at 6)
+                     value=2, lanes=3, grad=96, hess=160,
                      edges=(1 - 2**-53, -(1 - 2**-53), 0.9999999999)),
-    "lgamma": Oracle(lgamma, (mpmath.digamma,),
+    "lgamma": Oracle(lgamma, (lambda x: psi(0, x),),
                      unary(mix(uni(0.01, 30), nonint(uni(-20, 0)), logu(1e-300, 1e300))),
-                     **PROVISIONAL,
-                     edges=(-1.0, -2.0, -2.5, 1e15 + 0.5, 1e306), ieee=lambda x: inf if x <= 0 and x == math.floor(x) else None),
-    "digamma": Oracle(mpmath.digamma, (lambda x: mpmath.polygamma(1, x),),
+                     # x < 0: in ulp of the reflection's larger term (lgamma_reflection_size)
+                     value=6, lanes=6, grad=6, hess=6,
+                     edges=(-1.0, -2.0, -2.5, 1e15 + 0.5, 1e306), ieee=lambda x: inf if x == -inf or x <= 0 and x == math.floor(x) else None),
+    "digamma": Oracle(lambda x: psi(0, x), (lambda x: psi(1, x),),
                       unary(mix(uni(0.01, 30), nonint(uni(-20, 0)), logu(30, 1e15))),
-                      **PROVISIONAL,
+                      value=4, lanes=4, grad=8, hess=8,  # x < 0: reflection_size
                       edges=(-1.0, -2.0, -2.5, 1.4616321449683622)),
-    "polygamma": Oracle(lambda n, x: mpmath.polygamma(int(n), x),
-                        (ZERO, lambda n, x: mpmath.polygamma(int(n) + 1, x)),
+    "polygamma": Oracle(lambda n, x: psi(order(n), x),
+                        (ZERO, lambda n, x: psi(order(n) + 1, x)),
                         lambda r: (float(r.randrange(5)), mix(uni(0.01, 30), nonint(uni(-10, 0)), logu(30, 1e6))(r)),
-                        **PROVISIONAL, no_grad=(0,)),
+                        value=12, lanes=12, grad=16, hess=16, no_grad=(0,)),
     # ---- piecewise constant
     "floor": Oracle(exact_int(math.floor), (ZERO,), unary(nonint(mix(uni(-100, 100), signed(logu(1e-300, 1e17))))),
                     0, 0, piecewise_constant=True),
@@ -316,6 +361,9 @@ ORACLES: dict[str, Oracle] = {
                    binary(uni(-100, 100), signed(logu(0.01, 100))), 0, 0),
     "remainder": Oracle(remainder, (ONE, lambda x, y: -M(math.floor(Q(x) / Q(y)))),
                         binary(uni(-100, 100), signed(logu(0.01, 100))), 0.5, 0.5),
+    "ieee_remainder": Oracle(lambda x, y: MQ(Q(x) - Q(y) * round_half_even(Q(x) / Q(y))),
+                             (ONE, lambda x, y: -M(round_half_even(Q(x) / Q(y)))),
+                             binary(uni(-100, 100), signed(logu(0.01, 100))), 0, 0),
     "copysign": Oracle(lambda x, y: abs(x) if y > 0 else -abs(x),
                        (lambda x, y: M(1) if (x > 0) == (y > 0) else M(-1), ZERO),
                        binary(NONZERO, NONZERO), 0, 0,
@@ -355,7 +403,8 @@ for _op, _npname in {"div": "true_divide", "pow": "power", "reciprocal": "recipr
                      "floor": "floor", "ceil": "ceil", "round": "rint", "trunc": "trunc",
                      "floor_divide": "floor_divide", "fmod": "fmod", "remainder": "remainder",
                      "copysign": "copysign", "fmax": "fmax", "fmin": "fmin", "hypot": "hypot",
-                     "atan2": "arctan2", "logaddexp": "logaddexp"}.items():
+                     "atan2": "arctan2", "logaddexp": "logaddexp", "deg2rad": "deg2rad",
+                     "rad2deg": "rad2deg"}.items():
     ORACLES[_op] = ORACLES[_op]._replace(ieee=at_special(_np(_npname)))
 
 
@@ -383,6 +432,8 @@ for _op, _kw in {
     "copysign": dict(piecewise_linear=True, kink=lambda x, y: x == 0 or y == 0),
     "fmod": dict(piecewise_linear=True, kink=_whole_quotient),
     "remainder": dict(piecewise_linear=True, kink=_whole_quotient),
+    "ieee_remainder": dict(piecewise_linear=True, kink=lambda x, y: y == 0 or not (
+        math.isfinite(x) and math.isfinite(y)) or (2 * Q(x) / Q(y)).denominator == 1),
     "xlogy": dict(kink=lambda x, y: x == 0),
     "pow": dict(kink=lambda x, y: x <= 0),
     "atan2": dict(kink=lambda x, y: x == 0 and y == 0),
@@ -396,8 +447,14 @@ def _nan_compare(cmp):  # a comparison with NaN is false: 0.0
 
 
 for _op, _cmp in {"lt": lambda x, y: x < y, "le": lambda x, y: x <= y,
-                  "gt": lambda x, y: x > y, "ge": lambda x, y: x >= y}.items():
+                  "gt": lambda x, y: x > y, "ge": lambda x, y: x >= y,
+                  "eq": lambda x, y: x == y, "ne": lambda x, y: x != y,
+                  # NaN is nonzero: true
+                  "logical_and": lambda x, y: x != 0 and y != 0,
+                  "logical_or": lambda x, y: x != 0 or y != 0}.items():
     ORACLES[_op] = ORACLES[_op]._replace(ieee=_nan_compare(_cmp))
+ORACLES["logical_not"] = ORACLES["logical_not"]._replace(
+    ieee=lambda x: float(x == 0) if x != x else None)
 ORACLES["if_true"] = ORACLES["if_true"]._replace(
     ieee=lambda c, a: (a if c != 0 else 0.0) if c != c or a != a else None)
 ORACLES["if_false"] = ORACLES["if_false"]._replace(
@@ -454,7 +511,17 @@ def exact(fn, args):
 DBL_MIN = 2.2250738585072014e-308
 
 
-def ulps(got, want, underflow=False):
+def scaled_ulps(o, got, want, p, i=None, underflow=False):
+    """ulps, in units of the oracle's scale at p where it has one (Oracle.value_scale,
+    grad_scale; i: which derivative, None for the value)."""
+    scale = o.value_scale if i is None else o.grad_scale
+    if scale is None or want is None or not mpmath.isfinite(want):
+        return ulps(got, want, underflow)
+    size = scale(*p) if i is None else scale(p, i)
+    return ulps(got, want, underflow, size)
+
+
+def ulps(got, want, underflow=False, scale=0):
     """|got - want| in units of the double ulp of the exact value ``want`` (an mpf).
 
     ``underflow``: an exact value below the smallest normal double needs only be within
@@ -467,7 +534,7 @@ def ulps(got, want, underflow=False):
         return 0.0 if got == w else inf
     if not math.isfinite(got):
         return inf
-    return float(abs(M(got) - want) / M(math.ulp(w)))
+    return float(abs(M(got) - want) / M(math.ulp(max(abs(w), float(scale)))))
 
 
 def partial(fn, pt, j):
@@ -561,12 +628,64 @@ def measure(tg, op, n, seed=0):
 
     for k, (p, (v, gs)) in enumerate(zip(pts, want)):
         ev, eg = eager(tg, op, p)
-        note("value", ulps(ev, v), p)
-        note("lanes", ulps(float(lv[k]), v), p)
+        note("value", scaled_ulps(o, ev, v, p), p)
+        note("lanes", scaled_ulps(o, float(lv[k]), v, p), p)
         for i, g in enumerate(gs):
             if i in o.no_grad:
                 continue
             key = "exempt_" if o.grad_exempt(*p) else ""
-            note(key + "grad", ulps(eg[i], g, underflow=True), p)
-            note(key + "lanes_grad", ulps(float(lg[i][k]), g, underflow=True), p)
+            note(key + "grad", scaled_ulps(o, eg[i], g, p, i, underflow=True), p)
+            note(key + "lanes_grad", scaled_ulps(o, float(lg[i][k]), g, p, i, underflow=True), p)
     return worst
+
+
+def _polygamma_edge(n, x):
+    """The documented values of polygamma(n, x) (digamma for n = 0) where mpmath has no
+    real one (special.hpp; PyTorch's where it is consistent): poles at 0 and the negative
+    integers, and the infinities."""
+    if n != n or x == x and math.isfinite(x) and not (x <= 0 and x == math.floor(x)):
+        return None
+    n = int(n)
+    s = -1.0 if n % 2 == 0 else 1.0  # (-1)^(n+1)
+    if x != x:
+        return nan
+    if x == 0:
+        return s * inf if math.copysign(1.0, x) > 0 else inf
+    if x == inf:
+        return inf if n == 0 else 0.0 if n == 1 else nan
+    if x == -inf:
+        return nan if n <= 1 else s * inf
+    return nan if n == 0 else s * inf  # a negative integer
+
+
+def _ieee_remainder(x, y):
+    if not (x == 0 or y == 0 or not math.isfinite(x) or not math.isfinite(y)):
+        return None
+    try:
+        return math.remainder(x, y)
+    except ValueError:
+        return nan
+
+
+ORACLES["digamma"] = ORACLES["digamma"]._replace(ieee=lambda x: _polygamma_edge(0.0, x))
+ORACLES["polygamma"] = ORACLES["polygamma"]._replace(ieee=_polygamma_edge)
+def lgamma_reflection_size(x):
+    """For x < 0 off the poles: the larger term of lgamma(x) = log(pi / |sin(pi x)|) -
+    lgamma(1 - x), the reflection CPython's math.lgamma (the reference backend's) uses;
+    glibc's lgamma_r (C++) is within the same bound of it."""
+    if x >= 0 or x == math.floor(x):
+        return M(0)
+    x = M(x)
+    return max(abs(mpmath.loggamma(1 - x).real),
+               abs(mpmath.log(mpmath.pi / abs(mpmath.sin(mpmath.pi * x)))))
+
+
+ORACLES["lgamma"] = ORACLES["lgamma"]._replace(
+    same_bits=False, value_scale=lgamma_reflection_size,
+    grad_scale=lambda p, i: reflection_size(0, p[0]))
+ORACLES["digamma"] = ORACLES["digamma"]._replace(
+    value_scale=lambda x: reflection_size(0, x), grad_scale=lambda p, i: reflection_size(1, p[0]))
+ORACLES["polygamma"] = ORACLES["polygamma"]._replace(
+    value_scale=lambda n, x: reflection_size(int(n), x),
+    grad_scale=lambda p, i: reflection_size(int(p[0]) + 1, p[1]))
+ORACLES["ieee_remainder"] = ORACLES["ieee_remainder"]._replace(ieee=_ieee_remainder)
