@@ -175,3 +175,22 @@ def test_np_clip(backend):
         assert isinstance(c, backend.Var) and c.value == min(max(x, lo), hi)
         c.backward()
         assert v.grad == g, x
+
+
+def test_rounding_and_mod_stay_in_a_trace():
+    """math.floor, round, // and % give nodes, so a traced function records no guard and
+    replays them at any point (as the eager code computes them)."""
+    import tapegrad as tg
+
+    def f(x, y):
+        return math.floor(x) * y + round(x * 3) + x // y + x % y + math.trunc(-x) + math.ceil(y)
+
+    F = tg.trace(f, 1.3, 0.7)
+    for x, y in [(1.3, 0.7), (-2.6, 1.9), (7.5, -0.4), (0.5, 2.5)]:
+        want = f(tg.Var(x), tg.Var(y))
+        want.backward()
+        value, grad = F.value_and_grad(x, y)
+        assert value == want.value and math.isclose(value, f(x, y), rel_tol=1e-15)
+        # d/dx: 1 from x % y, 0 from the rest; d/dy: floor(x) from floor(x) * y, and
+        # -floor(x / y) from x % y
+        assert tuple(grad) == (1.0, math.floor(x) - math.floor(x / y))
