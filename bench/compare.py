@@ -16,6 +16,7 @@ Subcommands (one module each in bench/, importable on its own):
     transforms  compare_transforms.py  HVP vs gradient, batched Hessian vs JAX
     anomaly     compare_anomaly.py     what detect_anomaly() costs
     tape        compare_tape.py        backward and memory follow the live graph, not history
+    accuracy    accuracy.py            max ulp error per op against mpmath, eager and lanes
     all         every subcommand above, each in a fresh interpreter, one after another
 
 Options for every subcommand: --quick (fewer, shorter repeats; same workloads), --smoke
@@ -65,6 +66,7 @@ SUBCOMMANDS = {  # name -> module in bench/; `all` runs them in this order
     "transforms": "compare_transforms",
     "anomaly": "compare_anomaly",
     "tape": "compare_tape",
+    "accuracy": "accuracy",
 }
 
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
+import mpmath
 import pytest
 from hypothesis import strategies as st
 
@@ -54,11 +55,61 @@ def untied(r):  # maximum/minimum away from their kink x == y
     return x, x + nonzero(r)
 
 
+def tied_or_not(r):  # eq/ne: ties half the time (the 6-point stencil never hits the tie)
+    x = real(r)
+    return (x, x) if r.random() < 0.5 else (x, x + nonzero(r))
+
+
+def truth(r):  # a truth value for the logical ops: zeros (of both signs) or nonzero
+    return r.choice((0.0, -0.0, nonzero(r), nonzero(r)))
+
+
 class Spec(NamedTuple):
     domain: Callable  # random.Random -> tuple of arguments
     oracle: Callable  # the op's value, computed without tapegrad
-    # False for detach, whose derivative is 0 by definition, not the slope of its value.
-    differentiable: bool = True
+    # False for detach, whose derivative is 0 by definition, not the slope of its value;
+    # per argument for polygamma(n, x), whose n is a whole
+    # number (its partial is 0 by definition and finite differences in n are NaN).
+    differentiable: bool | tuple = True
+    # How far from the oracle the value may be, in units in the last place: 0 (exact) where
+    # the oracle calls the same libm function; else the oracle is mpmath at 50 digits.
+    ulps: int = 0
+
+
+def smooth(spec, k):
+    """Whether argument k of the spec's op has a derivative that finite differences see."""
+    d = spec.differentiable
+    return d[k] if isinstance(d, tuple) else d
+
+
+def differentiable(spec):
+    """Whether every argument is smooth (finite differences check the whole gradient)."""
+    d = spec.differentiable
+    return all(d) if isinstance(d, tuple) else d
+
+
+mpmath.mp.dps = 50
+
+
+def mp(f):
+    """An oracle from mpmath at 50 digits, rounded to the nearest double."""
+    return lambda *args: float(f(*(mpmath.mpf(a) for a in args)))
+
+
+def within_ulps(got, want, ulps):
+    """got is want to within ulps units in the last place of want (exact when ulps is 0)."""
+    if ulps == 0 or math.isnan(want) or math.isinf(want):
+        return got == want or (math.isnan(got) and math.isnan(want))
+    return abs(got - want) <= ulps * math.ulp(want)
+
+
+def between_integers(r):  # floor, ceil, trunc: away from their jumps
+    return r.randint(-3, 2) + r.uniform(0.1, 0.9)
+
+
+def quotient_away_from_integers(r):  # fmod/remainder: x / y not near a jump of trunc/floor
+    y = nonzero(r)
+    return (r.randint(-3, 3) + r.uniform(0.2, 0.8)) * y, y
 
 
 SPECS = {
@@ -73,6 +124,11 @@ SPECS = {
     "le":      Spec(untied, lambda x, y: float(x <= y)),
     "gt":      Spec(untied, lambda x, y: float(x > y)),
     "ge":      Spec(untied, lambda x, y: float(x >= y)),
+    "eq":      Spec(tied_or_not, lambda x, y: float(x == y)),
+    "ne":      Spec(tied_or_not, lambda x, y: float(x != y)),
+    "logical_and": Spec(lambda r: (truth(r), truth(r)), lambda x, y: float(bool(x) and bool(y))),
+    "logical_or":  Spec(lambda r: (truth(r), truth(r)), lambda x, y: float(bool(x) or bool(y))),
+    "logical_not": Spec(lambda r: (truth(r),), lambda x: float(not x)),
     # cond away from 0, where the select flips (test_trace checks both sides exactly)
     "if_true":  Spec(lambda r: (nonzero(r), real(r)), lambda c, a: a if c else 0.0),
     "if_false": Spec(lambda r: (nonzero(r), real(r)), lambda c, a: 0.0 if c else a),
@@ -89,6 +145,54 @@ SPECS = {
     "sigmoid": Spec(lambda r: (real(r),), lambda x: 1 / (1 + math.exp(-x))),
     "relu":    Spec(lambda r: (nonzero(r),), lambda x: max(x, 0.0)),
     "detach":  Spec(lambda r: (real(r),), lambda x: x, differentiable=False),
+    "expm1":   Spec(lambda r: (real(r),), math.expm1),
+    "log1p":   Spec(lambda r: (r.uniform(-0.9, 3.0),), math.log1p),
+    "exp2":    Spec(lambda r: (real(r),), mp(lambda x: 2 ** x), ulps=1),
+    "log2":    Spec(lambda r: (positive(r),), math.log2),
+    "log10":   Spec(lambda r: (positive(r),), math.log10),
+    "logaddexp": Spec(lambda r: (real(r), real(r)), mp(lambda x, y: mpmath.log(mpmath.exp(x) + mpmath.exp(y))), ulps=2),
+    "softplus": Spec(lambda r: (real(r),), mp(lambda x: mpmath.log1p(mpmath.exp(x))), ulps=2),
+    "log_sigmoid": Spec(lambda r: (real(r),), mp(lambda x: -mpmath.log1p(mpmath.exp(-x))), ulps=2),
+    "xlogy":   Spec(lambda r: (real(r), positive(r)), lambda x, y: x * math.log(y)),
+    "asin":    Spec(lambda r: (r.uniform(-0.9, 0.9),), math.asin),
+    "acos":    Spec(lambda r: (r.uniform(-0.9, 0.9),), math.acos),
+    "atan":    Spec(lambda r: (real(r),), math.atan),
+    "atan2":   Spec(lambda r: (nonzero(r), nonzero(r)), math.atan2),
+    "sinh":    Spec(lambda r: (real(r),), math.sinh),
+    "cosh":    Spec(lambda r: (real(r),), math.cosh),
+    "asinh":   Spec(lambda r: (real(r),), math.asinh),
+    "acosh":   Spec(lambda r: (r.uniform(1.1, 4.0),), math.acosh),
+    "atanh":   Spec(lambda r: (r.uniform(-0.9, 0.9),), math.atanh),
+    "hypot":   Spec(lambda r: (nonzero(r), nonzero(r)), mp(mpmath.hypot), ulps=1),
+    "cbrt":    Spec(lambda r: (nonzero(r),), mp(lambda x: mpmath.sign(x) * mpmath.cbrt(abs(x))), ulps=1),
+    "reciprocal": Spec(lambda r: (nonzero(r),), lambda x: 1 / x),
+    "erf":     Spec(lambda r: (real(r),), mp(mpmath.erf), ulps=2),
+    "erfc":    Spec(lambda r: (real(r),), mp(mpmath.erfc), ulps=5),
+    "erfinv":  Spec(lambda r: (r.uniform(-0.9, 0.9),), mp(mpmath.erfinv), ulps=4),
+    # away from lgamma's and digamma's zeros (1, 2 and 1.46...), where ulps mean little
+    "lgamma":  Spec(lambda r: (r.uniform(2.5, 6.0),), mp(mpmath.loggamma), ulps=4),
+    "digamma": Spec(lambda r: (r.uniform(2.0, 6.0),), mp(mpmath.digamma), ulps=4),
+    "polygamma": Spec(lambda r: (float(r.randint(1, 3)), r.uniform(0.5, 5.0)),
+                      mp(lambda n, x: mpmath.polygamma(int(n), x)), differentiable=(False, True),
+                      ulps=8),
+    # piecewise constant: derivative 0 between the jumps, where finite differences see it
+    "floor":   Spec(lambda r: (between_integers(r),), lambda x: float(math.floor(x))),
+    "ceil":    Spec(lambda r: (between_integers(r),), lambda x: float(math.ceil(x))),
+    "round":   Spec(lambda r: (between_integers(r) + 0.5,), lambda x: float(round(x))),
+    "trunc":   Spec(lambda r: (between_integers(r),), lambda x: float(math.trunc(x))),
+    "sign":    Spec(lambda r: (nonzero(r),), lambda x: math.copysign(1.0, x)),
+    "floor_divide": Spec(quotient_away_from_integers, operator.floordiv),
+    "fmod":    Spec(quotient_away_from_integers, math.fmod),
+    "remainder": Spec(quotient_away_from_integers, operator.mod),
+    "ieee_remainder": Spec(lambda r: (lambda y: ((r.randint(-3, 3) + r.uniform(-0.3, 0.3)) * y, y))(nonzero(r)),
+                           math.remainder),
+    "deg2rad": Spec(lambda r: (real(r),), math.radians),
+    "rad2deg": Spec(lambda r: (real(r),), math.degrees),
+    "copysign": Spec(lambda r: (nonzero(r), nonzero(r)), math.copysign),
+    "clamp_min": Spec(untied, max),
+    "clamp_max": Spec(untied, min),
+    "fmax":    Spec(untied, max),
+    "fmin":    Spec(untied, min),
 }
 
 
@@ -106,6 +210,16 @@ CONVENTIONS = [
     ("maximum", (1.0, nan), nan, [1.0, 1.0]),
     ("minimum", (nan, 1.0), nan, [1.0, 1.0]),
     ("minimum", (1.0, nan), nan, [1.0, 1.0]),
+    ("eq", (1.5, 1.5), 1.0, [0.0, 0.0]),
+    ("eq", (0.0, -0.0), 1.0, [0.0, 0.0]),
+    ("eq", (nan, nan), 0.0, [0.0, 0.0]),
+    ("ne", (nan, nan), 1.0, [0.0, 0.0]),
+    ("logical_and", (nan, 2.0), 1.0, [0.0, 0.0]),  # NaN is true, as in C and numpy
+    ("logical_and", (-0.0, 2.0), 0.0, [0.0, 0.0]),
+    ("logical_or", (0.0, -0.0), 0.0, [0.0, 0.0]),
+    ("logical_or", (0.0, nan), 1.0, [0.0, 0.0]),
+    ("logical_not", (-0.0,), 1.0, [0.0]),
+    ("logical_not", (nan,), 0.0, [0.0]),
     ("abs", (nan,), nan, [0.0]),
     ("sqrt", (0.0,), 0.0, [inf]),
     ("log", (0.0,), -inf, [inf]),
@@ -122,6 +236,67 @@ CONVENTIONS = [
     ("exp", (1000.0,), inf, [inf]),
     ("sigmoid", (-1000.0,), 0.0, [0.0]),
     ("tanh", (inf,), 1.0, [0.0]),
+    # the full op set: integers for the rounding ops, ties, NaN operands, poles and the ends
+    # of domains. (Not here, because PyTorch differs: sign(NaN) is NaN, numpy's; trigamma
+    # at the negative integers is inf; torch has no cbrt.)
+    ("floor", (2.0,), 2.0, [0.0]),
+    ("floor", (-0.0,), -0.0, [0.0]),
+    ("ceil", (3.0,), 3.0, [0.0]),
+    ("round", (2.5,), 2.0, [0.0]),
+    ("round", (-0.5,), -0.0, [0.0]),
+    ("trunc", (-1.0,), -1.0, [0.0]),
+    ("sign", (0.0,), 0.0, [0.0]),
+    ("sign", (-0.0,), 0.0, [0.0]),
+    ("clamp_min", (1.5, 1.5), 1.5, [1.0, 0.0]),
+    ("clamp_max", (1.5, 1.5), 1.5, [1.0, 0.0]),
+    ("clamp_min", (nan, 1.0), nan, [0.0, 0.0]),
+    ("clamp_max", (1.0, nan), nan, [0.0, 0.0]),
+    ("fmax", (1.5, 1.5), 1.5, [1.0, 0.0]),
+    ("fmin", (1.5, 1.5), 1.5, [1.0, 0.0]),
+    ("fmax", (nan, 1.0), 1.0, [0.0, 1.0]),
+    ("fmax", (1.0, nan), 1.0, [1.0, 0.0]),
+    ("fmin", (nan, 1.0), 1.0, [0.0, 1.0]),
+    ("fmin", (1.0, nan), 1.0, [1.0, 0.0]),
+    ("copysign", (0.0, 1.0), 0.0, [0.0, 0.0]),
+    ("copysign", (2.0, -0.0), -2.0, [-1.0, 0.0]),
+    ("copysign", (-0.0, 2.0), 0.0, [0.0, 0.0]),
+    ("atan2", (0.0, 0.0), 0.0, [0.0, 0.0]),
+    ("atan2", (0.0, -1.0), math.pi, [-1.0, 0.0]),
+    ("hypot", (0.0, 0.0), 0.0, [nan, nan]),
+    ("xlogy", (0.0, 0.0), 0.0, [0.0, nan]),
+    ("xlogy", (0.0, 0.5), 0.0, [math.log(0.5), 0.0]),
+    ("xlogy", (0.0, -1.0), 0.0, [0.0, 0.0]),
+    ("xlogy", (0.0, nan), nan, [nan, nan]),
+    ("xlogy", (2.0, 0.0), -inf, [-inf, inf]),
+    ("log1p", (-1.0,), -inf, [inf]),
+    ("atanh", (1.0,), inf, [inf]),
+    ("atanh", (-1.0,), -inf, [inf]),
+    ("acosh", (1.0,), 0.0, [inf]),
+    ("asin", (1.0,), math.pi / 2, [inf]),
+    ("acos", (-1.0,), math.pi, [-inf]),
+    ("erfinv", (1.0,), inf, [inf]),
+    ("erfinv", (-1.0,), -inf, [inf]),
+    ("logaddexp", (-inf, -inf), -inf, [nan, nan]),
+    ("logaddexp", (inf, inf), inf, [nan, nan]),
+    ("logaddexp", (1.0, 1.0), 1 + math.log(2), [0.5, 0.5]),
+    ("reciprocal", (0.0,), inf, [-inf]),
+    ("reciprocal", (-0.0,), -inf, [-inf]),
+    ("lgamma", (0.0,), inf, [-inf]),
+    ("lgamma", (-1.0,), inf, [nan]),
+    ("digamma", (0.0,), -inf, [inf]),
+    ("log2", (0.0,), -inf, [inf]),
+    ("log10", (0.0,), -inf, [inf]),
+    ("softplus", (-1000.0,), 0.0, [0.0]),
+    ("log_sigmoid", (1000.0,), 0.0, [0.0]),
+    ("log_sigmoid", (-1000.0,), -1000.0, [1.0]),
+    ("fmod", (3.0, 1.5), 0.0, [1.0, -2.0]),
+    ("remainder", (3.0, 1.5), 0.0, [1.0, -2.0]),
+    ("remainder", (-0.0, 1.0), 0.0, [1.0, 0.0]),
+    ("floor_divide", (1.0, 0.0), inf, [0.0, 0.0]),
+    ("ieee_remainder", (2.5, 1.0), 0.5, [1.0, -2.0]),
+    ("erfc", (30.0,), 0.0, [0.0]),
+    ("expm1", (-inf,), -1.0, [0.0]),
+    ("exp2", (-inf,), 0.0, [0.0]),
 ]
 
 

@@ -92,7 +92,8 @@ def test_every_rule_line_matches_local_grads(backend, op, arity, a, b):
         assert text.startswith(f"{explain_page.SYMBOL.get(op, op)} : ∂/∂{'ab'[k]} = ")
         assert text.endswith(f" = {fmt(c)}")
         if math.isfinite(c):  # pow of a negative base: nan, and Python's ** goes complex
-            assert math.isclose(_numbers(text), c, rel_tol=2e-3, abs_tol=1e-12), text
+            # the factors shown are rounded (0.0175 for 0.017453: up to 0.5% each)
+            assert math.isclose(_numbers(text), c, rel_tol=1e-2, abs_tol=1e-12), text
 
 
 def test_rule_for_an_op_without_a_row_is_the_op_tables_with_local_grads_numbers(monkeypatch):

@@ -159,7 +159,9 @@ def random_graph(backend, seed, steps=1500):
         args = [r.choice(pool).sigmoid() + 0.1 for _ in range(arity)]  # in (0.1, 1.1)
         if arity == 2 and r.random() < 0.2:
             args[1] = r.choice((0.5, 1.5))
-        nodes.append(getattr(backend, op)(*args))
+        out = getattr(backend, op)(*args)
+        if math.isfinite(out.value):  # outside an op's domain (acosh(0.5), ...): not used
+            nodes.append(out)
     root = (sum(nodes[-10:], nodes[-11]) * 0.05).tanh()
     root.backward()
     return repr([root.value] + [x.grad for x in leaves])

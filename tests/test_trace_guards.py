@@ -75,7 +75,6 @@ ESCAPES = {
     "value": lambda v: v.value,
     "data": lambda v: v.data,
     "item": lambda v: v.item(),
-    "math.floor": math.floor,
     "numpy.float64": np.float64,
     "format": lambda v: float(format(v, ".17g")),
 }

@@ -70,7 +70,15 @@ def test_where_does_not_leak_nan_from_the_unchosen_side():
 
 
 def test_where_with_a_python_bool_is_a_guard():
-    F = tg.trace(lambda x: tg.where(x > 0, x, -x), 1.0)  # `>` is Python control flow
+    # bool(x > 0) asks Python for the truth value: control flow, so a guard
+    F = tg.trace(lambda x: tg.where(bool(x > 0), x, -x), 1.0)
     assert F.n_guards == 1
     with pytest.raises(tg.TraceError):
         F(-1.0)
+
+
+def test_where_with_a_traced_comparison_is_branch_free():
+    F = tg.trace(lambda x: tg.where(x > 0, x, -x), 1.0)  # a Condition: the gt node
+    assert F.n_guards == 0 and F.ops_histogram()["gt"] == 1
+    assert (F(-1.5), F.grad(-1.5)) == (1.5, -1.0)
+    assert (F(2.0), F.grad(2.0)) == (2.0, 1.0)

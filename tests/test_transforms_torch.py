@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from torch import func as tf  # noqa: E402
 from torch_oracle import tensor as T  # noqa: E402
-from torch_oracle import torch_fn  # noqa: E402
+from torch_oracle import torch_fn, torch_rel  # noqa: E402
 
 import tapegrad as tg  # noqa: E402
 
@@ -54,21 +54,22 @@ def test_op_transforms_match_torch_func(op, arity):
     def tfn(v):
         return fn(*v.unbind())
 
+    rel = torch_rel(op, REL)
     for args in points:
         x = T(args)
         t = [r.uniform(-2.0, 2.0) for _ in range(arity)]
         value, tout = F.jvp(*args, tuple(t) if arity == 2 else t[0])
         t_value, t_tout = tf.jvp(tfn, (x,), (T(t),))
-        close([value, tout], [t_value.item(), t_tout.item()])
+        close([value, tout], [t_value.item(), t_tout.item()], rel)
         ct = r.uniform(-2.0, 2.0)
         _, vjp_fn = F.vjp(*args)
         _, t_vjp = tf.vjp(tfn, x)
-        close(np.atleast_1d(vjp_fn(ct)), t_vjp(T(ct))[0])
-        close(np.atleast_1d(F.grad(*args)), tf.jacrev(tfn)(x))
+        close(np.atleast_1d(vjp_fn(ct)), t_vjp(T(ct))[0], rel)
+        close(np.atleast_1d(F.grad(*args)), tf.jacrev(tfn)(x), rel)
         H = as_matrix(F.hessian(*args), arity)
         t_H = tf.hessian(tfn)(x)
         scale = max(1.0, float(t_H.abs().max()))
-        close(H, t_H, abs_=ABS * scale)
+        close(H, t_H, rel, abs_=ABS * scale)
 
 
 # ---------------------------------------------------------------------------- multi-op functions

@@ -2,6 +2,7 @@
 tolerance comparisons, a pure-Python reference sweep with perturbed libm results, and
 two functions with known gradients."""
 import importlib
+import re
 
 import numpy as np
 from helpers import run
@@ -62,8 +63,23 @@ def central_difference(f, x, h=1e-3):
             - 45 * f(x - h) + 9 * f(x - 2 * h) - f(x - 3 * h)) / (60 * h)
 
 
-LIBM_FORWARD = {"pow", "exp", "log", "sin", "cos", "tan", "tanh", "sigmoid"}
-LIBM_RULE = {"pow": (0, 1), "sin": (0,), "cos": (0,)}  # which rule outputs call libm
+# The functions csrc/tapegrad/lanes.cpp declares SIMD-callable: in batched replay glibc's
+# libmvec computes them (within 4 ulp of scalar libm). `sigmoid` is math::sigmoid, which
+# calls exp. Which ops call them, in their value and in which derivative, is read off the
+# op table's own text (_core.op_rules()), so a new op is classified without a list here.
+LIBMVEC = {"exp", "log", "sin", "cos", "tan", "tanh", "expm1", "log1p", "exp2", "log2",
+           "log10", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "cbrt",
+           "erf", "erfc", "pow", "atan2", "hypot", "sigmoid"}
+
+
+def _calls_libmvec(expr):
+    return any(f in LIBMVEC for f in re.findall(r"\b(?:std|math)::(\w+)\s*\(", expr))
+
+
+LIBM_FORWARD = {r["name"] for r in core.op_rules() if _calls_libmvec(r["forward"])}
+LIBM_RULE = {r["name"]: tuple(i for i, k in enumerate(("dx", "dy")) if _calls_libmvec(r[k]))
+             for r in core.op_rules()}  # which rule outputs call libm
+LIBM_RULE = {op: w for op, w in LIBM_RULE.items() if w}
 
 
 def reference_sweep(program, x, perturb=None, absolute=False):

@@ -63,7 +63,7 @@ private:
 };
 
 VarObject* var_arg(py::handle h, const char* what) {
-    if (Py_TYPE(h.ptr()) != &VarType)
+    if (!is_var(h.ptr()))
         throw py::type_error(std::string(what) + " must be a tapegrad.Var, got " +
                              Py_TYPE(h.ptr())->tp_name);
     return reinterpret_cast<VarObject*>(h.ptr());

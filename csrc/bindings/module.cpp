@@ -29,6 +29,17 @@ PYBIND11_MODULE(_core, m) {
         "The op table: (name, arity) per op, in table order.");
 
     m.def(
+        "op_aliases",
+        [] {
+            std::vector<std::pair<std::string, std::string>> rows;
+#define TG_ALIAS(alias, name) rows.emplace_back(#alias, #name);
+#include "tapegrad/op_aliases.def"
+#undef TG_ALIAS
+            return rows;
+        },
+        "Other names of table ops (numpy's): (alias, op) per alias, in op_aliases.def order.");
+
+    m.def(
         "op_rules",
         [] {
             py::list rows;
@@ -77,8 +88,7 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "_sweep_nodes",
         [](py::handle h) {
-            if (Py_TYPE(h.ptr()) != &bind::VarType)
-                throw py::type_error("_sweep_nodes takes a Var");
+            if (!bind::is_var(h.ptr())) throw py::type_error("_sweep_nodes takes a Var");
             const auto* v = reinterpret_cast<const bind::VarObject*>(h.ptr());
             return v->idx - std::min(v->tape->nodes.sweep_start(v->idx), v->idx) + 1;
         },

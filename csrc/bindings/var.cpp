@@ -8,6 +8,7 @@
 #include "bindings/var_internal.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <mutex>
@@ -27,8 +28,11 @@ namespace {
 
 }  // namespace
 
-PyObject* new_var(shared_tape* t, index i) {
-    auto* v = static_cast<VarObject*>(PyObject_Malloc(sizeof(VarObject)));
+namespace {
+
+// A new object of `type` (Var, or Condition of `size` bytes) for node i.
+inline PyObject* new_node_object(shared_tape* t, index i, PyTypeObject* type, std::size_t size) {
+    auto* v = static_cast<VarObject*>(PyObject_Malloc(size));
     if (v) {
         try {
             t->vars.push_back(v);
@@ -41,13 +45,19 @@ PyObject* new_var(shared_tape* t, index i) {
         t->nodes.trim();
         return PyErr_NoMemory();
     }
-    PyObject_Init(reinterpret_cast<PyObject*>(v), &VarType);
+    PyObject_Init(reinterpret_cast<PyObject*>(v), type);
     v->tape = t;
     v->idx = i;
     v->pos = std::uint32_t(t->vars.size() - 1);
     ++t->refs;
     t->nodes.retain(i);
     return reinterpret_cast<PyObject*>(v);
+}
+
+}  // namespace
+
+PyObject* new_var(shared_tape* t, index i) {
+    return new_node_object(t, i, &VarType, sizeof(VarObject));
 }
 
 namespace {
@@ -149,9 +159,55 @@ PyObject* checked_var(shared_tape* t, index i) {
     return nullptr;
 }
 
+// ---------------------------------------------------------------- conditions
+//
+// While tracing, `x > y` (any of < <= > >= == != on a Var) returns a Condition: a Var of
+// the comparison node (lt, le, gt, ge, eq, ne), so where(), if_true, maximum, arithmetic,
+// ... take it as a node and a replay recomputes it at any input, with no guard. Python
+// asking for its truth value (if, while, and/or, bool(), numpy's object loops, index())
+// records then the guard the comparison itself recorded before Conditions existed, and
+// gets the same bool; `if x > 0:` traces exactly as it always did. `&`, `|` and `~` on a
+// Condition record logical_and, logical_or and logical_not nodes, Conditions again, whose
+// truth value is guarded as bool(v) of a Var is.
+//
+// Why a subtype of Var and not a flag on every Var: Var's slots, its layout and the eager
+// comparison stay exactly as they were (outside tracing `x > y` is still a Python bool,
+// and no slot tests a flag), while what only a Condition does (&, |, ~, the comparison's
+// guard as truth value) lives in its own type's slots, so `~v` on a plain Var stays a
+// TypeError and type(c) says what c is. Every op takes a Condition: as_var accepts both
+// types. Python code still cannot subclass Var (no Py_TPFLAGS_BASETYPE); this C type does,
+// and cannot be instantiated from Python (Py_TPFLAGS_DISALLOW_INSTANTIATION).
+//
+// Memory safety: like every Var, a Condition retains its node, and the node retains its
+// arguments. It also holds new references to the Vars it compared (for the guard; they
+// follow the tape when it compacts), and since a Var holds no Python references, no cycle
+// can form: the type needs no GC tracking, as Var needs none.
+struct ConditionObject {
+    VarObject var;
+    PyObject* lhs;  // the compared operands: a Var (a new reference), or nullptr for a number
+    PyObject* rhs;
+    double x, y;    // their values when compared
+    cmp c;
+    bool compared;  // false for &, |, ~ results (and tg.* ops on Conditions are plain Vars)
+};
+
+// A Condition for node i that is not (yet) a comparison: its truth value is bool(v)'s.
+PyObject* new_condition(shared_tape* t, index i) {
+    PyObject* o = new_node_object(t, i, &ConditionType, sizeof(ConditionObject));
+    if (o) {
+        auto* c = reinterpret_cast<ConditionObject*>(o);
+        c->lhs = c->rhs = nullptr;
+        c->x = c->y = 0.0;
+        c->c = cmp::ne;
+        c->compared = false;
+    }
+    return o;
+}
+
 // Every append reserves first and reads operand indices after: reserving may compact
-// the tape, which moves nodes (and updates the Vars pointing at them).
-template <class K>
+// the tape, which moves nodes (and updates the Vars pointing at them). Make turns the new
+// node into a Python object: a Var (checked_var), or a Condition (new_condition).
+template <class K, PyObject* (*Make)(shared_tape*, index) = checked_var>
 PyObject* apply_unary(VarObject* v) {
     shared_tape* t = v->tape;
     index i;
@@ -161,11 +217,11 @@ PyObject* apply_unary(VarObject* v) {
     } catch (...) {
         return set_error_from_exception();
     }
-    return checked_var(t, i);
+    return Make(t, i);
 }
 
 // K applied to a and b, at least one a Var; NotImplemented for an operand we don't take.
-template <class K>
+template <class K, PyObject* (*Make)(shared_tape*, index) = checked_var>
 PyObject* apply_binary(PyObject* a, PyObject* b) {
     VarObject* va = as_var(a);
     VarObject* vb = as_var(b);
@@ -186,8 +242,16 @@ PyObject* apply_binary(PyObject* a, PyObject* b) {
                 if (va && c == 2.0) {  // x ** 2: the square op (see ops.def)
                     t->nodes.reserve_more(room_for_op());
                     i = push_op<kernel::square>(t->nodes, va->idx, va->idx);
-                    return checked_var(t, i);
+                    return Make(t, i);
                 }
+            }
+            if (!grad_enabled && !innermost_recorder && !anomaly_on) {
+                // no_grad: the result is a constant, and the number never becomes a node
+                // (one no Var would take: the tape's garbage count would miss it)
+                t->nodes.reserve_more(1);
+                const double v = (va ? va : vb)->tape->nodes.val((va ? va : vb)->idx);
+                i = t->nodes.push_leaf(op::constant, va ? K::forward(v, c) : K::forward(c, v));
+                return Make(t, i);
             }
             t->nodes.reserve_more(1 + room_for_op());
             const index k = t->nodes.push_leaf(op::constant, c);
@@ -196,7 +260,7 @@ PyObject* apply_binary(PyObject* a, PyObject* b) {
     } catch (...) {
         return set_error_from_exception();
     }
-    return checked_var(t, i);
+    return Make(t, i);
 }
 
 // x.sin() / x.maximum(y): same as the slots, but a bad operand is a TypeError.
@@ -273,12 +337,27 @@ int var_bool(PyObject* self) {
     return x != 0.0;
 }
 
+// divmod(a, b) = (a // b, a % b), as for floats.
+PyObject* var_divmod(PyObject* a, PyObject* b) {
+    PyObject* q = apply_binary<kernel::floor_divide>(a, b);
+    if (!q || q == Py_NotImplemented) return q;
+    PyObject* r = apply_binary<kernel::remainder>(a, b);
+    if (!r) {
+        Py_DECREF(q);
+        return nullptr;
+    }
+    return Py_BuildValue("(NN)", q, r);
+}
+
 PyNumberMethods var_as_number = [] {
     PyNumberMethods n{};
     n.nb_add = apply_binary<kernel::add>;
     n.nb_subtract = apply_binary<kernel::sub>;
     n.nb_multiply = apply_binary<kernel::mul>;
     n.nb_true_divide = apply_binary<kernel::div>;
+    n.nb_floor_divide = apply_binary<kernel::floor_divide>;
+    n.nb_remainder = apply_binary<kernel::remainder>;
+    n.nb_divmod = var_divmod;
     n.nb_power = var_power;
     n.nb_negative = var_neg;
     n.nb_positive = var_pos;
@@ -286,6 +365,38 @@ PyNumberMethods var_as_number = [] {
     n.nb_bool = var_bool;
     n.nb_float = var_float;
     n.nb_int = var_int;
+    return n;
+}();
+
+// A Condition's truth value: a comparison's guard, or bool(v)'s for &, |, ~ results.
+int condition_bool(PyObject* self) {
+    auto* c = reinterpret_cast<ConditionObject*>(self);
+    if (!c->compared) return var_bool(self);
+    const bool outcome = compare(c->c, c->x, c->y);
+    if (innermost_recorder)
+        record_guard(c->lhs ? c->lhs : Py_None, c->x, c->rhs ? c->rhs : Py_None, c->y, c->c,
+                     outcome);
+    return outcome;
+}
+
+// operator.index(c), so a Condition indexes as a bool does (`names[x > 0]`): its truth value.
+PyObject* condition_index(PyObject* self) {
+    const int r = condition_bool(self);
+    return r < 0 ? nullptr : PyLong_FromLong(r);
+}
+
+PyObject* condition_invert(PyObject* a) {
+    return apply_unary<kernel::logical_not, new_condition>(as_var(a));
+}
+
+// Only the slots a Condition adds; PyType_Ready copies the rest from Var's.
+PyNumberMethods condition_as_number = [] {
+    PyNumberMethods n{};
+    n.nb_bool = condition_bool;
+    n.nb_index = condition_index;
+    n.nb_and = apply_binary<kernel::logical_and, new_condition>;
+    n.nb_or = apply_binary<kernel::logical_or, new_condition>;
+    n.nb_invert = condition_invert;
     return n;
 }();
 
@@ -303,6 +414,13 @@ void var_dealloc(PyObject* self) {
     t->nodes.release(v->idx);
     unref(t);
     PyObject_Free(self);
+}
+
+void condition_dealloc(PyObject* self) {
+    auto* c = reinterpret_cast<ConditionObject*>(self);
+    Py_CLEAR(c->lhs);
+    Py_CLEAR(c->rhs);
+    var_dealloc(self);
 }
 
 PyObject* var_new(PyTypeObject*, PyObject* args, PyObject* kwargs) {
@@ -335,7 +453,10 @@ PyObject* var_repr(PyObject* self) {
     PyObject* val = PyFloat_FromDouble(v->tape->nodes.val(v->idx));
     PyObject* grad = PyFloat_FromDouble(v->tape->nodes.adj(v->idx));
     PyObject* r =
-        (val && grad) ? PyUnicode_FromFormat("Var(value=%R, grad=%R)", val, grad) : nullptr;
+        (val && grad)
+            ? PyUnicode_FromFormat("%s(value=%R, grad=%R)",
+                                   Py_TYPE(self) == &ConditionType ? "Condition" : "Var", val, grad)
+            : nullptr;
     Py_XDECREF(val);
     Py_XDECREF(grad);
     return r;
@@ -357,6 +478,40 @@ Py_hash_t var_hash(PyObject* self) {
     return static_cast<Py_hash_t>((v->tape->serial * 8 % P + uid % P) % P);
 }
 
+// A comparison while tracing (off the eager path: outside tracing var_richcompare never
+// calls it). A Condition when every Var operand is on the traced tape; otherwise, as
+// before Conditions, the guard now and a bool.
+template <class K>
+PyObject* condition_of(PyObject* a, PyObject* b) {
+    return apply_binary<K, new_condition>(a, b);
+}
+
+[[gnu::noinline]] PyObject* compare_while_tracing(PyObject* a, double x, PyObject* b, double y,
+                                                  int opid) {
+    static constexpr cmp by_opid[] = {cmp::lt, cmp::le, cmp::eq, cmp::ne, cmp::gt, cmp::ge};
+    static constexpr PyObject* (*node_by_opid[])(PyObject*, PyObject*) = {
+        condition_of<kernel::lt>, condition_of<kernel::le>, condition_of<kernel::eq>,
+        condition_of<kernel::ne>, condition_of<kernel::gt>, condition_of<kernel::ge>};
+    const cmp c = by_opid[opid];
+    const recorder* r = live_recorder();
+    VarObject* va = as_var(a);
+    VarObject* vb = as_var(b);
+    if (!r || (va && va->tape != r->tape) || (vb && vb->tape != r->tape)) {
+        record_guard(a, x, b, y, c, compare(c, x, y));
+        Py_RETURN_RICHCOMPARE(x, y, opid);
+    }
+    PyObject* o = node_by_opid[opid](a, b);
+    if (!o) return nullptr;
+    auto* cond = reinterpret_cast<ConditionObject*>(o);
+    cond->lhs = va ? Py_NewRef(a) : nullptr;
+    cond->rhs = vb ? Py_NewRef(b) : nullptr;
+    cond->x = x;
+    cond->y = y;
+    cond->c = c;
+    cond->compared = true;
+    return o;
+}
+
 PyObject* var_richcompare(PyObject* a, PyObject* b, int opid) {
     double x, y;
     for (auto [o, d] : {std::pair{a, &x}, std::pair{b, &y}}) {
@@ -367,11 +522,7 @@ PyObject* var_richcompare(PyObject* a, PyObject* b, int opid) {
         const int r = as_double(o, d);
         if (r <= 0) return r < 0 ? nullptr : Py_NewRef(Py_NotImplemented);
     }
-    if (innermost_recorder) {
-        static constexpr cmp by_opid[] = {cmp::lt, cmp::le, cmp::eq, cmp::ne, cmp::gt, cmp::ge};
-        const cmp c = by_opid[opid];
-        record_guard(a, x, b, y, c, compare(c, x, y));
-    }
+    if (innermost_recorder) return compare_while_tracing(a, x, b, y, opid);
     Py_RETURN_RICHCOMPARE(x, y, opid);
 }
 
@@ -595,6 +746,54 @@ PyObject* m_format(PyObject* self, PyObject* spec) {
     return r;
 }
 
+// round(v): the round op (half to even, as round() on floats). round(v, n): numpy's
+// around, round(v * 10**n) / 10**n, three nodes (not Python's exact decimal rounding).
+PyObject* m_round(PyObject* self, PyObject* args) {
+    PyObject* nd = Py_None;
+    if (!PyArg_UnpackTuple(args, "__round__", 0, 1, &nd)) return nullptr;
+    if (nd == Py_None) return op_method<kernel::round>(self, nullptr);
+    const long n = PyLong_AsLong(nd);
+    if (n == -1 && PyErr_Occurred()) return nullptr;
+    if (n < -308 || n > 308) {
+        PyErr_SetString(PyExc_ValueError, "round(Var, ndigits): ndigits must be in [-308, 308]");
+        return nullptr;
+    }
+    PyObject* scale = PyFloat_FromDouble(std::pow(10.0, double(n)));
+    if (!scale) return nullptr;
+    PyObject* up = apply_binary<kernel::mul>(self, scale);
+    PyObject* rounded = up ? op_method<kernel::round>(up, nullptr) : nullptr;
+    PyObject* r = rounded ? apply_binary<kernel::div>(rounded, scale) : nullptr;
+    Py_XDECREF(up);
+    Py_XDECREF(rounded);
+    Py_DECREF(scale);
+    return r;
+}
+
+// clip(x, lo, hi) = clamp_max(clamp_min(x, lo), hi); the module function takes numbers too.
+PyObject* clip(PyObject* x, PyObject* lo, PyObject* hi) {
+    PyObject* low = op_function<kernel::clamp_min>(nullptr, std::array{x, lo}.data(), 2);
+    if (!low) return nullptr;
+    PyObject* r = op_function<kernel::clamp_max>(nullptr, std::array{low, hi}.data(), 2);
+    Py_DECREF(low);
+    return r;
+}
+
+PyObject* m_clip(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "Var.clip() takes 2 arguments, lo and hi (%zd given)", nargs);
+        return nullptr;
+    }
+    return clip(self, args[0], args[1]);
+}
+
+PyObject* f_clip(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "clip() takes 3 arguments, x, lo and hi (%zd given)", nargs);
+        return nullptr;
+    }
+    return clip(args[0], args[1], args[2]);
+}
+
 PyMethodDef var_methods[] = {
     {"backward", m_backward, METH_NOARGS,
      "Reverse-mode sweep from this node: its grad is seeded with 1, leaf grads accumulate."},
@@ -617,6 +816,19 @@ PyMethodDef var_methods[] = {
                 : "Apply op '" #name "' to this Var and another Var or number."},
 #include "tapegrad/ops.def"
 #undef TG_OP
+#define TG_ALIAS(alias, name)                                                          \
+    {#alias, op_method<kernel::name>, kernel::name::arity == 1 ? METH_NOARGS : METH_O, \
+     "numpy's name for op '" #name "'."},
+#include "tapegrad/op_aliases.def"
+#undef TG_ALIAS
+    // math.floor(v), math.ceil(v), math.trunc(v), round(v): the ops, so the result stays
+    // in the graph (and np.floor, np.ceil, np.trunc on object arrays, which call these).
+    {"__floor__", op_method<kernel::floor>, METH_NOARGS, nullptr},
+    {"__ceil__", op_method<kernel::ceil>, METH_NOARGS, nullptr},
+    {"__trunc__", op_method<kernel::trunc>, METH_NOARGS, nullptr},
+    {"__round__", m_round, METH_VARARGS, nullptr},
+    {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(m_clip)), METH_FASTCALL,
+     "clip(lo, hi): clamp_max(clamp_min(x, lo), hi) (PyTorch's clamp)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -712,6 +924,15 @@ PyMethodDef module_functions[] = {
      #name "(" #arity " Var or number argument(s)): a new node, or a float for numbers."},
 #include "tapegrad/ops.def"
 #undef TG_OP
+#define TG_ALIAS(alias, name)                                                                    \
+    {#alias,                                                                                     \
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(op_function<kernel::name>)), \
+     METH_FASTCALL, "numpy's name for op '" #name "'."},
+#include "tapegrad/op_aliases.def"
+#undef TG_ALIAS
+    {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_clip)), METH_FASTCALL,
+     "clip(x, lo, hi): clamp_max(clamp_min(x, lo), hi), PyTorch's clamp: x gets the gradient "
+     "where lo <= x <= hi, a bound where it wins; a float for numbers."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -740,6 +961,23 @@ PyTypeObject VarType = [] {
     return t;
 }();
 
+PyTypeObject ConditionType = [] {
+    PyTypeObject t{};
+    Py_SET_REFCNT(reinterpret_cast<PyObject*>(&t), 1);
+    t.tp_name = "tapegrad.Condition";
+    t.tp_basicsize = sizeof(ConditionObject);
+    t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION;  // final, no GC
+    t.tp_doc =
+        "A comparison of Vars recorded while tracing (x > 0 inside tg.trace): a Var of the "
+        "comparison node (1.0 or 0.0), which tg.where and every op take as a node.\n\n"
+        "Its truth value (if, while, and/or, bool()) is guarded as the comparison always "
+        "was. a & b, a | b and ~a record logical_and, logical_or and logical_not.";
+    t.tp_base = &VarType;
+    t.tp_dealloc = condition_dealloc;
+    t.tp_as_number = &condition_as_number;
+    return t;
+}();
+
 bool register_var(PyObject* module) {
     for (int o = 0; o < int(op::count_); ++o) {
         op_names[o] = PyUnicode_InternFromString(op_table[o].name);
@@ -749,6 +987,12 @@ bool register_var(PyObject* module) {
     Py_INCREF(&VarType);
     if (PyModule_AddObject(module, "Var", reinterpret_cast<PyObject*>(&VarType)) < 0) {
         Py_DECREF(&VarType);
+        return false;
+    }
+    if (PyType_Ready(&ConditionType) < 0) return false;
+    Py_INCREF(&ConditionType);
+    if (PyModule_AddObject(module, "Condition", reinterpret_cast<PyObject*>(&ConditionType)) < 0) {
+        Py_DECREF(&ConditionType);
         return false;
     }
     return PyModule_AddFunctions(module, module_functions) == 0 &&

@@ -33,6 +33,15 @@ struct VarObject {
 };
 
 extern PyTypeObject VarType;
+// tapegrad.Condition: a Var subtype made by comparisons while tracing (see var.cpp).
+extern PyTypeObject ConditionType;
+
+// Whether o is a Var (a Condition is one). Plain Vars are tested first: eagerly there are
+// no Conditions, and the eager ops pay one comparison for a Var operand, as before.
+inline bool is_var(PyObject* o) {
+    if (__builtin_expect(Py_TYPE(o) == &VarType, 1)) return true;
+    return Py_TYPE(o) == &ConditionType;
+}
 
 // While a function is traced on this thread, every comparison of a Var (and every value
 // that escapes into Python: bool(), float(), .value, ...) is recorded here as a guard.

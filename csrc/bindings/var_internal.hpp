@@ -13,7 +13,7 @@ namespace tapegrad::bind {
 using index = tape::index;
 
 inline VarObject* as_var(PyObject* o) {
-    return Py_TYPE(o) == &VarType ? reinterpret_cast<VarObject*>(o) : nullptr;
+    return is_var(o) ? reinterpret_cast<VarObject*>(o) : nullptr;
 }
 // A new Var for node i (a new reference), or nullptr with MemoryError set.
 PyObject* new_var(shared_tape* t, index i);

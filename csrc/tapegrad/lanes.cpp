@@ -14,7 +14,25 @@ TG_SIMD double sin(double);
 TG_SIMD double cos(double);
 TG_SIMD double tan(double);
 TG_SIMD double tanh(double);
+TG_SIMD double expm1(double);
+TG_SIMD double log1p(double);
+TG_SIMD double exp2(double);
+TG_SIMD double log2(double);
+TG_SIMD double log10(double);
+TG_SIMD double asin(double);
+TG_SIMD double acos(double);
+TG_SIMD double atan(double);
+TG_SIMD double sinh(double);
+TG_SIMD double cosh(double);
+TG_SIMD double asinh(double);
+TG_SIMD double acosh(double);
+TG_SIMD double atanh(double);
+TG_SIMD double cbrt(double);
+TG_SIMD double erf(double);
+TG_SIMD double erfc(double);
 TG_SIMD double pow(double, double);
+TG_SIMD double atan2(double, double);
+TG_SIMD double hypot(double, double);
 #undef TG_SIMD
 }
 #endif

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "tapegrad/special.hpp"
+
 namespace tapegrad {
 
 // Node kinds: two leaf kinds, then one code per ops.def row.
@@ -60,17 +62,55 @@ TG_DUAL_CMP(>=)
 #undef TG_DUAL_CMP
 }  // namespace fwd
 
-// The functions the local rules call: libm for doubles; for duals, the op of that name,
-// its value by the forward column and its tangent by the tangent column.
+// Python's float // and % (numpy's floor_divide and remainder): the quotient and the
+// remainder that takes the divisor's sign, both from fmod as CPython's float_divmod does, so
+// 1 // 0.1 == 9 and 1 % 0.1 == 0.09999999999999995. Division by zero gives x / 0 (inf or
+// NaN) and fmod's NaN, as numpy does, instead of raising.
+namespace pymath {
+inline double remainder(double x, double y) {
+    double mod = std::fmod(x, y);
+    if (mod != 0) {
+        if ((y < 0) != (mod < 0)) mod += y;
+    } else {
+        mod = std::copysign(0.0, y);
+    }
+    return mod;
+}
+inline double floor_divide(double x, double y) {
+    if (y == 0) return x / y;
+    const double mod = std::fmod(x, y);
+    double div = (x - mod) / y;
+    if (mod != 0 && (y < 0) != (mod < 0)) div -= 1.0;
+    if (div == 0) return std::copysign(0.0, x / y);
+    double floordiv = std::floor(div);
+    if (div - floordiv > 0.5) floordiv += 1.0;
+    return floordiv;
+}
+}  // namespace pymath
+
+// The functions the local rules call: libm (or special.hpp) for doubles; for duals, the op
+// of that name, its value by the forward column and its tangent by the tangent column.
 namespace math {
 using std::cos;
+using std::cosh;
+using std::exp;
+using std::floor;
+using std::hypot;
 using std::log;
 using std::pow;
+inline double round(double x) { return std::nearbyint(x); }  // the round op's value
 using std::sin;
-fwd::dual log(fwd::dual x);
-fwd::dual sin(fwd::dual x);
-fwd::dual cos(fwd::dual x);
-fwd::dual pow(fwd::dual x, fwd::dual y);
+using std::sinh;
+using std::sqrt;
+using std::trunc;
+inline double digamma(double x) { return special::digamma(x); }
+inline double polygamma(double n, double x) { return special::polygamma(n, x); }
+inline double sigmoid(double x);
+#define TG_MATH_UNARY(name) inline fwd::dual name(fwd::dual x);
+#define TG_MATH_BINARY(name) inline fwd::dual name(fwd::dual x, fwd::dual y);
+#include "tapegrad/ops_math.def"
+#undef TG_MATH_UNARY
+#undef TG_MATH_BINARY
 
 // A rule's shortcut that is exact in value only (pow(x, 1) == x; 0 where a product would
 // be 0 * inf): the value v, and on duals the tangent of the full expression, so second
@@ -132,19 +172,20 @@ constexpr bool same_text(const char* a, const char* b) {
 }  // namespace kernel
 
 namespace math {
-#define TG_MATH(name)                                                 \
+inline double sigmoid(double x) { return kernel::sigmoid::forward(x, 0.0); }
+#define TG_MATH_UNARY(name)                                           \
     inline fwd::dual name(fwd::dual x) {                              \
         const double out = kernel::name::forward(x.v, 0.0);           \
         return {out, kernel::name::tangent(x.v, 0.0, out, x.d, 0.0)}; \
     }
-TG_MATH(log)
-TG_MATH(sin)
-TG_MATH(cos)
-#undef TG_MATH
-inline fwd::dual pow(fwd::dual x, fwd::dual y) {
-    const double out = kernel::pow::forward(x.v, y.v);
-    return {out, kernel::pow::tangent(x.v, y.v, out, x.d, y.d)};
-}
+#define TG_MATH_BINARY(name)                                          \
+    inline fwd::dual name(fwd::dual x, fwd::dual y) {                 \
+        const double out = kernel::name::forward(x.v, y.v);           \
+        return {out, kernel::name::tangent(x.v, y.v, out, x.d, y.d)}; \
+    }
+#include "tapegrad/ops_math.def"
+#undef TG_MATH_UNARY
+#undef TG_MATH_BINARY
 }  // namespace math
 
 struct op_info {

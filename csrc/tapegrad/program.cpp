@@ -9,7 +9,8 @@ namespace tapegrad {
 
 void program::finish() {
     const slot n = n_slots();
-    static_assert(int(op::count_) <= 64, "reverse codes keep an op in 6 bits");
+    static_assert(int(op::count_) <= 2048, "reverse codes keep an op in 11 bits");
+    static_assert(int(op::count_) <= 16384, "forward codes keep an op in 14 bits");
     rcode_.resize(n);
     fcode_.resize(n + 1);
     fcode_[n] = 0;  // the forward sweep's stop (a leaf kind)
@@ -29,7 +30,7 @@ void program::finish() {
         const unsigned first_b = (!reached[b] || is_const(b)) && b != a;
         reached[b] = 1;
         const unsigned code = unsigned(op_[s]);
-        fcode_[s] = std::uint8_t(code << 2 | (a + 1 == s) | (b + 1 == s) << 1);
+        fcode_[s] = std::uint16_t(code << 2 | (a + 1 == s) | (b + 1 == s) << 1);
         // The one-point sweep hands a first contribution to slot s - 1 over in a
         // register when s is that op slot's only user (so its last: the first).
         const bool prev_op = s > first_op_;
@@ -41,7 +42,7 @@ void program::finish() {
         gc = carry_a || carry_b ? 16 : 0;
     }
     for (slot s = 0; s < first_op_; ++s) {
-        fcode_[s] = std::uint8_t(unsigned(op_[s]) << 2);
+        fcode_[s] = std::uint16_t(unsigned(op_[s]) << 2);
         rcode_[s] = std::uint16_t(unsigned(op_[s]) << 5);
     }
     // The slots nothing reaches: outputs get their seed; inputs and op slots without

@@ -138,7 +138,7 @@ private:
     slot first_op_ = 0;
     // For forward_sweep_carry (sweep.hpp): per slot op << 2 | operand-is-previous bits,
     // and one more entry (0) where the sweep stops.
-    std::vector<std::uint8_t> fcode_;
+    std::vector<std::uint16_t> fcode_;
     // The one-point reverse's codes (reverse_sweep_first in sweep.hpp: how each
     // contribution is delivered; the lanes read first_code() off them), and the slots
     // no contribution reaches (outputs and slots without users), which a reverse clears

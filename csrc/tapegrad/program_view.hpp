@@ -23,7 +23,7 @@ struct program_view {
     const slot* b;    // second argument (unary ops: b == a)
     // The one-point sweeps' codes (sweep.hpp): fcode has n_slots + 1 entries, the last
     // a leaf kind where forward_sweep_carry stops.
-    const std::uint8_t* fcode;
+    const std::uint16_t* fcode;
     const std::uint16_t* rcode;
     slot n_inputs, first_op, n_slots;
 

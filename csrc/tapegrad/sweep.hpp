@@ -43,7 +43,7 @@ constexpr bool dispatch_codes_dense(const unsigned (&code)[N]) {
 // The sweep stops at the first leaf kind (fc < 8) without a bounds test per op:
 // program::finish puts one past the last op.
 inline void forward_sweep_carry(const program_view& p, double* val) {
-    const std::uint8_t* const fc = p.fcode;
+    const std::uint16_t* const fc = p.fcode;
     const std::uint32_t *const a = p.a, *const b = p.b;
     std::uint32_t i = p.first_op;
     if (i >= p.n_slots) return;

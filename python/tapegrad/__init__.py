@@ -20,7 +20,7 @@ except ImportError as err:  # pragma: no cover - depends on the install
         f"(original error: {err})"
     ) from err
 
-from ._core import Var, local_grads, ops
+from ._core import Condition, Var, clip, local_grads, op_aliases, ops
 from .anomaly import AnomalyError, detect_anomaly
 from .function import Function, TraceError, trace
 from .transforms import (grad, hessian, hvp, is_grad_enabled, jacobian, jvp, no_grad,
@@ -28,16 +28,22 @@ from .transforms import (grad, hessian, hvp, is_grad_enabled, jacobian, jvp, no_
 
 __version__ = "0.1.0"
 
-# One module-level function per op in the table (tapegrad.sin, tapegrad.maximum, ...).
-_OP_NAMES = tuple(name for name, _ in ops())
+# One module-level function per op in the table (tapegrad.sin, tapegrad.maximum, ...),
+# and per alias (numpy's names: tapegrad.arcsin is tapegrad.asin's op).
+_OP_NAMES = tuple(name for name, _ in ops()) + tuple(alias for alias, _ in op_aliases())
 globals().update({name: getattr(_core, name) for name in _OP_NAMES})
 
 
 def where(cond, a, b):
     """``a`` where ``cond`` is nonzero, else ``b``, as a branch-free graph node
     (``if_true(cond, a) + if_false(cond, b)``), so a traced Function replays it correctly
-    for any input. Build ``cond`` with ``tg.lt/le/gt/ge`` (nodes), not ``<`` (a Python
-    bool, which tracing records as a guard). Only the chosen side gets a gradient."""
+    for any input. Only the chosen side gets a gradient.
+
+    ``cond`` is a comparison such as ``x > 0``: eagerly a Python bool; while tracing a
+    :class:`Condition` (the comparison's node), so ``tg.where(x > 0, a, b)`` records no
+    guard. Combine conditions with ``&``, ``|`` and ``~`` (not ``and``/``or``/``not``,
+    which ask for a truth value and so record a guard). ``tg.lt/le/gt/ge/eq/ne`` and
+    ``tg.logical_and/or/not`` give the same nodes, or any Var serves: nonzero is true."""
     if not any(isinstance(v, Var) for v in (cond, a, b)):
         return a if cond else b
     return _core.if_true(cond, a) + _core.if_false(cond, b)
@@ -70,8 +76,9 @@ def __getattr__(name: str):
 
 # Built on the C++ engine (tracing, forward mode, second order, pictures, diagnostics);
 # everything else in __all__ is the core API that tapegrad.reference mirrors.
-_ENGINE_ONLY = ("Function", "TraceError", "trace", "grad", "value_and_grad", "jacobian",
-                "hessian", "jvp", "vjp", "hvp", "no_grad", "is_grad_enabled", "detect_anomaly",
-                "AnomalyError", *_LAZY)
+_ENGINE_ONLY = ("Function", "TraceError", "trace", "Condition", "grad", "value_and_grad",
+                "jacobian", "hessian", "jvp", "vjp", "hvp", "no_grad", "is_grad_enabled",
+                "detect_anomaly", "AnomalyError", *_LAZY)
 
-__all__ = [*_ENGINE_ONLY, "Var", "local_grads", "ops", "where", "zero_grad", *_OP_NAMES]
+__all__ = [*_ENGINE_ONLY, "Var", "clip", "local_grads", "op_aliases", "ops", "where", "zero_grad",
+           *_OP_NAMES]

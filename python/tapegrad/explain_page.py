@@ -72,7 +72,11 @@ RULES: dict[str, tuple[Rule, ...]] = {
                  ("grad × [b < a] (½ at a tie, 1 if NaN)",
                   lambda a, b, o, g: f"{_p(g)} × {_pick(a, b, b < a)}")),
     **{cmp: (("grad × 0 (a comparison passes no gradient)", lambda a, b, o, g: f"{_p(g)} × 0"),) * 2
-       for cmp in ("lt", "le", "gt", "ge")},
+       for cmp in ("lt", "le", "gt", "ge", "eq", "ne")},
+    **{op: (("grad × 0 (a logical op passes no gradient)", lambda a, b, o, g: f"{_p(g)} × 0"),) * 2
+       for op in ("logical_and", "logical_or")},
+    "logical_not": (("grad × 0 (a logical op passes no gradient)",
+                     lambda a, b, o, g: f"{_p(g)} × 0"),),
     "if_true":  (("grad × 0 (the condition takes no gradient)", lambda a, b, o, g: f"{_p(g)} × 0"),
                  ("grad × [a ≠ 0]", lambda a, b, o, g: f"{_p(g)} × {int(a != 0)}")),
     "if_false": (("grad × 0 (the condition takes no gradient)", lambda a, b, o, g: f"{_p(g)} × 0"),

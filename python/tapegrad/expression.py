@@ -12,6 +12,7 @@ ExpressionError with a one-line message.
 from __future__ import annotations
 
 import ast
+import difflib
 import keyword
 import math
 import operator
@@ -125,8 +126,10 @@ def _parse(text: str, arity: Mapping[str, int]) -> list[tuple[Any, ...]]:
                     operand = False
                     continue
                 if token not in arity:
-                    raise ExpressionError(f"not a tapegrad op: {_short(token)!r}; the functions "
-                                          f"are: {', '.join(sorted(arity))}")
+                    close = difflib.get_close_matches(token, arity, n=3)
+                    hint = f"did you mean {' or '.join(close)}? " if close else ""
+                    raise ExpressionError(f"not a tapegrad op: {_short(token)!r}; {hint}"
+                                          "the ops: tapegrad.ops(), docs/ops.md")
                 i += 1
                 if tokens[i][1] == ")":  # no arguments
                     i += 1

@@ -7,11 +7,13 @@ in C++ at new inputs: one point at a time, or many points at once from numpy arr
 split across threads with the GIL released.
 
 Python control flow that depends on a traced value is never silently wrong: every
-comparison of a Var while tracing (``if x > 0``, ``bool(v)``, ``float(v)``, ...) is kept
-as a guard and re-checked on replay; an input that would take another branch raises
-``TraceError`` naming the file:line of the comparison, or, with ``retrace=True``, is
-evaluated by re-tracing ``fn`` at that input. ``tg.where(cond, a, b)`` with ``cond`` from
-``tg.lt/le/gt/ge`` records a branch-free select instead.
+truth value or number taken from a Var while tracing (``if x > 0``, ``bool(v)``,
+``float(v)``, ...) is kept as a guard and re-checked on replay; an input that would take
+another branch raises ``TraceError`` naming the file:line of the comparison, or, with
+``retrace=True``, is evaluated by re-tracing ``fn`` at that input. While tracing, a
+comparison (``x > 0``) is a ``tg.Condition``, the comparison's node, and its guard is
+recorded only when Python asks for its truth value: ``tg.where(x > 0, a, b)`` (and
+``&``, ``|``, ``~`` of conditions) records a branch-free select instead.
 """
 from __future__ import annotations
 

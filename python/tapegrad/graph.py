@@ -18,12 +18,14 @@ MAX_NODES = 500  # above this the page draws compact nodes, and the notebook rep
 
 
 def fmt(x: float) -> str:
-    """Numbers as the worked examples write them: 3, 0.7311, and 1.500e-09 (never a
-    misleading 0.0000)."""
+    """Numbers as the worked examples write them: 3, 0.7311, 0.0983, and four significant
+    digits below 0.01 (0.002178) and 1e-3 (1.500e-09): never a misleading 0.0000."""
     if not math.isfinite(x):
         return str(x)
     if x == int(x) and abs(x) < 1e15:
         return str(int(x))
+    if 1e-3 <= abs(x) < 0.01:
+        return f"{x:.4g}"
     return f"{x:.4f}" if 1e-3 <= abs(x) < 1e6 else f"{x:.3e}"
 
 

@@ -8,10 +8,15 @@ and applies each op's local derivative rule from ``OPS``, the mirror of
 ``csrc/tapegrad/ops.def``.
 """
 
+import builtins
 import itertools
 import math
 import numbers
 import operator
+
+import numpy as np
+
+from . import _special
 
 # ---------------------------------------------------------------------------------------
 # C99 / IEEE-754 results where Python raises instead (1/0, math.log(0), math.exp(1000),
@@ -66,6 +71,120 @@ def _periodic(f):
 _sin, _cos, _tan = _periodic(math.sin), _periodic(math.cos), _periodic(math.tan)
 _fabs, _tanh = math.fabs, math.tanh
 
+def _guard(f, pole=None):
+    """f with C's results where Python raises: ``pole(x)`` on ValueError (a pole or a
+    point outside the domain; NaN by default), +-inf on OverflowError."""
+    def g(x):
+        try:
+            return f(x)
+        except ValueError:
+            return nan if pole is None else pole(x)
+        except OverflowError:
+            return math.copysign(inf, x) if f in (math.sinh, math.expm1) and x < 0 else inf
+    return g
+
+
+def _log_pole(x):  # log-like at 0: -inf; below 0: NaN
+    return -inf if x == 0 else nan
+
+
+_expm1 = lambda x: -1.0 if x == -inf else _guard(math.expm1)(x)  # noqa: E731
+_log1p = _guard(math.log1p, lambda x: -inf if x == -1 else nan)
+_log2, _log10 = _guard(math.log2, _log_pole), _guard(math.log10, _log_pole)
+_asin, _acos = _guard(math.asin), _guard(math.acos)
+_sinh, _cosh = _guard(math.sinh), _guard(math.cosh)
+_acosh = _guard(math.acosh)
+def _hypot(x, y):
+    """C's hypot, which numpy calls (the C++ op's): Python's math.hypot is its own
+    algorithm and differs in the last bit for about 0.5% of inputs."""
+    return float(np.hypot(x, y))
+
+
+_atanh = _guard(math.atanh, lambda x: math.copysign(inf, x) if math.fabs(x) == 1 else nan)
+_lgamma = _special.lgamma
+
+
+# libm's exp2 and cbrt, as C++ calls them (math has them from Python 3.11; numpy's before).
+_exp2 = _guard(math.exp2) if hasattr(math, "exp2") else (lambda x: float(np.exp2(x)))
+_cbrt = math.cbrt if hasattr(math, "cbrt") else (lambda x: float(np.cbrt(x)))
+
+
+def _integral(f):  # floor, ceil, trunc, round: C's results (inf, NaN, the sign of a zero)
+    def g(x):
+        if not math.isfinite(x):
+            return x
+        r = float(f(x))
+        return math.copysign(r, x) if r == 0 else r
+    return g
+
+
+# (round, abs and pow are op names below: these helpers use the builtins' other spellings)
+_floor, _ceil = _integral(math.floor), _integral(math.ceil)
+_trunc, _round = _integral(math.trunc), _integral(builtins.round)
+
+
+def _fmod(x, y):
+    try:
+        return math.fmod(x, y)
+    except ValueError:  # fmod(inf, y), fmod(x, 0)
+        return nan
+
+
+def _ieee_remainder(x, y):
+    try:
+        return math.remainder(x, y)
+    except ValueError:  # remainder(inf, y), remainder(x, 0)
+        return nan
+
+
+def _remainder(x, y):  # Python's float %, with numpy's NaN where Python raises
+    mod = _fmod(x, y)
+    if mod != mod:
+        return mod
+    if mod != 0:
+        if (y < 0) != (mod < 0):
+            mod += y
+    else:
+        mod = math.copysign(0.0, y)
+    return mod
+
+
+def _floor_divide(x, y):  # Python's float //, with numpy's inf or NaN where Python raises
+    if y == 0:
+        return _div(x, y)
+    mod = _fmod(x, y)
+    div = (x - mod) / y
+    if mod != 0 and (y < 0) != (mod < 0):
+        div -= 1.0
+    if div == 0:
+        return math.copysign(0.0, _div(x, y))
+    if not math.isfinite(div):
+        return div
+    floordiv = float(math.floor(div))
+    if div - floordiv > 0.5:
+        floordiv += 1.0
+    return floordiv
+
+
+def _fmax(x, y):
+    return y if x != x else x if y != y else (x if x >= y else y)
+
+
+def _fmin(x, y):
+    return y if x != x else x if y != y else (x if x <= y else y)
+
+
+def _logaddexp(x, y):
+    if x == y and math.isinf(x):
+        return x
+    return _fmax(x, y) + _log1p(_exp(-math.fabs(x - y)))
+
+
+def _sigmoid(x):
+    return _div(1, 1 + _exp(-x))
+
+
+
 # ---------------------------------------------------------------------------------------
 # The op table: one row per op, in the order and with the formulas of csrc/tapegrad/ops.def.
 #   name: (arity, forward(x, y), rule(x, y, out, g) -> (d/dx, d/dy),
@@ -103,6 +222,15 @@ OPS = {
     "le":       (2, lambda x, y: 1.0 if x <= y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
     "gt":       (2, lambda x, y: 1.0 if x > y else 0.0,  lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
     "ge":       (2, lambda x, y: 1.0 if x >= y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "eq":       (2, lambda x, y: 1.0 if x == y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "ne":       (2, lambda x, y: 1.0 if x != y else 0.0, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    # Logical ops on truth values: nonzero is true, NaN included (C, numpy.logical_and).
+    "logical_and": (2, lambda x, y: 1.0 if x != 0 and y != 0 else 0.0,
+                       lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "logical_or":  (2, lambda x, y: 1.0 if x != 0 or y != 0 else 0.0,
+                       lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "logical_not": (1, lambda x, y: 1.0 if x == 0 else 0.0,
+                       lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
     "if_true":  (2, lambda x, y: y if x != 0 else 0.0,
                     lambda x, y, out, g: (0.0, g if x != 0 else 0.0), lambda x, y, out, tx, ty: ty if x != 0 else 0.0),
     "if_false": (2, lambda x, y: 0.0 if x != 0 else y,
@@ -133,6 +261,79 @@ OPS = {
                    lambda x, y, out, g: (0.0 if x <= 0 else g, 0.0), PARTIALS),
     # The value of x with no gradient (PyTorch's detach, JAX's stop_gradient).
     "detach":  (1, lambda x, y: x, lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    # ---- exponentials and logs (forms that neither overflow nor cancel; xlogy(0, y) = 0
+    # unless y is NaN)
+    "expm1":   (1, lambda x, y: _expm1(x), lambda x, y, out, g: (g * (out + 1), 0.0), PARTIALS),
+    "log1p":   (1, lambda x, y: _log1p(x), lambda x, y, out, g: (_div(g, x + 1), 0.0), PARTIALS),
+    "exp2":    (1, lambda x, y: _exp2(x), lambda x, y, out, g: (g * out * 0.6931471805599453, 0.0), PARTIALS),
+    "log2":    (1, lambda x, y: _log2(x), lambda x, y, out, g: (_div(g, x * 0.6931471805599453), 0.0), PARTIALS),
+    "log10":   (1, lambda x, y: _log10(x), lambda x, y, out, g: (_div(g, x * 2.302585092994046), 0.0), PARTIALS),
+    "logaddexp": (2, lambda x, y: _logaddexp(x, y),
+                     lambda x, y, out, g: (_div(g, 1 + _exp(y - x)), _div(g, 1 + _exp(x - y))), PARTIALS),
+    "softplus": (1, lambda x, y: _fmax(x, 0.0) + _log1p(_exp(-math.fabs(x))),
+                    lambda x, y, out, g: (g * _sigmoid(x), 0.0), PARTIALS),
+    "log_sigmoid": (1, lambda x, y: _fmin(x, 0.0) - _log1p(_exp(-math.fabs(x))),
+                       lambda x, y, out, g: (g * _sigmoid(-x), 0.0), PARTIALS),
+    "xlogy":   (2, lambda x, y: 0.0 if (x == 0 and y == y) else x * _log(y),
+                   lambda x, y, out, g: (0.0 if (x == 0 and y <= 0) else g * _log(y), _div(g * x, y)), PARTIALS),
+    # ---- trigonometric and hyperbolic (atan2(x, y): numpy's arctan2(x1, x2))
+    "asin":    (1, lambda x, y: _asin(x), lambda x, y, out, g: (_div(g, _sqrt((1 - x) * (1 + x))), 0.0), PARTIALS),
+    "acos":    (1, lambda x, y: _acos(x), lambda x, y, out, g: (_div(-g, _sqrt((1 - x) * (1 + x))), 0.0), PARTIALS),
+    "atan":    (1, lambda x, y: math.atan(x), lambda x, y, out, g: (_div(g, 1 + x * x), 0.0), PARTIALS),
+    "atan2":   (2, lambda x, y: math.atan2(x, y),
+                   lambda x, y, out, g: ((0.0, 0.0) if x * x + y * y == 0 else
+                                         (_div(g * y, x * x + y * y), _div(-g * x, x * x + y * y))), PARTIALS),
+    "sinh":    (1, lambda x, y: _sinh(x), lambda x, y, out, g: (g * _cosh(x), 0.0), PARTIALS),
+    "cosh":    (1, lambda x, y: _cosh(x), lambda x, y, out, g: (g * _sinh(x), 0.0), PARTIALS),
+    "asinh":   (1, lambda x, y: math.asinh(x), lambda x, y, out, g: (_div(g, _hypot(x, 1.0)), 0.0), PARTIALS),
+    "acosh":   (1, lambda x, y: _acosh(x), lambda x, y, out, g: (_div(g, _sqrt(x - 1) * _sqrt(x + 1)), 0.0), PARTIALS),
+    "atanh":   (1, lambda x, y: _atanh(x), lambda x, y, out, g: (_div(g, (1 - x) * (1 + x)), 0.0), PARTIALS),
+    "hypot":   (2, lambda x, y: _hypot(x, y), lambda x, y, out, g: (_div(g * x, out), _div(g * y, out)), PARTIALS),
+    # ---- angles (numpy's deg2rad and rad2deg)
+    "deg2rad": (1, lambda x, y: x * 0.017453292519943295,
+                   lambda x, y, out, g: (g * 0.017453292519943295, 0.0), lambda x, y, out, tx, ty: tx * 0.017453292519943295),
+    "rad2deg": (1, lambda x, y: x * 57.29577951308232,
+                   lambda x, y, out, g: (g * 57.29577951308232, 0.0), lambda x, y, out, tx, ty: tx * 57.29577951308232),
+    # ---- roots and reciprocals
+    "cbrt":    (1, lambda x, y: _cbrt(x), lambda x, y, out, g: (_div(g, 3 * out * out), 0.0), PARTIALS),
+    "reciprocal": (1, lambda x, y: _div(1, x), lambda x, y, out, g: (-g * out * out, 0.0), PARTIALS),
+    # ---- special functions (_special.py; polygamma(n, x): n gets no gradient)
+    "erf":     (1, lambda x, y: math.erf(x), lambda x, y, out, g: (g * 1.1283791670955126 * _exp(-x * x), 0.0), PARTIALS),
+    "erfc":    (1, lambda x, y: math.erfc(x), lambda x, y, out, g: (-g * 1.1283791670955126 * _exp(-x * x), 0.0), PARTIALS),
+    "erfinv":  (1, lambda x, y: _special.erfinv(x), lambda x, y, out, g: (g * 0.886226925452758 * _exp(out * out), 0.0), PARTIALS),
+    "lgamma":  (1, lambda x, y: _lgamma(x), lambda x, y, out, g: (g * _special.digamma(x), 0.0), PARTIALS),
+    "digamma": (1, lambda x, y: _special.digamma(x), lambda x, y, out, g: (g * _special.polygamma(1.0, x), 0.0), PARTIALS),
+    "polygamma": (2, lambda x, y: _special.polygamma(x, y),
+                     lambda x, y, out, g: (0.0, g * _special.polygamma(x + 1, y)), PARTIALS),
+    # ---- piecewise constant: derivative 0 (PyTorch). round: half to even; sign(NaN) = NaN
+    "floor":   (1, lambda x, y: _floor(x), lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "ceil":    (1, lambda x, y: _ceil(x), lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "round":   (1, lambda x, y: _round(x), lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "trunc":   (1, lambda x, y: _trunc(x), lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "sign":    (1, lambda x, y: 1.0 if x > 0 else -1.0 if x < 0 else 0.0 if x == 0 else x,
+                   lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    "floor_divide": (2, lambda x, y: _floor_divide(x, y), lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
+    # ---- piecewise linear (d/dy of fmod and remainder: -trunc(x / y), -floor(x / y))
+    "fmod":    (2, lambda x, y: _fmod(x, y),
+                   lambda x, y, out, g: (g, -g * _trunc(_div(x, y))), PARTIALS),
+    "remainder": (2, lambda x, y: _remainder(x, y),
+                     lambda x, y, out, g: (g, -g * _floor(_div(x, y))), PARTIALS),
+    # ieee_remainder: C's remainder, x - n y with n = x / y rounded half to even
+    "ieee_remainder": (2, lambda x, y: _ieee_remainder(x, y),
+                          lambda x, y, out, g: (g, -g * _round(_div(x - out, y))), PARTIALS),
+    # copysign(x, NaN) is |x|, whatever the NaN's sign bit
+    "copysign": (2, lambda x, y: abs(x) if y != y else math.copysign(x, y),
+                    lambda x, y, out, g: (0.0 if x == 0 else g * _div(out, x), 0.0), PARTIALS),
+    # clip(x, lo, hi) = clamp_max(clamp_min(x, lo), hi): PyTorch's clamp
+    "clamp_min": (2, lambda x, y: x + y if (x != x or y != y) else y if x < y else x,
+                     lambda x, y, out, g: (g if x >= y else 0.0, g if x < y else 0.0), PARTIALS),
+    "clamp_max": (2, lambda x, y: x + y if (x != x or y != y) else y if x > y else x,
+                     lambda x, y, out, g: (g if x <= y else 0.0, g if x > y else 0.0), PARTIALS),
+    # fmax/fmin ignore a NaN operand; a tie gives x all of g (PyTorch) and is x (numpy)
+    "fmax":    (2, lambda x, y: _fmax(x, y),
+                   lambda x, y, out, g: ((g, 0.0) if (x >= y or y != y) else (0.0, g)), PARTIALS),
+    "fmin":    (2, lambda x, y: _fmin(x, y),
+                   lambda x, y, out, g: ((g, 0.0) if (x <= y or y != y) else (0.0, g)), PARTIALS),
 }
 
 
@@ -388,6 +589,9 @@ for _name, _op in (("add", "add"), ("sub", "sub"), ("mul", "mul"), ("truediv", "
     setattr(Var, f"__r{_name}__", _operator(_op, reflected=True))
 for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
     setattr(Var, f"__{_name}__", _comparison(getattr(operator, _name)))
+for _name, _op in (("floordiv", "floor_divide"), ("mod", "remainder")):
+    setattr(Var, f"__{_name}__", _operator(_op, reflected=False))
+    setattr(Var, f"__r{_name}__", _operator(_op, reflected=True))
 
 
 # ---------------------------------------------------------------------------------------
@@ -441,6 +645,53 @@ for _name, (_arity, *_) in OPS.items():
 del _name, _op, _arity
 
 
+# numpy's names of table ops (csrc/tapegrad/op_aliases.def): np.arcsin(a) calls a.arcsin().
+ALIASES = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2",
+           "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh", "rint": "round",
+           "fabs": "abs", "radians": "deg2rad", "degrees": "rad2deg"}
+for _alias, _name in ALIASES.items():
+    setattr(Var, _alias, getattr(Var, _name))
+    globals()[_alias] = globals()[_name]
+del _alias
+
+
+def op_aliases():
+    """(alias, op) per other name of a table op, as op_aliases.def lists them."""
+    return list(ALIASES.items())
+
+
+def _divmod(self, other):
+    return (self // other, self % other)
+
+
+def _rdivmod(self, other):
+    return (other // self, other % self)
+
+
+def _var_round(self, ndigits=None):
+    """round(v): the round op (half to even). round(v, n): numpy's around,
+    round(v * 10**n) / 10**n."""
+    if ndigits is None:
+        return self.round()
+    if not -308 <= ndigits <= 308:
+        raise ValueError("round(Var, ndigits): ndigits must be in [-308, 308]")
+    scale = 10.0 ** ndigits
+    return (self * scale).round() / scale
+
+
+Var.__divmod__, Var.__rdivmod__, Var.__round__ = _divmod, _rdivmod, _var_round
+Var.__floor__, Var.__ceil__, Var.__trunc__ = Var.floor, Var.ceil, Var.trunc
+
+
+def clip(x, lo, hi):
+    """clamp_max(clamp_min(x, lo), hi): PyTorch's clamp. x gets the gradient where
+    lo <= x <= hi, a bound where it wins; a float if every argument is a number."""
+    return clamp_max(clamp_min(x, lo), hi)  # noqa: F821 - generated from OPS above
+
+
+Var.clip = lambda self, lo, hi: clip(self, lo, hi)
+
+
 def local_grads(v, g=None):
     """What each input of ``v`` receives from ``v`` in a backward sweep when v's adjoint is
     ``g`` (default: ``v.grad``), by the table's rule: one float per input."""
@@ -454,8 +705,9 @@ def local_grads(v, g=None):
 
 def where(cond, a, b):
     """``a`` where ``cond`` is nonzero, else ``b``, as a branch-free graph node
-    (``if_true(cond, a) + if_false(cond, b)``). Build ``cond`` with ``lt``/``le``/``gt``/
-    ``ge`` (nodes), not ``<`` (a Python bool). Only the chosen side gets a gradient."""
+    (``if_true(cond, a) + if_false(cond, b)``). ``cond`` may be a Python bool (``x > 0``:
+    the reference does not trace) or a node from ``lt``/``le``/``gt``/``ge``/``eq``/``ne``
+    or the logical ops. Only the chosen side gets a gradient."""
     if not any(isinstance(v, Var) for v in (cond, a, b)):
         return a if cond else b
     return if_true(cond, a) + if_false(cond, b)  # noqa: F821 - generated from OPS above
@@ -469,4 +721,5 @@ def zero_grad(variables):
         v._grad = 0.0
 
 
-__all__ = ["Var", "local_grads", "ops", "where", "zero_grad", *OPS]
+__all__ = ["Var", "clip", "local_grads", "op_aliases", "ops", "where", "zero_grad", *OPS,
+           *ALIASES]

@@ -19,16 +19,15 @@ using namespace tapegrad;
 // Append op o over nodes a and b (b is ignored by unary ops), by the table's kernel.
 inline tape::index push_op(tape& t, op o, tape::index a, tape::index b) {
     switch (o) {
-#define TG_OP(name, arity, ...)                           \
-    case op::name:                                        \
-        if constexpr (arity == 2)                         \
-            return t.push<kernel::name>(a, b);            \
-        else                                              \
+#define TG_OP(name, arity, ...)                \
+    case op::name:                             \
+        if constexpr (arity == 2)              \
+            return t.push<kernel::name>(a, b); \
+        else                                   \
             return t.push<kernel::name>(a);
 #include "tapegrad/ops.def"
 #undef TG_OP
-        default:
-            throw std::logic_error("push_op: not an op");
+        default: throw std::logic_error("push_op: not an op");
     }
 }
 
@@ -138,8 +137,8 @@ inline eager_result eager(const expr& e, const double* x) {
 // A random graph over `ops` with shared operands (recent nodes are likelier), as the
 // Python suite's differential tests draw them. `distinct`: no binary op takes one node
 // twice.
-inline expr random_expr(std::mt19937_64& rng, const std::vector<op>& ops, int n_inputs,
-                        int n_ops, int n_outputs, bool distinct = false) {
+inline expr random_expr(std::mt19937_64& rng, const std::vector<op>& ops, int n_inputs, int n_ops,
+                        int n_outputs, bool distinct = false) {
     expr e;
     e.n_inputs = n_inputs;
     e.consts = {0.5, -2.0, 3.0};
@@ -153,8 +152,10 @@ inline expr random_expr(std::mt19937_64& rng, const std::vector<op>& ops, int n_
         const op o = ops[rng() % ops.size()];
         const int a = pick(below);
         int b = pick(below);
-        if (op_table[int(o)].arity == 1) b = a;
-        else if (distinct && b == a) b = a == 0 ? 1 : a - 1;
+        if (op_table[int(o)].arity == 1)
+            b = a;
+        else if (distinct && b == a)
+            b = a == 0 ? 1 : a - 1;
         e.ops.push_back({o, a, b});
     }
     for (int k = 0; k < n_outputs; ++k) e.outputs.push_back(e.n_nodes() - 1 - 2 * k);
@@ -170,14 +171,30 @@ inline bool same_bits(double a, double b) {
     return x == y;
 }
 
-// The ops whose kernels call libm: the lanes may take them from libmvec (<= 4 ulp).
+// Whether C++ text from ops.def calls a function lanes.cpp declares SIMD-callable (glibc's
+// libmvec computes it in the lanes), or math::sigmoid, which calls exp.
+inline bool names_libmvec(const std::string& text) {
+    static const char* const fns[] = {"exp",   "log",  "sin",   "cos",   "tan",    "tanh", "expm1",
+                                      "log1p", "exp2", "log2",  "log10", "asin",   "acos", "atan",
+                                      "sinh",  "cosh", "asinh", "acosh", "atanh",  "cbrt", "erf",
+                                      "erfc",  "pow",  "atan2", "hypot", "sigmoid"};
+    for (const char* f : fns)
+        for (const char* ns : {"std::", "math::"})
+            if (text.find(std::string(ns) + f + "(") != std::string::npos) return true;
+    return false;
+}
+
+// The ops whose kernels call libm: the lanes may take them from libmvec (<= 4 ulp). Read
+// off the op table's own text, so a new op is classified without a list here.
 inline bool calls_libm(op o) {
     switch (o) {
-        case op::pow: case op::exp: case op::log: case op::sin: case op::cos:
-        case op::tan: case op::tanh: case op::sigmoid:
-            return true;
-        default:
-            return false;
+#define TG_OP(name, arity, fwd, dx, dy, tangent)                                  \
+    case op::name:                                                                \
+        return names_libmvec(#fwd) || names_libmvec(#dx) || names_libmvec(#dy) || \
+               names_libmvec(#tangent);
+#include "tapegrad/ops.def"
+#undef TG_OP
+        default: return false;
     }
 }
 

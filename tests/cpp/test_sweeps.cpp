@@ -258,7 +258,11 @@ TEST_CASE("lanes equal one point within libmvec's bound on ops that call libm") 
         const batch_result got = batch(p, X, {}, n, ask::grad);
         for (std::size_t k = 0; k < n; ++k) {
             const point_result want = one_point(p, X.data() + 2 * k);
-            auto close = [](double a, double b) {
+            auto close = [](double a, double b) {  // (0.1, 1.4) leaves asin's domain: NaN
+                if (a != a || b != b || std::isinf(a) || std::isinf(b)) {
+                    CHECK_MESSAGE(((a != a && b != b) || a == b), a << " vs " << b);
+                    return;
+                }
                 CHECK_MESSAGE(std::fabs(a - b) <= std::max(1e-13 * std::fabs(b), 4e-15),
                               a << " vs " << b);
             };
