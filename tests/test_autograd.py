@@ -198,12 +198,42 @@ def test_vars_of_another_thread_are_refused():
         autograd.grad(x * 2.0, other)
 
 
-def test_inside_a_trace_it_is_refused():
+def test_inside_a_trace_floats_are_refused():
     def f(x):
-        (g,) = autograd.grad(x * x, x, create_graph=True)
-        return g
-    with pytest.raises(tg.TraceError, match="autograd.grad"):
+        (g,) = autograd.grad(x * x, x)  # floats: they would be constants of the trace
+        return g * x
+    with pytest.raises(tg.TraceError, match="create_graph"):
         tg.trace(f, 1.0)
+
+
+def test_traced_gradients_replay_and_differentiate_again():
+    """tg.trace(tg.grad(f)): the recorded sweep is part of the Function, so it replays at
+    new points and F.grad / F.hessian give the second and third derivatives."""
+    f = lambda x: x ** 3 * tg.sin(x)  # noqa: E731
+    F = tg.trace(tg.grad(f), 0.5)
+    for x in (0.5, -1.3, 2.0, 7.5):
+        assert F(x) == tg.grad(f)(x)
+        with mpmath.workdps(40):
+            mf = lambda t: t ** 3 * mpmath.sin(t)  # noqa: E731
+            d2, d3 = (float(mpmath.diff(mf, x, n)) for n in (2, 3))
+        assert F.grad(x) == pytest.approx(d2, rel=1e-13)
+        assert F.hessian(x) == pytest.approx(d3, rel=1e-12)
+    X = np.linspace(-2, 2, 100)  # (not 0: pow's rule branches at x == 0, a guard there)
+    # batched: libmvec's sin and cos, a few ulp from scalar libm (tests/test_trace_batch.py)
+    np.testing.assert_allclose(F(X), [tg.grad(f)(x) for x in X], rtol=1e-13)
+
+
+def test_a_rule_branch_in_a_trace_is_a_guard():
+    """relu's recorded derivative is the adjoint for x > 0: replayed at x < 0 that would be
+    silently wrong, so the rule's comparison is a guard (or a retrace)."""
+    f = lambda x: tg.relu(x) * x * x  # noqa: E731
+    F = tg.trace(tg.grad(f), 1.0)
+    assert F(2.0) == 12.0
+    with pytest.raises(tg.TraceError, match="relu's derivative rule, in the gradient taken at "
+                       ".*test_autograd.py"):
+        F(-1.0)
+    R = tg.trace(tg.grad(f), 1.0, retrace=True)
+    assert (R(2.0), R(-1.0)) == (12.0, 0.0)
 
 
 @settings(max_examples=100, deadline=None)

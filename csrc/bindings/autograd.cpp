@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bindings/function.hpp"
@@ -30,12 +31,38 @@ void same_tape(shared_tape*& t, const VarObject* v) {
             "a gradient is taken on the tape its Vars were built on");
 }
 
+// While tracing, every comparison a recorded rule makes on a node is a guard, like a
+// comparison in the traced Python code: a replay whose values would take another branch
+// of a rule raises (or retraces) instead of reusing this one.
+struct guard_observer final : compare_observer {
+    shared_tape* t;
+    std::string where;  // the gradient call's line in the user's code
+    guard_observer(shared_tape* tape, std::string line) : t(tape), where(std::move(line)) {}
+    PyObject* operand(const term& a) const {
+        return a.node ? new_var(t, a.i) : (Py_INCREF(Py_None), Py_None);
+    }
+    void compared(const term& a, const term& b, cmp c, bool outcome, op rule_of) override {
+        PyObject* x = operand(a);
+        PyObject* y = x ? operand(b) : nullptr;
+        if (!x || !y) {
+            Py_XDECREF(x);
+            throw py::error_already_set();
+        }
+        record_guard(x, a.v, y, b.v, c, outcome,
+                     std::string("a branch of ") + op_table[int(rule_of)].name +
+                         "'s derivative rule, in the gradient taken at " + where);
+        Py_DECREF(x);
+        Py_DECREF(y);
+    }
+};
+
 py::list gradient(const py::sequence& outputs, const py::sequence& seeds,
-                  const py::sequence& inputs, bool create_graph) {
-    if (live_recorder()) {
-        refuse_inside_trace("tg.autograd.grad()",
-                            "Differentiate the traced Function instead (F.grad, F.jacobian, "
-                            "F.hessian), or take the gradient outside tg.trace.");
+                  const py::sequence& inputs, bool create_graph, const std::string& where) {
+    if (live_recorder() && !create_graph) {
+        refuse_inside_trace("tg.autograd.grad() without create_graph",
+                            "Its floats would be constants of the trace. Use "
+                            "create_graph=True (the gradient is then part of the traced "
+                            "function), or differentiate the traced Function (F.grad).");
         throw py::error_already_set();
     }
     if (py::len(outputs) != py::len(seeds))
@@ -83,7 +110,9 @@ py::list gradient(const py::sequence& outputs, const py::sequence& seeds,
             n.set_relocator(t);
         }
     } release_held{n, t, held};
-    const std::vector<tape::index> grads = gradient_graph(n, r, held);
+    guard_observer guards(t, where);
+    const std::vector<tape::index> grads =
+        gradient_graph(n, r, held, live_recorder() ? &guards : nullptr);
     for (const tape::index i : grads) {
         PyObject* v = new_var(t, i);
         if (!v) throw py::error_already_set();
@@ -96,7 +125,7 @@ py::list gradient(const py::sequence& outputs, const py::sequence& seeds,
 
 void register_autograd(py::module_& m) {
     m.def("_gradient", &gradient, py::arg("outputs"), py::arg("seeds"), py::arg("inputs"),
-          py::arg("create_graph"),
+          py::arg("create_graph"), py::arg("where") = "",
           "d(sum_k seeds[k] * outputs[k]) / d inputs[j] for Vars on one tape: floats, or with "
           "create_graph new Vars whose graphs are the recorded reverse sweep. Leaves' .grad "
           "are not touched (tapegrad.autograd.grad).");

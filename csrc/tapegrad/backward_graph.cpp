@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <stdexcept>
 
 namespace tapegrad {
@@ -14,6 +13,8 @@ namespace {
 struct recording {
     tape* t = nullptr;
     std::vector<tape::index>* held = nullptr;
+    compare_observer* observer = nullptr;
+    op rule = op::leaf;  // whose rule is being recorded
 };
 thread_local recording rec;
 
@@ -36,11 +37,10 @@ term apply(const term& a, const term& b) {
     return term::of(*rec.t, hold(rec.t->push<K>(x, y)));
 }
 
-bool same_bits(double a, double b) {
-    std::uint64_t x, y;
-    std::memcpy(&x, &a, sizeof x);
-    std::memcpy(&y, &b, sizeof y);
-    return x == y;
+bool observed(const term& a, const term& b, cmp c) {
+    const bool outcome = compare(c, a.v, b.v);
+    if (rec.observer && (a.node || b.node)) rec.observer->compared(a, b, c, outcome, rec.rule);
+    return outcome;
 }
 
 }  // namespace
@@ -53,12 +53,12 @@ term operator/(const term& a, const term& b) { return apply<kernel::div>(a, b); 
 term operator-(const term& a) { return apply<kernel::neg>(a, a); }
 // Comparisons see values only: a rule's branch is the one its value takes (PyTorch's
 // create_graph records the same).
-bool operator==(const term& a, const term& b) { return a.v == b.v; }
-bool operator!=(const term& a, const term& b) { return a.v != b.v; }
-bool operator<(const term& a, const term& b) { return a.v < b.v; }
-bool operator<=(const term& a, const term& b) { return a.v <= b.v; }
-bool operator>(const term& a, const term& b) { return a.v > b.v; }
-bool operator>=(const term& a, const term& b) { return a.v >= b.v; }
+bool operator==(const term& a, const term& b) { return observed(a, b, cmp::eq); }
+bool operator!=(const term& a, const term& b) { return observed(a, b, cmp::ne); }
+bool operator<(const term& a, const term& b) { return observed(a, b, cmp::lt); }
+bool operator<=(const term& a, const term& b) { return observed(a, b, cmp::le); }
+bool operator>(const term& a, const term& b) { return observed(a, b, cmp::gt); }
+bool operator>=(const term& a, const term& b) { return observed(a, b, cmp::ge); }
 
 namespace math {
 #define TG_MATH_UNARY(name) \
@@ -69,15 +69,16 @@ namespace math {
 #undef TG_MATH_UNARY
 #undef TG_MATH_BINARY
 
+// (-0.0 for 0.0 is allowed: pow's y == 0 shortcut is 0, its full form g * 0 * ...)
 template <class F>
 term value_only(double v, const term& /*like*/, F&& full) {
     const term r = full();
-    return same_bits(r.v, v) ? r : term(v);
+    return observed(r, term(v), cmp::same) ? r : term(v);
 }
 template <class F>
 term value_only(const term& v, const term& like, F&& full) {
     const term r = full();
-    return same_bits(r.v, v.v) ? r : v.node ? v : value_only(v.v, like, full);
+    return r == v ? r : v.node ? v : value_only(v.v, like, full);
 }
 }  // namespace math
 
@@ -85,6 +86,8 @@ namespace {
 
 bool is_zero(double g) { return g == 0.0; }
 bool is_zero(const term& g) { return !g.node && g.v == 0.0; }  // a zero that stays zero
+void entering_rule(double, op) {}
+void entering_rule(const term&, op o) { rec.rule = o; }
 double value(double g) { return g; }
 double value(const term& g) { return g.v; }
 
@@ -96,7 +99,8 @@ double operand<double>(const tape& t, tape::index i) {
 }
 template <>
 term operand<term>(const tape& t, tape::index i) {
-    return term::of(t, i);
+    // A constant node is a number in the rules: it folds, and comparing it guards nothing.
+    return t.op_at(i) == op::constant ? term(t.val(i)) : term::of(t, i);
 }
 
 // The reverse sweep over [lowest op of the outputs, highest output], adjoints in `adj`
@@ -132,6 +136,7 @@ void sweep(const tape& t, const grad_request& r, const std::vector<T>& seeds, st
         if (is_zero(g)) continue;
         const tape::index a = t.arg0(k), b = t.arg1(k);
         const T x = operand<T>(t, a), y = operand<T>(t, b), out = operand<T>(t, k);
+        entering_rule(g, t.op_at(k));
         switch (t.op_at(k)) {
 #define TG_OP(name, arity, ...)                                       \
     case op::name:                                                    \
@@ -161,9 +166,10 @@ std::vector<double> gradient_values(const tape& t, const grad_request& r) {
 }
 
 std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
-                                        std::vector<tape::index>& held) {
+                                        std::vector<tape::index>& held,
+                                        compare_observer* observer) {
     const recording saved = rec;
-    rec = {&t, &held};
+    rec = {&t, &held, observer};
     struct restore {
         recording saved;
         ~restore() { rec = saved; }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "tapegrad/program.hpp"
 #include "tapegrad/tape.hpp"
 
 namespace tapegrad {
@@ -27,6 +28,15 @@ struct term {
         r.node = true;
         return r;
     }
+};
+
+// Told of each comparison a recorded rule makes on a node's value: the branch the rule
+// takes depends on it (a trace turns these into guards, so a replay that would take the
+// other branch does not go on silently).
+struct compare_observer {
+    // rule_of: the op whose rule compared
+    virtual void compared(const term& a, const term& b, cmp c, bool outcome, op rule_of) = 0;
+    virtual ~compare_observer() = default;
 };
 
 // What one gradient call asks for: the outputs and their seeds (d output_k, the adjoint
@@ -49,6 +59,7 @@ std::vector<double> gradient_values(const tape& t, const grad_request& r);
 // (the plain sweep adds it to 0.0), and where an adjoint is 0 the recorded sweep still
 // records contributions with finite values (their derivatives need not be 0).
 std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
-                                        std::vector<tape::index>& held);
+                                        std::vector<tape::index>& held,
+                                        compare_observer* observer = nullptr);
 
 }  // namespace tapegrad

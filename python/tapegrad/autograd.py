@@ -50,6 +50,20 @@ def _groups(xs: Any, what: str) -> list:
             for k, g in enumerate(groups)]
 
 
+def _caller() -> str:
+    """file:line of the innermost frame outside tapegrad (where a trace error should
+    point: the user's tg.grad or autograd.grad call)."""
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    while frame is not None and os.path.dirname(os.path.abspath(
+            frame.f_code.co_filename)) == here:
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "<unknown>"
+
+
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None,
          create_graph: bool = False) -> tuple:
     """d(sum_k grad_outputs[k] * outputs[k]) / d inputs, one entry per input, as a tuple
@@ -80,7 +94,7 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None,
     groups = _groups(inputs, "inputs")
     flat = [v for vs, _ in groups for v in vs]
     grads = _core._gradient(outs, [s if isinstance(s, Var) else float(s) for s in seeds],
-                            flat, create_graph)
+                            flat, create_graph, _caller() if _core.is_tracing() else "")
     result, at = [], 0
     for vs, shape in groups:
         part = grads[at:at + len(vs)]

@@ -120,10 +120,10 @@ def _value_and_grad(fn: Callable, argnums: int | Sequence[int], has_aux: bool,
 
     @functools.wraps(fn)
     def value_and_grad_fn(*args: Any, **kwargs: Any) -> Any:
-        _not_inside_trace(where)
         nums = _argnums(argnums, len(args), "value_and_grad")
-        if any(_holds_vars(args[k]) for k in nums):
+        if any(_holds_vars(args[k]) for k in nums):  # nested, or traced: recorded
             return _nested(fn, args, kwargs, nums)
+        _not_inside_trace(where)
         call_args, leaves = list(args), {}
         for k in nums:
             call_args[k], leaves[k] = _lift(args[k], k, "value_and_grad")
