@@ -256,3 +256,19 @@ def test_recorded_hessian_matches_forward_over_reverse(program):
     both = np.isfinite(H) & np.isfinite(want)
     scale = np.max(np.abs(want[both]), initial=1.0)
     np.testing.assert_allclose(H[both], want[both], rtol=1e-9, atol=1e-12 * scale)
+
+
+def test_gradcheck_and_the_explain_page_see_recorded_sweeps():
+    """gradcheck of a function that takes a gradient (finite differences of the gradient
+    against its recorded derivative), and the page of a gradient shows its backward nodes
+    (sin's rule recorded cos)."""
+    f = lambda y: tg.sin(y) * y  # noqa: E731
+    report = tg.gradcheck(lambda x: tg.grad(f)(x), 2.0)
+    assert report.ok, report
+    assert report.inputs[0].grad == pytest.approx(2 * math.cos(2.0) - 2.0 * math.sin(2.0),
+                                                  rel=1e-14)
+    x = tg.Var(2.0)
+    (g,) = autograd.grad(f(x), x, create_graph=True)
+    explain_page = importlib.import_module("tapegrad.explain_page")
+    ops = [n["op"] for n in explain_page.explain_data(g)["nodes"]]
+    assert "cos" in ops and "sin" in ops
