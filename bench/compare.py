@@ -17,6 +17,8 @@ Subcommands (one module each in bench/, importable on its own):
     anomaly     compare_anomaly.py     what detect_anomaly() costs
     tape        compare_tape.py        backward and memory follow the live graph, not history
     accuracy    accuracy.py            max ulp error per op against mpmath, eager and lanes
+    pinn        compare_pinn.py        a physics-informed network's training step (nested
+                                       derivatives) vs PyTorch and JAX
     all         every subcommand above, each in a fresh interpreter, one after another
 
 Options for every subcommand: --quick (fewer, shorter repeats; same workloads), --smoke
@@ -67,6 +69,7 @@ SUBCOMMANDS = {  # name -> module in bench/; `all` runs them in this order
     "anomaly": "compare_anomaly",
     "tape": "compare_tape",
     "accuracy": "accuracy",
+    "pinn": "compare_pinn",
 }
 
 

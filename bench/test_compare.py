@@ -22,6 +22,7 @@ EXPECTED_ROWS = {
     "nn": ["tapegrad eager", "tapegrad traced", "traced, whole loss"],
     "transforms": ["F.grad(x)", "F.hvp(x, v)", "tapegrad F.hessian(X)"],
     "anomaly": ["eager build+backward, 1e5 nodes", "traced F3 value_and_grad, 1e5 points"],
+    "pinn": ["tapegrad traced", "tapegrad eager"],
 }
 
 PEER_ROW_KEYS = {"workload", "size", "system", "variant", "mode", "unit", "units", "status",

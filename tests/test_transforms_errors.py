@@ -58,16 +58,13 @@ def test_errors_on_non_scalar_functions():
 
 
 def test_errors_on_functional_arguments():
-    with pytest.raises(TypeError, match="Vars"):
-        tg.grad(x2_plus_xy)(tg.Var(1.0), 2.0)
-    with pytest.raises(TypeError, match="Vars"):
-        tg.grad(lambda v: v.sum())(np.array([tg.Var(1.0), tg.Var(2.0)], dtype=object))
-    with pytest.raises(TypeError, match="Vars"):
+    # tg.grad and tg.value_and_grad nest (tests/test_autograd.py); the others say they do not
+    with pytest.raises(TypeError, match="Vars.*nest"):
         tg.hessian(x2_plus_xy)(tg.Var(1.0), 2.0)
-    with pytest.raises(TypeError, match="Vars"):
+    with pytest.raises(TypeError, match="Vars.*nest"):
         tg.jvp(x2_plus_xy, (tg.Var(1.0), 2.0), (1.0, 0.0))
-    with pytest.raises(TypeError, match="Vars"):
-        tg.grad(lambda x: tg.grad(x2_plus_xy)(x, 1.0))(2.0)  # nesting grad: a clear message
+    with pytest.raises(TypeError, match="Vars.*nest"):
+        tg.grad(lambda x: tg.hessian(x2_plus_xy)(x, 1.0))(2.0)
     for bad in (2, -3, (0, 5)):
         with pytest.raises(ValueError, match="out of range"):
             tg.grad(x2_plus_xy, argnums=bad)(1.0, 2.0)

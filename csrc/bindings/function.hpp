@@ -26,5 +26,6 @@ void register_function(pybind11::module_& m);
 pybind11::tuple program_state(const program& p);
 program program_from_state(const pybind11::tuple& st);
 void register_buffers(pybind11::module_& m);  // buffers.cpp: _core.empty
+void register_autograd(pybind11::module_& m);  // autograd.cpp: _core._gradient
 
 }  // namespace tapegrad::bind

@@ -52,11 +52,12 @@ recorder* live_recorder() {
 }
 
 // Record that comparing a and b (values x and y) with c gave `outcome`.
-void record_guard(PyObject* a, double x, PyObject* b, double y, cmp c, bool outcome) {
+void record_guard(PyObject* a, double x, PyObject* b, double y, cmp c, bool outcome,
+                  const std::string& where) {
     recorder* r = live_recorder();
     if (!r) return;
-    r->guards.push_back(
-        {c, operand_of(*r, a, x), operand_of(*r, b, y), outcome, python_location()});
+    r->guards.push_back({c, operand_of(*r, a, x), operand_of(*r, b, y), outcome,
+                         where.empty() ? python_location() : where});
 }
 
 void record_escape(PyObject* self, double x) { record_guard(self, x, Py_None, x, cmp::same, true); }

@@ -24,7 +24,9 @@ void unref(shared_tape* t);
 std::string python_location();  // file:line of the running Python frame
 recorder* live_recorder();      // this thread's innermost live recorder, or nullptr
 // Record that comparing a and b (values x and y) with c gave `outcome`.
-void record_guard(PyObject* a, double x, PyObject* b, double y, cmp c, bool outcome);
+// `where` names the comparison in the trace error (default: the running Python line).
+void record_guard(PyObject* a, double x, PyObject* b, double y, cmp c, bool outcome,
+                  const std::string& where = {});
 // A Var's value leaving the graph for Python while tracing: replay must see the same value.
 void record_escape(PyObject* self, double value);
 // TraceError for `what` (backward(), local_grads(), ...) inside a traced function.

@@ -7,6 +7,8 @@
 
 namespace tapegrad {
 
+struct term;  // backward_graph.hpp: a value in a recorded rule
+
 // Node kinds: two leaf kinds, then one code per ops.def row.
 enum class op : std::uint8_t {
     leaf,      // made by Var(x); its adjoint accumulates across backward() calls
@@ -111,6 +113,12 @@ inline double sigmoid(double x);
 #include "tapegrad/ops_math.def"
 #undef TG_MATH_UNARY
 #undef TG_MATH_BINARY
+// For terms (backward_graph.hpp): the op of that name, appended to the tape being recorded.
+#define TG_MATH_UNARY(name) term name(const term& x);
+#define TG_MATH_BINARY(name) term name(const term& x, const term& y);
+#include "tapegrad/ops_math.def"
+#undef TG_MATH_UNARY
+#undef TG_MATH_BINARY
 
 // A rule's shortcut that is exact in value only (pow(x, 1) == x; 0 where a product would
 // be 0 * inf): the value v, and on duals the tangent of the full expression, so second
@@ -127,6 +135,12 @@ template <class F>
 fwd::dual value_only(fwd::dual v, fwd::dual /*like*/, F&& full) {
     return {v.v, full().d};
 }
+// On terms: the full expression where its value is v's (so it differentiates on), else v
+// as a number (backward_graph.cpp).
+template <class F>
+term value_only(double v, const term& like, F&& full);
+template <class F>
+term value_only(const term& v, const term& like, F&& full);
 }  // namespace math
 
 // One kernel struct per row: forward value, the local rule for each argument (any

@@ -61,7 +61,7 @@ _LAZY = {
     "gradcheck": "gradient_check", "grad_report": "gradient_report",
 }
 _SUBMODULES = ("nn", "viz", "explain_page", "gradient_check", "gradient_report", "dask",
-               "reference")
+               "reference", "autograd")
 
 
 def __getattr__(name: str):

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, autograd
 from ._core import Var
 from ._switch import ThreadSwitch
 from .function import _placeholder, _real_array, _refuse_inside_trace, trace
@@ -55,13 +55,29 @@ def _argnums(argnums: int | Sequence[int], n_args: int, where: str) -> tuple[int
     return tuple(int(k) % n_args for k in nums)
 
 
+def _holds_vars(a: Any) -> bool:
+    return isinstance(a, Var) or (isinstance(a, np.ndarray) and a.dtype == object and
+                                  any(isinstance(v, Var) for v in a.reshape(-1)))
+
+
 def _check_example(a: Any, k: int, where: str) -> np.ndarray:
-    if isinstance(a, Var) or (isinstance(a, np.ndarray) and a.dtype == object and
-                              any(isinstance(v, Var) for v in a.reshape(-1))):
-        raise TypeError(f"{where}: argument {k} holds Vars; pass numbers or arrays of numbers "
-                        "(transforms make their own leaves; for second derivatives use "
-                        "tg.hessian / tg.hvp rather than nesting tg.grad)")
+    if _holds_vars(a):
+        raise TypeError(f"{where}: argument {k} holds Vars; pass numbers or arrays of numbers. "
+                        "(tg.grad and tg.value_and_grad nest; the other transforms do not "
+                        "yet: for second derivatives use tg.hessian / tg.hvp)")
     return _real_array(a, f"{where}: argument {k}")
+
+
+def _var_argument(a: Any, k: int, where: str) -> Any:
+    """A differentiated argument that holds Vars (an enclosing transform's): a Var, or an
+    object array of Vars (numbers in it become constants)."""
+    if isinstance(a, Var):
+        return a
+    flat = [v if isinstance(v, Var) else Var(float(_real_array(v, f"{where}: argument {k}")))
+            for v in a.reshape(-1)]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(a.shape)
 
 
 def _lift(a: Any, k: int, where: str) -> tuple[Any, Any]:
@@ -104,8 +120,10 @@ def _value_and_grad(fn: Callable, argnums: int | Sequence[int], has_aux: bool,
 
     @functools.wraps(fn)
     def value_and_grad_fn(*args: Any, **kwargs: Any) -> Any:
-        _not_inside_trace(where)
         nums = _argnums(argnums, len(args), "value_and_grad")
+        if any(_holds_vars(args[k]) for k in nums):  # nested, or traced: recorded
+            return _nested(fn, args, kwargs, nums)
+        _not_inside_trace(where)
         call_args, leaves = list(args), {}
         for k in nums:
             call_args[k], leaves[k] = _lift(args[k], k, "value_and_grad")
@@ -127,6 +145,34 @@ def _value_and_grad(fn: Callable, argnums: int | Sequence[int], has_aux: bool,
         value = float(out.value if isinstance(out, Var) else out)
         g = grads[0] if isinstance(argnums, numbers.Integral) else grads
         return ((value, aux) if has_aux else value), g
+
+    def _nested(fn: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...]) -> Any:
+        """Inside an enclosing transform (the arguments hold its Vars): the value and the
+        gradient as Vars whose graphs are recorded (tapegrad.autograd, create_graph), so the
+        enclosing transform differentiates through them."""
+        call_args = list(args)
+        for k in nums:
+            call_args[k] = _var_argument(args[k], k, where)
+        grad_was = _core.set_grad_enabled(True)
+        try:
+            out = fn(*call_args, **kwargs)
+        finally:
+            _core.set_grad_enabled(grad_was)
+        aux = None
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("value_and_grad(has_aux=True): fn must return a pair "
+                                f"(value, aux), got {type(out).__name__}")
+            out, aux = out
+        out = _scalar_output(out, "value_and_grad")
+        inputs = [call_args[k] for k in nums]
+        if isinstance(out, Var):
+            grads = autograd.grad(out, inputs, create_graph=True)
+        else:  # a constant function: zero gradients
+            grads = tuple(Var(0.0) if isinstance(x, Var) else
+                          np.vectorize(lambda _: Var(0.0), otypes=[object])(x) for x in inputs)
+        g = grads[0] if isinstance(argnums, numbers.Integral) else grads
+        return ((out, aux) if has_aux else out), g
 
     return value_and_grad_fn
 

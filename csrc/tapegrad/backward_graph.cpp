@@ -1,0 +1,186 @@
+#include "tapegrad/backward_graph.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace tapegrad {
+
+namespace {
+
+// The tape a gradient_graph call records on, and the nodes it holds (one thread at a time
+// per tape: the bindings hold the GIL).
+struct recording {
+    tape* t = nullptr;
+    std::vector<tape::index>* held = nullptr;
+    compare_observer* observer = nullptr;
+    op rule = op::leaf;  // whose rule is being recorded
+};
+thread_local recording rec;
+
+tape::index hold(tape::index i) {
+    rec.t->retain(i);
+    rec.held->push_back(i);
+    return i;
+}
+
+tape::index node_of(const term& a) {
+    return a.node ? a.i : hold(rec.t->push_leaf(op::constant, a.v));
+}
+
+template <class K>
+term apply(const term& a, const term& b) {
+    if (!a.node && !b.node) return term(K::forward(a.v, b.v));
+    // Room first: pushing a constant, then the op, must not move the nodes in between.
+    rec.t->reserve_more(3);
+    const tape::index x = node_of(a), y = node_of(b);
+    return term::of(*rec.t, hold(rec.t->push<K>(x, y)));
+}
+
+bool observed(const term& a, const term& b, cmp c) {
+    const bool outcome = compare(c, a.v, b.v);
+    if (rec.observer && (a.node || b.node)) rec.observer->compared(a, b, c, outcome, rec.rule);
+    return outcome;
+}
+
+}  // namespace
+
+// ---- term arithmetic: each operation is the op of the table that computes it on doubles.
+term operator+(const term& a, const term& b) { return apply<kernel::add>(a, b); }
+term operator-(const term& a, const term& b) { return apply<kernel::sub>(a, b); }
+term operator*(const term& a, const term& b) { return apply<kernel::mul>(a, b); }
+term operator/(const term& a, const term& b) { return apply<kernel::div>(a, b); }
+term operator-(const term& a) { return apply<kernel::neg>(a, a); }
+// Comparisons see values only: a rule's branch is the one its value takes (PyTorch's
+// create_graph records the same).
+bool operator==(const term& a, const term& b) { return observed(a, b, cmp::eq); }
+bool operator!=(const term& a, const term& b) { return observed(a, b, cmp::ne); }
+bool operator<(const term& a, const term& b) { return observed(a, b, cmp::lt); }
+bool operator<=(const term& a, const term& b) { return observed(a, b, cmp::le); }
+bool operator>(const term& a, const term& b) { return observed(a, b, cmp::gt); }
+bool operator>=(const term& a, const term& b) { return observed(a, b, cmp::ge); }
+
+namespace math {
+#define TG_MATH_UNARY(name) \
+    term name(const term& x) { return apply<kernel::name>(x, x); }
+#define TG_MATH_BINARY(name) \
+    term name(const term& x, const term& y) { return apply<kernel::name>(x, y); }
+#include "tapegrad/ops_math.def"
+#undef TG_MATH_UNARY
+#undef TG_MATH_BINARY
+
+// (-0.0 for 0.0 is allowed: pow's y == 0 shortcut is 0, its full form g * 0 * ...)
+template <class F>
+term value_only(double v, const term& /*like*/, F&& full) {
+    const term r = full();
+    return observed(r, term(v), cmp::same) ? r : term(v);
+}
+template <class F>
+term value_only(const term& v, const term& like, F&& full) {
+    const term r = full();
+    return r == v ? r : v.node ? v : value_only(v.v, like, full);
+}
+}  // namespace math
+
+namespace {
+
+bool is_zero(double g) { return g == 0.0; }
+bool is_zero(const term& g) { return !g.node && g.v == 0.0; }  // a zero that stays zero
+void entering_rule(double, op) {}
+void entering_rule(const term&, op o) { rec.rule = o; }
+double value(double g) { return g; }
+double value(const term& g) { return g.v; }
+
+template <class T>
+T operand(const tape& t, tape::index i);
+template <>
+double operand<double>(const tape& t, tape::index i) {
+    return t.val(i);
+}
+template <>
+term operand<term>(const tape& t, tape::index i) {
+    // A constant node is a number in the rules: it folds, and comparing it guards nothing.
+    return t.op_at(i) == op::constant ? term(t.val(i)) : term::of(t, i);
+}
+
+// The reverse sweep over [lowest op of the outputs, highest output], adjoints in `adj`
+// (only the entries `has` marks exist). The same order of rules and of additions as
+// tape::backward.
+template <class T>
+void sweep(const tape& t, const grad_request& r, const std::vector<T>& seeds, std::vector<T>& adj,
+           std::vector<char>& has) {
+    tape::index top = 0, lo = tape::none;
+    for (const tape::index o : r.outputs) {
+        top = std::max(top, o);
+        lo = std::min({lo, t.sweep_start(o), o});
+    }
+    adj.assign(std::size_t(top) + 1, T(0.0));
+    has.assign(std::size_t(top) + 1, 0);
+    for (std::size_t k = 0; k < r.outputs.size(); ++k) {
+        const tape::index o = r.outputs[k];
+        adj[o] = has[o] ? adj[o] + seeds[k] : seeds[k];
+        has[o] = 1;
+    }
+    auto add = [&](tape::index j, const T& c, const T& g) {
+        if (is_zero(c)) return;
+        // The plain sweep skips a zero adjoint: no 0 * inf NaN from it. A recorded zero
+        // adjoint that is not a constant may still have derivatives: its finite
+        // contributions are kept.
+        if (value(g) == 0.0 && !std::isfinite(value(c))) return;
+        adj[j] = has[j] ? adj[j] + c : c;
+        has[j] = 1;
+    };
+    for (tape::index k = top + 1; k-- > lo;) {
+        if (!has[k] || is_leaf(t.op_at(k))) continue;
+        const T g = adj[k];
+        if (is_zero(g)) continue;
+        const tape::index a = t.arg0(k), b = t.arg1(k);
+        const T x = operand<T>(t, a), y = operand<T>(t, b), out = operand<T>(t, k);
+        entering_rule(g, t.op_at(k));
+        switch (t.op_at(k)) {
+#define TG_OP(name, arity, ...)                                       \
+    case op::name:                                                    \
+        add(a, kernel::name::dx<T>(x, y, out, g), g);                 \
+        if (arity == 2) add(b, kernel::name::dy<T>(x, y, out, g), g); \
+        break;
+#include "tapegrad/ops.def"
+#undef TG_OP
+            default: break;
+        }
+    }
+}
+
+}  // namespace
+
+std::vector<double> gradient_values(const tape& t, const grad_request& r) {
+    std::vector<double> seeds, adj;
+    std::vector<char> has;
+    for (const term& s : r.seeds) {
+        if (s.node) throw std::invalid_argument("gradient_values takes number seeds");
+        seeds.push_back(s.v);
+    }
+    sweep(t, r, seeds, adj, has);
+    std::vector<double> out;
+    for (const tape::index w : r.wrt) out.push_back(w < has.size() && has[w] ? adj[w] : 0.0);
+    return out;
+}
+
+std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
+                                        std::vector<tape::index>& held,
+                                        compare_observer* observer) {
+    const recording saved = rec;
+    rec = {&t, &held, observer};
+    struct restore {
+        recording saved;
+        ~restore() { rec = saved; }
+    } restore_on_exit{saved};
+    std::vector<term> adj;
+    std::vector<char> has;
+    sweep(t, r, r.seeds, adj, has);
+    std::vector<tape::index> out;
+    for (const tape::index w : r.wrt)
+        out.push_back(node_of(w < has.size() && has[w] ? adj[w] : term(0.0)));
+    return out;
+}
+
+}  // namespace tapegrad
