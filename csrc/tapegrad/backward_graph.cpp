@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace tapegrad {
 
@@ -103,36 +104,60 @@ term operand<term>(const tape& t, tape::index i) {
     return t.op_at(i) == op::constant ? term(t.val(i)) : term::of(t, i);
 }
 
-// The reverse sweep over [lowest op of the outputs, highest output], adjoints in `adj`
-// (only the entries `has` marks exist). The same order of rules and of additions as
-// tape::backward.
+// Adjoints by node: a dense array over the nodes the sweep visits, [lo, top], and a
+// map for the nodes below (leaves and constants the graph uses): memory follows the graph,
+// not the tape under it.
 template <class T>
-void sweep(const tape& t, const grad_request& r, const std::vector<T>& seeds, std::vector<T>& adj,
-           std::vector<char>& has) {
+class adjoints {
+public:
+    adjoints(tape::index lo, tape::index top)
+        : lo_(lo), dense_(std::size_t(top - lo) + 1, T(0.0)), has_(dense_.size(), 0) {}
+    bool has(tape::index j) const {
+        return j >= lo_ ? j - lo_ < has_.size() && has_[j - lo_] : below_.count(j) > 0;
+    }
+    const T& get(tape::index j) const { return j >= lo_ ? dense_[j - lo_] : below_.at(j); }
+    // adj[j] += c (the first contribution is c itself)
+    void add(tape::index j, const T& c) {
+        if (j < lo_) {
+            const auto [it, fresh] = below_.try_emplace(j, c);
+            if (!fresh) it->second = it->second + c;
+            return;
+        }
+        T& a = dense_[j - lo_];
+        a = has_[j - lo_] ? a + c : c;
+        has_[j - lo_] = 1;
+    }
+    T value_or_zero(tape::index j) const { return has(j) ? get(j) : T(0.0); }
+
+private:
+    tape::index lo_;
+    std::vector<T> dense_;
+    std::vector<char> has_;
+    std::unordered_map<tape::index, T> below_;
+};
+
+// The reverse sweep over [lowest op of the outputs, highest output]. The same order of
+// rules and of additions as tape::backward.
+template <class T>
+adjoints<T> sweep(const tape& t, const grad_request& r, const std::vector<T>& seeds) {
     tape::index top = 0, lo = tape::none;
     for (const tape::index o : r.outputs) {
         top = std::max(top, o);
         lo = std::min({lo, t.sweep_start(o), o});
     }
-    adj.assign(std::size_t(top) + 1, T(0.0));
-    has.assign(std::size_t(top) + 1, 0);
-    for (std::size_t k = 0; k < r.outputs.size(); ++k) {
-        const tape::index o = r.outputs[k];
-        adj[o] = has[o] ? adj[o] + seeds[k] : seeds[k];
-        has[o] = 1;
-    }
+    adjoints<T> adj(lo, top);
+    for (std::size_t k = 0; k < r.outputs.size(); ++k) adj.add(r.outputs[k], seeds[k]);
     auto add = [&](tape::index j, const T& c, const T& g) {
         if (is_zero(c)) return;
         // The plain sweep skips a zero adjoint: no 0 * inf NaN from it. A recorded zero
         // adjoint that is not a constant may still have derivatives: its finite
         // contributions are kept.
         if (value(g) == 0.0 && !std::isfinite(value(c))) return;
-        adj[j] = has[j] ? adj[j] + c : c;
-        has[j] = 1;
+        adj.add(j, c);
     };
     for (tape::index k = top + 1; k-- > lo;) {
-        if (!has[k] || is_leaf(t.op_at(k))) continue;
-        const T g = adj[k];
+        if (!adj.has(k) || is_leaf(t.op_at(k))) continue;
+        const T g = adj.get(k);
         if (is_zero(g)) continue;
         const tape::index a = t.arg0(k), b = t.arg1(k);
         const T x = operand<T>(t, a), y = operand<T>(t, b), out = operand<T>(t, k);
@@ -148,20 +173,20 @@ void sweep(const tape& t, const grad_request& r, const std::vector<T>& seeds, st
             default: break;
         }
     }
+    return adj;
 }
 
 }  // namespace
 
 std::vector<double> gradient_values(const tape& t, const grad_request& r) {
-    std::vector<double> seeds, adj;
-    std::vector<char> has;
+    std::vector<double> seeds;
     for (const term& s : r.seeds) {
         if (s.node) throw std::invalid_argument("gradient_values takes number seeds");
         seeds.push_back(s.v);
     }
-    sweep(t, r, seeds, adj, has);
+    const adjoints<double> adj = sweep(t, r, seeds);
     std::vector<double> out;
-    for (const tape::index w : r.wrt) out.push_back(w < has.size() && has[w] ? adj[w] : 0.0);
+    for (const tape::index w : r.wrt) out.push_back(adj.value_or_zero(w));
     return out;
 }
 
@@ -174,12 +199,9 @@ std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
         recording saved;
         ~restore() { rec = saved; }
     } restore_on_exit{saved};
-    std::vector<term> adj;
-    std::vector<char> has;
-    sweep(t, r, r.seeds, adj, has);
+    const adjoints<term> adj = sweep(t, r, r.seeds);
     std::vector<tape::index> out;
-    for (const tape::index w : r.wrt)
-        out.push_back(node_of(w < has.size() && has[w] ? adj[w] : term(0.0)));
+    for (const tape::index w : r.wrt) out.push_back(node_of(adj.value_or_zero(w)));
     return out;
 }
 
