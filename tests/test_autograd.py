@@ -272,3 +272,63 @@ def test_gradcheck_and_the_explain_page_see_recorded_sweeps():
     explain_page = importlib.import_module("tapegrad.explain_page")
     ops = [n["op"] for n in explain_page.explain_data(g)["nodes"]]
     assert "cos" in ops and "sin" in ops
+
+
+F3 = lambda t: t ** 3 * tg.sin(t)  # noqa: E731
+
+
+def f3_derivative(n, x=2.0):
+    with mpmath.workdps(40):
+        return float(mpmath.diff(lambda t: t ** 3 * mpmath.sin(t), x, n))
+
+
+@pytest.mark.parametrize("name, fn, order", [
+    ("grad(jvp)", lambda x: tg.jvp(F3, (x,), (1.0,))[1], 2),
+    ("grad(hvp)", lambda x: tg.hvp(F3, (x,), (1.0,)), 3),
+    ("grad(hessian)", lambda x: tg.hessian(F3)(x), 3),
+    ("grad(jacobian)", lambda x: tg.jacobian(F3)(x), 2),
+    ("grad(vjp)", lambda x: tg.vjp(F3, x)[1](1.0)[0], 2),
+    ("grad(grad(grad))", lambda x: tg.grad(tg.grad(F3))(x), 3),
+])
+def test_every_transform_nests_inside_grad(name, fn, order):
+    """Each transform called on an enclosing transform's Vars is recorded, so the enclosing
+    tg.grad differentiates through it: one order more, against mpmath."""
+    assert tg.grad(fn)(2.0) == pytest.approx(f3_derivative(order), rel=1e-13), name
+
+
+@pytest.mark.parametrize("name, call, order", [
+    ("hessian(grad)", lambda: tg.hessian(lambda x: tg.grad(F3)(x))(2.0), 3),
+    ("jvp(grad)", lambda: tg.jvp(tg.grad(F3), (2.0,), (1.0,))[1], 2),
+    ("jacobian(grad)", lambda: tg.jacobian(tg.grad(F3))(2.0), 2),
+    ("hvp(grad . grad)", lambda: tg.hvp(lambda x: tg.grad(F3)(x), (2.0,), (1.0,)), 3),
+])
+def test_transforms_of_a_function_that_takes_a_gradient(name, call, order):
+    """The outer transform traces fn, whose gradient is recorded into the trace."""
+    assert float(call()) == pytest.approx(f3_derivative(order), rel=1e-13), name
+
+
+def test_mixed_partials_through_a_nested_hessian():
+    h = lambda a, b: tg.sin(a * b) + a ** 2 * b  # noqa: E731
+    with mpmath.workdps(40):
+        want = float(mpmath.diff(lambda a, b: mpmath.sin(a * b) + a ** 2 * b, (0.3, 1.2), (2, 1)))
+    got = tg.grad(lambda a: tg.hessian(h, argnums=(0, 1))(a, 1.2)[0][1])(0.3)
+    assert got == pytest.approx(want, rel=1e-13)
+    # an enclosing Var reaching fn through an argument that is not differentiated
+    with mpmath.workdps(40):
+        want = float(mpmath.diff(lambda a, b: mpmath.sin(a * b) + a ** 2 * b, (0.3, 1.2), (1, 1)))
+    b = tg.Var(1.2)
+    assert tg.grad(lambda bb: tg.grad(h)(0.3, bb))(1.2) == pytest.approx(want, rel=1e-14)
+    assert b.grad == 0.0
+
+
+def test_vector_functions_nest():
+    g = lambda v: tg.sin(v[0] * v[1]) + v[0] ** 2 * v[1]  # noqa: E731
+    x0 = np.array([0.3, 1.2])
+    H = tg.hessian(g)(x0)
+    np.testing.assert_allclose(tg.jacobian(lambda v: tg.grad(g)(v))(x0), H, rtol=1e-14)
+    third = tg.grad(lambda v: tg.hessian(g)(v).sum())(x0)
+    with mpmath.workdps(40):
+        F = lambda a, b: mpmath.sin(a * b) + a ** 2 * b  # noqa: E731
+        d = {k: float(mpmath.diff(F, (0.3, 1.2), k)) for k in [(3, 0), (2, 1), (1, 2), (0, 3)]}
+    np.testing.assert_allclose(third, [d[3, 0] + 2 * d[2, 1] + d[1, 2],
+                                       d[2, 1] + 2 * d[1, 2] + d[0, 3]], rtol=1e-12)

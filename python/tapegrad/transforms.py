@@ -15,9 +15,15 @@ Python control flow is re-evaluated each time (for trace-once-replay-many speed,
 Like ``torch.func``, the transforms (and ``tg.trace``) record gradients even inside an
 outer ``no_grad()``; a ``no_grad()`` inside ``fn`` still applies.
 
-Arguments that are differentiated must be numbers or arrays of numbers. Results are
-floats for scalar arguments and float64 arrays shaped like the argument otherwise; with
-a tuple ``argnums``, a tuple with one entry per listed argument.
+Arguments are numbers or arrays of numbers. Results are floats for scalar arguments and
+float64 arrays shaped like the argument otherwise; with a tuple ``argnums``, a tuple with
+one entry per listed argument.
+
+Nesting: when an argument holds Vars (an enclosing transform's leaves, or a traced
+function's), the transform is recorded instead (tapegrad.autograd, create_graph): ``fn``
+runs on those Vars and the results are Vars (object arrays of Vars) whose graphs the
+enclosing transform differentiates, so ``grad(grad(f))``, ``grad(hessian(f))``,
+``jvp(grad(f))`` and ``tg.trace(grad(f))`` all work.
 """
 from __future__ import annotations
 
@@ -60,11 +66,16 @@ def _holds_vars(a: Any) -> bool:
                                   any(isinstance(v, Var) for v in a.reshape(-1)))
 
 
+def _any_vars(args: Sequence[Any], kwargs: dict) -> bool:
+    """Whether an enclosing transform's Vars reach fn through any argument, differentiated
+    or not: then fn's result depends on them, and the transform must be recorded (so the
+    enclosing one differentiates through it) rather than computed as numbers."""
+    return any(_holds_vars(a) for a in args) or any(_holds_vars(v) for v in kwargs.values())
+
+
 def _check_example(a: Any, k: int, where: str) -> np.ndarray:
     if _holds_vars(a):
-        raise TypeError(f"{where}: argument {k} holds Vars; pass numbers or arrays of numbers. "
-                        "(tg.grad and tg.value_and_grad nest; the other transforms do not "
-                        "yet: for second derivatives use tg.hessian / tg.hvp)")
+        raise TypeError(f"{where}: argument {k} holds Vars; pass numbers or arrays of numbers")
     return _real_array(a, f"{where}: argument {k}")
 
 
@@ -73,11 +84,58 @@ def _var_argument(a: Any, k: int, where: str) -> Any:
     object array of Vars (numbers in it become constants)."""
     if isinstance(a, Var):
         return a
+    if not isinstance(a, np.ndarray) or a.dtype != object:  # numbers: new leaves
+        arr = _real_array(a, f"{where}: argument {k}")
+        return Var(float(arr)) if arr.shape == () else _placeholder(arr, arr.shape)
     flat = [v if isinstance(v, Var) else Var(float(_real_array(v, f"{where}: argument {k}")))
             for v in a.reshape(-1)]
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(a.shape)
+
+
+def _vars_of(x: Any) -> list:
+    """The Vars of a Var or an object array (numbers in it are skipped)."""
+    if isinstance(x, Var):
+        return [x]
+    return [v for v in np.asarray(x, dtype=object).reshape(-1) if isinstance(v, Var)]
+
+
+def _var_output(out: Any, where: str) -> tuple[list, tuple]:
+    """fn's value on Vars: its entries, flat (Vars or numbers), and its shape."""
+    if isinstance(out, (Var, numbers.Real)) and not isinstance(out, bool):
+        return [out], ()
+    if isinstance(out, np.ndarray):
+        return list(out.reshape(-1)), out.shape
+    if isinstance(out, (list, tuple)):
+        arr = np.empty(len(out), dtype=object)
+        arr[:] = list(out)
+        return list(arr), arr.shape
+    raise TypeError(f"{where}: fn must return a Var, a number or an array of them, got "
+                    f"{type(out).__name__}")
+
+
+def _shaped(flat: list, shape: tuple) -> Any:
+    if shape == ():
+        return flat[0]
+    arr = np.empty(len(flat), dtype=object)
+    arr[:] = flat
+    return arr.reshape(shape)
+
+
+def _recorded_grads(outs: list, cts: list, inputs: list) -> tuple:
+    """sum_k cts[k] d outs[k] / d inputs, recorded; outputs that are numbers give 0."""
+    pairs = [(o, c) for o, c in zip(outs, cts) if isinstance(o, Var)]
+    if not pairs:
+        return tuple(_shaped([Var(0.0)] * max(1, np.size(x)), np.shape(x)) if not
+                     isinstance(x, Var) else Var(0.0) for x in inputs)
+    return autograd.grad([o for o, _ in pairs], list(inputs),
+                         grad_outputs=[c for _, c in pairs], create_graph=True)
+
+
+def _flat_entries(x: Any) -> list:
+    return [x] if isinstance(x, (Var, numbers.Real)) and not isinstance(x, bool) else \
+        list(np.asarray(x, dtype=object).reshape(-1))
 
 
 def _lift(a: Any, k: int, where: str) -> tuple[Any, Any]:
@@ -121,7 +179,7 @@ def _value_and_grad(fn: Callable, argnums: int | Sequence[int], has_aux: bool,
     @functools.wraps(fn)
     def value_and_grad_fn(*args: Any, **kwargs: Any) -> Any:
         nums = _argnums(argnums, len(args), "value_and_grad")
-        if any(_holds_vars(args[k]) for k in nums):  # nested, or traced: recorded
+        if _any_vars(args, kwargs):  # nested, or traced: recorded
             return _nested(fn, args, kwargs, nums)
         _not_inside_trace(where)
         call_args, leaves = list(args), {}
@@ -213,13 +271,36 @@ def jacobian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     argument for a tuple ``argnums``."""
     @functools.wraps(fn)
     def jacobian_fn(*args: Any, **kwargs: Any) -> Any:
-        _not_inside_trace("jacobian")
         nums = _argnums(argnums, len(args), "jacobian")
-        F, xs = _trace_at(fn, args, kwargs, nums, "jacobian")
-        jac = F.jacobian(*xs)
+        if _any_vars(args, kwargs):
+            jac = _var_jacobian(fn, args, kwargs, nums)
+        else:
+            _not_inside_trace("jacobian")
+            F, xs = _trace_at(fn, args, kwargs, nums, "jacobian")
+            jac = F.jacobian(*xs)
         return (jac,) if not isinstance(argnums, numbers.Integral) and len(nums) == 1 else jac
 
     return jacobian_fn
+
+
+def _var_jacobian(fn: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...]) -> Any:
+    """jacobian on Vars (inside an enclosing transform): recorded, one sweep per output
+    entry; Vars of shape out_shape + arg_shape, a tuple for several argnums."""
+    call = list(args)
+    for k in nums:
+        call[k] = _var_argument(args[k], k, "jacobian")
+    grad_was = _core.set_grad_enabled(True)
+    try:
+        outs, out_shape = _var_output(fn(*call, **kwargs), "jacobian")
+    finally:
+        _core.set_grad_enabled(grad_was)
+    inputs = [call[k] for k in nums]
+    rows = [_recorded_grads([o], [1.0], inputs) for o in outs]  # rows[i][j]: d out_i / d x_j
+    blocks = []
+    for j, x in enumerate(inputs):
+        entries = [e for row in rows for e in _flat_entries(row[j])]
+        blocks.append(_shaped(entries, tuple(out_shape) + np.shape(x)))
+    return blocks[0] if len(nums) == 1 else tuple(blocks)
 
 
 def hessian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
@@ -228,8 +309,14 @@ def hessian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     rounding; each column is one Hessian-vector product (forward-over-reverse)."""
     @functools.wraps(fn)
     def hessian_fn(*args: Any, **kwargs: Any) -> Any:
-        _not_inside_trace("hessian")
         nums = _argnums(argnums, len(args), "hessian")
+        if _any_vars(args, kwargs):
+            # on Vars: blocks H[i][j], the Jacobian in argument j of the (recorded) gradient
+            # in argument i
+            H = tuple(tuple(jacobian(grad(fn, argnums=i), argnums=j)(*args, **kwargs)
+                            for j in nums) for i in nums)
+            return H[0][0] if isinstance(argnums, numbers.Integral) else H
+        _not_inside_trace("hessian")
         F, xs = _trace_at(fn, args, kwargs, nums, "hessian")
         H = F.hessian(*xs)
         return ((H,),) if not isinstance(argnums, numbers.Integral) and len(nums) == 1 else H
@@ -248,20 +335,58 @@ def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[
     """``(fn(*primals), J @ tangents)`` in forward mode, as ``jax.jvp``: ``primals`` and
     ``tangents`` are tuples with one entry per argument, each tangent shaped like its
     primal."""
-    _not_inside_trace("jvp")
     primals, tangents = _as_tuple(primals, "jvp: primals"), _as_tuple(tangents, "jvp: tangents")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    if _any_vars(primals + tangents, {}):
+        return _var_jvp(fn, primals, tangents)
+    _not_inside_trace("jvp")
     F, xs = _trace_at(fn, primals, {}, tuple(range(len(primals))), "jvp")
     return F.jvp(*xs, tangents)
+
+
+def _var_jvp(fn: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
+    """jvp on Vars (inside an enclosing transform), recorded, as two reverse sweeps: the
+    pullback of a placeholder cotangent u is linear in u, and its reverse sweep seeded
+    with the tangents gives J t."""
+    xs = [_var_argument(p, k, "jvp") for k, p in enumerate(primals)]
+    grad_was = _core.set_grad_enabled(True)
+    try:
+        outs, out_shape = _var_output(fn(*xs), "jvp")
+    finally:
+        _core.set_grad_enabled(grad_was)
+    us = [Var(0.0) for _ in outs]
+    pulled = _recorded_grads(outs, us, xs)
+    ts = [t for k, t in enumerate(tangents) for t in _flat_entries(
+        np.broadcast_to(np.asarray(t, dtype=object), np.shape(xs[k])) if not
+        isinstance(t, Var) and np.shape(xs[k]) else t)]
+    flat_pulled = [g for p in pulled for g in _flat_entries(p)]
+    live = [(g, t) for g, t in zip(flat_pulled, ts) if isinstance(g, Var)]
+    tout = autograd.grad([g for g, _ in live], us, grad_outputs=[t for _, t in live],
+                         create_graph=True)
+    return _shaped(outs, out_shape), _shaped(list(tout), out_shape)
 
 
 def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     """``(fn(*primals), vjp_fn)``, as ``jax.vjp``: ``vjp_fn(cotangent)`` returns a tuple
     with ``cotangent @ J`` for each primal (the cotangent shaped like fn's value)."""
-    _not_inside_trace("vjp")
     if not primals:
         raise TypeError("vjp: needs at least one primal")
+    if _any_vars(primals, {}):
+        xs_var = [_var_argument(p, k, "vjp") for k, p in enumerate(primals)]
+        grad_was = _core.set_grad_enabled(True)
+        try:
+            outs, out_shape = _var_output(fn(*xs_var), "vjp")
+        finally:
+            _core.set_grad_enabled(grad_was)
+
+        def var_vjp_fn(cotangent: Any) -> tuple:
+            cts = _flat_entries(np.broadcast_to(np.asarray(cotangent, dtype=object), out_shape)
+                                if out_shape else cotangent)
+            return _recorded_grads(outs, cts, xs_var)
+
+        return _shaped(outs, out_shape), var_vjp_fn
+    _not_inside_trace("vjp")
     F, xs = _trace_at(fn, primals, {}, tuple(range(len(primals))), "vjp")
     value, pullback = F.vjp(*xs)
 
@@ -277,10 +402,23 @@ def hvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
     ``jvp(grad(f), primals, tangents)[1]``), by forward-over-reverse at a few gradients'
     cost, without forming the Hessian. Shaped like the gradient: one array for one
     primal, a tuple for several."""
-    _not_inside_trace("hvp")
     primals, tangents = _as_tuple(primals, "hvp: primals"), _as_tuple(tangents, "hvp: tangents")
     if len(primals) != len(tangents):
         raise ValueError(f"hvp: {len(primals)} primals but {len(tangents)} tangents")
+    if _any_vars(primals + tangents, {}):
+        # on Vars: the jvp of the (recorded) gradient, as JAX's jvp(grad(f))
+        g = grad(fn, argnums=tuple(range(len(primals))))
+        out = _var_jvp(lambda *xs: np.array(
+            [e for part in g(*xs) for e in _flat_entries(part)], dtype=object),
+            primals, tangents)[1]
+        flat = _flat_entries(out)
+        parts, at = [], 0
+        for p in primals:
+            n = max(1, int(np.size(p)))
+            parts.append(_shaped(flat[at:at + n], np.shape(p)))
+            at += n
+        return parts[0] if len(parts) == 1 else tuple(parts)
+    _not_inside_trace("hvp")
     F, xs = _trace_at(fn, primals, {}, tuple(range(len(primals))), "hvp")
     return F.hvp(*xs, tangents)
 
