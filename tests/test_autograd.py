@@ -332,3 +332,14 @@ def test_vector_functions_nest():
         d = {k: float(mpmath.diff(F, (0.3, 1.2), k)) for k in [(3, 0), (2, 1), (1, 2), (0, 3)]}
     np.testing.assert_allclose(third, [d[3, 0] + 2 * d[2, 1] + d[1, 2],
                                        d[2, 1] + 2 * d[1, 2] + d[0, 3]], rtol=1e-12)
+
+
+def test_backward_with_create_graph_points_to_autograd():
+    x = tg.Var(2.0)
+    y = x * x
+    with pytest.raises(TypeError, match=r"tg\.autograd\.grad\(v, inputs, create_graph=True\)"):
+        y.backward(create_graph=True)
+    with pytest.raises(TypeError, match="no arguments"):
+        y.backward(1.0)
+    y.backward()
+    assert x.grad == 4.0

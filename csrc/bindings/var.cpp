@@ -642,7 +642,14 @@ PyGetSetDef var_getset[] = {
 // first edge (in sweep order) where a finite adjoint gave a non-finite contribution.
 // The adjoints are final when the sweep reaches a node, so rerunning each rule on them
 // finds exactly the contributions the sweep added.
-PyObject* m_backward(PyObject* self, PyObject*) {
+PyObject* m_backward(PyObject* self, PyObject* const*, Py_ssize_t nargs, PyObject* kwnames) {
+    if (nargs != 0 || (kwnames && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Var.backward() takes no arguments (it seeds 1 and accumulates leaf "
+                        "grads); for gradients with a graph, as PyTorch's backward("
+                        "create_graph=True), use tg.autograd.grad(v, inputs, create_graph=True)");
+        return nullptr;
+    }
     auto* v = reinterpret_cast<VarObject*>(self);
     tape& n = v->tape->nodes;
     if (live_recorder())
@@ -795,7 +802,8 @@ PyObject* f_clip(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 PyMethodDef var_methods[] = {
-    {"backward", m_backward, METH_NOARGS,
+    {"backward", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(m_backward)),
+     METH_FASTCALL | METH_KEYWORDS,
      "Reverse-mode sweep from this node: its grad is seeded with 1, leaf grads accumulate."},
     {"item", m_item, METH_NOARGS, "The value as a Python float."},
     {"zero_grad", m_zero_grad, METH_NOARGS, "Set this node's grad to 0."},
