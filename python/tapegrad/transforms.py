@@ -94,6 +94,27 @@ def _var_argument(a: Any, k: int, where: str) -> Any:
     return out.reshape(a.shape)
 
 
+def _call_recording(fn: Callable, args: Sequence[Any], kwargs: dict) -> Any:
+    """fn(*args, **kwargs) with gradients recorded, as torch.func does: an outer no_grad
+    is moot (a no_grad inside fn still applies)."""
+    grad_was = _core.set_grad_enabled(True)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _core.set_grad_enabled(grad_was)
+
+
+def _scalar_and_aux(out: Any, has_aux: bool) -> tuple[Any, Any]:
+    """fn's result as (scalar value, aux): with has_aux, fn returns the pair."""
+    aux = None
+    if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("value_and_grad(has_aux=True): fn must return a pair "
+                            f"(value, aux), got {type(out).__name__}")
+        out, aux = out
+    return _scalar_output(out, "value_and_grad"), aux
+
+
 def _vars_of(x: Any) -> list:
     """The Vars of a Var or an object array (numbers in it are skipped)."""
     if isinstance(x, Var):
@@ -185,18 +206,7 @@ def _value_and_grad(fn: Callable, argnums: int | Sequence[int], has_aux: bool,
         call_args, leaves = list(args), {}
         for k in nums:
             call_args[k], leaves[k] = _lift(args[k], k, "value_and_grad")
-        grad_was = _core.set_grad_enabled(True)  # as torch.func: an outer no_grad is moot
-        try:
-            out = fn(*call_args, **kwargs)
-        finally:
-            _core.set_grad_enabled(grad_was)
-        aux = None
-        if has_aux:
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise TypeError("value_and_grad(has_aux=True): fn must return a pair "
-                                f"(value, aux), got {type(out).__name__}")
-            out, aux = out
-        out = _scalar_output(out, "value_and_grad")
+        out, aux = _scalar_and_aux(_call_recording(fn, call_args, kwargs), has_aux)
         if isinstance(out, Var):
             out.backward()
         grads = tuple(_grad_of(leaves[k]) for k in nums)
@@ -211,18 +221,7 @@ def _value_and_grad(fn: Callable, argnums: int | Sequence[int], has_aux: bool,
         call_args = list(args)
         for k in nums:
             call_args[k] = _var_argument(args[k], k, where)
-        grad_was = _core.set_grad_enabled(True)
-        try:
-            out = fn(*call_args, **kwargs)
-        finally:
-            _core.set_grad_enabled(grad_was)
-        aux = None
-        if has_aux:
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise TypeError("value_and_grad(has_aux=True): fn must return a pair "
-                                f"(value, aux), got {type(out).__name__}")
-            out, aux = out
-        out = _scalar_output(out, "value_and_grad")
+        out, aux = _scalar_and_aux(_call_recording(fn, call_args, kwargs), has_aux)
         inputs = [call_args[k] for k in nums]
         if isinstance(out, Var):
             grads = autograd.grad(out, inputs, create_graph=True)
@@ -289,11 +288,7 @@ def _var_jacobian(fn: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...]
     call = list(args)
     for k in nums:
         call[k] = _var_argument(args[k], k, "jacobian")
-    grad_was = _core.set_grad_enabled(True)
-    try:
-        outs, out_shape = _var_output(fn(*call, **kwargs), "jacobian")
-    finally:
-        _core.set_grad_enabled(grad_was)
+    outs, out_shape = _var_output(_call_recording(fn, call, kwargs), "jacobian")
     inputs = [call[k] for k in nums]
     rows = [_recorded_grads([o], [1.0], inputs) for o in outs]  # rows[i][j]: d out_i / d x_j
     blocks = []
@@ -350,11 +345,7 @@ def _var_jvp(fn: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     pullback of a placeholder cotangent u is linear in u, and its reverse sweep seeded
     with the tangents gives J t."""
     xs = [_var_argument(p, k, "jvp") for k, p in enumerate(primals)]
-    grad_was = _core.set_grad_enabled(True)
-    try:
-        outs, out_shape = _var_output(fn(*xs), "jvp")
-    finally:
-        _core.set_grad_enabled(grad_was)
+    outs, out_shape = _var_output(_call_recording(fn, xs, {}), "jvp")
     us = [Var(0.0) for _ in outs]
     pulled = _recorded_grads(outs, us, xs)
     ts = [t for k, t in enumerate(tangents) for t in _flat_entries(
@@ -374,11 +365,7 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
         raise TypeError("vjp: needs at least one primal")
     if _any_vars(primals, {}):
         xs_var = [_var_argument(p, k, "vjp") for k, p in enumerate(primals)]
-        grad_was = _core.set_grad_enabled(True)
-        try:
-            outs, out_shape = _var_output(fn(*xs_var), "vjp")
-        finally:
-            _core.set_grad_enabled(grad_was)
+        outs, out_shape = _var_output(_call_recording(fn, xs_var, {}), "vjp")
 
         def var_vjp_fn(cotangent: Any) -> tuple:
             cts = _flat_entries(np.broadcast_to(np.asarray(cotangent, dtype=object), out_shape)
