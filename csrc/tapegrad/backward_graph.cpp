@@ -77,9 +77,9 @@ term value_only(double v, const term& /*like*/, F&& full) {
     return observed(r, term(v), cmp::same) ? r : term(v);
 }
 template <class F>
-term value_only(const term& v, const term& like, F&& full) {
+term value_only(const term& v, const term& /*like*/, F&& full) {
     const term r = full();
-    return r == v ? r : v.node ? v : value_only(v.v, like, full);
+    return r == v ? r : v;
 }
 }  // namespace math
 

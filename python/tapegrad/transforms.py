@@ -73,12 +73,6 @@ def _any_vars(args: Sequence[Any], kwargs: dict) -> bool:
     return any(_holds_vars(a) for a in args) or any(_holds_vars(v) for v in kwargs.values())
 
 
-def _check_example(a: Any, k: int, where: str) -> np.ndarray:
-    if _holds_vars(a):
-        raise TypeError(f"{where}: argument {k} holds Vars; pass numbers or arrays of numbers")
-    return _real_array(a, f"{where}: argument {k}")
-
-
 def _var_argument(a: Any, k: int, where: str) -> Any:
     """A differentiated argument that holds Vars (an enclosing transform's): a Var, or an
     object array of Vars (numbers in it become constants)."""
@@ -113,13 +107,6 @@ def _scalar_and_aux(out: Any, has_aux: bool) -> tuple[Any, Any]:
                             f"(value, aux), got {type(out).__name__}")
         out, aux = out
     return _scalar_output(out, "value_and_grad"), aux
-
-
-def _vars_of(x: Any) -> list:
-    """The Vars of a Var or an object array (numbers in it are skipped)."""
-    if isinstance(x, Var):
-        return [x]
-    return [v for v in np.asarray(x, dtype=object).reshape(-1) if isinstance(v, Var)]
 
 
 def _var_output(out: Any, where: str) -> tuple[list, tuple]:
@@ -161,7 +148,7 @@ def _flat_entries(x: Any) -> list:
 
 def _lift(a: Any, k: int, where: str) -> tuple[Any, Any]:
     """A differentiated argument as leaf Vars: (what fn receives, the leaves)."""
-    arr = _check_example(a, k, where)
+    arr = _real_array(a, f"{where}: argument {k}")
     leaves = _placeholder(arr, arr.shape)
     return leaves, leaves
 
@@ -222,12 +209,7 @@ def _value_and_grad(fn: Callable, argnums: int | Sequence[int], has_aux: bool,
         for k in nums:
             call_args[k] = _var_argument(args[k], k, where)
         out, aux = _scalar_and_aux(_call_recording(fn, call_args, kwargs), has_aux)
-        inputs = [call_args[k] for k in nums]
-        if isinstance(out, Var):
-            grads = autograd.grad(out, inputs, create_graph=True)
-        else:  # a constant function: zero gradients
-            grads = tuple(Var(0.0) if isinstance(x, Var) else
-                          np.vectorize(lambda _: Var(0.0), otypes=[object])(x) for x in inputs)
+        grads = _recorded_grads([out], [1.0], [call_args[k] for k in nums])
         g = grads[0] if isinstance(argnums, numbers.Integral) else grads
         return ((out, aux) if has_aux else out), g
 
@@ -253,7 +235,7 @@ def _trace_at(fn: Callable, args: Sequence[Any], kwargs: dict, nums: tuple[int, 
     """fn recorded at this point as a Function of the arguments listed in ``nums``."""
     examples = [args[k] for k in nums]
     for k in nums:
-        _check_example(args[k], k, where)
+        _real_array(args[k], f"{where}: argument {k}")
 
     def of_differentiated(*diff: Any) -> Any:
         full = list(args)
