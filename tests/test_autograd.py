@@ -2,6 +2,7 @@
 tg.grad: the seed's examples one order up, every smooth op's derivatives up to order 4
 against mpmath, the recorded sweep against backward() on random graphs, the tape staying
 flat in a loop whose loss holds a gradient, and bad input."""
+import copy
 import importlib
 import math
 import random
@@ -218,7 +219,7 @@ def test_traced_gradients_replay_and_differentiate_again():
             d2, d3 = (float(mpmath.diff(mf, x, n)) for n in (2, 3))
         assert F.grad(x) == pytest.approx(d2, rel=1e-13)
         assert F.hessian(x) == pytest.approx(d3, rel=1e-12)
-    X = np.linspace(-2, 2, 100)  # (not 0: pow's rule branches at x == 0, a guard there)
+    X = np.linspace(-2, 2, 101)  # (0 included: x ** 3's constant exponent guards nothing)
     # batched: libmvec's sin and cos, a few ulp from scalar libm (tests/test_trace_batch.py)
     np.testing.assert_allclose(F(X), [tg.grad(f)(x) for x in X], rtol=1e-13)
 
@@ -334,12 +335,115 @@ def test_vector_functions_nest():
                                        d[2, 1] + 2 * d[1, 2] + d[0, 3]], rtol=1e-12)
 
 
-def test_backward_with_create_graph_points_to_autograd():
+def test_backward_with_create_graph_gives_leaves_gradients_with_graphs():
+    """PyTorch's backward(create_graph=True): each leaf's .grad becomes a Var (old grad plus
+    the recorded gradient), differentiable again; non-leaf grads are not touched."""
+    x, y, unused = tg.Var(2.0), tg.Var(3.0), tg.Var(5.0)
+    h = x * y
+    f = x ** 3 * y + h
+    f.backward(create_graph=True)
+    gx, gy = x.grad, y.grad
+    assert isinstance(gx, tg.Var) and (gx.value, gy.value) == (39.0, 10.0)
+    assert (h.grad, unused.grad) == (0.0, 0.0)
+    assert repr(x) == "Var(value=2.0, grad=39.0)"
+    x.zero_grad()
+    y.zero_grad()
+    gx.backward()  # d/dx (3 x^2 y + y) = 6 x y, d/dy = 3 x^2 + 1
+    assert (x.grad, y.grad) == (36.0, 13.0)
+    with pytest.raises(TypeError, match="one optional keyword argument, create_graph"):
+        f.backward(1.0)
+    with pytest.raises(TypeError, match="create_graph"):
+        f.backward(retain_graph=True)
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_backward_with_create_graph_accumulates_like_torch():
+    torch = pytest.importorskip("torch")
+    x, t = tg.Var(1.5), torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    x.grad = 0.25
+    t.grad = torch.tensor(0.25, dtype=torch.float64)
+    for v in (x, t):
+        (v * v * v).backward(create_graph=True)  # a float grad, then a Var grad, ...
+        (v * v).backward(create_graph=True)
+        (v ** 4).backward()  # a plain backward into a grad with a graph
+    assert float(x.grad) == t.grad.item()
+    (ggx,) = autograd.grad(x.grad, x)
+    (ggt,) = torch.autograd.grad(t.grad, t)
+    assert ggx == ggt.item()
+
+
+def test_a_recorded_grad_lives_on_its_var_object():
+    """Like PyTorch's .grad, the recorded gradient is kept by the Var objects that exist
+    at the call (copies carry it); dropping the Var frees the gradient's graph."""
     x = tg.Var(2.0)
-    y = x * x
-    with pytest.raises(TypeError, match=r"tg\.autograd\.grad\(v, inputs, create_graph=True\)"):
-        y.backward(create_graph=True)
-    with pytest.raises(TypeError, match="no arguments"):
-        y.backward(1.0)
-    y.backward()
-    assert x.grad == 4.0
+    twin = x + 0.0  # not a leaf: untouched
+    (x * x).backward(create_graph=True)
+    c = copy.copy(x)
+    assert c.grad is x.grad and twin.grad == 0.0
+    x.grad = 1.0
+    assert x.grad == 1.0 and c.grad.value == 4.0
+    live = core.tape_stats()["live"]
+    del c
+    assert core.tape_stats()["live"] < live
+    core._tape_check()
+
+
+def test_a_training_loop_with_backward_create_graph_keeps_the_tape_flat():
+    w = tg.Var(0.3)
+    sizes = []
+    for step in range(200):
+        x = tg.Var(0.7)
+        (w * tg.sin(w * x)).backward(create_graph=True)
+        loss = (x.grad - 0.5) ** 2
+        w.zero_grad()
+        loss.backward()
+        w.value -= 0.1 * w.grad
+        w.zero_grad()
+        if step % 50 == 49:
+            core._tape_check()
+            sizes.append(core.tape_stats()["live"])
+    assert len(set(sizes)) == 1, sizes
+    assert abs(w.value ** 2 * math.cos(w.value * 0.7) - 0.5) < 1e-6
+
+
+def test_backward_with_create_graph_inside_a_trace_is_recorded():
+    def g(x, y):
+        (x ** 3 * y).backward(create_graph=True)
+        return x.grad * y.grad
+    F = tg.trace(g, 1.0, 2.0)
+    for x, y in ((2.0, 3.0), (-1.0, 0.5), (0.0, 1.0)):
+        assert F(x, y) == 3 * x ** 2 * y * x ** 3
+    # d/dx (3 x^5 y) = 15 x^4 y, d/dy = 3 x^5
+    assert F.grad(2.0, 3.0) == (15 * 16 * 3.0, 3 * 32.0)
+    with pytest.raises(tg.TraceError, match="backward"):
+        tg.trace(lambda x: (x * x).backward(), 1.0)
+
+
+def test_a_constant_exponent_is_no_guard_at_zero():
+    """x ** 3's exponent is a constant: its d/dy (which branches at x == 0) is never
+    evaluated, so a traced gradient of x ** 3 replays at 0 and across it."""
+    F = tg.trace(tg.grad(tg.grad(lambda x: x ** 3)), 1.0)
+    assert [F(x) for x in (0.0, -2.0, 2.0)] == [0.0, -12.0, 12.0]
+    G = tg.trace(tg.grad(lambda x, y: x ** y), 1.0, 3.0)  # a Var exponent still guards
+    with pytest.raises(tg.TraceError, match="pow's derivative rule"):
+        G(0.0, 3.0)
+
+
+def test_anomaly_mode_checks_recorded_nodes_as_they_are_made():
+    z = tg.Var(0.0)
+    log_z = tg.log(z)  # -inf, made before anomaly mode is on
+    with tg.detect_anomaly():
+        with pytest.raises(tg.AnomalyError, match=r"div\(2, 0\) = inf: .*sqrt's derivative "
+                           r"rule in a gradient recorded with create_graph=True\n  at "
+                           r".*test_autograd.py") as e:
+            autograd.grad(tg.sqrt(z) * 2, z, create_graph=True)
+        assert e.value.kind == "recorded" and e.value.op == "div"
+        with pytest.raises(tg.AnomalyError, match="sqrt's derivative rule"):
+            (tg.sqrt(z) + z).backward(create_graph=True)
+        with pytest.raises(tg.AnomalyError, match="non-finite loss"):
+            log_z.backward(create_graph=True)
+        assert z.grad == 0.0
+        x = tg.Var(2.0)
+        (x * tg.sqrt(x)).backward(create_graph=True)  # finite: no report
+        assert x.grad.value == pytest.approx(1.5 * math.sqrt(2.0))
+    core._tape_check()

@@ -405,6 +405,7 @@ PyNumberMethods condition_as_number = [] {
 void var_dealloc(PyObject* self) {
     auto* v = reinterpret_cast<VarObject*>(self);
     shared_tape* t = v->tape;
+    drop_graph_grad(v);  // first: it may free Vars of this tape, while v is still listed
     VarObject* last = t->vars.back();  // swap-remove from the tape's list
     t->vars[v->pos] = last;
     last->pos = v->pos;
@@ -451,7 +452,10 @@ PyObject* var_new(PyTypeObject*, PyObject* args, PyObject* kwargs) {
 PyObject* var_repr(PyObject* self) {
     auto* v = reinterpret_cast<VarObject*>(self);
     PyObject* val = PyFloat_FromDouble(v->tape->nodes.val(v->idx));
-    PyObject* grad = PyFloat_FromDouble(v->tape->nodes.adj(v->idx));
+    PyObject* g = graph_grad(v);  // a recorded gradient shows as its value
+    PyObject* grad = PyFloat_FromDouble(
+        g ? reinterpret_cast<VarObject*>(g)->tape->nodes.val(reinterpret_cast<VarObject*>(g)->idx)
+          : v->tape->nodes.adj(v->idx));
     PyObject* r =
         (val && grad)
             ? PyUnicode_FromFormat("%s(value=%R, grad=%R)",
@@ -557,6 +561,7 @@ int set_value(PyObject* self, PyObject* x, void*) {
 
 PyObject* get_grad(PyObject* self, void*) {
     auto* v = reinterpret_cast<VarObject*>(self);
+    if (PyObject* g = graph_grad(v)) return Py_NewRef(g);
     return PyFloat_FromDouble(v->tape->nodes.adj(v->idx));
 }
 
@@ -571,6 +576,7 @@ int set_grad(PyObject* self, PyObject* x, void*) {
             return -1;
         }
     }
+    drop_graph_grad(v);
     v->tape->nodes.set_adj(v->idx, d);
     return 0;
 }
@@ -628,7 +634,11 @@ PyObject* get_id(PyObject* self, void*) {
 PyGetSetDef var_getset[] = {
     {"value", get_value, set_value, "The node's value (settable on leaves).", nullptr},
     {"data", get_value, set_value, "Alias of .value, for micrograd users.", nullptr},
-    {"grad", get_grad, set_grad, "The node's adjoint after backward(); 0.0 before.", nullptr},
+    {"grad", get_grad, set_grad,
+     "The node's adjoint after backward(); 0.0 before. After backward(create_graph=True), "
+     "a Var with a graph, kept on this Var object (as PyTorch keeps .grad on the tensor) "
+     "until zero_grad() or an assignment.",
+     nullptr},
     {"op", get_op, nullptr, "The op name, or 'leaf' / 'const'.", nullptr},
     {"inputs", get_inputs, nullptr, "The Vars this node was computed from.", nullptr},
     {"is_leaf", get_is_leaf, nullptr, "True for 'leaf' and 'const' nodes.", nullptr},
@@ -642,23 +652,36 @@ PyGetSetDef var_getset[] = {
 // first edge (in sweep order) where a finite adjoint gave a non-finite contribution.
 // The adjoints are final when the sweep reaches a node, so rerunning each rule on them
 // finds exactly the contributions the sweep added.
-PyObject* m_backward(PyObject* self, PyObject* const*, Py_ssize_t nargs, PyObject* kwnames) {
-    if (nargs != 0 || (kwnames && PyTuple_GET_SIZE(kwnames) != 0)) {
+PyObject* m_backward(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    int create_graph = 0;
+    if (nargs == 0 && nkw == 1 &&
+        PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "create_graph") == 0) {
+        create_graph = PyObject_IsTrue(args[0]);
+        if (create_graph < 0) return nullptr;
+    } else if (nargs != 0 || nkw != 0) {
         PyErr_SetString(PyExc_TypeError,
-                        "Var.backward() takes no arguments (it seeds 1 and accumulates leaf "
-                        "grads); for gradients with a graph, as PyTorch's backward("
-                        "create_graph=True), use tg.autograd.grad(v, inputs, create_graph=True)");
+                        "Var.backward() takes one optional keyword argument, create_graph "
+                        "(it seeds 1 and accumulates leaf grads; for other seeds or chosen "
+                        "inputs use tg.autograd.grad(outputs, inputs, grad_outputs))");
         return nullptr;
     }
     auto* v = reinterpret_cast<VarObject*>(self);
     tape& n = v->tape->nodes;
+    if (create_graph) {
+        if (anomaly_on && !std::isfinite(n.val(v->idx)))
+            return report_anomaly("loss", v->tape, v->idx, Py_None);
+        return backward_with_graph(v);
+    }
     if (live_recorder())
         return refuse_inside_trace("backward()",
                                    "Differentiate the traced Function instead (F.grad, F.jacobian, "
-                                   "F.hessian), or call backward() outside tg.trace.");
+                                   "F.hessian), use backward(create_graph=True) (recorded in the "
+                                   "trace), or call backward() outside tg.trace.");
     if (anomaly_on && !std::isfinite(n.val(v->idx)))
         return report_anomaly("loss", v->tape, v->idx, Py_None);
     n.backward(v->idx, 1.0);
+    if (!v->tape->graph_grads.empty() && !fold_float_grads(v->tape)) return nullptr;
     if (!anomaly_on) Py_RETURN_NONE;
     return check_backward_edges(v->tape, v->idx);
 }
@@ -667,6 +690,7 @@ PyObject* m_item(PyObject* self, PyObject*) { return var_float(self); }
 
 PyObject* m_zero_grad(PyObject* self, PyObject*) {
     auto* v = reinterpret_cast<VarObject*>(self);
+    drop_graph_grad(v);
     v->tape->nodes.set_adj(v->idx, 0.0);
     Py_RETURN_NONE;
 }
@@ -735,7 +759,17 @@ PyObject* m_copy(PyObject* self, PyObject*) {
         return set_error_from_exception();
     }
     t.set_adj(i, t.adj(v->idx));
-    return new_var(v->tape, i);
+    PyObject* copy = new_var(v->tape, i);
+    if (PyObject* g = graph_grad(v); g && copy) {  // the copy's .grad is the same Var
+        try {
+            v->tape->graph_grads.emplace(reinterpret_cast<VarObject*>(copy), g);
+        } catch (...) {
+            Py_DECREF(copy);
+            return set_error_from_exception();
+        }
+        Py_INCREF(g);
+    }
+    return copy;
 }
 
 PyObject* m_reduce(PyObject*, PyObject*) {
@@ -804,7 +838,11 @@ PyObject* f_clip(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyMethodDef var_methods[] = {
     {"backward", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(m_backward)),
      METH_FASTCALL | METH_KEYWORDS,
-     "Reverse-mode sweep from this node: its grad is seeded with 1, leaf grads accumulate."},
+     "backward(create_graph=False): reverse-mode sweep from this node, seeded with 1; leaf "
+     "grads accumulate. With create_graph=True the sweep is recorded (as "
+     "tg.autograd.grad's), and each leaf Var it reaches gets a Var as .grad (the old grad "
+     "plus the recorded gradient), which can be differentiated again; non-leaf grads are "
+     "not touched."},
     {"item", m_item, METH_NOARGS, "The value as a Python float."},
     {"zero_grad", m_zero_grad, METH_NOARGS, "Set this node's grad to 0."},
     {"detach", m_detach, METH_NOARGS,

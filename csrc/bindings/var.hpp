@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include <unordered_map>
 #include <vector>
 
 #include "tapegrad/program.hpp"
@@ -21,6 +22,11 @@ struct shared_tape final : relocator {
     void relocate(const std::uint32_t* new_index) override;
     tape nodes;
     std::vector<VarObject*> vars;
+    // The .grad of Vars that hold a recorded gradient (backward(create_graph=True)), by
+    // Var object, as PyTorch keeps .grad on the tensor: new references to Vars of this
+    // tape, dropped with their Var (no Python cycle: a gradient's graph holds nodes, not
+    // Var objects). Empty on almost every tape: reading .grad pays one test.
+    std::unordered_map<const VarObject*, PyObject*> graph_grads;
     Py_ssize_t refs = 0;
     std::uint64_t serial;
 };

@@ -33,6 +33,32 @@ void record_escape(PyObject* self, double value);
 PyObject* refuse_inside_trace(const char* what, const char* instead);
 extern PyMethodDef tracing_functions[];
 
+// A recorded .grad (shared_tape::graph_grads): the Var (borrowed), or nullptr for none.
+inline PyObject* graph_grad(const VarObject* v) {
+    const auto& g = v->tape->graph_grads;
+    if (__builtin_expect(g.empty(), 1)) return nullptr;
+    const auto it = g.find(v);
+    return it == g.end() ? nullptr : it->second;
+}
+// Forget v's recorded .grad (its float adjoint is what .grad reads again).
+inline void drop_graph_grad(const VarObject* v) {
+    auto& g = v->tape->graph_grads;
+    if (__builtin_expect(g.empty(), 1)) return;
+    const auto it = g.find(v);
+    if (it == g.end()) return;
+    PyObject* old = it->second;
+    g.erase(it);
+    Py_DECREF(old);
+}
+
+// autograd.cpp
+// root.backward(create_graph=True): every leaf Var below root that root reaches gets
+// .grad = r (or old + r), r its recorded gradient. Py_None, or nullptr with an error set.
+PyObject* backward_with_graph(VarObject* root);
+// After a plain backward(): Vars whose .grad is a recorded gradient G take their node's new
+// float adjoint a into it (G + a) and the adjoint goes back to 0. False: error set.
+bool fold_float_grads(shared_tape* t);
+
 // anomaly.cpp
 // Calls tapegrad.anomaly's reporter for node i, which raises; returns nullptr.
 PyObject* report_anomaly(const char* kind, shared_tape* t, index i, PyObject* extra);

@@ -35,7 +35,9 @@ term apply(const term& a, const term& b) {
     // Room first: pushing a constant, then the op, must not move the nodes in between.
     rec.t->reserve_more(3);
     const tape::index x = node_of(a), y = node_of(b);
-    return term::of(*rec.t, hold(rec.t->push<K>(x, y)));
+    const tape::index i = hold(rec.t->push<K>(x, y));
+    if (rec.observer) rec.observer->appended(i, rec.rule);
+    return term::of(*rec.t, i);
 }
 
 bool observed(const term& a, const term& b, cmp c) {
@@ -163,10 +165,11 @@ adjoints<T> sweep(const tape& t, const grad_request& r, const std::vector<T>& se
         const T x = operand<T>(t, a), y = operand<T>(t, b), out = operand<T>(t, k);
         entering_rule(g, t.op_at(k));
         switch (t.op_at(k)) {
-#define TG_OP(name, arity, ...)                                       \
-    case op::name:                                                    \
-        add(a, kernel::name::dx<T>(x, y, out, g), g);                 \
-        if (arity == 2) add(b, kernel::name::dy<T>(x, y, out, g), g); \
+#define TG_OP(name, arity, ...)                                                       \
+    case op::name:                                                                    \
+        if (t.op_at(a) != op::constant) add(a, kernel::name::dx<T>(x, y, out, g), g); \
+        if (arity == 2 && t.op_at(b) != op::constant)                                 \
+            add(b, kernel::name::dy<T>(x, y, out, g), g);                             \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -191,8 +194,8 @@ std::vector<double> gradient_values(const tape& t, const grad_request& r) {
 }
 
 std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
-                                        std::vector<tape::index>& held,
-                                        compare_observer* observer) {
+                                        std::vector<tape::index>& held, compare_observer* observer,
+                                        std::vector<bool>* reached) {
     const recording saved = rec;
     rec = {&t, &held, observer};
     struct restore {
@@ -202,6 +205,10 @@ std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
     const adjoints<term> adj = sweep(t, r, r.seeds);
     std::vector<tape::index> out;
     for (const tape::index w : r.wrt) out.push_back(node_of(adj.value_or_zero(w)));
+    if (reached) {
+        reached->clear();
+        for (const tape::index w : r.wrt) reached->push_back(adj.has(w));
+    }
     return out;
 }
 

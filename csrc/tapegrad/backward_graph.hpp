@@ -30,12 +30,14 @@ struct term {
     }
 };
 
-// Told of each comparison a recorded rule makes on a node's value: the branch the rule
-// takes depends on it (a trace turns these into guards, so a replay that would take the
-// other branch does not go on silently).
+// Watches a recording. Told of each comparison a recorded rule makes on a node's value:
+// the branch the rule takes depends on it (a trace turns these into guards, so a replay
+// that would take the other branch does not go on silently); and of each node a rule
+// appends (anomaly mode checks its value as it is made).
 struct compare_observer {
-    // rule_of: the op whose rule compared
+    // rule_of: the op whose rule compared, or appended node i
     virtual void compared(const term& a, const term& b, cmp c, bool outcome, op rule_of) = 0;
+    virtual void appended(tape::index /*i*/, op /*rule_of*/) {}
     virtual ~compare_observer() = default;
 };
 
@@ -46,6 +48,9 @@ struct grad_request {
     std::vector<term> seeds;  // one per output: a number, or a node (a recorded seed)
     std::vector<tape::index> wrt;
 };
+
+// Constant nodes take no gradient: a rule's part for a constant operand is not evaluated
+// (nor compared on: pow's d/dy at x == 0 is no guard of x ** 3).
 
 // d(sum_k seed_k * output_k) / d wrt_j as numbers (the plain sweep's skipping of zero
 // adjoints; nothing on the tape changes, leaf .grad included). Seeds must be numbers.
@@ -58,8 +63,11 @@ std::vector<double> gradient_values(const tape& t, const grad_request& r);
 // Values equal gradient_values' except that a single contribution of -0.0 stays -0.0
 // (the plain sweep adds it to 0.0), and where an adjoint is 0 the recorded sweep still
 // records contributions with finite values (their derivatives need not be 0).
+// `reached`, if given, is set to whether wrt_j got any contribution that is not the
+// number 0 (backward(create_graph=True) leaves the other leaves' .grad alone).
 std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
                                         std::vector<tape::index>& held,
-                                        compare_observer* observer = nullptr);
+                                        compare_observer* observer = nullptr,
+                                        std::vector<bool>* reached = nullptr);
 
 }  // namespace tapegrad

@@ -5,9 +5,11 @@ While it is on (per thread), every op checks its result: the first non-finite va
 from finite inputs raises :class:`AnomalyError` at the line of user code that made it (a
 NaN that arrives in an input is blamed on that input). ``backward()`` refuses a
 non-finite loss, and after its sweep names the first edge where a finite gradient became
-non-finite, with the op's rule as the table writes it. Traced ``Function`` replays check
-what they produce, and re-run the traced Python function eagerly at the first bad point
-to find the node and line. Off, it costs nothing: nothing is recorded, no line is kept.
+non-finite, with the op's rule as the table writes it. A gradient recorded with
+``create_graph=True`` is checked node by node as it is made, naming the rule that made
+it. Traced ``Function`` replays check what they produce, and re-run the traced Python
+function eagerly at the first bad point to find the node and line. Off, it costs
+nothing: nothing is recorded, no line is kept.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 class AnomalyError(ArithmeticError):
     """A NaN or an infinity where the inputs were finite.
 
-    Attributes: ``kind`` ("forward", "input", "loss" or "backward"), ``node`` (the Var
+    Attributes: ``kind`` ("forward", "input", "loss", "backward" or "recorded": a node of
+    a gradient recorded with ``create_graph=True``), ``node`` (the Var
     where it happened), ``op``, ``inputs`` (the input values), ``location`` ("file:line"
     of the user code, or None) and ``source`` (that line's text).
     """
@@ -78,6 +81,10 @@ def _report(kind: str, node: Any, extra: Any) -> None:
     elif kind == "loss":
         msg = (f"backward() from a non-finite loss: {node.op}({args}) = "
                f"{_fmt(node.value)}{at}")
+    elif kind == "recorded":
+        msg = (f"{node.op}({args}) = {_fmt(node.value)}: a non-finite value from finite "
+               f"inputs, made by {extra}'s derivative rule in a gradient recorded with "
+               f"create_graph=True{at}")
     else:
         k, g, d, x, rule = extra
         name = "xy"[k] if len(inputs) == 2 else "x"

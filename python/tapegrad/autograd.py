@@ -10,7 +10,9 @@
 With ``create_graph=True`` the reverse sweep is recorded on the tape as ordinary nodes,
 built from the op table's own rules (csrc/tapegrad/backward_graph.hpp), so the gradients
 are Vars that can be differentiated again, to any order. Without it the gradients are
-floats. Either way the inputs' ``.grad`` is left alone (``backward()`` accumulates there).
+floats. Either way the inputs' ``.grad`` is left alone (``backward()`` accumulates there;
+``v.backward(create_graph=True)`` is the same recorded sweep, accumulated into the leaves'
+``.grad`` as Vars).
 
 A rule's branches take the side the current values take, as in PyTorch (``relu``'s
 recorded derivative at x > 0 is the adjoint itself). Values equal ``backward()``'s, but a
