@@ -49,8 +49,10 @@ def test_core_entry_points_validate_a_program_with_no_outputs(program):
     with pytest.raises(ValueError, match="mode must be"):
         program.point(x, 3)
     program.set_signature([[]], [0])  # what Function sets; a bare unpickled Program has none
-    assert program.call_vg(2.0) is None  # declines: the Python path explains
-    assert program.call(2.0).shape == (0,)
+    assert program.call((2.0,), 1, 0) is None  # declines: the Python path explains
+    assert program.call((2.0,), 0, 0).shape == (0,)
+    assert program.call((np.ones(3),), 0, 1).shape == (3, 0)  # a batch
+    assert program.call((np.ones(3),), 1, 1) is None
     out, tout, hv, failed = program.point_tangent(x, x, False)
     assert out.shape == tout.shape == (0,) and hv is None
     with pytest.raises(ValueError, match="needs an output"):

@@ -87,6 +87,8 @@ struct block {
     std::size_t bytes;
 };
 
+}  // namespace
+
 py::array_t<double> empty(const std::vector<py_ssize>& shape) {
     std::size_t n = 1;
     for (py_ssize d : shape) {
@@ -113,8 +115,6 @@ py::array_t<double> empty(const std::vector<py_ssize>& shape) {
     double* data = static_cast<double*>(b.release()->p);  // the capsule owns it now
     return py::array_t<double>(shape, data, owner);
 }
-
-}  // namespace
 
 void register_buffers(py::module_& m) {
     m.def("empty", &empty, py::arg("shape"),

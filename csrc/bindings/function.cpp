@@ -11,7 +11,12 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <unordered_map>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #include "bindings/function.hpp"
 #include "bindings/var.hpp"
@@ -178,7 +183,7 @@ py::object shaped(const double* p, const std::vector<py_ssize>& shape) {
 // F(*args) / F.value_and_grad(*args) at one point, without leaving C++: arguments whose
 // shapes are exactly the traced point shapes. Anything else (batches, odd types, a failed
 // guard) returns None, and function.py takes the general path, which also explains errors.
-py::object call_point(const Program& P, const py::args& args, int mode) {
+py::object call_point(const Program& P, const py::tuple& args, int mode) {
     const program& p = *P.p;
     // Anomaly mode takes the general path, which checks what the replay produced; so does
     // a gradient without an output to seed, which explains itself there.
@@ -241,6 +246,156 @@ py::object call_point(const Program& P, const py::args& args, int mode) {
         at += size;
     }
     return py::make_tuple(value, args.size() == 1 ? py::object(grads[0]) : py::object(grads));
+}
+
+// Every core this process may run on (function.py's default for threads=None).
+int default_threads() {
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+    return int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// One argument of a batched call: its point columns' base addresses and the stride (in
+// doubles) from one point to the next (0: the same value for every point).
+struct batch_arg {
+    const double* data = nullptr;
+    std::vector<py_ssize> lead;     // its batch dimensions
+    std::vector<py_ssize> strides;  // in doubles, for all its dimensions
+};
+
+// F(*args) / F.value_and_grad(*args) over a batch, without leaving C++: float64 arrays
+// (or numbers, for scalar point shapes) whose trailing dimensions are the traced point
+// shapes, and whose batch dimensions are either the batch's (laid out so that one stride
+// steps from point to point) or all 1. Results are C-contiguous arrays of shape batch +
+// out_shape (and batch + each argument's shape). Anything else (a real broadcast, other
+// dtypes, a failed guard, anomaly mode, one point) returns None, and function.py takes
+// the general path, which also explains errors.
+py::object call_batch(const Program& P, const py::tuple& args, int mode, int threads) {
+    const program& p = *P.p;
+    const std::size_t n_args = P.arg_shapes.size();
+    if (args.size() != n_args || anomaly_enabled() || (mode && p.outputs_.empty()))
+        return py::none();
+    std::vector<batch_arg> in(n_args);
+    std::vector<double> numbers(n_args);
+    std::vector<py_ssize> batch;  // the broadcast of the arguments' batch dimensions
+    for (std::size_t k = 0; k < n_args; ++k) {
+        PyObject* a = args[k].ptr();
+        const auto& shape = P.arg_shapes[k];
+        batch_arg& b = in[k];
+        if (PyFloat_CheckExact(a) && shape.empty()) {
+            numbers[k] = PyFloat_AS_DOUBLE(a);
+            b.data = &numbers[k];
+            continue;
+        }
+        if (!py::isinstance<py::array_t<double>>(args[k])) return py::none();
+        auto arr = py::reinterpret_borrow<py::array>(args[k]);
+        const std::size_t nd = std::size_t(arr.ndim()), pd = shape.size();
+        if (nd < pd || !aligned(arr.data())) return py::none();
+        for (std::size_t d = 0; d < pd; ++d)
+            if (arr.shape(py::ssize_t(nd - pd + d)) != shape[d]) return py::none();
+        for (std::size_t d = 0; d < nd; ++d) {
+            if (arr.strides(py::ssize_t(d)) % py::ssize_t(sizeof(double))) return py::none();
+            b.strides.push_back(arr.strides(py::ssize_t(d)) / py::ssize_t(sizeof(double)));
+        }
+        b.data = static_cast<const double*>(arr.data());
+        b.lead.assign(arr.shape(), arr.shape() + (nd - pd));
+        if (b.lead.size() > batch.size())
+            batch.insert(batch.begin(), b.lead.size() - batch.size(), 1);
+        for (std::size_t d = 0; d < b.lead.size(); ++d) {
+            py_ssize& out = batch[batch.size() - b.lead.size() + d];
+            const py_ssize here = b.lead[d];
+            if (out == 1)
+                out = here;
+            else if (here != 1 && here != out)
+                return py::none();  // general path: error
+        }
+    }
+    std::size_t n = 1;
+    for (const py_ssize d : batch) n *= std::size_t(d);
+    if (batch.empty() || n == 0) return py::none();
+    program::batch_io io;
+    io.in_base.reserve(p.n_inputs);
+    io.in_stride.reserve(p.n_inputs);
+    io.out_base.reserve(p.outputs_.size());
+    io.out_stride.reserve(p.outputs_.size());
+    if (mode) {
+        io.grad_base.reserve(p.n_inputs);
+        io.grad_stride.reserve(p.n_inputs);
+    }
+    for (std::size_t k = 0; k < n_args; ++k) {
+        const batch_arg& b = in[k];
+        const auto& shape = P.arg_shapes[k];
+        std::size_t lead_n = 1;
+        for (const py_ssize d : b.lead) lead_n *= std::size_t(d);
+        std::ptrdiff_t step = 0;  // from point to point
+        if (lead_n != 1) {
+            // Every point of the batch, in order: the same batch dimensions, and one stride.
+            if (b.lead.size() != batch.size()) return py::none();
+            std::ptrdiff_t want = 0;
+            for (std::size_t d = b.lead.size(); d-- > 0;) {
+                if (b.lead[d] != batch[d]) return py::none();
+                if (b.lead[d] == 1) continue;
+                if (want && b.strides[d] != want) return py::none();
+                if (!want) step = b.strides[d];
+                want = b.strides[d] * b.lead[d];
+            }
+        }
+        // The point's elements in C order, at their strides.
+        const std::size_t pd = shape.size(), first = b.lead.size();
+        std::size_t size = 1;
+        for (const py_ssize d : shape) size *= std::size_t(d);
+        for (std::size_t j = 0; j < size; ++j) {
+            std::ptrdiff_t off = 0;
+            std::size_t rest = j;
+            for (std::size_t d = pd; d-- > 0;) {
+                off += std::ptrdiff_t(rest % std::size_t(shape[d])) * b.strides[first + d];
+                rest /= std::size_t(shape[d]);
+            }
+            io.in_base.push_back(b.data + off);
+            io.in_stride.push_back(step);
+        }
+    }
+    std::vector<py_ssize> out_shape = batch;
+    out_shape.insert(out_shape.end(), P.out_shape.begin(), P.out_shape.end());
+    py::array_t<double> value = empty(out_shape);
+    const std::size_t n_out = p.outputs_.size();
+    for (std::size_t j = 0; j < n_out; ++j) {
+        io.out_base.push_back(value.mutable_data() + j);
+        io.out_stride.push_back(std::ptrdiff_t(n_out));
+    }
+    std::vector<py::array_t<double>> grads;
+    grads.reserve(n_args);
+    if (mode) {
+        for (std::size_t k = 0; k < n_args; ++k) {
+            std::vector<py_ssize> shape = batch;
+            shape.insert(shape.end(), P.arg_shapes[k].begin(), P.arg_shapes[k].end());
+            grads.push_back(empty(shape));
+            const std::size_t size = std::size_t(grads.back().size()) / n;
+            for (std::size_t j = 0; j < size; ++j) {
+                io.grad_base.push_back(grads.back().mutable_data() + j);
+                io.grad_stride.push_back(std::ptrdiff_t(size));
+            }
+        }
+    }
+    std::vector<std::size_t> failed;
+    bool finished;
+    if (n * p.n_slots() <= 20000) {  // a few microseconds: releasing the GIL costs more
+        finished = p.run_batch(io, n, 1, failed, [] { return PyErr_CheckSignals() != 0; });
+    } else {
+        py::gil_scoped_release nogil;
+        finished = p.run_batch(io, n, threads > 0 ? threads : default_threads(), failed, [] {
+            py::gil_scoped_acquire gil;
+            return PyErr_CheckSignals() != 0;
+        });
+    }
+    if (!finished) throw py::error_already_set();
+    if (!failed.empty()) return py::none();  // the general path repairs or explains
+    if (!mode) return std::move(value);
+    py::object g = n_args == 1 ? py::object(grads[0]) : py::object(py::cast(grads));
+    if (n_args != 1) g = py::tuple(g);
+    return py::make_tuple(std::move(value), std::move(g));
 }
 
 using c_doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
@@ -441,8 +596,19 @@ void register_function(py::module_& m) {
                  P.arg_shapes = std::move(args);
                  P.out_shape = std::move(out);
              })
-        .def("call", [](const Program& P, py::args args) { return call_point(P, args, 0); })
-        .def("call_vg", [](const Program& P, py::args args) { return call_point(P, args, 1); })
+        .def(
+            "call",
+            [](const Program& P, const py::tuple& args, int mode, int threads) {
+                if (mode < 0) return py::object(py::none());  // declined by the caller
+                if (mode > 1) throw py::value_error("call: mode must be 0 or 1");
+                py::object r = call_point(P, args, mode);
+                return r.is_none() ? call_batch(P, args, mode, threads) : r;
+            },
+            py::arg("args"), py::arg("mode"), py::arg("threads"),
+            "F(*args) (mode 0) or (value, grads) (mode 1) without leaving C++: at one point of "
+            "the traced shapes, or over a batch of float64 arrays whose batch dimensions are "
+            "the batch's or all 1 (threads 0: every core). None when the general path must "
+            "run (function.py).")
         .def("guard_location",
              [](const Program& P, std::size_t k) { return P.p->guards_.at(k).where; })
         .def_property_readonly("n_guards", [](const Program& P) { return P.p->guards_.size(); })

@@ -1,4 +1,5 @@
 #pragma once
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <memory>
@@ -26,6 +27,8 @@ void register_function(pybind11::module_& m);
 pybind11::tuple program_state(const program& p);
 program program_from_state(const pybind11::tuple& st);
 void register_buffers(pybind11::module_& m);  // buffers.cpp: _core.empty
+// A float64 array for a batched result, from buffers.cpp's cache of mapped blocks.
+pybind11::array_t<double> empty(const std::vector<py_ssize>& shape);
 void register_autograd(pybind11::module_& m);  // autograd.cpp: _core._gradient
 
 }  // namespace tapegrad::bind

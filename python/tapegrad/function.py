@@ -93,6 +93,8 @@ def _threads(threads: Any, where: str = "threads") -> int:
     >= 1 is that many threads at most (a batch uses no more threads than it has blocks)."""
     if threads is None:
         return _default_threads()
+    if type(threads) is int and threads >= 1:  # the common case, before the ABC checks
+        return min(threads, _MAX_THREADS)
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
         raise ValueError(f"{where} must be None (every core) or a positive int, got "
                          f"{threads!r}")
@@ -206,9 +208,11 @@ class Function:
         self._n_out = math.prod(self._out_shape)
         for program in programs:
             program.set_signature(self._arg_shapes, self._out_shape)
-        # One point at exactly the traced shapes never leaves C++ (None: general path).
-        self._call = programs[0].call
-        self._call_vg = programs[0].call_vg if self._n_out == 1 else (lambda *a: None)
+        # One point at exactly the traced shapes, or a plain batch, never leaves C++ (None:
+        # the general path). A gradient of a non-scalar fn takes the general path, which
+        # explains (mode -1 declines).
+        self._fast = programs[0].call
+        self._grad_mode = 1 if self._n_out == 1 else -1
 
     # -- insight ------------------------------------------------------------------------
 
@@ -254,27 +258,27 @@ class Function:
 
     # -- calling ------------------------------------------------------------------------
 
-    # The one-point fast paths (_call, _call_vg) return None in anomaly mode, so results
-    # then pass through _checked.
+    # The fast path (_fast: one point, or a plain batch) never leaves C++. It returns None
+    # where the general path must run: anomaly mode (which checks results in _checked), a
+    # failed guard, anything to convert, broadcast or explain.
 
     def __call__(self, *args: Any, threads: int | None = None) -> Any:
         """fn's value(s) at these arguments (leading batch dimensions allowed)."""
-        r = self._call(*args) if threads is None or _threads(threads) else None
+        r = self._fast(args, 0, 0 if threads is None else _threads(threads))
         return r if r is not None else self._checked(args, self._run(args, Mode.VALUE, threads))[0]
 
     def value_and_grad(self, *args: Any, threads: int | None = None) -> tuple[Any, Any]:
         """(value, gradient) of a scalar fn; the gradient as in :meth:`grad`."""
-        r = self._call_vg(*args) if threads is None or _threads(threads) else None
-        if r is not None:
-            return r
-        return self._checked(args, self._run(args, Mode.GRAD, threads), True)
+        r = self._fast(args, self._grad_mode, 0 if threads is None else _threads(threads))
+        return r if r is not None else self._checked(args, self._run(args, Mode.GRAD, threads),
+                                                     True)
 
     def grad(self, *args: Any, threads: int | None = None) -> Any:
         """Gradient of a scalar fn with respect to every argument, each shaped like its
         argument (a tuple for several arguments, like ``jax.grad(fn, argnums=(0, ...))``)."""
-        r = self._call_vg(*args) if threads is None or _threads(threads) else None
+        r = self._fast(args, self._grad_mode, 0 if threads is None else _threads(threads))
         return r[1] if r is not None else self._checked(args, self._run(args, Mode.GRAD, threads),
-                                                         True)[1]
+                                                        True)[1]
 
     def jacobian(self, *args: Any, threads: int | None = None) -> Any:
         """d outputs / d argument, per argument: shape batch + out_shape + arg_shape
