@@ -903,5 +903,5 @@ _autograd_grad.__name__, _autograd_grad.__qualname__ = "grad", "autograd.grad"
 autograd = types.SimpleNamespace(grad=_autograd_grad)
 
 
-__all__ = ["Var", "autograd", "clip", "local_grads", "op_aliases", "ops", "where", "zero_grad", *OPS,
+__all__ = ["Var", "clip", "local_grads", "op_aliases", "ops", "where", "zero_grad", *OPS,
            *ALIASES]
