@@ -65,16 +65,16 @@ def test_the_seeds_examples_one_order_up():
     assert gxw == pytest.approx(s * (1 - s) + 1.0 * s * (1 - s) * (1 - 2 * s), rel=1e-14)
 
 
-def derivatives(op, p, orders):
+def derivatives(backend, op, p, orders):
     """[d^n op / dx_{i1} ... dx_{in}] for each index tuple in orders, by nested recorded
-    sweeps (each order differentiates the previous order's Var)."""
-    xs = [tg.Var(v) for v in p]
-    out = getattr(tg, op)(*xs)
+    sweeps (each order differentiates the previous order's Var) on ``backend``."""
+    xs = [backend.Var(v) for v in p]
+    out = getattr(backend, op)(*xs)
     got = {}
     for idx in orders:
         d = out
         for i in idx:
-            (d,) = autograd.grad(d, xs[i], create_graph=True)
+            (d,) = backend.autograd.grad(d, xs[i], create_graph=True)
         got[idx] = d.value
     return got
 
@@ -87,11 +87,11 @@ def mp_derivative(op, p, idx):
 
 
 @pytest.mark.parametrize("op, arity", SMOOTH, ids=[op for op, _ in SMOOTH])
-def test_derivatives_up_to_order_4_match_mpmath(op, arity):
+def test_derivatives_up_to_order_4_match_mpmath(backend, op, arity):
     """Orders 1-3 in every argument combination, and order 4 of unary ops, at moderate
     points of the domain (tests/helpers.py's SPECS), within 1e-9 relative of mpmath's (the
     recorded rules round like the rules, so errors grow with the order a few ulp at a
-    time)."""
+    time), on both backends."""
     o = ORACLES[op]
     if arity == 1:
         orders = [(0,) * n for n in (1, 2, 3, 4)]
@@ -102,7 +102,7 @@ def test_derivatives_up_to_order_4_match_mpmath(op, arity):
     r = random.Random(f"autograd-{op}")
     for _ in range(4):
         p = tuple(float(a) for a in spec_for(op).domain(r))  # moderate points of the domain
-        got = derivatives(op, p, orders)
+        got = derivatives(backend, op, p, orders)
         for idx, g in got.items():
             want = mp_derivative(op, p, list(idx))
             # (mpmath.diff's own noise where the exact derivative is 0: ~1e-70)
@@ -345,7 +345,7 @@ def test_backward_with_create_graph_gives_leaves_gradients_with_graphs():
     gx, gy = x.grad, y.grad
     assert isinstance(gx, tg.Var) and (gx.value, gy.value) == (39.0, 10.0)
     assert (h.grad, unused.grad) == (0.0, 0.0)
-    assert repr(x) == "Var(value=2.0, grad=39.0)"
+    assert repr(x) == "Var(value=2.0, grad=Var(value=39.0, grad=0.0))"
     x.zero_grad()
     y.zero_grad()
     gx.backward()  # d/dx (3 x^2 y + y) = 6 x y, d/dy = 3 x^2 + 1

@@ -76,8 +76,7 @@ struct sweep_observer final : compare_observer {
 // tape must not compact (node indices are held here): each result becomes a Var before
 // the nodes the sweep held are released.
 std::vector<py::object> recorded_gradients(shared_tape* t, const grad_request& r,
-                                           const std::string& where,
-                                           std::vector<bool>* reached = nullptr) {
+                                           const std::string& where) {
     std::vector<tape::index> held;
     tape& n = t->nodes;
     n.set_relocator(nullptr);
@@ -93,7 +92,7 @@ std::vector<py::object> recorded_gradients(shared_tape* t, const grad_request& r
     const bool tracing = live_recorder() != nullptr;
     sweep_observer watch(t, where, tracing, anomaly_enabled());
     const std::vector<tape::index> grads =
-        gradient_graph(n, r, held, tracing || watch.anomaly ? &watch : nullptr, reached);
+        gradient_graph(n, r, held, tracing || watch.anomaly ? &watch : nullptr);
     if (watch.bad != tape::none) {
         PyObject* rule = PyUnicode_FromString(op_table[int(watch.bad_rule)].name);
         if (rule) report_anomaly("recorded", t, watch.bad, rule);
@@ -203,9 +202,18 @@ PyObject* backward_with_graph(VarObject* root) {
         }
         std::vector<double> adjoint;  // each node's float grad before this call
         for (const tape::index i : r.wrt) adjoint.push_back(t->nodes.adj(i));
-        std::vector<bool> reached;
+        // The leaves below root (in its graph, whatever their gradient) are the ones whose
+        // .grad changes; only they are differentiated for.
+        const std::vector<bool> reached = below(t->nodes, root->idx, r.wrt);
+        grad_request used{r.outputs, r.seeds, {}};
+        std::vector<std::size_t> at(r.wrt.size(), 0);
+        for (std::size_t j = 0; j < r.wrt.size(); ++j)
+            if (reached[j]) {
+                at[j] = used.wrt.size();
+                used.wrt.push_back(r.wrt[j]);
+            }
         const std::vector<py::object> grads =
-            recorded_gradients(t, r, live_recorder() ? python_location() : "", &reached);
+            recorded_gradients(t, used, live_recorder() ? python_location() : "");
         // Each leaf's gradient and float grad, while node indices are still the sweep's;
         // the additions below may compact the tape (which moves nodes and updates Vars).
         std::vector<std::pair<const VarObject*, std::size_t>> reached_leaves;
@@ -216,7 +224,7 @@ PyObject* backward_with_graph(VarObject* root) {
         }
         std::vector<py::object> updated;
         for (const auto& [v, j] : reached_leaves)
-            updated.push_back(accumulated(v, adjoint[j], grads[j]));
+            updated.push_back(accumulated(v, adjoint[j], grads[at[j]]));
         for (std::size_t k = 0; k < updated.size(); ++k) {
             const VarObject* v = reinterpret_cast<const VarObject*>(reached_leaves[k].first);
             set_graph_grad(v, std::move(updated[k]));

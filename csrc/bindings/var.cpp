@@ -451,18 +451,18 @@ PyObject* var_new(PyTypeObject*, PyObject* args, PyObject* kwargs) {
 
 PyObject* var_repr(PyObject* self) {
     auto* v = reinterpret_cast<VarObject*>(self);
+    const char* type = Py_TYPE(self) == &ConditionType ? "Condition" : "Var";
     PyObject* val = PyFloat_FromDouble(v->tape->nodes.val(v->idx));
-    PyObject* g = graph_grad(v);  // a recorded gradient shows as its value
-    PyObject* grad = PyFloat_FromDouble(
-        g ? reinterpret_cast<VarObject*>(g)->tape->nodes.val(reinterpret_cast<VarObject*>(g)->idx)
-          : v->tape->nodes.adj(v->idx));
-    PyObject* r =
-        (val && grad)
-            ? PyUnicode_FromFormat("%s(value=%R, grad=%R)",
-                                   Py_TYPE(self) == &ConditionType ? "Condition" : "Var", val, grad)
-            : nullptr;
-    Py_XDECREF(val);
-    Py_XDECREF(grad);
+    if (!val) return nullptr;
+    PyObject* r;
+    if (PyObject* g = graph_grad(v)) {  // a recorded gradient: the Var's own repr
+        r = PyUnicode_FromFormat("%s(value=%R, grad=%R)", type, val, g);
+    } else {
+        PyObject* grad = PyFloat_FromDouble(v->tape->nodes.adj(v->idx));
+        r = grad ? PyUnicode_FromFormat("%s(value=%R, grad=%R)", type, val, grad) : nullptr;
+        Py_XDECREF(grad);
+    }
+    Py_DECREF(val);
     return r;
 }
 
@@ -657,8 +657,11 @@ PyObject* m_backward(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
     int create_graph = 0;
     if (nargs == 0 && nkw == 1 &&
         PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "create_graph") == 0) {
-        create_graph = PyObject_IsTrue(args[0]);
-        if (create_graph < 0) return nullptr;
+        if (!PyBool_Check(args[0])) {
+            PyErr_SetString(PyExc_TypeError, "backward: create_graph must be True or False");
+            return nullptr;
+        }
+        create_graph = args[0] == Py_True;
     } else if (nargs != 0 || nkw != 0) {
         PyErr_SetString(PyExc_TypeError,
                         "Var.backward() takes one optional keyword argument, create_graph "

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace tapegrad {
 
@@ -194,8 +195,8 @@ std::vector<double> gradient_values(const tape& t, const grad_request& r) {
 }
 
 std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
-                                        std::vector<tape::index>& held, compare_observer* observer,
-                                        std::vector<bool>* reached) {
+                                        std::vector<tape::index>& held,
+                                        compare_observer* observer) {
     const recording saved = rec;
     rec = {&t, &held, observer};
     struct restore {
@@ -205,10 +206,30 @@ std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
     const adjoints<term> adj = sweep(t, r, r.seeds);
     std::vector<tape::index> out;
     for (const tape::index w : r.wrt) out.push_back(node_of(adj.value_or_zero(w)));
-    if (reached) {
-        reached->clear();
-        for (const tape::index w : r.wrt) reached->push_back(adj.has(w));
+    return out;
+}
+
+std::vector<bool> below(const tape& t, tape::index root, const std::vector<tape::index>& nodes) {
+    // Marks over [lo, root], the range a sweep from root visits, and a set for the nodes
+    // below it (leaves and constants its ops use).
+    const tape::index lo = std::min(t.sweep_start(root), root);
+    std::vector<char> mark(std::size_t(root - lo) + 1, 0);
+    std::unordered_set<tape::index> under;
+    auto reach = [&](tape::index i) {
+        if (i >= lo)
+            mark[i - lo] = 1;
+        else
+            under.insert(i);
+    };
+    reach(root);
+    for (tape::index k = root + 1; k-- > lo;) {
+        if (!mark[k - lo] || is_leaf(t.op_at(k))) continue;
+        reach(t.arg0(k));
+        if (op_table[int(t.op_at(k))].arity == 2) reach(t.arg1(k));
     }
+    std::vector<bool> out;
+    for (const tape::index i : nodes)
+        out.push_back(i > root ? false : i >= lo ? mark[i - lo] != 0 : under.count(i) > 0);
     return out;
 }
 

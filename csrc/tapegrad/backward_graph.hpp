@@ -63,11 +63,12 @@ std::vector<double> gradient_values(const tape& t, const grad_request& r);
 // Values equal gradient_values' except that a single contribution of -0.0 stays -0.0
 // (the plain sweep adds it to 0.0), and where an adjoint is 0 the recorded sweep still
 // records contributions with finite values (their derivatives need not be 0).
-// `reached`, if given, is set to whether wrt_j got any contribution that is not the
-// number 0 (backward(create_graph=True) leaves the other leaves' .grad alone).
 std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
                                         std::vector<tape::index>& held,
-                                        compare_observer* observer = nullptr,
-                                        std::vector<bool>* reached = nullptr);
+                                        compare_observer* observer = nullptr);
+
+// Whether each of `nodes` is `root` or below it in the graph (through any op's operands,
+// detach's included): the leaves backward(create_graph=True) gives a .grad.
+std::vector<bool> below(const tape& t, tape::index root, const std::vector<tape::index>& nodes);
 
 }  // namespace tapegrad

@@ -6,6 +6,11 @@ A Var is one node of a computation graph: its value, its adjoint (``grad``), the
 made it and that op's inputs. ``backward()`` visits the nodes below the root newest first
 and applies each op's local derivative rule from ``OPS``, the mirror of
 ``csrc/tapegrad/ops.def``.
+
+``autograd.grad(outputs, inputs, grad_outputs=None, create_graph=False)`` is that sweep as
+a function (tapegrad.autograd's); with ``create_graph=True`` (also
+``backward(create_graph=True)``) the same rules run on Vars and record the gradient as
+nodes, which can be differentiated again.
 """
 
 import builtins
@@ -13,6 +18,7 @@ import itertools
 import math
 import numbers
 import operator
+import types
 
 import numpy as np
 
@@ -101,7 +107,7 @@ def _hypot(x, y):
 
 
 _atanh = _guard(math.atanh, lambda x: math.copysign(inf, x) if math.fabs(x) == 1 else nan)
-_lgamma = _special.lgamma
+_lgamma, _digamma, _polygamma = _special.lgamma, _special.digamma, _special.polygamma
 
 
 # libm's exp2 and cbrt, as C++ calls them (math has them from Python 3.11; numpy's before).
@@ -184,6 +190,15 @@ def _sigmoid(x):
     return _div(1, 1 + _exp(-x))
 
 
+def _value_only(v, full):
+    """A rule's shortcut that is exact in value only (pow(x, 1) == x; 0 where the full
+    product would be 0 * inf): ``v``. In a recorded sweep, where ``full()`` is a Var of v's
+    value, that Var instead, so that second derivatives see what the shortcut skips
+    (ops.hpp's math::value_only)."""
+    r = full()
+    return r if isinstance(r, Var) and r == v else v  # (Var == compares values)
+
+
 
 # ---------------------------------------------------------------------------------------
 # The op table: one row per op, in the order and with the formulas of csrc/tapegrad/ops.def.
@@ -210,7 +225,8 @@ OPS = {
     "div":     (2, lambda x, y: _div(x, y),
                    lambda x, y, out, g: (_div(g, y), _div(-g * out, y)), PARTIALS),
     "pow":     (2, lambda x, y: _pow(x, y),
-                   lambda x, y, out, g: (0.0 if y == 0 else g * y * (x if y == 2 else _pow(x, y - 1)),
+                   lambda x, y, out, g: (_value_only(0.0, lambda: g * y * _pow(x, y - 1)) if y == 0 else
+                                         g * y * (_value_only(x, lambda: _pow(x, y - 1)) if y == 2 else _pow(x, y - 1)),
                                          0.0 if (x == 0 and y >= 0) else g * out * _log(x)), PARTIALS),
     "maximum": (2, lambda x, y: x if (x > y or x != x) else y,
                    lambda x, y, out, g: (g if x > y else 0.5 * g if x == y else 0.0 if x < y else g,
@@ -301,10 +317,10 @@ OPS = {
     "erf":     (1, lambda x, y: math.erf(x), lambda x, y, out, g: (g * 1.1283791670955126 * _exp(-x * x), 0.0), PARTIALS),
     "erfc":    (1, lambda x, y: math.erfc(x), lambda x, y, out, g: (-g * 1.1283791670955126 * _exp(-x * x), 0.0), PARTIALS),
     "erfinv":  (1, lambda x, y: _special.erfinv(x), lambda x, y, out, g: (g * 0.886226925452758 * _exp(out * out), 0.0), PARTIALS),
-    "lgamma":  (1, lambda x, y: _lgamma(x), lambda x, y, out, g: (g * _special.digamma(x), 0.0), PARTIALS),
-    "digamma": (1, lambda x, y: _special.digamma(x), lambda x, y, out, g: (g * _special.polygamma(1.0, x), 0.0), PARTIALS),
+    "lgamma":  (1, lambda x, y: _lgamma(x), lambda x, y, out, g: (g * _digamma(x), 0.0), PARTIALS),
+    "digamma": (1, lambda x, y: _special.digamma(x), lambda x, y, out, g: (g * _polygamma(1.0, x), 0.0), PARTIALS),
     "polygamma": (2, lambda x, y: _special.polygamma(x, y),
-                     lambda x, y, out, g: (0.0, g * _special.polygamma(x + 1, y)), PARTIALS),
+                     lambda x, y, out, g: (0.0, g * _polygamma(x + 1, y)), PARTIALS),
     # ---- piecewise constant: derivative 0 (PyTorch). round: half to even; sign(NaN) = NaN
     "floor":   (1, lambda x, y: _floor(x), lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
     "ceil":    (1, lambda x, y: _ceil(x), lambda x, y, out, g: (0.0, 0.0), _NO_TANGENT),
@@ -335,6 +351,32 @@ OPS = {
     "fmin":    (2, lambda x, y: _fmin(x, y),
                    lambda x, y, out, g: ((g, 0.0) if (x <= y or y != y) else (0.0, g)), PARTIALS),
 }
+
+
+# The functions the rules call, as csrc/tapegrad/ops_math.def lists them. A recorded sweep
+# evaluates the rules on Vars: given a Var, each is the table op of its name (a new node, so
+# the gradient differentiates again); on numbers it is the float helper above, unchanged.
+# (_div needs nothing: it divides with `/`, which a Var defines, as it does + - *.)
+RULE_FUNCTIONS = ("log", "sin", "cos", "exp", "sqrt", "sinh", "cosh", "sigmoid", "digamma",
+                  "trunc", "floor", "round", "pow", "hypot", "polygamma")
+
+
+def _recording(name, f):
+    if OPS[name][0] == 1:
+        def function(x):
+            return _apply(name, (x,)) if isinstance(x, Var) else f(x)
+    else:
+        def function(x, y):
+            if isinstance(x, Var) or isinstance(y, Var):
+                return _apply(name, (_operand(x), _operand(y)))  # (pow stays pow: no square)
+            return f(x, y)
+    function.__name__ = function.__qualname__ = f"_{name}"
+    function.__doc__ = f"{f.__name__} on numbers; the {name!r} op (a new node) on a Var."
+    return function
+
+
+for _name in RULE_FUNCTIONS:
+    globals()[f"_{_name}"] = _recording(_name, globals()[f"_{_name}"])
 
 
 def tangent(name, x, y, tx, ty):
@@ -397,6 +439,22 @@ def _partials(v, g):
     return OPS[v._op][2](x, y, v._value, g)
 
 
+def _below(roots):
+    """The nodes the roots depend on, themselves included, newest first.
+
+    Creation order is a topological order (an op's inputs exist before it) and it is the
+    tape's order, so adjoints are summed in the same order as in the C++ backend.
+    Iterative, so a 10**6-deep chain needs no recursion."""
+    seen = {id(r): r for r in roots}
+    stack = list(seen.values())
+    while stack:
+        for u in stack.pop()._inputs:
+            if id(u) not in seen:
+                seen[id(u)] = u
+                stack.append(u)
+    return sorted(seen.values(), key=_newest_first, reverse=True)
+
+
 def _type_error(where, x):
     return TypeError(f"{where}: expected a Var or a real number, got {type(x).__name__!r}")
 
@@ -435,7 +493,8 @@ class Var:
 
     @property
     def grad(self):
-        """The adjoint: d(root)/d(self) after ``root.backward()``; 0.0 before any."""
+        """The adjoint: d(root)/d(self) after ``root.backward()``; 0.0 before any; a Var
+        (differentiable again) on a leaf after ``root.backward(create_graph=True)``."""
         return self._grad
 
     @grad.setter
@@ -479,15 +538,33 @@ class Var:
 
     # -- reverse mode --------------------------------------------------------------------
 
-    def backward(self):
+    def backward(self, create_graph=False):
         """Seed this node with 1.0 and accumulate d(self)/d(v) into every v below it.
 
         Adjoints of the non-leaf nodes below are reset first, so a second call gives
-        exactly twice the leaf grads: leaf and const grads accumulate.
+        exactly twice the leaf grads: leaf and const grads accumulate. A leaf whose grad is
+        a Var (from ``create_graph``) gets its new contributions summed as floats, then
+        added to that Var in one node.
+
+        ``create_graph=True``: the gradient is recorded instead (``autograd.grad``), so it
+        can be differentiated again: each 'leaf' below gets ``.grad = r`` (or ``grad + r``
+        if its grad is not 0.0), ``r`` a Var; non-leaf nodes' grads are left alone.
         """
-        nodes = self._subgraph()
+        if not isinstance(create_graph, bool):
+            raise TypeError("backward: create_graph must be True or False")
+        nodes = _below((self,))
+        if create_graph:
+            leaves = [v for v in nodes if v._op == "leaf"]
+            for v, r in zip(leaves, _gradient([self], [1.0], leaves, True)):
+                old = v._grad
+                v._grad = r if not isinstance(old, Var) and old == 0.0 else old + r
+            return
+        recorded = []  # (leaf, its Var grad): the leaf sums floats meanwhile
         for v in nodes:
             if v._inputs:
+                v._grad = 0.0
+            elif isinstance(v._grad, Var):
+                recorded.append((v, v._grad))
                 v._grad = 0.0
         self._grad += 1.0
         for v in nodes:  # newest first: every node before its inputs
@@ -497,24 +574,15 @@ class Var:
             for u, d in zip(v._inputs, _partials(v, g)):  # unary: zip drops d/dy
                 if u._op != "const":  # constants take no gradient (nothing reads it)
                     u._grad += d
-
-    def _subgraph(self):
-        # Creation order is a topological order (an op's inputs exist before it) and it is
-        # the tape's order, so adjoints are summed in the same order as in the C++ backend.
-        # Iterative, so a 10**6-deep chain needs no recursion.
-        seen = {id(self): self}
-        stack = [self]
-        while stack:
-            for u in stack.pop()._inputs:
-                if id(u) not in seen:
-                    seen[id(u)] = u
-                    stack.append(u)
-        return sorted(seen.values(), key=_newest_first, reverse=True)
+        for v, grad in recorded:
+            v._grad = grad if v._grad == 0.0 else grad + v._grad
 
     # -- Python protocols ----------------------------------------------------------------
 
     def __repr__(self):
-        return f"Var(value={self._value!r}, grad={self._grad!r})"
+        g = self._grad  # a Var grad shows its value: its own grad could lead back here
+        grad = f"Var(value={g._value!r})" if isinstance(g, Var) else repr(g)
+        return f"Var(value={self._value!r}, grad={grad})"
 
     def __format__(self, spec):
         return format(self._value, spec)
@@ -719,6 +787,120 @@ def zero_grad(variables):
         if not isinstance(v, Var):
             raise TypeError(f"zero_grad() expects Vars, got {type(v).__name__!r}")
         v._grad = 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# Gradients of Vars with respect to Vars (tapegrad.autograd): the reverse sweep of
+# backward() as a function, with the adjoints as floats, or recorded as Vars
+# (csrc/tapegrad/backward_graph.cpp). Recorded, the same rules run on Vars: their
+# arithmetic and RULE_FUNCTIONS append nodes, numbers fold, a constant node enters a rule
+# as its number, and a comparison sees values (the branch the current values take).
+
+def _value(a):
+    return a._value if isinstance(a, Var) else a
+
+
+def _gradient(outputs, seeds, inputs, create_graph):
+    """d(sum_k seeds[k] * outputs[k]) / d inputs[j], one float or (create_graph) Var each."""
+    adjoint = {}  # id(node) -> float or Var; a node is in it once it has a contribution
+
+    def add(u, c):  # adj[u] += c, the first contribution being c itself
+        a = adjoint.get(id(u))
+        adjoint[id(u)] = c if a is None else a + c
+
+    def operand(u):
+        return u._value if not create_graph or u._op == "const" else u
+
+    for o, s in zip(outputs, seeds):
+        add(o, s if create_graph else _value(s))
+    for v in _below(outputs):  # newest first
+        g = adjoint.get(id(v))
+        if g is None or not v._inputs or (not isinstance(g, Var) and g == 0.0):
+            continue
+        x = operand(v._inputs[0])
+        y = operand(v._inputs[1]) if len(v._inputs) == 2 else 0.0
+        for u, c in zip(v._inputs, OPS[v._op][2](x, y, operand(v), g)):
+            if not isinstance(c, Var) and c == 0.0:
+                continue
+            # backward() skips a zero adjoint (no 0 * inf NaN from it); a recorded adjoint
+            # of value 0 may still have derivatives: its finite contributions are kept.
+            if _value(g) == 0.0 and not math.isfinite(_value(c)):
+                continue
+            add(u, c)
+    grads = [adjoint.get(id(w), 0.0) for w in inputs]
+    if create_graph:
+        return [g if isinstance(g, Var) else _node(float(g), "const", ()) for g in grads]
+    return grads
+
+
+def _group(x, what):
+    """A Var, or an object array of Vars: its Vars, flat, and its shape (None for a Var)."""
+    if isinstance(x, Var):
+        return [x], None
+    if isinstance(x, np.ndarray) and x.dtype == object and x.size and all(
+            isinstance(v, Var) for v in x.reshape(-1)):
+        return list(x.reshape(-1)), x.shape
+    raise TypeError(f"autograd.grad: {what} must be a Var or an array of Vars, got "
+                    f"{type(x).__name__}{getattr(x, 'shape', '')}")
+
+
+def _groups(xs, what):
+    groups = list(xs) if isinstance(xs, (list, tuple)) else [xs]
+    if not groups:
+        raise ValueError(f"autograd.grad: {what} is empty")
+    return [_group(g, f"{what}[{k}]" if isinstance(xs, (list, tuple)) else what)
+            for k, g in enumerate(groups)]
+
+
+def _autograd_grad(outputs, inputs, grad_outputs=None, create_graph=False):
+    """d(sum_k grad_outputs[k] * outputs[k]) / d inputs, one entry per input, as a tuple
+    (``torch.autograd.grad``).
+
+    ``outputs``: a Var or a sequence of Vars; ``inputs``: a Var, a sequence of Vars or an
+    object array of Vars (its entry in the result is an array of the same shape);
+    ``grad_outputs``: the seeds (numbers or Vars), 1.0 for each output by default.
+    An input the outputs do not depend on gets 0.0. With ``create_graph=True`` each
+    gradient is a Var whose graph is the recorded reverse sweep, else a float. The inputs'
+    ``.grad`` is left alone.
+
+    Values equal backward()'s, but a gradient that is a single -0.0 contribution stays
+    -0.0, and where an adjoint is 0 the recorded sweep keeps the contributions with finite
+    values (their derivatives need not be 0), while backward() skips them.
+    """
+    outs = [v for vs, _ in _groups(outputs, "outputs") for v in vs]
+    if grad_outputs is None:
+        seeds = [1.0] * len(outs)
+    else:
+        seeds = list(np.asarray(grad_outputs, dtype=object).reshape(-1))
+        for s in seeds:
+            if not isinstance(s, Var) and not (isinstance(s, numbers.Real)
+                                               and not isinstance(s, bool)):
+                raise TypeError("autograd.grad: grad_outputs must be numbers or Vars, got "
+                                f"{type(s).__name__}")
+        if len(seeds) != len(outs):
+            raise ValueError(f"autograd.grad: {len(seeds)} grad_outputs for {len(outs)} "
+                             "outputs")
+    if not isinstance(create_graph, bool):
+        raise TypeError("autograd.grad: create_graph must be True or False")
+    groups = _groups(inputs, "inputs")
+    grads = _gradient(outs, [s if isinstance(s, Var) else float(s) for s in seeds],
+                      [v for vs, _ in groups for v in vs], create_graph)
+    result, at = [], 0
+    for vs, shape in groups:
+        part = grads[at:at + len(vs)]
+        at += len(vs)
+        if shape is None:
+            result.append(part[0])
+        else:
+            arr = np.empty(len(part), dtype=object if create_graph else np.float64)
+            arr[:] = part
+            result.append(arr.reshape(shape))
+    return tuple(result)
+
+
+_autograd_grad.__name__, _autograd_grad.__qualname__ = "grad", "autograd.grad"
+# tapegrad.autograd's API: `import tapegrad.reference as tg; tg.autograd.grad(...)`
+autograd = types.SimpleNamespace(grad=_autograd_grad)
 
 
 __all__ = ["Var", "clip", "local_grads", "op_aliases", "ops", "where", "zero_grad", *OPS,
