@@ -211,31 +211,42 @@ py::object call_point(const Program& P, const py::tuple& args, int mode) {
         if (std::size_t(arr.ndim()) != shape.size()) return py::none();
         for (std::size_t d = 0; d < shape.size(); ++d)
             if (arr.shape(py::ssize_t(d)) != shape[d]) return py::none();
-        auto c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
-        if (!c) throw py::error_already_set();
-        std::memcpy(x.data() + at, c.data(), sizeof(double) * std::size_t(c.size()));
-        at += std::size_t(c.size());
+        const double* src;
+        py::array_t<double> c;  // a converted copy, when the array is not float64 C-order
+        if (py::isinstance<py::array_t<double>>(arr) && (arr.flags() & py::array::c_style) &&
+            aligned(arr.data())) {
+            src = static_cast<const double*>(arr.data());
+        } else {
+            c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
+            if (!c) throw py::error_already_set();
+            src = c.data();
+        }
+        std::memcpy(x.data() + at, src, sizeof(double) * std::size_t(arr.size()));
+        at += std::size_t(arr.size());
     }
     if (at != p.n_inputs) return py::none();
     const std::size_t n = p.n_slots();
     double* val = scratch.get(0, n).data();
     double* adj = scratch.get(1, n).data();
     std::vector<double>& grad = scratch.get(3, p.n_inputs);
+    std::vector<double>& seed_buffer = scratch.get(5, p.outputs_.size());
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
         if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
         p.forward(x.data(), val);
         if (p.failing_guard(val) >= 0) return py::none();
         if (mode) {
-            std::vector<double> seed(p.outputs_.size(), 0.0);
+            double* seed = seed_buffer.data();
+            std::fill_n(seed, p.outputs_.size(), 0.0);
             seed[0] = 1.0;
             std::fill_n(grad.begin(), p.n_inputs, 0.0);
-            p.reverse(val, adj, seed.data(), grad.data());
+            p.reverse(val, adj, seed, grad.data());
         }
     }
     std::vector<double>& out = scratch.get(4, p.outputs_.size());
     for (std::size_t k = 0; k < p.outputs_.size(); ++k) out[k] = val[p.outputs_[k]];
-    py::object value = shaped(out.data(), P.out_shape);
+    // mode 2: the gradients alone (F.grad), 1: (value, gradients), 0: the value
+    py::object value = mode == 2 ? py::none() : shaped(out.data(), P.out_shape);
     if (!mode) return value;
     py::tuple grads(args.size());
     at = 0;
@@ -245,7 +256,8 @@ py::object call_point(const Program& P, const py::tuple& args, int mode) {
         for (py_ssize d : P.arg_shapes[k]) size *= std::size_t(d);
         at += size;
     }
-    return py::make_tuple(value, args.size() == 1 ? py::object(grads[0]) : py::object(grads));
+    py::object g = args.size() == 1 ? py::object(grads[0]) : py::object(grads);
+    return mode == 2 ? g : py::make_tuple(value, g);
 }
 
 // Every core this process may run on (function.py's default for threads=None).
@@ -272,7 +284,40 @@ struct batch_arg {
 // out_shape (and batch + each argument's shape). Anything else (a real broadcast, other
 // dtypes, a failed guard, anomaly mode, one point) returns None, and function.py takes
 // the general path, which also explains errors.
-py::object call_batch(const Program& P, const py::tuple& args, int mode, int threads) {
+// A caller's out= array for a result of `shape`: a writable, aligned, C-contiguous float64
+// array of exactly that shape whose memory overlaps none of `taken`'s ranges; else None.
+struct byte_range {
+    const char* lo;
+    const char* hi;
+};
+byte_range extent(const py::array& a) {
+    const char* lo = static_cast<const char*>(a.data());
+    const char* hi = lo;
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+        if (a.shape(d) == 0) return {lo, lo};
+        const py::ssize_t span = (a.shape(d) - 1) * a.strides(d);
+        (span < 0 ? lo : hi) += span;
+    }
+    return {lo, hi + a.itemsize()};
+}
+py::object out_array(py::handle h, const std::vector<py_ssize>& shape,
+                     std::vector<byte_range>& taken) {
+    if (!py::isinstance<py::array_t<double>>(h)) return py::none();
+    auto a = py::reinterpret_borrow<py::array>(h);
+    if (!(a.flags() & py::array::c_style) || !a.writeable() || !aligned(a.data()) ||
+        std::size_t(a.ndim()) != shape.size())
+        return py::none();
+    for (std::size_t d = 0; d < shape.size(); ++d)
+        if (a.shape(py::ssize_t(d)) != shape[d]) return py::none();
+    const byte_range r = extent(a);
+    for (const byte_range& t : taken)
+        if (r.lo < t.hi && t.lo < r.hi) return py::none();
+    taken.push_back(r);
+    return std::move(a);
+}
+
+py::object call_batch(const Program& P, const py::tuple& args, int mode, int threads,
+                      const py::object& outs) {
     const program& p = *P.p;
     const std::size_t n_args = P.arg_shapes.size();
     if (args.size() != n_args || anomaly_enabled() || (mode && p.outputs_.empty()))
@@ -315,6 +360,40 @@ py::object call_batch(const Program& P, const py::tuple& args, int mode, int thr
     std::size_t n = 1;
     for (const py_ssize d : batch) n *= std::size_t(d);
     if (batch.empty() || n == 0) return py::none();
+    // The caller's arrays (out=), checked before anything runs; any doubt: None.
+    py::object value_out = py::none();
+    std::vector<py::object> grad_outs;
+    if (!outs.is_none()) {
+        std::vector<byte_range> taken;
+        for (std::size_t k = 0; k < n_args; ++k)
+            if (in[k].data != &numbers[k])  // an array, not a number
+                taken.push_back(extent(py::reinterpret_borrow<py::array>(args[k])));
+        std::vector<py_ssize> shape = batch;
+        shape.insert(shape.end(), P.out_shape.begin(), P.out_shape.end());
+        py::handle v = mode ? py::handle(Py_None) : py::handle(outs);
+        py::handle g = Py_None;
+        if (mode) {
+            if (!py::isinstance<py::tuple>(outs) || py::len(outs) != 2) return py::none();
+            v = py::reinterpret_borrow<py::tuple>(outs)[0];
+            g = py::reinterpret_borrow<py::tuple>(outs)[1];
+        }
+        if (!v.is_none() && (value_out = out_array(v, shape, taken)).is_none()) return py::none();
+        if (mode) {
+            py::tuple gs;
+            if (n_args == 1) {
+                gs = py::make_tuple(g);
+            } else {
+                if (!py::isinstance<py::tuple>(g) || py::len(g) != n_args) return py::none();
+                gs = py::reinterpret_borrow<py::tuple>(g);
+            }
+            for (std::size_t k = 0; k < n_args; ++k) {
+                std::vector<py_ssize> gshape = batch;
+                gshape.insert(gshape.end(), P.arg_shapes[k].begin(), P.arg_shapes[k].end());
+                grad_outs.push_back(out_array(gs[k], gshape, taken));
+                if (grad_outs.back().is_none()) return py::none();
+            }
+        }
+    }
     program::batch_io io;
     io.in_base.reserve(p.n_inputs);
     io.in_stride.reserve(p.n_inputs);
@@ -359,7 +438,9 @@ py::object call_batch(const Program& P, const py::tuple& args, int mode, int thr
     }
     std::vector<py_ssize> out_shape = batch;
     out_shape.insert(out_shape.end(), P.out_shape.begin(), P.out_shape.end());
-    py::array_t<double> value = empty(out_shape);
+    py::array_t<double> value = value_out.is_none()
+                                    ? empty(out_shape)
+                                    : py::reinterpret_borrow<py::array_t<double>>(value_out);
     const std::size_t n_out = p.outputs_.size();
     for (std::size_t j = 0; j < n_out; ++j) {
         io.out_base.push_back(value.mutable_data() + j);
@@ -371,7 +452,9 @@ py::object call_batch(const Program& P, const py::tuple& args, int mode, int thr
         for (std::size_t k = 0; k < n_args; ++k) {
             std::vector<py_ssize> shape = batch;
             shape.insert(shape.end(), P.arg_shapes[k].begin(), P.arg_shapes[k].end());
-            grads.push_back(empty(shape));
+            grads.push_back(grad_outs.empty()
+                                ? empty(shape)
+                                : py::reinterpret_borrow<py::array_t<double>>(grad_outs[k]));
             const std::size_t size = std::size_t(grads.back().size()) / n;
             for (std::size_t j = 0; j < size; ++j) {
                 io.grad_base.push_back(grads.back().mutable_data() + j);
@@ -395,7 +478,9 @@ py::object call_batch(const Program& P, const py::tuple& args, int mode, int thr
     if (!mode) return std::move(value);
     py::object g = n_args == 1 ? py::object(grads[0]) : py::object(py::cast(grads));
     if (n_args != 1) g = py::tuple(g);
-    return py::make_tuple(std::move(value), std::move(g));
+    // value_and_grad(out=(None, grads)) keeps no values
+    py::object v = !outs.is_none() && value_out.is_none() ? py::none() : py::object(value);
+    return py::make_tuple(std::move(v), std::move(g));
 }
 
 using c_doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
@@ -556,9 +641,135 @@ py::object batch(const Program& P, py::list args, py::array out, py::object grad
     return f;
 }
 
+// F.grad / F.value_and_grad as C callables: function.py puts one on each Function as an
+// instance attribute, so a call without keywords goes from Python straight into C++ (no
+// Python frame, no pybind11 dispatch): the one-point path, then a plain batch. Anything
+// else (keywords, a declined call) goes to `fallback`, the Python method, unchanged.
+struct FastMethod {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject* program;   // the Program (keeps `p` alive)
+    const Program* p;
+    PyObject* fallback;  // called with the same arguments when the fast path declines
+    int mode;            // 0: values; 1: (value, grads); 2: grads; -1: always the fallback
+};
+
+PyObject* fast_method_call(PyObject* self, PyObject* const* args, std::size_t nargsf,
+                           PyObject* kwnames) {
+    auto* m = reinterpret_cast<FastMethod*>(self);
+    if (m->mode >= 0 && (!kwnames || PyTuple_GET_SIZE(kwnames) == 0)) {
+        try {
+            const Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+            py::tuple t(n);
+            for (Py_ssize_t k = 0; k < n; ++k) PyTuple_SET_ITEM(t.ptr(), k, Py_NewRef(args[k]));
+            py::object r = call_point(*m->p, t, m->mode);
+            if (!r.is_none()) return r.release().ptr();
+            r = call_batch(*m->p, t, m->mode ? 1 : 0, 0, py::none());
+            if (!r.is_none()) {
+                if (m->mode != 2) return r.release().ptr();
+                return Py_NewRef(PyTuple_GET_ITEM(r.ptr(), 1));
+            }
+        } catch (py::error_already_set& e) {
+            e.restore();
+            return nullptr;
+        } catch (const py::builtin_exception& e) {
+            e.set_error();
+            return nullptr;
+        } catch (const std::bad_alloc&) {
+            return PyErr_NoMemory();
+        } catch (const std::exception& e) {
+            PyErr_SetString(PyExc_RuntimeError, e.what());
+            return nullptr;
+        }
+    }
+    if (!m->fallback) {  // (cleared by the garbage collector while still reachable)
+        PyErr_SetString(PyExc_RuntimeError, "this Function is being collected");
+        return nullptr;
+    }
+    return PyObject_Vectorcall(m->fallback, args, nargsf, kwnames);
+}
+
+int fast_method_traverse(PyObject* self, visitproc visit, void* arg) {
+    auto* m = reinterpret_cast<FastMethod*>(self);
+    Py_VISIT(m->program);
+    Py_VISIT(m->fallback);
+    return 0;
+}
+
+int fast_method_clear(PyObject* self) {
+    auto* m = reinterpret_cast<FastMethod*>(self);
+    Py_CLEAR(m->fallback);
+    // (program stays until dealloc: `p` points into it)
+    return 0;
+}
+
+void fast_method_dealloc(PyObject* self) {
+    PyObject_GC_UnTrack(self);
+    auto* m = reinterpret_cast<FastMethod*>(self);
+    Py_CLEAR(m->fallback);
+    Py_CLEAR(m->program);
+    PyObject_GC_Del(self);
+}
+
+// The fallback's docstring (through a functools.partial, its function's).
+PyObject* fast_method_get_doc(PyObject* self, void*) {
+    PyObject* fallback = reinterpret_cast<FastMethod*>(self)->fallback;
+    if (!fallback) Py_RETURN_NONE;
+    PyObject* fn = PyObject_GetAttrString(fallback, "func");
+    if (!fn) {
+        PyErr_Clear();
+        fn = Py_NewRef(fallback);
+    }
+    PyObject* doc = PyObject_GetAttrString(fn, "__doc__");
+    Py_DECREF(fn);
+    return doc;
+}
+
+PyGetSetDef fast_method_getset[] = {
+    {"__doc__", fast_method_get_doc, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyTypeObject FastMethodType = [] {
+    PyTypeObject t{};
+    Py_SET_REFCNT(reinterpret_cast<PyObject*>(&t), 1);  // what PyVarObject_HEAD_INIT does
+    t.tp_name = "tapegrad._core.FastMethod";
+    t.tp_basicsize = sizeof(FastMethod);
+    t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL;
+    t.tp_vectorcall_offset = offsetof(FastMethod, vectorcall);
+    t.tp_call = PyVectorcall_Call;
+    t.tp_traverse = fast_method_traverse;
+    t.tp_clear = fast_method_clear;
+    t.tp_dealloc = fast_method_dealloc;
+    t.tp_getset = fast_method_getset;
+    t.tp_doc = "A Function method's C fast path, with its Python method as fallback.";
+    return t;
+}();
+
+py::object fast_method(py::object program, int mode, py::object fallback) {
+    if (mode < -1 || mode > 2) throw py::value_error("fast_method: mode must be -1, 0, 1 or 2");
+    const Program* p = &program.cast<const Program&>();
+    if (!PyCallable_Check(fallback.ptr()))
+        throw py::type_error("fast_method: fallback must be callable");
+    auto* m = PyObject_GC_New(FastMethod, &FastMethodType);
+    if (!m) throw py::error_already_set();
+    m->vectorcall = fast_method_call;
+    m->program = program.release().ptr();
+    m->p = p;
+    m->fallback = fallback.release().ptr();
+    m->mode = mode;
+    PyObject_GC_Track(reinterpret_cast<PyObject*>(m));
+    return py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(m));
+}
+
 }  // namespace
 
 void register_function(py::module_& m) {
+    if (PyType_Ready(&FastMethodType) < 0) throw py::error_already_set();
+    m.def("fast_method", &fast_method, py::arg("program"), py::arg("mode"), py::arg("fallback"),
+          "A callable running Program.call's fast path (mode 0: values, 1: (value, grads), 2: "
+          "grads, -1: none) for calls without keywords, and fallback(*args, **kwargs) "
+          "otherwise (Function.grad and value_and_grad, as instance attributes).");
     py::class_<Recording>(m, "Recording",
                           "Records comparisons of Vars on this thread as guards (tracing).")
         .def(py::init<>())
@@ -598,17 +809,18 @@ void register_function(py::module_& m) {
              })
         .def(
             "call",
-            [](const Program& P, const py::tuple& args, int mode, int threads) {
+            [](const Program& P, const py::tuple& args, int mode, int threads,
+               const py::object& out) {
                 if (mode < 0) return py::object(py::none());  // declined by the caller
                 if (mode > 1) throw py::value_error("call: mode must be 0 or 1");
-                py::object r = call_point(P, args, mode);
-                return r.is_none() ? call_batch(P, args, mode, threads) : r;
+                py::object r = out.is_none() ? call_point(P, args, mode) : py::object(py::none());
+                return r.is_none() ? call_batch(P, args, mode, threads, out) : r;
             },
-            py::arg("args"), py::arg("mode"), py::arg("threads"),
+            py::arg("args"), py::arg("mode"), py::arg("threads"), py::arg("out") = py::none(),
             "F(*args) (mode 0) or (value, grads) (mode 1) without leaving C++: at one point of "
             "the traced shapes, or over a batch of float64 arrays whose batch dimensions are "
-            "the batch's or all 1 (threads 0: every core). None when the general path must "
-            "run (function.py).")
+            "the batch's or all 1 (threads 0: every core); out: the arrays to fill (as "
+            "Function's out=). None when the general path must run (function.py).")
         .def("guard_location",
              [](const Program& P, std::size_t k) { return P.p->guards_.at(k).where; })
         .def_property_readonly("n_guards", [](const Program& P) { return P.p->guards_.size(); })

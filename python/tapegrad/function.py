@@ -18,6 +18,7 @@ recorded only when Python asks for its truth value: ``tg.where(x > 0, a, b)`` (a
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import linecache
 import math
@@ -213,6 +214,12 @@ class Function:
         # explains (mode -1 declines).
         self._fast = programs[0].call
         self._grad_mode = 1 if self._n_out == 1 else -1
+        # F.grad(...) and F.value_and_grad(...) without keywords: C callables that run the
+        # fast path with no Python frame at all, and call the methods below otherwise.
+        self.grad = _core.fast_method(programs[0], 2 if self._n_out == 1 else -1,
+                                      functools.partial(Function.grad, self))
+        self.value_and_grad = _core.fast_method(programs[0], self._grad_mode,
+                                                functools.partial(Function.value_and_grad, self))
 
     # -- insight ------------------------------------------------------------------------
 
@@ -262,23 +269,109 @@ class Function:
     # where the general path must run: anomaly mode (which checks results in _checked), a
     # failed guard, anything to convert, broadcast or explain.
 
-    def __call__(self, *args: Any, threads: int | None = None) -> Any:
-        """fn's value(s) at these arguments (leading batch dimensions allowed)."""
-        r = self._fast(args, 0, 0 if threads is None else _threads(threads))
+    def __call__(self, *args: Any, threads: int | None = None, out: Any = None) -> Any:
+        """fn's value(s) at these arguments (leading batch dimensions allowed).
+
+        ``out``: an array to write the values into and return, instead of a new one (numpy's
+        ufunc ``out=``; see :meth:`_into` for what it must be)."""
+        n = 0 if threads is None else _threads(threads)
+        if out is not None:
+            r = self._fast(args, 0, n, out)
+            return r if r is not None else self._into(args, Mode.VALUE, threads, out, "out")
+        r = self._fast(args, 0, n)
         return r if r is not None else self._checked(args, self._run(args, Mode.VALUE, threads))[0]
 
-    def value_and_grad(self, *args: Any, threads: int | None = None) -> tuple[Any, Any]:
-        """(value, gradient) of a scalar fn; the gradient as in :meth:`grad`."""
-        r = self._fast(args, self._grad_mode, 0 if threads is None else _threads(threads))
+    def value_and_grad(self, *args: Any, threads: int | None = None,
+                       out: Any = None) -> tuple[Any, Any]:
+        """(value, gradient) of a scalar fn; the gradient as in :meth:`grad`.
+        ``out``: a pair (values array, gradient array or tuple of them) to fill and return."""
+        n = 0 if threads is None else _threads(threads)
+        if out is not None:
+            r = self._fast(args, self._grad_mode, n, out)
+            return r if r is not None else self._into(args, Mode.GRAD, threads, out, "out")
+        r = self._fast(args, self._grad_mode, n)
         return r if r is not None else self._checked(args, self._run(args, Mode.GRAD, threads),
                                                      True)
 
-    def grad(self, *args: Any, threads: int | None = None) -> Any:
+    def grad(self, *args: Any, threads: int | None = None, out: Any = None) -> Any:
         """Gradient of a scalar fn with respect to every argument, each shaped like its
-        argument (a tuple for several arguments, like ``jax.grad(fn, argnums=(0, ...))``)."""
-        r = self._fast(args, self._grad_mode, 0 if threads is None else _threads(threads))
+        argument (a tuple for several arguments, like ``jax.grad(fn, argnums=(0, ...))``).
+        ``out``: the gradient array (a tuple of them for several arguments) to fill and
+        return."""
+        n = 0 if threads is None else _threads(threads)
+        if out is not None:
+            r = self._fast(args, self._grad_mode, n, (None, out))
+            return (r if r is not None else
+                    self._into(args, Mode.GRAD, threads, (None, out), "out"))[1]
+        r = self._fast(args, self._grad_mode, n)
         return r[1] if r is not None else self._checked(args, self._run(args, Mode.GRAD, threads),
                                                         True)[1]
+
+    def _into(self, args: Sequence[Any], mode: Mode, threads: int | None, out: Any,
+              what: str) -> Any:
+        """A call that writes its results into the caller's arrays (``out=``), so a loop can
+        reuse its buffers. Each must be a writable, C-contiguous float64 numpy array of
+        exactly the result's shape (batch + out_shape for values, batch + the argument's
+        shape for each gradient) that overlaps neither an input nor another output. For
+        value_and_grad, ``out`` is a pair whose first item may be None (values not kept)."""
+        if mode == Mode.GRAD and self._n_out != 1:
+            raise ValueError("grad/value_and_grad need a scalar function; use jacobian()")
+        n_threads = _threads(threads)
+        arrays, batch = self._arrays(args)
+        value_shape = batch + self._out_shape
+        grad_shapes = [batch + s for s in self._arg_shapes]
+        inputs = [a for a in args if isinstance(a, np.ndarray)]
+        if mode == Mode.VALUE:
+            value_out, grad_outs = out, None
+        else:
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise TypeError(f"{what}: value_and_grad takes a pair (values array or None, "
+                                f"gradient array{' tuple' if len(grad_shapes) > 1 else ''}), "
+                                f"got {type(out).__name__}")
+            value_out, grad_outs = out
+            if len(grad_shapes) == 1:
+                grad_outs = (grad_outs,)
+            elif not isinstance(grad_outs, tuple) or len(grad_outs) != len(grad_shapes):
+                raise TypeError(f"{what}: the gradient needs a tuple of {len(grad_shapes)} "
+                                "arrays, one per argument")
+        checked: list[np.ndarray] = []
+
+        def check(a: Any, shape: tuple, name: str) -> np.ndarray:
+            if not isinstance(a, np.ndarray) or a.dtype != np.float64:
+                got = f"ndarray of {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise TypeError(f"{name} must be a float64 numpy array, got {got}")
+            if a.shape != shape:
+                raise ValueError(f"{name} has shape {a.shape}; this call's result has shape "
+                                 f"{shape}")
+            if not (a.flags.c_contiguous and a.flags.writeable and a.flags.aligned):
+                raise ValueError(f"{name} must be writable, aligned and C-contiguous "
+                                 "(np.empty(shape) is)")
+            for b in inputs + checked:
+                if np.may_share_memory(a, b):
+                    raise ValueError(f"{name} overlaps an input or another output; give it "
+                                     "memory of its own")
+            checked.append(a)
+            return a
+
+        value = None if value_out is None else check(value_out, value_shape,
+                                                     f"{what} (values)" if mode else what)
+        grads = None if grad_outs is None else [
+            check(g, s, f"{what} (gradient" + (f" of argument {k})" if len(grad_shapes) > 1
+                                                else ")"))
+            for k, (g, s) in enumerate(zip(grad_outs, grad_shapes))]
+        if batch == ():
+            v, g = self._checked(args, self._point(arrays, mode), mode != Mode.VALUE)
+            if value is not None:
+                value[...] = v
+            if grads is not None:
+                for dst, src in zip(grads, (g,) if len(grads) == 1 else g):
+                    dst[...] = src
+        else:
+            self._checked(args, self._batch(arrays, batch, mode, n_threads, value, grads),
+                          mode != Mode.VALUE)
+        if mode == Mode.VALUE:
+            return value
+        return value, None if grads is None else grads[0] if len(grads) == 1 else tuple(grads)
 
     def jacobian(self, *args: Any, threads: int | None = None) -> Any:
         """d outputs / d argument, per argument: shape batch + out_shape + arg_shape
@@ -587,16 +680,21 @@ class Function:
             f"{_location(program.guard_location(k))} went the other way. Use tg.where() "
             "for a branch-free select, or trace(..., retrace=True) to re-record per branch.")
 
-    def _batch(self, arrays: list[np.ndarray], batch: tuple, mode: Mode,
-               threads: int) -> tuple[Any, Any]:
+    def _batch(self, arrays: list[np.ndarray], batch: tuple, mode: Mode, threads: int,
+               value_out: np.ndarray | None = None,
+               grad_outs: list[np.ndarray] | None = None) -> tuple[Any, Any]:
+        """The general batched path. value_out / grad_outs: the caller's C-contiguous
+        arrays (out=) to fill instead of new ones."""
         n = int(np.prod(batch, dtype=np.int64))
         cols = self._columns(arrays, self._arg_shapes, batch, n)
-        out = _core.empty((n, self._n_out))
+        out = (_core.empty((n, self._n_out)) if value_out is None
+               else value_out.reshape(n, self._n_out))
         if mode == Mode.VALUE:
             self._batch_or_repair(cols, out, {}, threads)
             return out.reshape(batch + self._out_shape), None
         if mode == Mode.GRAD:
-            jac = [_core.empty((n, size)) for size in self._sizes]
+            jac = ([_core.empty((n, size)) for size in self._sizes] if grad_outs is None
+                   else [g.reshape(n, size) for g, size in zip(grad_outs, self._sizes)])
             self._batch_or_repair(cols, out, dict(grads=jac), threads)
             grads = [g.reshape(batch + s) for g, s in zip(jac, self._arg_shapes)]
         else:  # one reverse sweep per output, each over the whole batch
