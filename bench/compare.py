@@ -19,6 +19,8 @@ Subcommands (one module each in bench/, importable on its own):
     accuracy    accuracy.py            max ulp error per op against mpmath, eager and lanes
     pinn        compare_pinn.py        a physics-informed network's training step (nested
                                        derivatives) vs PyTorch and JAX
+    calls       compare_calls.py       call overhead (batched and one point) vs JAX and
+                                       numpy, big batches and out=, a fresh tape
     all         every subcommand above, each in a fresh interpreter, one after another
 
 Options for every subcommand: --quick (fewer, shorter repeats; same workloads), --smoke
@@ -70,6 +72,7 @@ SUBCOMMANDS = {  # name -> module in bench/; `all` runs them in this order
     "tape": "compare_tape",
     "accuracy": "accuracy",
     "pinn": "compare_pinn",
+    "calls": "compare_calls",
 }
 
 

@@ -23,6 +23,7 @@ EXPECTED_ROWS = {
     "transforms": ["F.grad(x)", "F.hvp(x, v)", "tapegrad F.hessian(X)"],
     "anomaly": ["eager build+backward, 1e5 nodes", "traced F3 value_and_grad, 1e5 points"],
     "pinn": ["tapegrad traced", "tapegrad eager"],
+    "calls": ["1", "F.grad(x), x a 2-vector", "fresh results", "out=", "ns per op"],
 }
 
 PEER_ROW_KEYS = {"workload", "size", "system", "variant", "mode", "unit", "units", "status",
