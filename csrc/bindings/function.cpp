@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <climits>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -657,14 +658,38 @@ struct FastMethod {
 PyObject* fast_method_call(PyObject* self, PyObject* const* args, std::size_t nargsf,
                            PyObject* kwnames) {
     auto* m = reinterpret_cast<FastMethod*>(self);
-    if (m->mode >= 0 && (!kwnames || PyTuple_GET_SIZE(kwnames) == 0)) {
+    const Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    // Keywords it takes: threads (None or an int >= 1) and out (mode 1: as given; mode 2:
+    // the gradients, i.e. (None, out)); anything else, or any doubt, is the fallback's.
+    int threads = 0;
+    PyObject* out = nullptr;
+    bool fast = m->mode >= 0;
+    for (Py_ssize_t k = 0; fast && kwnames && k < PyTuple_GET_SIZE(kwnames); ++k) {
+        PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+        PyObject* value = args[n + k];
+        if (PyUnicode_CompareWithASCIIString(name, "threads") == 0) {
+            if (value == Py_None) continue;
+            const long t = PyLong_CheckExact(value) ? PyLong_AsLong(value) : -1;
+            if (t == -1 && PyErr_Occurred()) PyErr_Clear();
+            fast = t >= 1 && t <= INT_MAX;
+            threads = fast ? int(t) : 0;
+        } else if (PyUnicode_CompareWithASCIIString(name, "out") == 0) {
+            out = value == Py_None ? nullptr : value;
+        } else {
+            fast = false;
+        }
+    }
+    if (fast) {
         try {
-            const Py_ssize_t n = PyVectorcall_NARGS(nargsf);
             py::tuple t(n);
             for (Py_ssize_t k = 0; k < n; ++k) PyTuple_SET_ITEM(t.ptr(), k, Py_NewRef(args[k]));
-            py::object r = call_point(*m->p, t, m->mode);
+            py::object r = out ? py::none() : call_point(*m->p, t, m->mode);
             if (!r.is_none()) return r.release().ptr();
-            r = call_batch(*m->p, t, m->mode ? 1 : 0, 0, py::none());
+            py::object outs = py::none();
+            if (out)
+                outs = m->mode == 2 ? py::object(py::make_tuple(py::none(), py::handle(out)))
+                                    : py::reinterpret_borrow<py::object>(out);
+            r = call_batch(*m->p, t, m->mode ? 1 : 0, threads, outs);
             if (!r.is_none()) {
                 if (m->mode != 2) return r.release().ptr();
                 return Py_NewRef(PyTuple_GET_ITEM(r.ptr(), 1));
