@@ -90,6 +90,7 @@ def run_block(block: Block, namespace: dict) -> None:
         out: list[str] = []
         runner = doctest.DocTestRunner(optionflags=DOCTEST_FLAGS)
         result = runner.run(test, out=out.append, clear_globs=False)
+        namespace.update(test.globs)  # DocTest runs in a copy; later blocks see its names
         if result.failed:
             raise AssertionError(f"{block.where}: doctest failed\n" + "".join(out))
         return
@@ -131,7 +132,7 @@ def test_skips_are_the_listed_ones():
 
 def test_extractor_finds_blocks_markers_and_lines(tmp_path):
     text = ("Intro\n\n<!-- skip: needs a cluster -->\n```python\nboom()\n```\n\n"
-            "- item\n\n    ```python\n    x = 1\n    ```\n\n```pycon\n>>> x + 1\n2\n```\n"
+            "- item\n\n    ```python\n    x = 1\n    ```\n\n```pycon\n>>> y = x + 1\n>>> y\n2\n```\n"
             "```bash\nnot python\n```\n")
     md = tmp_path / "page.md"
     md.write_text(text)
@@ -142,6 +143,7 @@ def test_extractor_finds_blocks_markers_and_lines(tmp_path):
     ns: dict = {}
     run_block(blocks[1], ns)
     run_block(blocks[2], ns)
+    assert ns["y"] == 2  # a doctest's names reach the blocks after it
     bad = Block(md, 3, "1 / 0\n", None)
     with pytest.raises(AssertionError, match=r"page.md:3: block failed[\s\S]*page.md\", line 3"):
         run_block(bad, ns)
