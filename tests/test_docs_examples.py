@@ -132,7 +132,8 @@ def test_skips_are_the_listed_ones():
 
 def test_extractor_finds_blocks_markers_and_lines(tmp_path):
     text = ("Intro\n\n<!-- skip: needs a cluster -->\n```python\nboom()\n```\n\n"
-            "- item\n\n    ```python\n    x = 1\n    ```\n\n```pycon\n>>> y = x + 1\n>>> y\n2\n```\n"
+            "- item\n\n    ```python\n    x = 1\n    ```\n\n"
+            "```pycon\n>>> y = x + 1\n>>> y\n2\n```\n"
             "```bash\nnot python\n```\n")
     md = tmp_path / "page.md"
     md.write_text(text)
@@ -194,3 +195,43 @@ def test_docstring_examples_run(name, docs_env):
     for t in tests:
         runner.run(t, out=out.append)
     assert runner.failures == 0, "".join(out)
+
+
+# --- build hooks -------------------------------------------------------------------------
+
+def _hooks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tutorial_explain_page_is_the_seed_example():
+    import json
+
+    hooks = _hooks()
+    html = hooks.seed_page()
+    start = html.index('<script type="application/json" id="tg-data">')
+    data = json.loads(html[html.index(">", start) + 1:html.index("</script>", start)])
+    nodes = {n["name"]: n for n in data["nodes"]}
+    # f = x*x + x*y at (3, 4): f = 21, x.grad = 3 + 3 + 4 = 10, y.grad = 3
+    assert data["nodes"][data["root"]]["valueExact"] == "21.0"
+    assert (nodes["x"]["gradExact"], nodes["y"]["gradExact"]) == ("10.0", "3.0")
+    tutorial = (ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8")
+    page = hooks.EXPLAIN_PAGE
+    assert page.startswith("tutorial/") and f'src="{page.split("/")[-1]}"' in tutorial
+
+
+def test_op_table_page_lists_every_op_and_alias():
+    hooks = _hooks()
+    table = hooks.op_table()
+    for name, arity in tg.ops():
+        call = f"tg.{name}(x)" if arity == 1 else f"tg.{name}(x, y)"
+        assert f"<td><code>{call}</code></td>" in table
+    for alias, _ in tg.op_aliases():
+        assert f"<code>tg.{alias}</code>" in table
+    assert "x &gt; y" in table  # the rules' C++ text is escaped (maximum's comparison)
+    page = (ROOT / "docs" / "reference" / "ops.md").read_text(encoding="utf-8")
+    assert hooks.OP_TABLE_MARKER in page
