@@ -973,28 +973,37 @@ PyMethodDef module_functions[] = {
      "is g (default: v.grad), by the op table's rules."
      "\n\nExamples:\n    >>> import tapegrad as tg\n    >>> x, y = tg.Var(3.0), tg.Var(4.0)\n"
      "    >>> tg.local_grads(x * y, 1.0)  # d/dx = g * y, d/dy = g * x\n    (4.0, 3.0)"},
+// Each op function's docstring, with an example the docs tests run (unary, binary).
+#define TG_OP_DOC1(name)                                                                \
+    #name "(x): op '" #name                                                             \
+          "' of the table: a new node for a Var, a float for a "                        \
+          "number.\n\nExamples:\n    >>> import tapegrad as tg\n    >>> type(tg." #name \
+          "(tg.Var(0.5))).__name__, type(tg." #name "(0.5)).__name__\n    ('Var', 'float')"
+#define TG_OP_DOC2(name)                                                                           \
+    #name "(x, y): op '" #name                                                                     \
+          "' of the table: a new node if x or y is a Var, a "                                      \
+          "float for numbers.\n\nExamples:\n    >>> import tapegrad as tg\n    >>> type(tg." #name \
+          "(tg.Var(2.0), 3.0)).__name__, type(tg." #name                                           \
+          "(2.0, 3.0)).__name__\n"                                                                 \
+          "    ('Var', 'float')"
 #define TG_OP(name, arity, ...)                                                                  \
     {#name,                                                                                      \
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(op_function<kernel::name>)), \
-     METH_FASTCALL,                                                                              \
-     arity == 1 ? #name "(x): op '" #name "' of the table: a new node for a Var, a float for a "  \
-                  "number.\n\nExamples:\n    >>> import tapegrad as tg\n    >>> type(tg." #name  \
-                  "(tg.Var(0.5))).__name__, type(tg." #name "(0.5)).__name__\n    ('Var', 'float')" \
-                : #name "(x, y): op '" #name "' of the table: a new node if x or y is a Var, a "  \
-                  "float for numbers.\n\nExamples:\n    >>> import tapegrad as tg\n    >>> type(tg." \
-                  #name "(tg.Var(2.0), 3.0)).__name__, type(tg." #name "(2.0, 3.0)).__name__\n"     \
-                  "    ('Var', 'float')"},
+     METH_FASTCALL, arity == 1 ? TG_OP_DOC1(name) : TG_OP_DOC2(name)},
 #include "tapegrad/ops.def"
 #undef TG_OP
+#undef TG_OP_DOC1
+#undef TG_OP_DOC2
 #define TG_ALIAS(alias, name)                                                                    \
     {#alias,                                                                                     \
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(op_function<kernel::name>)), \
      METH_FASTCALL,                                                                              \
-     kernel::name::arity == 1                                                                    \
-         ? "numpy's name for op '" #name "'.\n\nExamples:\n    >>> import tapegrad as tg\n    " \
-           ">>> tg." #alias "(tg.Var(0.5)).op\n    '" #name "'"                                 \
-         : "numpy's name for op '" #name "'.\n\nExamples:\n    >>> import tapegrad as tg\n    " \
-           ">>> tg." #alias "(tg.Var(0.5), 2.0).op\n    '" #name "'"},
+     kernel::name::arity == 1 ? "numpy's name for op '" #name                                    \
+                                "'.\n\nExamples:\n    >>> import tapegrad as tg\n    "           \
+                                ">>> tg." #alias "(tg.Var(0.5)).op\n    '" #name "'"             \
+                              : "numpy's name for op '" #name                                    \
+                                "'.\n\nExamples:\n    >>> import tapegrad as tg\n    "           \
+                                ">>> tg." #alias "(tg.Var(0.5), 2.0).op\n    '" #name "'"},
 #include "tapegrad/op_aliases.def"
 #undef TG_ALIAS
     {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_clip)), METH_FASTCALL,
