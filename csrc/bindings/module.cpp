@@ -26,7 +26,9 @@ PYBIND11_MODULE(_core, m) {
                 rows.emplace_back(op_table[o].name, op_table[o].arity);
             return rows;
         },
-        "The op table: (name, arity) per op, in table order.");
+        "The op table: (name, arity) per op, in table order.\n\nExamples:\n"
+        "    >>> import tapegrad as tg\n    >>> dict(tg.ops())['sin'], dict(tg.ops())['atan2']\n"
+        "    (1, 2)");
 
     m.def(
         "op_aliases",
@@ -37,7 +39,9 @@ PYBIND11_MODULE(_core, m) {
 #undef TG_ALIAS
             return rows;
         },
-        "Other names of table ops (numpy's): (alias, op) per alias, in op_aliases.def order.");
+        "Other names of table ops (numpy's): (alias, op) per alias, in op_aliases.def order.\n\n"
+        "Examples:\n    >>> import tapegrad as tg\n    >>> dict(tg.op_aliases())['arcsin']\n"
+        "    'asin'");
 
     m.def(
         "op_rules",

@@ -845,7 +845,12 @@ PyMethodDef var_methods[] = {
      "grads accumulate. With create_graph=True the sweep is recorded (as "
      "tg.autograd.grad's), and each leaf Var it reaches gets a Var as .grad (the old grad "
      "plus the recorded gradient), which can be differentiated again; non-leaf grads are "
-     "not touched."},
+     "not touched."
+     "\n\nExamples:\n    >>> import tapegrad as tg\n    >>> x = tg.Var(2.0)\n"
+     "    >>> (x ** 3).backward(); x.grad\n    12.0\n"
+     "    >>> (x ** 3).backward(); x.grad  # leaf grads accumulate\n    24.0\n"
+     "    >>> x.zero_grad(); (x ** 3).backward(create_graph=True)\n"
+     "    >>> g = x.grad; x.zero_grad(); g.backward(); x.grad  # d2/dx2 x**3 = 6x\n    12.0"},
     {"item", m_item, METH_NOARGS, "The value as a Python float."},
     {"zero_grad", m_zero_grad, METH_NOARGS, "Set this node's grad to 0."},
     {"detach", m_detach, METH_NOARGS,
@@ -965,23 +970,48 @@ PyMethodDef module_functions[] = {
     {"local_grads", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_local_grads)),
      METH_FASTCALL,
      "local_grads(v, g=None): the adjoint each of v's inputs receives from v when v's adjoint "
-     "is g (default: v.grad), by the op table's rules."},
+     "is g (default: v.grad), by the op table's rules."
+     "\n\nExamples:\n    >>> import tapegrad as tg\n    >>> x, y = tg.Var(3.0), tg.Var(4.0)\n"
+     "    >>> tg.local_grads(x * y, 1.0)  # d/dx = g * y, d/dy = g * x\n    (4.0, 3.0)"},
+// Each op function's docstring, with an example the docs tests run (unary, binary).
+#define TG_OP_DOC1(name)                                                                \
+    #name "(x): op '" #name                                                             \
+          "' of the table: a new node for a Var, a float for a "                        \
+          "number.\n\nExamples:\n    >>> import tapegrad as tg\n    >>> type(tg." #name \
+          "(tg.Var(0.5))).__name__, type(tg." #name "(0.5)).__name__\n    ('Var', 'float')"
+#define TG_OP_DOC2(name)                                                                           \
+    #name "(x, y): op '" #name                                                                     \
+          "' of the table: a new node if x or y is a Var, a "                                      \
+          "float for numbers.\n\nExamples:\n    >>> import tapegrad as tg\n    >>> type(tg." #name \
+          "(tg.Var(2.0), 3.0)).__name__, type(tg." #name                                           \
+          "(2.0, 3.0)).__name__\n"                                                                 \
+          "    ('Var', 'float')"
 #define TG_OP(name, arity, ...)                                                                  \
     {#name,                                                                                      \
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(op_function<kernel::name>)), \
-     METH_FASTCALL,                                                                              \
-     #name "(" #arity " Var or number argument(s)): a new node, or a float for numbers."},
+     METH_FASTCALL, arity == 1 ? TG_OP_DOC1(name) : TG_OP_DOC2(name)},
 #include "tapegrad/ops.def"
 #undef TG_OP
+#undef TG_OP_DOC1
+#undef TG_OP_DOC2
 #define TG_ALIAS(alias, name)                                                                    \
     {#alias,                                                                                     \
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(op_function<kernel::name>)), \
-     METH_FASTCALL, "numpy's name for op '" #name "'."},
+     METH_FASTCALL,                                                                              \
+     kernel::name::arity == 1 ? "numpy's name for op '" #name                                    \
+                                "'.\n\nExamples:\n    >>> import tapegrad as tg\n    "           \
+                                ">>> tg." #alias "(tg.Var(0.5)).op\n    '" #name "'"             \
+                              : "numpy's name for op '" #name                                    \
+                                "'.\n\nExamples:\n    >>> import tapegrad as tg\n    "           \
+                                ">>> tg." #alias "(tg.Var(0.5), 2.0).op\n    '" #name "'"},
 #include "tapegrad/op_aliases.def"
 #undef TG_ALIAS
     {"clip", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(f_clip)), METH_FASTCALL,
      "clip(x, lo, hi): clamp_max(clamp_min(x, lo), hi), PyTorch's clamp: x gets the gradient "
-     "where lo <= x <= hi, a bound where it wins; a float for numbers."},
+     "where lo <= x <= hi, a bound where it wins; a float for numbers."
+     "\n\nExamples:\n    >>> import tapegrad as tg\n    >>> x = tg.Var(5.0)\n"
+     "    >>> y = tg.clip(x, 0.0, 1.0); y.backward(); y.value, x.grad\n    (1.0, 0.0)\n"
+     "    >>> tg.clip(-5.0, 0.0, 1.0)\n    0.0"},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -998,7 +1028,11 @@ PyTypeObject VarType = [] {
     t.tp_flags = Py_TPFLAGS_DEFAULT;  // final, and not GC-tracked
     t.tp_doc =
         "A scalar node in a computational graph.\n\n"
-        "Var(x) makes a leaf; arithmetic on Vars records new nodes on the tape.";
+        "Var(x) makes a leaf; arithmetic on Vars records new nodes on the tape.\n\n"
+        "Examples:\n    >>> import tapegrad as tg\n    >>> x, y = tg.Var(3.0), tg.Var(4.0)\n"
+        "    >>> f = x * x + x * y\n    >>> f.backward()\n    >>> f.value, x.grad, y.grad\n"
+        "    (21.0, 10.0, 3.0)\n    >>> f.op, [v.op for v in f.inputs]\n"
+        "    ('add', ['mul', 'mul'])";
     t.tp_dealloc = var_dealloc;
     t.tp_new = var_new;
     t.tp_repr = var_repr;
@@ -1020,7 +1054,10 @@ PyTypeObject ConditionType = [] {
         "A comparison of Vars recorded while tracing (x > 0 inside tg.trace): a Var of the "
         "comparison node (1.0 or 0.0), which tg.where and every op take as a node.\n\n"
         "Its truth value (if, while, and/or, bool()) is guarded as the comparison always "
-        "was. a & b, a | b and ~a record logical_and, logical_or and logical_not.";
+        "was. a & b, a | b and ~a record logical_and, logical_or and logical_not.\n\n"
+        "Examples:\n    >>> import tapegrad as tg\n"
+        "    >>> F = tg.trace(lambda x: tg.where(x > 0, x, -x), 1.0)  # no guard recorded\n"
+        "    >>> float(F(-2.0)), float(F.grad(-2.0))\n    (2.0, -1.0)";
     t.tp_base = &VarType;
     t.tp_dealloc = condition_dealloc;
     t.tp_as_number = &condition_as_number;

@@ -40,17 +40,34 @@ def where(cond, a, b):
     for any input. Only the chosen side gets a gradient.
 
     ``cond`` is a comparison such as ``x > 0``: eagerly a Python bool; while tracing a
-    :class:`Condition` (the comparison's node), so ``tg.where(x > 0, a, b)`` records no
+    ``Condition`` (the comparison's node), so ``tg.where(x > 0, a, b)`` records no
     guard. Combine conditions with ``&``, ``|`` and ``~`` (not ``and``/``or``/``not``,
     which ask for a truth value and so record a guard). ``tg.lt/le/gt/ge/eq/ne`` and
-    ``tg.logical_and/or/not`` give the same nodes, or any Var serves: nonzero is true."""
+    ``tg.logical_and/or/not`` give the same nodes, or any Var serves: nonzero is true.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> x = tg.Var(-1.0)
+        >>> z = tg.where(x > 0, tg.sqrt(x), 0.0)  # sqrt(-1) is NaN, but only the chosen side counts
+        >>> z.backward(); z.value, x.grad
+        (0.0, 0.0)
+    """
     if not any(isinstance(v, Var) for v in (cond, a, b)):
         return a if cond else b
     return _core.if_true(cond, a) + _core.if_false(cond, b)
 
 
 def zero_grad(vars: Iterable[Var]) -> None:
-    """Set the grad of every Var in ``vars`` to 0 (the collection form of Var.zero_grad)."""
+    """Set the grad of every Var in ``vars`` to 0 (the collection form of Var.zero_grad).
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> a, b = tg.Var(1.0), tg.Var(2.0)
+        >>> (a * b).backward(); a.grad, b.grad
+        (2.0, 1.0)
+        >>> tg.zero_grad([a, b]); a.grad, b.grad
+        (0.0, 0.0)
+    """
     for v in vars:
         v.zero_grad()
 

@@ -2,7 +2,7 @@
 infinity first appears, in the forward pass, in the loss, or in the backward pass.
 
 While it is on (per thread), every op checks its result: the first non-finite value made
-from finite inputs raises :class:`AnomalyError` at the line of user code that made it (a
+from finite inputs raises ``AnomalyError`` at the line of user code that made it (a
 NaN that arrives in an input is blamed on that input). ``backward()`` refuses a
 non-finite loss, and after its sweep names the first edge where a finite gradient became
 non-finite, with the op's rule as the table writes it. A gradient recorded with
@@ -34,6 +34,16 @@ class AnomalyError(ArithmeticError):
     a gradient recorded with ``create_graph=True``), ``node`` (the Var
     where it happened), ``op``, ``inputs`` (the input values), ``location`` ("file:line"
     of the user code, or None) and ``source`` (that line's text).
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> x = tg.Var(0.0)
+        >>> try:
+        ...     with tg.detect_anomaly():
+        ...         y = tg.log(x)
+        ... except tg.AnomalyError as err:
+        ...     print(err.kind, err.op, err.inputs)
+        forward log (0.0,)
     """
 
     def __init__(self, message: str, *, kind: str, node: Any = None, op: str | None = None,
@@ -106,6 +116,16 @@ class detect_anomaly(ThreadSwitch):
         with tg.detect_anomaly():
             loss = model(x)        # AnomalyError here if an op makes a NaN or an inf
             loss.backward()        # ... or here, naming the first bad edge
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> @tg.detect_anomaly()
+        ... def loss(x):
+        ...     return tg.sqrt(x - 1.0)
+        >>> loss(tg.Var(0.5))
+        Traceback (most recent call last):
+            ...
+        tapegrad.anomaly.AnomalyError: sqrt(-0.5) = nan: a non-finite value from finite inputs...
     """
 
     _set = staticmethod(_core.set_anomaly_enabled)

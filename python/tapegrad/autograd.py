@@ -77,6 +77,15 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None,
     An input the outputs do not depend on gets 0.0 (JAX's convention; PyTorch's default
     raises). With ``create_graph=True`` each gradient is a Var whose graph is the
     recorded reverse sweep, else a float.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> x = tg.Var(3.0)
+        >>> tg.autograd.grad(x * x, x)
+        (6.0,)
+        >>> (dx,) = tg.autograd.grad(x ** 3, x, create_graph=True)  # a Var: differentiate again
+        >>> dx.value, tg.autograd.grad(dx, x)
+        (27.0, (18.0,))
     """
     outs = [v for vs, _ in _groups(outputs, "outputs") for v in vs]
     if grad_outputs is None:

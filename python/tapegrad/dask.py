@@ -6,7 +6,7 @@
     >>> values, grads = tg.dask.value_and_grad(F, X)   # lazy: (10**6,) and (10**6, 2)
     >>> total, gsum = da.compute(values.sum(), grads.sum(axis=0))
 
-:func:`call` (``F(...)``), :func:`value_and_grad`, :func:`grad` and :func:`jacobian` take
+``call`` (``F(...)``), ``value_and_grad``, ``grad`` and ``jacobian`` take
 the same arguments as the Function's own methods, each a dask array, a numpy array or a
 number. Leading dimensions are batch dimensions, broadcast across arguments as numpy does
 (a parameter vector with no batch dimension is shared by every point); the trailing
@@ -232,22 +232,57 @@ def _apply(where: str, F: Any, arrays: tuple, mode: Mode, threads: int) -> Any:
 
 def call(F: Function, *arrays: Any, threads: int = 1) -> da.Array:
     """``F(*arrays)`` over chunked batches: a lazy dask array of shape batch + F's output
-    shape. ``threads``: tapegrad threads per task (see the module docs)."""
+    shape. ``threads``: tapegrad threads per task (see the module docs).
+
+    Examples:
+        >>> import dask, dask.array as da, numpy as np, tapegrad as tg
+        >>> F = tg.trace(lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2, np.zeros(2))
+        >>> X = da.ones((1000, 2), chunks=(250, 2))
+        >>> values = tg.dask.call(F, X)  # lazy, one task per chunk
+        >>> values.shape, float(values.sum().compute())
+        ((1000,), 0.0)
+    """
     return _apply("tapegrad.dask.call", F, arrays, Mode.VALUE, threads)
 
 
 def value_and_grad(F: Function, *arrays: Any, threads: int = 1) -> tuple[Any, Any]:
     """Lazy ``F.value_and_grad(*arrays)``: (values shaped like the batch, gradient shaped
     batch + argument shape, a tuple of them for several arguments), from one pass per
-    block."""
+    block.
+
+    Examples:
+        >>> import dask, dask.array as da, numpy as np, tapegrad as tg
+        >>> F = tg.trace(lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2, np.zeros(2))
+        >>> X = da.ones((1000, 2), chunks=(250, 2))
+        >>> values, grads = tg.dask.value_and_grad(F, X)
+        >>> total, gsum = dask.compute(values.sum(), grads.sum(axis=0))
+        >>> grads.shape, float(total), gsum
+        ((1000, 2), 0.0, array([0., 0.]))
+    """
     return _apply("tapegrad.dask.value_and_grad", F, arrays, Mode.GRAD, threads)
 
 
 def grad(F: Function, *arrays: Any, threads: int = 1) -> Any:
-    """Lazy ``F.grad(*arrays)``: the gradient part of :func:`value_and_grad`."""
+    """Lazy ``F.grad(*arrays)``: the gradient part of ``value_and_grad``.
+
+    Examples:
+        >>> import dask, dask.array as da, numpy as np, tapegrad as tg
+        >>> F = tg.trace(lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2, np.zeros(2))
+        >>> X = da.ones((1000, 2), chunks=(250, 2))
+        >>> tg.dask.grad(F, X).shape
+        (1000, 2)
+    """
     return _apply("tapegrad.dask.grad", F, arrays, Mode.GRAD, threads)[1]
 
 
 def jacobian(F: Function, *arrays: Any, threads: int = 1) -> Any:
-    """Lazy ``F.jacobian(*arrays)``: per argument, batch + output shape + argument shape."""
+    """Lazy ``F.jacobian(*arrays)``: per argument, batch + output shape + argument shape.
+
+    Examples:
+        >>> import dask, dask.array as da, numpy as np, tapegrad as tg
+        >>> F = tg.trace(lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2, np.zeros(2))
+        >>> X = da.ones((1000, 2), chunks=(250, 2))
+        >>> tg.dask.jacobian(F, X).shape  # batch + output shape () + argument shape (2,)
+        (1000, 2)
+    """
     return _apply("tapegrad.dask.jacobian", F, arrays, Mode.JACOBIAN, threads)

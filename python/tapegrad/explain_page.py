@@ -328,6 +328,13 @@ def explain(root: Any, path: str | Path | None = None, *, names: Mapping[str, An
     The Vars' ``.grad`` are not used or changed: the page runs its own sweep from root.
 
     Returns the path written, or the HTML text when ``path`` is None.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> x, y = tg.Var(3.0), tg.Var(4.0)
+        >>> html = tg.explain(x * x + x * y, names={"x": x, "y": y})  # no path: the HTML text
+        >>> html.startswith("<!DOCTYPE html>")
+        True
     """
     data = explain_data(root, names=names, anomalies=anomalies, title=title, max_nodes=max_nodes)
     script = _asset("explain.js")

@@ -72,7 +72,7 @@ class RuleMismatch:
 
 @dataclass
 class GradcheckReport:
-    """What :func:`gradcheck` found; ``ok`` is True when every check passed."""
+    """What ``gradcheck`` found; ``ok`` is True when every check passed."""
 
     inputs: list[InputCheck]
     value: float                       # fn's C++ value at the point
@@ -145,15 +145,24 @@ def gradcheck(fn: Callable | Any, *args: Any, eps: float = 1e-6, rtol: float = 1
 
     ``fn`` is a Python function of numbers and arrays returning a scalar Var (run eagerly;
     an array argument reaches it as a numpy object array of Vars, as in ``tg.trace``), or a
-    traced :class:`tapegrad.Function` (its replayed ``F.grad`` is checked, and ``F.fn``
+    traced ``tapegrad.Function`` (its replayed ``F.grad`` is checked, and ``F.fn``
     is run eagerly once to get the graph for the reference).
 
     Finite differences use the 6-point central stencil (error O(eps^6) + about
     2e-16 |f| / eps), accepted when ``|grad - fd| <= atol + rtol |fd|``. The reference runs
     the very graph C++ recorded, op by op, through ``tapegrad.reference``'s table, so it
     must agree to a few ulps: ``ref_rtol`` / ``ref_atol``. NaN matches NaN and an infinity
-    the same infinity. Returns a :class:`GradcheckReport`; with ``raise_exception=True`` a
-    failure raises :class:`GradcheckError` (an ``AssertionError``) carrying the report.
+    the same infinity. Returns a ``GradcheckReport``; with ``raise_exception=True`` a
+    failure raises ``GradcheckError`` (an ``AssertionError``) carrying the report.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> report = tg.gradcheck(lambda x, y: x * tg.sin(y), 0.5, 1.5)
+        >>> report.ok
+        True
+        >>> print(report)
+        gradcheck passed (eager fn, 2 input(s), ...)
+        ...
     """
     from .function import Function
 

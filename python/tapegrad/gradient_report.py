@@ -61,7 +61,7 @@ class GradFlag:
 
 @dataclass
 class GradReport:
-    """Gradient magnitudes by depth from a root; see :func:`grad_report`."""
+    """Gradient magnitudes by depth from a root; see ``grad_report``."""
 
     depth_mode: str                    # "longest" or "shortest" path from the root
     seed: float                        # the root's grad (1.0 after root.backward())
@@ -202,6 +202,15 @@ def grad_report(root: Any, *, depth: str = "longest", vanishing: float = 1e-8,
     Flags a leaf whose relative |grad| is below ``vanishing`` (but not 0) or above
     ``exploding``, and the onset of each such path: a node past the threshold whose
     consumer on its depth path is not.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> s = tg.Var(0.5)
+        >>> for _ in range(30):
+        ...     s = tg.sigmoid(s)
+        >>> report = tg.grad_report(s)
+        >>> report.ok, report.flags[0].kind
+        (False, 'vanishing')
     """
     if depth not in ("longest", "shortest"):
         raise ValueError(f"grad_report: depth must be 'longest' or 'shortest', got {depth!r}")

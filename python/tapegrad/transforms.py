@@ -175,6 +175,13 @@ def value_and_grad(fn: Callable, argnums: int | Sequence[int] = 0,
 
     With ``has_aux=True``, ``fn`` returns ``(value, aux)`` and the result is
     ``((value, aux), grad)``, as in ``jax.value_and_grad``. The value comes back as a float.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> tg.value_and_grad(lambda x, y: x * y, argnums=(0, 1))(3.0, 4.0)
+        (12.0, (4.0, 3.0))
+        >>> tg.value_and_grad(lambda x: (x * x, "aux"), has_aux=True)(3.0)
+        ((9.0, 'aux'), 6.0)
     """
     return _value_and_grad(fn, argnums, has_aux, "value_and_grad")
 
@@ -219,7 +226,15 @@ def _value_and_grad(fn: Callable, argnums: int | Sequence[int], has_aux: bool,
 def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
     """The gradient of a scalar ``fn`` with respect to argument(s) ``argnums`` (``jax.grad``):
     a float for a number, an array shaped like an array argument, a tuple for a tuple
-    ``argnums``. With ``has_aux=True`` returns ``(grad, aux)``."""
+    ``argnums``. With ``has_aux=True`` returns ``(grad, aux)``.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> tg.grad(lambda x: x ** 3)(2.0)
+        12.0
+        >>> tg.grad(tg.grad(lambda x: x ** 3))(2.0)  # transforms nest
+        12.0
+    """
     vg = _value_and_grad(fn, argnums, has_aux, "grad")
 
     @functools.wraps(fn)
@@ -249,7 +264,14 @@ def _trace_at(fn: Callable, args: Sequence[Any], kwargs: dict, nums: tuple[int, 
 
 def jacobian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     """d fn / d argument: shape ``out_shape + arg_shape`` (``jax.jacobian``); a tuple per
-    argument for a tuple ``argnums``."""
+    argument for a tuple ``argnums``.
+
+    Examples:
+        >>> import numpy as np, tapegrad as tg
+        >>> tg.jacobian(lambda v: np.array([v[0] * v[1], v[0] + v[1]]))(np.array([3.0, 4.0]))
+        array([[4., 3.],
+               [1., 1.]])
+    """
     @functools.wraps(fn)
     def jacobian_fn(*args: Any, **kwargs: Any) -> Any:
         nums = _argnums(argnums, len(args), "jacobian")
@@ -283,7 +305,13 @@ def _var_jacobian(fn: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...]
 def hessian(fn: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     """The Hessian of a scalar ``fn``: ``arg_shape + arg_shape`` for one argument, else
     nested tuples of blocks ``H[i][j]``, as ``jax.hessian``. It is symmetric up to
-    rounding; each column is one Hessian-vector product (forward-over-reverse)."""
+    rounding; each column is one Hessian-vector product (forward-over-reverse).
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> tg.hessian(lambda x, y: x * x * y, argnums=(0, 1))(3.0, 4.0)
+        ((8.0, 6.0), (6.0, 0.0))
+    """
     @functools.wraps(fn)
     def hessian_fn(*args: Any, **kwargs: Any) -> Any:
         nums = _argnums(argnums, len(args), "hessian")
@@ -311,7 +339,13 @@ def _as_tuple(xs: Any, what: str) -> tuple:
 def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
     """``(fn(*primals), J @ tangents)`` in forward mode, as ``jax.jvp``: ``primals`` and
     ``tangents`` are tuples with one entry per argument, each tangent shaped like its
-    primal."""
+    primal.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> tg.jvp(lambda x, y: x * y, (3.0, 4.0), (1.0, 0.0))
+        (12.0, 4.0)
+    """
     primals, tangents = _as_tuple(primals, "jvp: primals"), _as_tuple(tangents, "jvp: tangents")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
@@ -342,7 +376,14 @@ def _var_jvp(fn: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
 
 def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     """``(fn(*primals), vjp_fn)``, as ``jax.vjp``: ``vjp_fn(cotangent)`` returns a tuple
-    with ``cotangent @ J`` for each primal (the cotangent shaped like fn's value)."""
+    with ``cotangent @ J`` for each primal (the cotangent shaped like fn's value).
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> out, vjp_fn = tg.vjp(lambda x, y: x * y, 3.0, 4.0)
+        >>> float(out), vjp_fn(1.0)
+        (12.0, (4.0, 3.0))
+    """
     if not primals:
         raise TypeError("vjp: needs at least one primal")
     if _any_vars(primals, {}):
@@ -370,7 +411,13 @@ def hvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
     """The Hessian of a scalar ``fn`` at ``primals`` times ``tangents`` (JAX's
     ``jvp(grad(f), primals, tangents)[1]``), by forward-over-reverse at a few gradients'
     cost, without forming the Hessian. Shaped like the gradient: one array for one
-    primal, a tuple for several."""
+    primal, a tuple for several.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> tg.hvp(lambda x, y: x * x * y, (3.0, 4.0), (1.0, 0.0))
+        (8.0, 6.0)
+    """
     primals, tangents = _as_tuple(primals, "hvp: primals"), _as_tuple(tangents, "hvp: tangents")
     if len(primals) != len(tangents):
         raise ValueError(f"hvp: {len(primals)} primals but {len(tangents)} tangents")
@@ -393,7 +440,14 @@ def hvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops on Vars record gradients on this thread (False inside ``no_grad``)."""
+    """Whether ops on Vars record gradients on this thread (False inside ``no_grad``).
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> with tg.no_grad():
+        ...     tg.is_grad_enabled()
+        False
+    """
     return _core.is_grad_enabled()
 
 
@@ -407,6 +461,14 @@ class no_grad(ThreadSwitch):
 
         @tg.no_grad()
         def evaluate(model, x): ...
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> x = tg.Var(2.0)
+        >>> with tg.no_grad():
+        ...     y = x * 3
+        >>> y.op, y.value  # a constant: no graph to differentiate
+        ('const', 6.0)
     """
 
     _set = staticmethod(_core.set_grad_enabled)

@@ -76,6 +76,13 @@ def draw(root: Any, rankdir: str = "LR", format: str = "svg", *,
     Needs the graphviz package (``pip install 'tapegrad[viz]'``); rendering the picture
     (``.pipe()``, ``.render()``, Jupyter) also needs the ``dot`` program (``apt install
     graphviz``). ``tapegrad.explain`` needs neither.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> x, y = tg.Var(3.0), tg.Var(4.0)
+        >>> dot = tg.draw(x * x + x * y)  # needs the graphviz package; rendering needs `dot`
+        >>> type(dot).__name__
+        'Digraph'
     """
     check_root("draw", root)
     if rankdir not in RANKDIRS:

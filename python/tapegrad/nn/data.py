@@ -13,6 +13,12 @@ def make_moons(n_samples: int = 100, noise: float | None = 0.1, seed: int | None
     ``make_moons(100, 0.1, seed=s)`` equals sklearn's ``make_moons(100, noise=0.1,
     random_state=s)`` with labels mapped to -1/+1 as micrograd's demo does (``y*2 - 1``;
     ``(y + 1) / 2`` gives 0/1 for binary cross-entropy). The default seed is the demo's.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> X, y = tg.nn.make_moons(100)
+        >>> X.shape, sorted(set(y.tolist()))
+        ((100, 2), [-1.0, 1.0])
     """
     if not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
         raise ValueError(f"n_samples: expected an int >= 2, got {n_samples!r}")

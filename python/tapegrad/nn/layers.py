@@ -3,7 +3,7 @@
 A Module keeps its parameters as attributes: Vars, lists or tuples of Vars, and
 submodules. ``parameters()`` walks them in attribute order, so a user-defined Module
 written that way needs no ``parameters()`` of its own and can be compiled with
-:func:`tapegrad.nn.compile_loss`.
+``tapegrad.nn.compile_loss``.
 """
 from __future__ import annotations
 
@@ -27,17 +27,35 @@ ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
 
 
 def relu(v: Any) -> Any:
-    """max(v, 0) with relu'(0) = 0 (micrograd's and PyTorch's convention)."""
+    """max(v, 0) with relu'(0) = 0 (micrograd's and PyTorch's convention).
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> tg.nn.relu(tg.Var(-2.0)).value, tg.nn.relu(tg.Var(3.0)).value
+        (0.0, 3.0)
+    """
     return v.relu()
 
 
 def tanh(v: Any) -> Any:
-    """tanh(v)."""
+    """tanh(v).
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> tg.nn.tanh(tg.Var(0.0)).value
+        0.0
+    """
     return v.tanh()
 
 
 def sigmoid(v: Any) -> Any:
-    """1 / (1 + exp(-v))."""
+    """1 / (1 + exp(-v)).
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> tg.nn.sigmoid(tg.Var(0.0)).value
+        0.5
+    """
     return v.sigmoid()
 
 
@@ -89,7 +107,16 @@ def _points(x: Any) -> Any:
 
 class Module:
     """Base class: ``parameters()``, ``zero_grad()`` and ``__call__`` (PyTorch's and
-    micrograd's names)."""
+    micrograd's names).
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> model = tg.nn.MLP(2, [4, 1], seed=1)  # a Module
+        >>> loss = model([0.5, -0.5]) ** 2
+        >>> loss.backward(); model.zero_grad()
+        >>> len(model.parameters()), {p.grad for p in model.parameters()}
+        (17, {0.0})
+    """
 
     def __call__(self, x: Any) -> Any:
         raise NotImplementedError
@@ -132,7 +159,15 @@ def _walk(obj: Any, visit: Callable[[Any], Any]) -> Any:
 
 def replace_parameters(model: Module, new: Sequence[Any]) -> list:
     """Put the Vars ``new`` in place of model's parameters (same order as
-    ``parameters()``); return the old ones. Used to trace a model on placeholder Vars."""
+    ``parameters()``); return the old ones. Used to trace a model on placeholder Vars.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> model = tg.nn.Neuron(2, seed=1)
+        >>> old = tg.nn.replace_parameters(model, [tg.Var(1.0), tg.Var(2.0), tg.Var(0.5)])
+        >>> len(old), [p.value for p in model.parameters()]
+        (3, [1.0, 2.0, 0.5])
+    """
     new = list(new)
     old = model.parameters()
     if len(new) != len(old):
@@ -154,6 +189,12 @@ class Neuron(Module):
 
     ``nonlin``: True (relu, micrograd's default), False (linear), "relu", "tanh",
     "sigmoid", "linear" or a callable on a Var.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> n = tg.nn.Neuron(2, seed=1)  # w1, w2, b
+        >>> len(n.parameters()), n([1.0, 2.0]).op
+        (3, 'relu')
     """
 
     def __init__(self, nin: int, nonlin: Any = True, *, seed: Any = None, backend: Any = None):
@@ -178,7 +219,14 @@ class Neuron(Module):
 
 
 class Layer(Module):
-    """nout Neurons on the same input; one output is returned as a Var, more as a list."""
+    """nout Neurons on the same input; one output is returned as a Var, more as a list.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> layer = tg.nn.Layer(2, 3, seed=1)
+        >>> len(layer([1.0, 2.0])), len(layer.parameters())
+        (3, 9)
+    """
 
     def __init__(self, nin: int, nout: int, *, seed: Any = None, backend: Any = None,
                  **kwargs: Any):
@@ -200,7 +248,14 @@ class Layer(Module):
 
 class MLP(Module):
     """Layers of sizes nin -> nouts[0] -> ... -> nouts[-1]; hidden layers use ``nonlin``
-    (relu by default), the last layer is linear, as in micrograd."""
+    (relu by default), the last layer is linear, as in micrograd.
+
+    Examples:
+        >>> import tapegrad as tg
+        >>> model = tg.nn.MLP(2, [16, 16, 1], seed=1337)  # micrograd's demo network and weights
+        >>> len(model.parameters()), type(model([0.5, -0.5])).__name__
+        (337, 'Var')
+    """
 
     def __init__(self, nin: int, nouts: Sequence[int], nonlin: Any = "relu", *,
                  seed: Any = None, backend: Any = None):
