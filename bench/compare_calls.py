@@ -60,14 +60,15 @@ def batched(rep: H.Report, cfg: dict, peers: dict) -> None:
     for n in cfg["points"]:
         X, Y, Z = rng.uniform(0.1, 1.0, (3, n))
         want = F.grad(X, Y, Z, threads=1)
-        cases = {"tapegrad": H.Case(lambda: F.grad(X, Y, Z, threads=1))}
+        args = (X, Y, Z)
+        cases = {"tapegrad": H.Case(lambda a=args: F.grad(*a, threads=1))}
         if jax is not None:
             got = tuple(np.asarray(g) for g in jg(X, Y, Z))
             err = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want))
             if err > 1e-12:
                 rep.fail(f"JAX's gradient differs from tapegrad's by {err:.2e} at N = {n}")
             cases["JAX jit(vmap(grad))"] = H.Case(
-                lambda: tuple(np.asarray(g) for g in jg(X, Y, Z)))
+                lambda a=args: tuple(np.asarray(g) for g in jg(*a)))
         H.run_cases(cases, cfg["repeats"], 1, cfg["sample_s"], on_error=rep.note)
         t = H.med(cases["tapegrad"].wall)
         j = H.med(cases["JAX jit(vmap(grad))"].wall) if "JAX jit(vmap(grad))" in cases else None
@@ -118,8 +119,9 @@ def big_batches(rep: H.Report, cfg: dict) -> None:
     for n in (cfg["small"], cfg["big"]):
         X, Y, Z = rng.uniform(0.1, 1.0, (3, n))
         outs = tuple(np.empty(n) for _ in range(3))
-        cases = {"fresh results": H.Case(lambda: F.grad(X, Y, Z, threads=2)),
-                 "out=": H.Case(lambda: F.grad(X, Y, Z, threads=2, out=outs))}
+        args = (X, Y, Z)
+        cases = {"fresh results": H.Case(lambda a=args: F.grad(*a, threads=2)),
+                 "out=": H.Case(lambda a=args, o=outs: F.grad(*a, threads=2, out=o))}
         H.run_cases(cases, cfg["big_repeats"], 1, None if n == cfg["big"] else cfg["sample_s"])
         for name, c in cases.items():
             per_point[name, n] = H.med(c.wall) / n
