@@ -151,7 +151,7 @@ def fresh_tape(rep: H.Report, cfg: dict) -> None:
     fresh, warm = [], []
     for _ in range(cfg["chain_rounds"]):
         out: list[float] = []
-        th = threading.Thread(target=lambda: out.append(chain_ns_per_op(levels)))
+        th = threading.Thread(target=lambda o=out: o.append(chain_ns_per_op(levels)))
         th.start()
         th.join()
         fresh.append(out[0])
