@@ -71,3 +71,46 @@ TEST_CASE("recorded sweep: values equal the plain sweep's on every op") {
         CHECK(h.check() == "");
     }
 }
+
+namespace {
+struct counting_observer final : compare_observer {
+    int comparisons = 0;
+    void compared(const term&, const term&, cmp, bool, op) override { ++comparisons; }
+};
+}  // namespace
+
+TEST_CASE("recorded sweep: a constant operand's rule is not evaluated") {
+    // pow(x, 3) with 3 a constant node: d/dy (which compares x == 0) is never needed, so
+    // the recording makes no comparison; with a leaf exponent it does.
+    for (const bool constant_exponent : {true, false}) {
+        CAPTURE(constant_exponent);
+        held_tape h;
+        const int x = h.leaf(0.0);
+        const int y = constant_exponent ? h.constant(3.0) : h.leaf(3.0);
+        const int f = h.apply(op::pow, x, y);
+        grad_request r;
+        r.outputs = {h[f]};
+        r.seeds = {term(1.0)};
+        r.wrt = {h[x], h[y]};
+        std::vector<tape::index> held;
+        counting_observer watch;
+        h.t.set_relocator(nullptr);
+        const std::vector<tape::index> g = gradient_graph(h.t, r, held, &watch);
+        CHECK(h.t.val(g[0]) == 0.0);  // 3 x^2 at 0
+        CHECK(h.t.val(g[1]) == 0.0);  // a constant takes no gradient; d/dy at x = 0 is 0
+        for (const tape::index i : held) h.t.release(i);
+        h.t.set_relocator(&h);
+        CHECK((watch.comparisons == 0) == constant_exponent);
+        CHECK(h.check() == "");
+    }
+}
+
+TEST_CASE("below: the nodes in a root's graph, through every op's operands") {
+    held_tape h;
+    const int x = h.leaf(1.0), y = h.leaf(2.0), z = h.leaf(3.0), outside = h.leaf(4.0);
+    const int d = h.apply(op::detach, z);
+    const int f = h.apply(op::add, h.apply(op::mul, x, h.constant(0.0)), h.apply(op::add, d, y));
+    const int later = h.apply(op::neg, x);  // above the root: not below it
+    const std::vector<bool> got = below(h.t, h[f], {h[x], h[y], h[z], h[outside], h[f], h[later]});
+    CHECK(got == std::vector<bool>{true, true, true, false, true, false});
+}
