@@ -73,3 +73,12 @@ def test_grad_is_eager_control_flow_re_evaluated():
     assert tg.grad(branchy)(2.0) == pytest.approx(12.0)
     assert tg.grad(branchy)(-1.0) == pytest.approx(2.0 + math.cos(-1.0))
     assert tg.hessian(branchy)(-1.0) == pytest.approx(-2.0 - math.sin(-1.0))
+
+
+def test_every_transform_gives_floats_for_a_scalar_function_of_scalars():
+    f = lambda x, y: x * y + tg.sin(x)  # noqa: E731
+    out, vjp_fn = tg.vjp(f, 2.0, 3.0)
+    assert type(out) is float and all(type(g) is float for g in vjp_fn(1.0))
+    assert type(tg.grad(f)(2.0, 3.0)) is float
+    assert all(type(v) is float for v in tg.jvp(f, (2.0, 3.0), (1.0, 0.0)))
+    assert type(tg.value_and_grad(f)(2.0, 3.0)[0]) is float

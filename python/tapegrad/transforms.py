@@ -399,6 +399,8 @@ def vjp(fn: Callable, *primals: Any) -> tuple[Any, Callable]:
     _not_inside_trace("vjp")
     F, xs = _trace_at(fn, primals, {}, tuple(range(len(primals))), "vjp")
     value, pullback = F.vjp(*xs)
+    if isinstance(value, np.floating):  # a float, as every transform gives a scalar
+        value = float(value)
 
     def vjp_fn(cotangent: Any) -> tuple:
         g = pullback(cotangent)
