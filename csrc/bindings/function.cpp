@@ -184,17 +184,17 @@ py::object shaped(const double* p, const std::vector<py_ssize>& shape) {
 // F(*args) / F.value_and_grad(*args) at one point, without leaving C++: arguments whose
 // shapes are exactly the traced point shapes. Anything else (batches, odd types, a failed
 // guard) returns None, and function.py takes the general path, which also explains errors.
-py::object call_point(const Program& P, const py::tuple& args, int mode) {
+py::object call_point(const Program& P, PyObject* const* args, std::size_t n_args, int mode) {
     const program& p = *P.p;
     // Anomaly mode takes the general path, which checks what the replay produced; so does
     // a gradient without an output to seed, which explains itself there.
-    if (args.size() != P.arg_shapes.size() || anomaly_enabled() || (mode && p.outputs_.empty()))
+    if (n_args != P.arg_shapes.size() || anomaly_enabled() || (mode && p.outputs_.empty()))
         return py::none();
     scratch_lease scratch;
     std::vector<double>& x = scratch.get(2, p.n_inputs);
     std::size_t at = 0;
-    for (std::size_t k = 0; k < args.size(); ++k) {
-        PyObject* a = args[k].ptr();
+    for (std::size_t k = 0; k < n_args; ++k) {
+        PyObject* a = args[k];
         const auto& shape = P.arg_shapes[k];
         if (shape.empty()) {
             if (PyFloat_CheckExact(a)) {
@@ -207,8 +207,8 @@ py::object call_point(const Program& P, const py::tuple& args, int mode) {
             }
             continue;
         }
-        if (!py::isinstance<py::array>(args[k])) return py::none();
-        auto arr = py::reinterpret_borrow<py::array>(args[k]);
+        if (!py::isinstance<py::array>(a)) return py::none();
+        auto arr = py::reinterpret_borrow<py::array>(a);
         if (std::size_t(arr.ndim()) != shape.size()) return py::none();
         for (std::size_t d = 0; d < shape.size(); ++d)
             if (arr.shape(py::ssize_t(d)) != shape[d]) return py::none();
@@ -249,16 +249,19 @@ py::object call_point(const Program& P, const py::tuple& args, int mode) {
     // mode 2: the gradients alone (F.grad), 1: (value, gradients), 0: the value
     py::object value = mode == 2 ? py::none() : shaped(out.data(), P.out_shape);
     if (!mode) return value;
-    py::tuple grads(args.size());
+    py::tuple grads(n_args);
     at = 0;
-    for (std::size_t k = 0; k < args.size(); ++k) {
+    for (std::size_t k = 0; k < n_args; ++k) {
         grads[k] = shaped(grad.data() + at, P.arg_shapes[k]);
         std::size_t size = 1;
         for (py_ssize d : P.arg_shapes[k]) size *= std::size_t(d);
         at += size;
     }
-    py::object g = args.size() == 1 ? py::object(grads[0]) : py::object(grads);
+    py::object g = n_args == 1 ? py::object(grads[0]) : py::object(grads);
     return mode == 2 ? g : py::make_tuple(value, g);
+}
+py::object call_point(const Program& P, const py::tuple& args, int mode) {
+    return call_point(P, &PyTuple_GET_ITEM(args.ptr(), 0), args.size(), mode);
 }
 
 // Every core this process may run on (function.py's default for threads=None).
@@ -681,10 +684,10 @@ PyObject* fast_method_call(PyObject* self, PyObject* const* args, std::size_t na
     }
     if (fast) {
         try {
+            py::object r = out ? py::none() : call_point(*m->p, args, std::size_t(n), m->mode);
+            if (!r.is_none()) return r.release().ptr();
             py::tuple t(n);
             for (Py_ssize_t k = 0; k < n; ++k) PyTuple_SET_ITEM(t.ptr(), k, Py_NewRef(args[k]));
-            py::object r = out ? py::none() : call_point(*m->p, t, m->mode);
-            if (!r.is_none()) return r.release().ptr();
             py::object outs = py::none();
             if (out)
                 outs = m->mode == 2 ? py::object(py::make_tuple(py::none(), py::handle(out)))
