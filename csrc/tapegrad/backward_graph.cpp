@@ -5,28 +5,18 @@
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
-#include <utility>
 
 namespace tapegrad {
 
 namespace {
 
-// An operation of a rule not yet on the tape (see `settle`).
-struct pending_op {
-    tape::index (*push)(tape&, tape::index, tape::index);
-    term a, b;
-    op rule;  // whose rule made it
-    tape::index at = tape::none;  // its node, once settled
-};
-
-// The tape a gradient_graph call records on, the nodes it holds and the rule operations
-// not yet settled (one thread at a time per tape: the bindings hold the GIL).
+// The tape a gradient_graph call records on, and the nodes it holds (one thread at a time
+// per tape: the bindings hold the GIL).
 struct recording {
     tape* t = nullptr;
     std::vector<tape::index>* held = nullptr;
     compare_observer* observer = nullptr;
     op rule = op::leaf;  // whose rule is being recorded
-    std::vector<pending_op> pending;
 };
 thread_local recording rec;
 
@@ -36,59 +26,24 @@ tape::index hold(tape::index i) {
     return i;
 }
 
-template <class K>
-tape::index push_op(tape& t, tape::index x, tape::index y) {
-    return t.push<K>(x, y);
-}
-
-// The node of a term: settled first if it is pending; a number becomes a constant node.
-tape::index node_of(const term& a);
-
-// A rule's operations are appended when its result is settled (a contribution entering an
-// adjoint, a result, a guard's operand), operands before the operation, left before
-// right: the order in which Python evaluates the same expression (tapegrad.reference),
-// not the order in which a C++ compiler happens to evaluate the operands of `a * b` (which
-// the language leaves open, and GCC and Clang differ in). The order of nodes decides the
-// order in which a later sweep adds contributions, so this makes higher-order gradients
-// the same on every compiler, and the same as the reference's bit for bit. A pending
-// operation that is never settled (value_only's unused full form) is never appended.
-term settle(const term& a) {
-    if (a.pending < 0) return a;
-    pending_op& p = rec.pending[std::size_t(a.pending)];
-    if (p.at == tape::none) {
-        const term x = p.a, y = p.b;  // (copies: settling may grow `pending`)
-        // Operation operands first, then the numbers among them become constants
-        const tape::index ix = x.node ? node_of(x) : tape::none;
-        const tape::index iy = y.node ? node_of(y) : tape::none;
-        rec.t->reserve_more(3);
-        const tape::index cx = ix != tape::none ? ix : hold(rec.t->push_leaf(op::constant, x.v));
-        const tape::index cy = iy != tape::none ? iy : hold(rec.t->push_leaf(op::constant, y.v));
-        pending_op& q = rec.pending[std::size_t(a.pending)];
-        q.at = hold(q.push(*rec.t, cx, cy));
-        if (rec.observer) rec.observer->appended(q.at, q.rule);
-    }
-    return term::of(*rec.t, rec.pending[std::size_t(a.pending)].at);
-}
-
 tape::index node_of(const term& a) {
-    if (a.pending >= 0) return settle(a).i;
     return a.node ? a.i : hold(rec.t->push_leaf(op::constant, a.v));
 }
 
 template <class K>
 term apply(const term& a, const term& b) {
     if (!a.node && !b.node) return term(K::forward(a.v, b.v));
-    rec.pending.push_back({&push_op<K>, a, b, rec.rule});
-    term r(K::forward(a.v, b.v));
-    r.node = true;
-    r.pending = std::int32_t(rec.pending.size() - 1);
-    return r;
+    // Room first: pushing a constant, then the op, must not move the nodes in between.
+    rec.t->reserve_more(3);
+    const tape::index x = node_of(a), y = node_of(b);
+    const tape::index i = hold(rec.t->push<K>(x, y));
+    if (rec.observer) rec.observer->appended(i, rec.rule);
+    return term::of(*rec.t, i);
 }
 
 bool observed(const term& a, const term& b, cmp c) {
     const bool outcome = compare(c, a.v, b.v);
-    if (rec.observer && (a.node || b.node))
-        rec.observer->compared(settle(a), settle(b), c, outcome, rec.rule);
+    if (rec.observer && (a.node || b.node)) rec.observer->compared(a, b, c, outcome, rec.rule);
     return outcome;
 }
 
@@ -135,8 +90,6 @@ namespace {
 
 bool is_zero(double g) { return g == 0.0; }
 bool is_zero(const term& g) { return !g.node && g.v == 0.0; }  // a zero that stays zero
-double settled(double c) { return c; }
-term settled(const term& c) { return settle(c); }  // a rule's result, appended now
 void entering_rule(double, op) {}
 void entering_rule(const term&, op o) { rec.rule = o; }
 double value(double g) { return g; }
@@ -170,11 +123,11 @@ public:
     void add(tape::index j, const T& c) {
         if (j < lo_) {
             const auto [it, fresh] = below_.try_emplace(j, c);
-            if (!fresh) it->second = settled(it->second + c);
+            if (!fresh) it->second = it->second + c;
             return;
         }
         T& a = dense_[j - lo_];
-        a = has_[j - lo_] ? settled(a + c) : c;
+        a = has_[j - lo_] ? a + c : c;
         has_[j - lo_] = 1;
     }
     T value_or_zero(tape::index j) const { return has(j) ? get(j) : T(0.0); }
@@ -212,21 +165,17 @@ adjoints<T> sweep(const tape& t, const grad_request& r, const std::vector<T>& se
         const tape::index a = t.arg0(k), b = t.arg1(k);
         const T x = operand<T>(t, a), y = operand<T>(t, b), out = operand<T>(t, k);
         entering_rule(g, t.op_at(k));
-        // Both parts of the rule first, then both contributions: the reference's order
-        T cx(0.0), cy(0.0);
         switch (t.op_at(k)) {
-#define TG_OP(name, arity, ...)                                                                    \
-    case op::name:                                                                                 \
-        cx = t.op_at(a) != op::constant ? settled(kernel::name::dx<T>(x, y, out, g)) : T(0.0);     \
-        cy = arity == 2 && t.op_at(b) != op::constant ? settled(kernel::name::dy<T>(x, y, out, g)) \
-                                                      : T(0.0);                                    \
+#define TG_OP(name, arity, ...)                                                       \
+    case op::name:                                                                    \
+        if (t.op_at(a) != op::constant) add(a, kernel::name::dx<T>(x, y, out, g), g); \
+        if (arity == 2 && t.op_at(b) != op::constant)                                 \
+            add(b, kernel::name::dy<T>(x, y, out, g), g);                             \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
             default: break;
         }
-        add(a, cx, g);
-        if (op_table[int(t.op_at(k))].arity == 2) add(b, cy, g);
     }
     return adj;
 }
@@ -248,15 +197,12 @@ std::vector<double> gradient_values(const tape& t, const grad_request& r) {
 std::vector<tape::index> gradient_graph(tape& t, const grad_request& r,
                                         std::vector<tape::index>& held,
                                         compare_observer* observer) {
-    // (A nested call, from Python code an observer runs, records on its own.)
+    const recording saved = rec;
+    rec = {&t, &held, observer};
     struct restore {
         recording saved;
-        ~restore() { rec = std::move(saved); }
-    } restore_on_exit{std::move(rec)};
-    rec = recording{};
-    rec.t = &t;
-    rec.held = &held;
-    rec.observer = observer;
+        ~restore() { rec = saved; }
+    } restore_on_exit{saved};
     const adjoints<term> adj = sweep(t, r, r.seeds);
     std::vector<tape::index> out;
     for (const tape::index w : r.wrt) out.push_back(node_of(adj.value_or_zero(w)));

@@ -15,13 +15,11 @@
 
 namespace tapegrad {
 
-// A value inside a recorded rule: node i of the tape being recorded on, an operation of
-// the rule not yet appended (`pending`, see backward_graph.cpp), or a number.
+// A value inside a recorded rule: node i of the tape being recorded on, or a number.
 struct term {
     double v = 0.0;
     tape::index i = 0;
-    bool node = false;          // not a number: a node, or pending
-    std::int32_t pending = -1;  // its index in the recording's pending operations
+    bool node = false;
     term() = default;
     term(double value) : v(value) {}  // NOLINT: numbers mix into rules implicitly
     static term of(const tape& t, tape::index i) {
