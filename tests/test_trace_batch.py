@@ -3,11 +3,13 @@ graphs (NaN/Inf included), broadcasting and input conversion rules, both lane ke
 threads, and KeyboardInterrupt.
 
 How close is "batched equals one point"? Batched replay runs the same op table, lane by
-lane; the only difference is that the libm functions lanes.cpp declares SIMD (exp, log,
-sin, ..., trace_helpers.LIBMVEC) come from glibc's libmvec, documented within 4 ulp of
-scalar libm, with IEEE special values kept. So:
+lane; the only difference is that the libm functions of csrc/tapegrad/vector_math.def
+(exp, log, sin, ...) may come from glibc's libmvec, documented within 4 ulp of scalar
+libm, with IEEE special values kept: trace_helpers.LIBMVEC, those this process found at
+import. So:
   - graphs without those ops must agree bit for bit (add, mul, div, sqrt, ... round the
-    same in SIMD registers, and nothing is contracted into FMAs);
+    same in SIMD registers, and nothing is contracted into FMAs); with TAPEGRAD_LIBMVEC=0,
+    or no libmvec, that is every graph;
   - one op alone: its value holds <= 1 libm result (4 ulp = 4 * 2**-52 relative, ~9e-16),
     its local derivative <= 2 (e.g. pow's out * log(x)), plus a few exact roundings:
     within ~12 ulp, relative. We allow rel 1e-13 (~450 ulp: "a few ulp" with room, still
@@ -21,6 +23,7 @@ scalar libm, with IEEE special values kept. So:
   - NaN and Inf: the same pattern, exactly, wherever the bound is finite.
 """
 import _thread
+import ctypes
 import gc
 import importlib
 import itertools
@@ -43,6 +46,7 @@ from trace_helpers import (
     EPS,
     LIBM_FORWARD,
     LIBM_RULE,
+    LIBMVEC,
     OPS,
     assert_bits,
     f3,
@@ -76,10 +80,14 @@ def columns(F, X, arity):
 
 
 def assert_batch_matches_points(F, X, tol):
+    """tol(point): the allowed difference; None: bit for bit."""
     n = X.shape[1]
     batched = columns(F, X, n)
     for p, x in enumerate(X):
         point = replay(F, x)
+        if tol is None:
+            assert_bits(batched[:, p], point, f"at {x.tolist()}")
+            continue
         ok = within(batched[:, p], point, tol(point))
         assert ok.all(), f"at {x.tolist()}: batched {batched[:, p]} vs one point {point}"
 
@@ -93,7 +101,8 @@ def test_op_batched_matches_point(op, arity):
     points += list(itertools.product(SPECIALS, repeat=arity))  # log(-1), 1/0, exp(1000), ...
     F = tg.trace(getattr(tg, op), *points[0])
     X = np.array(points)
-    assert_batch_matches_points(F, X, lambda point: REL * np.abs(point) + FLOOR)
+    exact = (op, arity) in EXACT_OPS
+    assert_batch_matches_points(F, X, None if exact else lambda point: REL * np.abs(point) + FLOOR)
     for x in points[:20]:  # one-point replay is the eager op itself, bit for bit
         args = [tg.Var(v) for v in x]
         out = getattr(tg, op)(*args)
@@ -116,6 +125,8 @@ def test_nan_and_inf_batched_as_at_one_point():
         out.backward()
         eager = [out.value] + [a.grad for a in args]
         assert_bits(replay(F, x), eager, f"one point at {x}")
+        if LIBMVEC.isdisjoint({"log", "exp"}):
+            assert_bits(batched[:, p], eager, f"batched at {x}")
         assert within(batched[:, p], eager, REL * np.abs(eager) + FLOOR).all(), (x, batched[:, p])
     # rows: value, d/dx, d/dy; columns: the points above
     assert np.isnan(batched[:2, 0]).all() and batched[2, 0] == -1.0  # log(-1); 1/y is fine
@@ -349,6 +360,51 @@ def test_lane_kernel_sets():
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests],
         env=env, capture_output=True, text=True, timeout=300,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
+    assert " passed" in child.stdout and "skipped" not in child.stdout
+
+
+# ---------------------------------------------------------------------------- libm or libmvec
+
+def libmvec_symbols():
+    """The vector_math.def functions whose SSE2 and AVX2 forms this system's libmvec has."""
+    try:
+        lib = ctypes.CDLL("libmvec.so.1")
+    except OSError:
+        return set()
+    return {f for f in core.vector_math()
+            if all(hasattr(lib, f"_ZGV{isa}v_{f}") or hasattr(lib, f"_ZGV{isa}vv_{f}")
+                   for isa in ("bN2", "dN4"))}
+
+
+def test_vector_math_uses_what_libmvec_has():
+    """Only functions this system's libmvec has, all of them unless turned off (or the
+    build has no vector math: then none)."""
+    used = {f for f, on in core.vector_math().items() if on}
+    assert used <= libmvec_symbols()
+    if os.environ.get("TAPEGRAD_LIBMVEC") == "0":
+        assert not used
+    elif used:
+        assert used == libmvec_symbols()
+
+
+def test_scalar_libm_fallback():
+    """TAPEGRAD_LIBMVEC=0 (read once, at import) keeps the lanes on scalar libm, as a
+    system without libmvec does: a child process runs this file's batched-vs-point checks,
+    now bit for bit for every op, and the random-graph differential tests."""
+    env = dict(os.environ, TAPEGRAD_LIBMVEC="0", HYPOTHESIS_PROFILE="ci")
+    code = "import tapegrad._core as c; print(sorted(c.vector_math().items()))"
+    probe = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert probe.stdout.strip() == str(sorted((f, False) for f in core.vector_math())), probe.stderr
+    here = os.path.dirname(os.path.abspath(__file__))
+    tests = " or ".join(["op_batched_matches_point", "nan_and_inf_batched", "random_graph",
+                         "threads_split", "vector_math_uses", "cpp_matches_reference"])
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+         os.path.join(here, "test_differential.py"),
+         os.path.join(here, "test_transforms_random_graphs.py"), "-k", tests],
+        env=env, capture_output=True, text=True, timeout=300, cwd=os.path.dirname(here))
     assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
     assert " passed" in child.stdout and "skipped" not in child.stdout
 

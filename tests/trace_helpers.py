@@ -63,13 +63,14 @@ def central_difference(f, x, h=1e-3):
             - 45 * f(x - h) + 9 * f(x - 2 * h) - f(x - 3 * h)) / (60 * h)
 
 
-# The functions csrc/tapegrad/lanes.cpp declares SIMD-callable: in batched replay glibc's
-# libmvec computes them (within 4 ulp of scalar libm). `sigmoid` is math::sigmoid, which
-# calls exp. Which ops call them, in their value and in which derivative, is read off the
-# op table's own text (_core.op_rules()), so a new op is classified without a list here.
-LIBMVEC = {"exp", "log", "sin", "cos", "tan", "tanh", "expm1", "log1p", "exp2", "log2",
-           "log10", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "cbrt",
-           "erf", "erfc", "pow", "atan2", "hypot", "sigmoid"}
+# The libm functions batched replay takes from glibc's libmvec in this process (within 4
+# ulp of scalar libm): csrc/tapegrad/vector_math.def lists the candidates, and each one is
+# looked up at import. Where libmvec or a function is missing, or TAPEGRAD_LIBMVEC=0, the
+# lanes call scalar libm, the one-point result bit for bit. `sigmoid` is math::sigmoid,
+# which calls exp. Which ops call them, in their value and in which derivative, is read off
+# the op table's own text (_core.op_rules()), so a new op is classified without a list here.
+LIBMVEC = {f for f, from_libmvec in core.vector_math().items() if from_libmvec}
+LIBMVEC |= {"sigmoid"} if "exp" in LIBMVEC else set()
 
 
 def _calls_libmvec(expr):

@@ -22,6 +22,7 @@
 #include "bindings/function.hpp"
 #include "bindings/var.hpp"
 #include "tapegrad/lanes.hpp"
+#include "tapegrad/vector_math.hpp"
 
 namespace py = pybind11;
 
@@ -908,6 +909,15 @@ void register_function(py::module_& m) {
     m.def(
         "lanes", [] { return std::string(lanes::get().name); },
         "The instruction set batched replay uses here.");
+    m.def(
+        "vector_math",
+        [] {
+            py::dict d;
+            for (const auto& f : vector_math::functions()) d[f.name] = f.from_libmvec;
+            return d;
+        },
+        "Per libm function batched replay may vectorise: whether it comes from glibc's "
+        "libmvec here (looked up at import; TAPEGRAD_LIBMVEC=0 keeps scalar libm).");
 }
 
 }  // namespace tapegrad::bind

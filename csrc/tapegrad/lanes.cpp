@@ -1,39 +1,21 @@
 // Compiled once per instruction set: TG_LANES_ISA names the namespace (baseline, avx2).
-// With TG_VECTOR_MATH, libm's functions are declared SIMD-callable, so GCC turns the
-// op table's std::exp, std::sin, ... inside `omp simd` loops into calls to glibc's
-// libmvec (the same functions, 2 or 4 lanes at a time, within 4 ulp of scalar libm,
-// IEEE special values kept). The op table stays the only definition of each op.
+// With TG_VECTOR_MATH, the libm functions of vector_math.def are declared SIMD-callable,
+// so GCC turns the op table's std::exp, std::sin, ... inside `omp simd` loops into calls
+// to their SIMD forms (2 or 4 lanes at a time), which vector_math.cpp defines: glibc's
+// libmvec where the running system has it (within 4 ulp of scalar libm, IEEE special
+// values kept), else scalar libm. The op table stays the only definition of each op.
 #include <cmath>
 
 #ifdef TG_VECTOR_MATH
 extern "C" {
-#define TG_SIMD __attribute__((simd("notinbranch")))
-TG_SIMD double exp(double);
-TG_SIMD double log(double);
-TG_SIMD double sin(double);
-TG_SIMD double cos(double);
-TG_SIMD double tan(double);
-TG_SIMD double tanh(double);
-TG_SIMD double expm1(double);
-TG_SIMD double log1p(double);
-TG_SIMD double exp2(double);
-TG_SIMD double log2(double);
-TG_SIMD double log10(double);
-TG_SIMD double asin(double);
-TG_SIMD double acos(double);
-TG_SIMD double atan(double);
-TG_SIMD double sinh(double);
-TG_SIMD double cosh(double);
-TG_SIMD double asinh(double);
-TG_SIMD double acosh(double);
-TG_SIMD double atanh(double);
-TG_SIMD double cbrt(double);
-TG_SIMD double erf(double);
-TG_SIMD double erfc(double);
-TG_SIMD double pow(double, double);
-TG_SIMD double atan2(double, double);
-TG_SIMD double hypot(double, double);
-#undef TG_SIMD
+#define TG_ARGS_1 double
+#define TG_ARGS_2 double, double
+#define TG_VECTOR_MATH_FN(name, arity) \
+    __attribute__((simd("notinbranch"))) double name(TG_ARGS_##arity);
+#include "tapegrad/vector_math.def"
+#undef TG_VECTOR_MATH_FN
+#undef TG_ARGS_1
+#undef TG_ARGS_2
 }
 #endif
 

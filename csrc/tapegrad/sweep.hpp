@@ -9,8 +9,9 @@
 // which; with a `switch`, graphs that interleave op kinds ran up to 2x slower when
 // measured here. GCC may still merge the reverse sweeps' jumps into one (it did:
 // -fno-crossjumping un-merged them and changed nothing measurable here). Elsewhere (MSVC,
-// or -DTG_THREADED=0, CMake's TAPEGRAD_THREADED_DISPATCH=OFF) the same handlers run
-// as the cases of a switch.
+// or -DTG_THREADED=0, CMake's TAPEGRAD_THREADED_DISPATCH=OFF, its default with compilers
+// other than GCC: Clang compiles the threaded form very slowly) the same handlers run as
+// the cases of a switch.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -11,6 +11,7 @@
 
 #include "tapegrad/program.hpp"
 #include "tapegrad/tape.hpp"
+#include "tapegrad/vector_math.hpp"
 
 namespace tg_test {
 
@@ -171,20 +172,23 @@ inline bool same_bits(double a, double b) {
     return x == y;
 }
 
-// Whether C++ text from ops.def calls a function lanes.cpp declares SIMD-callable (glibc's
-// libmvec computes it in the lanes), or math::sigmoid, which calls exp.
+// Whether C++ text from ops.def calls a function the lanes take from glibc's libmvec in
+// this process (a row of vector_math.def found at load time), or math::sigmoid, which
+// calls exp. Without libmvec (or with TAPEGRAD_LIBMVEC=0) that is none: the lanes call
+// scalar libm, as one point does.
 inline bool names_libmvec(const std::string& text) {
-    static const char* const fns[] = {"exp",   "log",  "sin",   "cos",   "tan",    "tanh", "expm1",
-                                      "log1p", "exp2", "log2",  "log10", "asin",   "acos", "atan",
-                                      "sinh",  "cosh", "asinh", "acosh", "atanh",  "cbrt", "erf",
-                                      "erfc",  "pow",  "atan2", "hypot", "sigmoid"};
-    for (const char* f : fns)
-        for (const char* ns : {"std::", "math::"})
-            if (text.find(std::string(ns) + f + "(") != std::string::npos) return true;
+    for (const auto& f : tapegrad::vector_math::functions()) {
+        if (!f.from_libmvec) continue;
+        const std::string name = f.name;
+        for (const std::string& fn : name == "exp" ? std::vector<std::string>{name, "sigmoid"}
+                                                   : std::vector<std::string>{name})
+            for (const char* ns : {"std::", "math::"})
+                if (text.find(ns + fn + "(") != std::string::npos) return true;
+    }
     return false;
 }
 
-// The ops whose kernels call libm: the lanes may take them from libmvec (<= 4 ulp). Read
+// The ops whose kernels call libm from libmvec in the lanes (<= 4 ulp). Read
 // off the op table's own text, so a new op is classified without a list here.
 inline bool calls_libm(op o) {
     switch (o) {
