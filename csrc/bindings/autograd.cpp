@@ -165,24 +165,6 @@ void set_graph_grad(const VarObject* v, py::object g) {
     v->tape->graph_grads.emplace(v, g.release().ptr());
 }
 
-// Run f, turning C++ and Python exceptions into a set Python error (false).
-template <class F>
-bool with_python_errors(F&& f) {
-    try {
-        f();
-        return true;
-    } catch (py::error_already_set& e) {
-        e.restore();
-    } catch (const py::builtin_exception& e) {
-        e.set_error();
-    } catch (const std::bad_alloc&) {
-        PyErr_NoMemory();
-    } catch (const std::exception& e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-    return false;
-}
-
 }  // namespace
 
 PyObject* backward_with_graph(VarObject* root) {

@@ -684,32 +684,23 @@ PyObject* fast_method_call(PyObject* self, PyObject* const* args, std::size_t na
         }
     }
     if (fast) {
-        try {
+        PyObject* result = nullptr;
+        const bool ok = with_python_errors([&] {
             py::object r = out ? py::none() : call_point(*m->p, args, std::size_t(n), m->mode);
-            if (!r.is_none()) return r.release().ptr();
-            py::tuple t(n);
-            for (Py_ssize_t k = 0; k < n; ++k) PyTuple_SET_ITEM(t.ptr(), k, Py_NewRef(args[k]));
-            py::object outs = py::none();
-            if (out)
-                outs = m->mode == 2 ? py::object(py::make_tuple(py::none(), py::handle(out)))
-                                    : py::reinterpret_borrow<py::object>(out);
-            r = call_batch(*m->p, t, m->mode ? 1 : 0, threads, outs);
-            if (!r.is_none()) {
-                if (m->mode != 2) return r.release().ptr();
-                return Py_NewRef(PyTuple_GET_ITEM(r.ptr(), 1));
+            if (r.is_none()) {
+                py::tuple t(n);
+                for (Py_ssize_t k = 0; k < n; ++k) PyTuple_SET_ITEM(t.ptr(), k, Py_NewRef(args[k]));
+                py::object outs = py::none();
+                if (out)
+                    outs = m->mode == 2 ? py::object(py::make_tuple(py::none(), py::handle(out)))
+                                        : py::reinterpret_borrow<py::object>(out);
+                r = call_batch(*m->p, t, m->mode ? 1 : 0, threads, outs);
+                if (!r.is_none() && m->mode == 2) r = r[py::int_(1)];  // the gradients
             }
-        } catch (py::error_already_set& e) {
-            e.restore();
-            return nullptr;
-        } catch (const py::builtin_exception& e) {
-            e.set_error();
-            return nullptr;
-        } catch (const std::bad_alloc&) {
-            return PyErr_NoMemory();
-        } catch (const std::exception& e) {
-            PyErr_SetString(PyExc_RuntimeError, e.what());
-            return nullptr;
-        }
+            if (!r.is_none()) result = r.release().ptr();
+        });
+        if (!ok) return nullptr;
+        if (result) return result;
     }
     if (!m->fallback) {  // (cleared by the garbage collector while still reachable)
         PyErr_SetString(PyExc_RuntimeError, "this Function is being collected");

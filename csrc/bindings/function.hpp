@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 
 #include <memory>
+#include <new>
+#include <stdexcept>
 #include <vector>
 
 #include "tapegrad/program.hpp"
@@ -21,6 +23,25 @@ struct Program {
 };
 
 void register_function(pybind11::module_& m);
+
+// Run f from a CPython entry point: true, or false with its C++ or Python exception set as
+// the Python error.
+template <class F>
+bool with_python_errors(F&& f) {
+    try {
+        f();
+        return true;
+    } catch (pybind11::error_already_set& e) {
+        e.restore();
+    } catch (const pybind11::builtin_exception& e) {
+        e.set_error();
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return false;
+}
 
 // program_pickle.cpp: a Program's pickled state, and the program it describes (a corrupt
 // or hostile state raises ValueError).

@@ -671,18 +671,14 @@ PyObject* m_backward(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
     }
     auto* v = reinterpret_cast<VarObject*>(self);
     tape& n = v->tape->nodes;
-    if (create_graph) {
-        if (anomaly_on && !std::isfinite(n.val(v->idx)))
-            return report_anomaly("loss", v->tape, v->idx, Py_None);
-        return backward_with_graph(v);
-    }
-    if (live_recorder())
+    if (!create_graph && live_recorder())
         return refuse_inside_trace("backward()",
                                    "Differentiate the traced Function instead (F.grad, F.jacobian, "
                                    "F.hessian), use backward(create_graph=True) (recorded in the "
                                    "trace), or call backward() outside tg.trace.");
     if (anomaly_on && !std::isfinite(n.val(v->idx)))
         return report_anomaly("loss", v->tape, v->idx, Py_None);
+    if (create_graph) return backward_with_graph(v);
     n.backward(v->idx, 1.0);
     if (!v->tape->graph_grads.empty() && !fold_float_grads(v->tape)) return nullptr;
     if (!anomaly_on) Py_RETURN_NONE;
