@@ -20,6 +20,7 @@
 #endif
 
 #include "bindings/function.hpp"
+#include "tapegrad/hessian.hpp"
 #include "bindings/var.hpp"
 #include "tapegrad/lanes.hpp"
 #include "tapegrad/vector_math.hpp"
@@ -576,6 +577,91 @@ py::object point_tangent(const Program& P, c_doubles x, c_doubles tx, bool hvp) 
     return py::make_tuple(vector_of(out.data(), m_out), vector_of(tout.data(), m_out), hv, failed);
 }
 
+// Program.point_sweeps: one point's forward sweep shared by many tangent sweeps (rows of
+// tangents, n_inputs wide) and adjoint sweeps (rows of seeds, n_outputs wide), as a
+// compressed sparse Jacobian runs them (sparse.py): (values, tangent rows or None,
+// gradient rows or None, failing guard or -1).
+py::object point_sweeps(const Program& P, c_doubles x, py::object tangents, py::object seeds) {
+    const program& p = *P.p;
+    const std::size_t n = p.n_slots(), m_out = p.outputs_.size(), n_in = p.n_inputs;
+    if (x.ndim() != 1 || std::size_t(x.shape(0)) != n_in)
+        throw py::value_error("point_sweeps: expected " + std::to_string(n_in) + " inputs");
+    const auto rows = [](const py::object& o, std::size_t width, const char* what) {
+        if (o.is_none()) return c_doubles();
+        c_doubles a = py::cast<c_doubles>(o);
+        if (a.ndim() != 2 || std::size_t(a.shape(1)) != width)
+            throw py::value_error(std::string("point_sweeps: ") + what + " must be 2-D with " +
+                                  std::to_string(width) + " columns");
+        return a;
+    };
+    const c_doubles tan = rows(tangents, n_in, "tangents"), seed = rows(seeds, m_out, "seeds");
+    const std::size_t n_tan = tangents.is_none() ? 0 : std::size_t(tan.shape(0));
+    const std::size_t n_seed = seeds.is_none() ? 0 : std::size_t(seed.shape(0));
+    scratch_lease scratch;
+    double* val = scratch.get(0, n).data();
+    double* adj = scratch.get(1, n).data();
+    double* t = scratch.get(5, n).data();
+    std::vector<double> out(m_out), tout(n_tan * m_out), grads(n_seed * n_in, 0.0);
+    long failed;
+    {
+        std::unique_ptr<py::gil_scoped_release> nogil;
+        if (n * (1 + n_tan + n_seed) > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        p.forward(x.data(), val);
+        failed = p.failing_guard(val);
+        for (std::size_t k = 0; k < m_out; ++k) out[k] = val[p.outputs_[k]];
+        std::fill(t + n_in, t + p.first_op(), 0.0);  // constants
+        for (std::size_t r = 0; r < n_tan; ++r) {
+            std::memcpy(t, tan.data() + r * n_in, sizeof(double) * n_in);
+            p.tangent(val, t);
+            for (std::size_t k = 0; k < m_out; ++k) tout[r * m_out + k] = t[p.outputs_[k]];
+        }
+        for (std::size_t r = 0; r < n_seed; ++r)
+            p.reverse(val, adj, seed.data() + r * m_out, grads.data() + r * n_in);
+    }
+    py::object to = py::none(), g = py::none();
+    if (!tangents.is_none()) to = vector_of(tout.data(), tout.size()).reshape({n_tan, m_out});
+    if (!seeds.is_none()) g = vector_of(grads.data(), grads.size()).reshape({n_seed, n_in});
+    return py::make_tuple(vector_of(out.data(), m_out), to, g, failed);
+}
+
+// A Hessian plan over seed groups (the colors of a sparse Hessian), for one program.
+struct HessianPlan {
+    std::shared_ptr<const program> p;
+    hessian_plan plan;
+};
+
+// Program.hessian_columns: one point's Hessian of output 0 times each group's 0/1 seed
+// vector, the gradient's reverse sweep shared (hessian_block over one lane): an
+// (n_inputs, n_groups) array, and the failing guard or -1.
+py::object hessian_columns(const Program& P, c_doubles x, const HessianPlan& H) {
+    const program& p = *P.p;
+    if (H.p != P.p) throw py::value_error("hessian_columns: the plan was made for another program");
+    if (p.outputs_.size() != 1)
+        throw py::value_error("hessian_columns: the program has " +
+                              std::to_string(p.outputs_.size()) + " outputs, not 1");
+    const std::size_t n = p.n_slots(), n_in = p.n_inputs;
+    if (x.ndim() != 1 || std::size_t(x.shape(0)) != n_in)
+        throw py::value_error("hessian_columns: expected " + std::to_string(n_in) + " inputs");
+    const std::size_t n_cols = H.plan.groups.size();
+    scratch_lease scratch;
+    double* val = scratch.get(0, n).data();
+    double* adj = scratch.get(1, n).data();
+    double* t = scratch.get(5, n).data();
+    double* adjt = scratch.get(6, n).data();
+    std::vector<double> cols(n_in * n_cols);
+    long failed;
+    {
+        std::unique_ptr<py::gil_scoped_release> nogil;
+        if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        p.forward(x.data(), val);
+        failed = p.failing_guard(val);
+        std::fill(t, t + n, 0.0);
+        std::fill(adjt, adjt + n, 0.0);
+        hessian_block(p.view(), H.plan, p.outputs_[0], val, adj, t, adjt, 1, 1, cols.data(), 0);
+    }
+    return py::make_tuple(vector_of(cols.data(), cols.size()).reshape({n_in, n_cols}), failed);
+}
+
 // Program.batch: n points in the lanes, with the GIL released.
 py::object batch(const Program& P, py::list args, py::array out, py::object grads, int threads,
                  std::size_t seed_output, py::object seeds, py::object tangents,
@@ -797,6 +883,9 @@ void register_function(py::module_& m) {
         .def("stop", &Recording::stop)
         .def("__len__", &Recording::size);
 
+    py::class_<HessianPlan>(m, "HessianPlan",
+                            "A program's Hessian plan over seed groups (Program.hessian_plan).");
+
     py::class_<Program, std::shared_ptr<Program>>(
         m, "Program", "A frozen, optimised tape: replay it at new inputs.")
         .def_property_readonly("n_inputs", [](const Program& P) { return P.p->n_inputs; })
@@ -846,6 +935,22 @@ void register_function(py::module_& m) {
         .def_property_readonly("n_guards", [](const Program& P) { return P.p->guards_.size(); })
         .def("point", &point, py::arg("x"), py::arg("mode") = 0)
         .def("point_tangent", &point_tangent, py::arg("x"), py::arg("tangent"), py::arg("hvp"))
+        .def("point_sweeps", &point_sweeps, py::arg("x"), py::arg("tangents") = py::none(),
+             py::arg("seeds") = py::none())
+        .def(
+            "hessian_plan",
+            [](const Program& P, const std::vector<std::vector<slot>>& groups) {
+                for (const auto& g : groups)
+                    for (slot i : g)
+                        if (i >= P.p->n_inputs)
+                            throw py::value_error("hessian_plan: input " + std::to_string(i) +
+                                                  " out of range");
+                if (groups.empty()) throw py::value_error("hessian_plan: no seed groups");
+                return HessianPlan{P.p, plan_hessian(P.p->view(), groups)};
+            },
+            py::arg("groups"),
+            "A Hessian plan whose column c seeds every input of groups[c] at once.")
+        .def("hessian_columns", &hessian_columns, py::arg("x"), py::arg("plan"))
         .def("batch", &batch, py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),
              py::arg("threads") = 1, py::arg("seed_output") = 0, py::arg("seeds") = py::none(),
              py::arg("tangents") = py::none(), py::arg("tangent_out") = py::none(),

@@ -51,5 +51,6 @@ void register_buffers(pybind11::module_& m);  // buffers.cpp: _core.empty
 // A float64 array for a batched result, from buffers.cpp's cache of mapped blocks.
 pybind11::array_t<double> empty(const std::vector<py_ssize>& shape);
 void register_autograd(pybind11::module_& m);  // autograd.cpp: _core._gradient
+void register_sparsity(pybind11::module_& m);  // sparsity.cpp: patterns and colorings
 
 }  // namespace tapegrad::bind

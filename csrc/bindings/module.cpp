@@ -101,6 +101,7 @@ PYBIND11_MODULE(_core, m) {
     bind::register_function(m);
     bind::register_buffers(m);
     bind::register_autograd(m);
+    bind::register_sparsity(m);
 
     m.def("_set_max_nodes", &bind::set_default_max_nodes, py::arg("n"),
           "Node limit for tapes created from now on (new threads); returns the previous one.");

@@ -9,24 +9,28 @@
 
 namespace tapegrad {
 
-hessian_plan plan_hessian(const program_view& p) {
-    const slot n = p.n_slots, n_inputs = p.n_inputs, first_op = p.first_op;
+hessian_plan plan_hessian(const program_view& p, std::vector<std::vector<slot>> groups) {
+    const slot n = p.n_slots, first_op = p.first_op;
     const slot *a = p.a, *b = p.b;
+    const slot n_columns = groups.empty() ? p.n_inputs : slot(groups.size());
     hessian_plan plan;
-    plan.fwd.resize(n_inputs);
-    plan.rev.resize(n_inputs);
-    plan.t_set.resize(n_inputs);
-    plan.adjt_set.resize(n_inputs);
+    plan.groups = std::move(groups);
+    plan.fwd.resize(n_columns);
+    plan.rev.resize(n_columns);
+    plan.t_set.resize(n_columns);
+    plan.adjt_set.resize(n_columns);
     // TAPEGRAD_HESSIAN_PLAN=dense forces the dense columns (tests compare the two).
     static const bool force_dense = [] {
         const char* e = std::getenv("TAPEGRAD_HESSIAN_PLAN");
         return e && std::strcmp(e, "dense") == 0;
     }();
-    if (force_dense) {
-        hessian_plan dense;
-        dense.dense = true;
-        return dense;
-    }
+    const auto dense = [&plan] {
+        hessian_plan d;
+        d.groups = std::move(plan.groups);
+        d.dense = true;
+        return d;
+    };
+    if (force_dense) return dense();
     // Column by column over just the slots it reaches, so a sparse Hessian plans in time
     // proportional to what it touches. The slots that depend on input j (its cone, where
     // tangents can be nonzero) are found through each slot's users; marks are stamped with
@@ -49,11 +53,14 @@ hessian_plan plan_hessian(const program_view& p) {
     std::vector<std::uint32_t> in_cone(n, 0), active(n, 0), got_adjt(n, 0), need(n, 0);
     std::vector<slot> cone, stack;
     std::size_t entries = 0;
-    for (slot j = 0; j < n_inputs; ++j) {
+    for (slot j = 0; j < n_columns; ++j) {
         const std::uint32_t mark = j + 1;
-        // tz: the cone of input j (ascending, j itself first).
-        cone.assign(1, j);
-        in_cone[j] = mark;
+        // tz: the cone of input j, or of group j's inputs (ascending, the inputs first).
+        if (plan.groups.empty())
+            cone.assign(1, j);
+        else
+            cone.assign(plan.groups[j].begin(), plan.groups[j].end());
+        for (slot i : cone) in_cone[i] = mark;
         for (std::size_t k = 0; k < cone.size(); ++k)
             for (std::uint32_t u = user_start[cone[k]]; u < user_start[cone[k] + 1]; ++u)
                 if (in_cone[users[u]] != mark) {
@@ -97,14 +104,13 @@ hessian_plan plan_hessian(const program_view& p) {
         for (slot s : cone)
             if (s >= first_op && need[s] == mark) fwd.push_back(s);
         plan.t_set[j] = fwd;
-        plan.t_set[j].push_back(j);
+        if (plan.groups.empty())
+            plan.t_set[j].push_back(j);
+        else
+            plan.t_set[j].insert(plan.t_set[j].end(), plan.groups[j].begin(), plan.groups[j].end());
         entries += plan.fwd[j].size() + plan.rev[j].size() + plan.t_set[j].size() +
                    plan.adjt_set[j].size();
-        if (entries > hessian_plan::max_entries) {
-            hessian_plan dense;
-            dense.dense = true;
-            return dense;
-        }
+        if (entries > hessian_plan::max_entries) return dense();
     }
     return plan;
 }
@@ -114,12 +120,20 @@ void hessian_block(const program_view& p, const hessian_plan& plan, slot root, c
                    std::ptrdiff_t hess_stride) {
     const lanes::kernels& k = lanes::get();
     const std::size_t n_in = p.n_inputs;
+    const std::size_t n_columns = plan.groups.empty() ? n_in : plan.groups.size();
     std::memset(adj, 0, sizeof(double) * B * p.n_slots);
     double* seed = adj + std::size_t(root) * B;
     for (std::size_t l = 0; l < L; ++l) seed[l] = 1.0;
     k.reverse(p, v, adj, B, L);
-    for (slot j = 0; j < p.n_inputs; ++j) {
-        std::fill_n(t + std::size_t(j) * B, L, 1.0);
+    const auto seed_column = [&](slot j, double value) {
+        if (plan.groups.empty()) {
+            std::fill_n(t + std::size_t(j) * B, L, value);
+            return;
+        }
+        for (slot i : plan.groups[j]) std::fill_n(t + std::size_t(i) * B, L, value);
+    };
+    for (slot j = 0; j < n_columns; ++j) {
+        seed_column(j, 1.0);
         if (plan.dense) {
             k.tangent(p, v, t, B, L, nullptr, 0);
             k.reverse_tangent(p, v, t, adj, adjt, B, L, nullptr, 0);
@@ -129,11 +143,11 @@ void hessian_block(const program_view& p, const hessian_plan& plan, slot root, c
         }
         for (std::size_t i = 0; i < n_in; ++i) {
             const double* src = adjt + i * B;
-            double* dst = hess + i * n_in + j;
+            double* dst = hess + i * n_columns + j;
             for (std::size_t l = 0; l < L; ++l) dst[std::ptrdiff_t(l) * hess_stride] = src[l];
         }
         if (plan.dense) {  // everything but the constants' tangents, which stay 0
-            std::fill_n(t + std::size_t(j) * B, L, 0.0);
+            seed_column(j, 0.0);
             std::fill(t + std::size_t(p.first_op) * B, t + std::size_t(p.n_slots) * B, 0.0);
             std::fill(adjt, adjt + std::size_t(p.n_slots) * B, 0.0);
             continue;

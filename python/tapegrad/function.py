@@ -229,6 +229,7 @@ class Function:
         # One point at exactly the traced shapes, or a plain batch, never leaves C++ (None:
         # the general path). A gradient of a non-scalar fn takes the general path, which
         # explains (mode -1 declines).
+        self._colorings: dict = {}  # sparse.py's patterns and colorings, per program
         self._fast = programs[0].call
         self._grad_mode = 1 if self._n_out == 1 else -1
         # F.grad(...) and F.value_and_grad(...) without keywords: C callables that run the
@@ -449,9 +450,16 @@ class Function:
             return value
         return value, None if grads is None else grads[0] if len(grads) == 1 else tuple(grads)
 
-    def jacobian(self, *args: Any, threads: int | None = None) -> Any:
+    def jacobian(self, *args: Any, threads: int | None = None, sparse: bool = False,
+                 wrt: Any = None) -> Any:
         """d outputs / d argument, per argument: shape batch + out_shape + arg_shape
         (one reverse sweep per output).
+
+        ``sparse=True``: at one point, a ``scipy.sparse.csr_matrix`` of shape (outputs,
+        inputs), outputs and arguments flattened (arguments concatenated in order, or
+        only those listed in ``wrt``, an argument index or a tuple of them), holding
+        every structural nonzero of ``jacobian_sparsity``; one tangent or adjoint sweep
+        per color (``coloring("jacobian")``), not one per output.
 
         Examples:
             >>> import numpy as np, tapegrad as tg
@@ -459,8 +467,74 @@ class Function:
             >>> G.jacobian(np.array([3.0, 4.0]))
             array([[4., 3.],
                    [1., 1.]])
+            >>> R = tg.trace(lambda u: u[1:] - u[:-1] ** 2, np.zeros(4))
+            >>> R.jacobian(np.array([1.0, 2.0, 3.0, 4.0]), sparse=True).toarray()
+            array([[-2.,  1.,  0.,  0.],
+                   [ 0., -4.,  1.,  0.],
+                   [ 0.,  0., -6.,  1.]])
         """
+        if sparse:
+            from . import sparse as _sparse
+            return _sparse.evaluate(self, args, "jacobian", wrt)
+        if wrt is not None:
+            raise TypeError("jacobian: wrt= is for sparse=True; the dense Jacobian has one "
+                            "block per argument")
         return self._checked(args, self._run(args, Mode.JACOBIAN, threads), True)[1]
+
+    # -- sparse derivatives (sparse.py) -------------------------------------------------
+
+    def jacobian_sparsity(self, wrt: Any = None) -> Any:
+        """Which entries of the Jacobian can be nonzero, read off the program without
+        evaluating it: a boolean ``scipy.sparse.csr_matrix`` (outputs x inputs, flattened
+        as in ``jacobian(sparse=True)``). Exact for the traced branch: an entry is set
+        when the output depends on the input through ops whose derivative is not
+        identically zero (``floor``, comparisons, ``where``'s condition and ``detach``
+        pass nothing; both sides of a ``where`` count).
+
+        Examples:
+            >>> import numpy as np, tapegrad as tg
+            >>> R = tg.trace(lambda u: u[1:] - u[:-1] ** 2, np.zeros(4))
+            >>> R.jacobian_sparsity().toarray().astype(int)
+            array([[1, 1, 0, 0],
+                   [0, 1, 1, 0],
+                   [0, 0, 1, 1]])
+        """
+        from . import sparse as _sparse
+        return _sparse.pattern(self, self._programs[0], "jacobian", wrt)[0]
+
+    def hessian_sparsity(self, wrt: Any = None) -> Any:
+        """The Hessian's pattern for a scalar F, symmetric, read off the program: for
+        every op the gradient's sweep reaches whose local rule is not linear in some pair
+        of its arguments, the pairs of inputs those arguments depend on. A boolean
+        ``scipy.sparse.csr_matrix`` (inputs x inputs, or the inputs of ``wrt``).
+
+        Examples:
+            >>> import numpy as np, tapegrad as tg
+            >>> F = tg.trace(lambda x: x[0] * x[1] + tg.sin(x[2]) + x[3], np.zeros(4))
+            >>> F.hessian_sparsity().toarray().astype(int)
+            array([[0, 1, 0, 0],
+                   [1, 0, 0, 0],
+                   [0, 0, 1, 0],
+                   [0, 0, 0, 0]])
+        """
+        from . import sparse as _sparse
+        return _sparse.pattern(self, self._programs[0], "hessian", wrt)[0]
+
+    def coloring(self, kind: str = "jacobian", wrt: Any = None) -> Any:
+        """How ``jacobian(sparse=True)`` or ``hessian(sparse=True)`` compresses this
+        (first) program's derivative: a ``tapegrad.sparse.Coloring`` with the pattern,
+        the mode (forward, reverse or star), the colors and the seconds the pattern and
+        the coloring took. Computed once and cached.
+
+        Examples:
+            >>> import numpy as np, tapegrad as tg
+            >>> R = tg.trace(lambda u: u[1:] - u[:-1] ** 2, np.zeros(100))
+            >>> c = R.coloring("jacobian")
+            >>> c.mode, c.n_colors  # two tangent sweeps for the 99 x 100 Jacobian
+            ('forward', 2)
+        """
+        from . import sparse as _sparse
+        return _sparse.coloring(self, self._programs[0], kind, wrt)
 
     def _checked(self, args: Sequence[Any], result: Any, backward: bool = False) -> Any:
         """In anomaly mode (tg.detect_anomaly), a result holding NaN or inf is traced back
@@ -533,17 +607,33 @@ class Function:
         args, v = self._split_last(args, "hvp", "v")
         return self._checked(args, self._second(args, v, None, Mode.HVP, threads), True)
 
-    def hessian(self, *args: Any, threads: int | None = None) -> Any:
+    def hessian(self, *args: Any, threads: int | None = None, sparse: bool = False,
+                wrt: Any = None) -> Any:
         """The Hessian of a scalar F: batch + arg_shape + arg_shape for a one-argument F,
         else a nested tuple of blocks ``H[i][j]`` (batch + shape_i + shape_j), as
         ``jax.hessian(f, argnums=(0, 1, ...))``. One Hessian-vector product per input.
 
+        ``sparse=True``: at one point, a symmetric ``scipy.sparse.csr_matrix`` (inputs x
+        inputs, flattened as in ``jacobian(sparse=True)``; ``wrt`` selects arguments)
+        with every structural nonzero of ``hessian_sparsity``, from one Hessian-vector
+        product per color of a star coloring (``coloring("hessian")``): a banded Hessian
+        costs about its bandwidth in products, whatever its size.
+
         Examples:
-            >>> import tapegrad as tg
+            >>> import numpy as np, tapegrad as tg
             >>> F = tg.trace(lambda x, y: x * x * y, 3.0, 4.0)
             >>> F.hessian(3.0, 4.0)
             ((8.0, 6.0), (6.0, 0.0))
+            >>> F.hessian(3.0, 4.0, sparse=True).toarray()
+            array([[8., 6.],
+                   [6., 0.]])
         """
+        if sparse:
+            from . import sparse as _sparse
+            return _sparse.evaluate(self, args, "hessian", wrt)
+        if wrt is not None:
+            raise TypeError("hessian: wrt= is for sparse=True; the dense Hessian has one "
+                            "block per pair of arguments")
         return self._checked(args, self._second(args, None, None, Mode.HESSIAN, threads), True)
 
     def vjp(self, *args: Any, threads: int | None = None) -> tuple[Any, Callable]:
