@@ -73,8 +73,9 @@ struct index_set {
         if (!dense()) return list;
         index_list out;
         for (std::size_t w = 0; w < bits.size(); ++w)
-            for (unsigned k = 0; bits[w] >> k; ++k)
-                if (bits[w] >> k & 1) out.push_back(std::int32_t(w * 64 + k));
+            if (bits[w])
+                for (unsigned k = 0; k < 64; ++k)
+                    if (bits[w] >> k & 1) out.push_back(std::int32_t(w * 64 + k));
         return out;
     }
 };
