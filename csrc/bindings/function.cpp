@@ -220,6 +220,10 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
             aligned(arr.data())) {
             src = static_cast<const double*>(arr.data());
         } else {
+            // Numbers only: an object array (of Vars, say) would be converted by float()
+            // and lose its gradients; the general path names it.
+            const char kind = arr.dtype().kind();
+            if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f') return py::none();
             c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
             if (!c) throw py::error_already_set();
             src = c.data();
