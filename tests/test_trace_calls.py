@@ -211,3 +211,16 @@ def test_out_for_a_non_scalar_function_grad_still_refuses():
     J = tg.trace(lambda x: np.array([x, x * x]), 1.0)
     with pytest.raises(ValueError, match="scalar function"):
         J.grad(np.ones(3), out=np.empty(3))
+
+
+def test_vars_as_arguments_raise_instead_of_dropping_their_gradients():
+    """A Function replays numbers: an array of Vars (from an enclosing transform, say) must
+    not be converted by float() on the fast path and give a gradient of zero."""
+    F = tg.trace(lambda x: tg.sin(x[0]) * x[1], np.ones(2))
+    G = tg.trace(lambda x, y: x * y, 1.0, 2.0)
+    held = np.array([tg.Var(1.0), tg.Var(2.0)])
+    for call in (lambda: F(held), lambda: F.grad(held), lambda: F.value_and_grad(held),
+                 lambda: G(tg.Var(3.0), 2.0), lambda: G.grad(tg.Var(3.0), 2.0),
+                 lambda: tg.grad(lambda v: F(v))(np.array([1.0, 2.0]))):
+        with pytest.raises(TypeError, match="real numbers"):
+            call()

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -220,6 +221,10 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
             aligned(arr.data())) {
             src = static_cast<const double*>(arr.data());
         } else {
+            // Numbers only: an object array (of Vars, say) would be converted by float()
+            // and lose its gradients; the general path names it.
+            const char kind = arr.dtype().kind();
+            if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f') return py::none();
             c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
             if (!c) throw py::error_already_set();
             src = c.data();
@@ -624,16 +629,20 @@ py::object point_sweeps(const Program& P, c_doubles x, py::object tangents, py::
     return py::make_tuple(vector_of(out.data(), m_out), to, g, failed);
 }
 
-// A Hessian plan over seed groups (the colors of a sparse Hessian), for one program.
+// A Hessian plan over seed groups (the colors of a sparse Hessian), for one program, and
+// the tangent scratch its columns run in: hessian_block leaves it zero, so a call that
+// finds it free skips clearing 2 * n_slots doubles (a concurrent call clears its own).
 struct HessianPlan {
     std::shared_ptr<const program> p;
     hessian_plan plan;
+    std::mutex busy;
+    std::vector<double> t, adjt;
 };
 
 // Program.hessian_columns: one point's Hessian of output 0 times each group's 0/1 seed
 // vector, the gradient's reverse sweep shared (hessian_block over one lane): an
 // (n_inputs, n_groups) array, and the failing guard or -1.
-py::object hessian_columns(const Program& P, c_doubles x, const HessianPlan& H) {
+py::object hessian_columns(const Program& P, c_doubles x, HessianPlan& H) {
     const program& p = *P.p;
     if (H.p != P.p) throw py::value_error("hessian_columns: the plan was made for another program");
     if (p.outputs_.size() != 1)
@@ -646,18 +655,22 @@ py::object hessian_columns(const Program& P, c_doubles x, const HessianPlan& H) 
     scratch_lease scratch;
     double* val = scratch.get(0, n).data();
     double* adj = scratch.get(1, n).data();
-    double* t = scratch.get(5, n).data();
-    double* adjt = scratch.get(6, n).data();
     std::vector<double> cols(n_in * n_cols);
     long failed;
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
         if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        std::unique_lock<std::mutex> kept(H.busy, std::try_to_lock);
+        std::vector<double> own_t, own_adjt;
+        if (kept && H.t.size() != n) H.t.assign(n, 0.0), H.adjt.assign(n, 0.0);
+        if (!kept) own_t.assign(n, 0.0), own_adjt.assign(n, 0.0);
+        double* t = kept ? H.t.data() : own_t.data();
+        double* adjt = kept ? H.adjt.data() : own_adjt.data();
         p.forward(x.data(), val);
         failed = p.failing_guard(val);
-        std::fill(t, t + n, 0.0);
-        std::fill(adjt, adjt + n, 0.0);
-        hessian_block(p.view(), H.plan, p.outputs_[0], val, adj, t, adjt, 1, 1, cols.data(), 0);
+        p.adjoints(val, adj, 0);
+        hessian_block(p.view(), H.plan, p.outputs_[0], val, adj, t, adjt, 1, 1, cols.data(), 0,
+                      true);
     }
     return py::make_tuple(vector_of(cols.data(), cols.size()).reshape({n_in, n_cols}), failed);
 }
@@ -946,7 +959,10 @@ void register_function(py::module_& m) {
                             throw py::value_error("hessian_plan: input " + std::to_string(i) +
                                                   " out of range");
                 if (groups.empty()) throw py::value_error("hessian_plan: no seed groups");
-                return HessianPlan{P.p, plan_hessian(P.p->view(), groups)};
+                auto H = std::make_unique<HessianPlan>();
+                H->p = P.p;
+                H->plan = plan_hessian(P.p->view(), groups);
+                return H;
             },
             py::arg("groups"),
             "A Hessian plan whose column c seeds every input of groups[c] at once.")

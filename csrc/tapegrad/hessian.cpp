@@ -117,14 +117,16 @@ hessian_plan plan_hessian(const program_view& p, std::vector<std::vector<slot>> 
 
 void hessian_block(const program_view& p, const hessian_plan& plan, slot root, const double* v,
                    double* adj, double* t, double* adjt, std::size_t B, std::size_t L, double* hess,
-                   std::ptrdiff_t hess_stride) {
+                   std::ptrdiff_t hess_stride, bool adj_ready) {
     const lanes::kernels& k = lanes::get();
     const std::size_t n_in = p.n_inputs;
     const std::size_t n_columns = plan.groups.empty() ? n_in : plan.groups.size();
-    std::memset(adj, 0, sizeof(double) * B * p.n_slots);
-    double* seed = adj + std::size_t(root) * B;
-    for (std::size_t l = 0; l < L; ++l) seed[l] = 1.0;
-    k.reverse(p, v, adj, B, L);
+    if (!adj_ready) {
+        std::memset(adj, 0, sizeof(double) * B * p.n_slots);
+        double* seed = adj + std::size_t(root) * B;
+        for (std::size_t l = 0; l < L; ++l) seed[l] = 1.0;
+        k.reverse(p, v, adj, B, L);
+    }
     const auto seed_column = [&](slot j, double value) {
         if (plan.groups.empty()) {
             std::fill_n(t + std::size_t(j) * B, L, value);

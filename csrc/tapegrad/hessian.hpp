@@ -36,8 +36,9 @@ hessian_plan plan_hessian(const program_view& p, std::vector<std::vector<slot>> 
 // are left so. H[l][i][j] goes to hess[l * hess_stride + i * n_columns + j], where
 // n_columns is n_inputs, or the number of seed groups (then column j is H times group
 // j's 0/1 seed vector).
+// With adj_ready, adj already holds the root's adjoints (program::adjoints, one lane).
 void hessian_block(const program_view& p, const hessian_plan& plan, slot root, const double* v,
                    double* adj, double* t, double* adjt, std::size_t B, std::size_t L, double* hess,
-                   std::ptrdiff_t hess_stride);
+                   std::ptrdiff_t hess_stride, bool adj_ready = false);
 
 }  // namespace tapegrad

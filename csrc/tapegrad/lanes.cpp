@@ -63,6 +63,10 @@ void reverse_op(double* ga, double* gb, const double* x, const double* y, const 
 template <class K>
 void tangent_op(double* __restrict to, const double* x, const double* y, const double* out,
                 const double* tx, const double* ty, std::size_t L) {
+    if (L == 1) {  // one lane (a sparse Hessian's columns): no vector loop to set up
+        to[0] = K::tangent(x[0], y[0], out[0], tx[0], ty[0]);
+        return;
+    }
 #pragma omp simd
     for (std::size_t l = 0; l < L; ++l) to[l] = K::tangent(x[l], y[l], out[l], tx[l], ty[l]);
 }
@@ -70,28 +74,38 @@ void tangent_op(double* __restrict to, const double* x, const double* y, const d
 // reverse_op on duals: a node whose adjoint and adjoint tangent are both 0 is skipped.
 // Without UpdateAdj only the adjoint tangents change (the adjoints are already known).
 template <class K, bool UpdateAdj>
+inline void reverse_dual_lane(double* ga, double* gb, double* gat, double* gbt, const double* x,
+                              const double* y, const double* out, const double* tx,
+                              const double* ty, const double* to, const double* g, const double* gt,
+                              bool same, std::size_t l) {
+    using fwd::dual;
+    const bool live = g[l] != 0.0 || gt[l] != 0.0;
+    const dual X{x[l], tx[l]}, Y{y[l], ty[l]}, O{out[l], to[l]}, G{g[l], gt[l]};
+    dual da = K::dx(X, Y, O, G);
+    dual db = K::arity == 2 ? K::dy(X, Y, O, G) : dual{};
+    if (same) {
+        da = da + db;
+        db = dual{};
+    }
+    if constexpr (UpdateAdj) ga[l] = live ? ga[l] + da.v : ga[l];
+    gat[l] = live ? gat[l] + da.d : gat[l];
+    if (!same) {
+        if constexpr (UpdateAdj) gb[l] = live ? gb[l] + db.v : gb[l];
+        gbt[l] = live ? gbt[l] + db.d : gbt[l];
+    }
+}
+
+template <class K, bool UpdateAdj>
 void reverse_dual_op(double* ga, double* gb, double* gat, double* gbt, const double* x,
                      const double* y, const double* out, const double* tx, const double* ty,
                      const double* to, const double* g, const double* gt, std::size_t L) {
-    using fwd::dual;
     const bool same = ga == gb;
+    if (L == 1)  // one lane (a sparse Hessian's columns): no vector loop to set up
+        return reverse_dual_lane<K, UpdateAdj>(ga, gb, gat, gbt, x, y, out, tx, ty, to, g, gt, same,
+                                               0);
 #pragma omp simd
-    for (std::size_t l = 0; l < L; ++l) {
-        const bool live = g[l] != 0.0 || gt[l] != 0.0;
-        const dual X{x[l], tx[l]}, Y{y[l], ty[l]}, O{out[l], to[l]}, G{g[l], gt[l]};
-        dual da = K::dx(X, Y, O, G);
-        dual db = K::arity == 2 ? K::dy(X, Y, O, G) : dual{};
-        if (same) {
-            da = da + db;
-            db = dual{};
-        }
-        if constexpr (UpdateAdj) ga[l] = live ? ga[l] + da.v : ga[l];
-        gat[l] = live ? gat[l] + da.d : gat[l];
-        if (!same) {
-            if constexpr (UpdateAdj) gb[l] = live ? gb[l] + db.v : gb[l];
-            gbt[l] = live ? gbt[l] + db.d : gbt[l];
-        }
-    }
+    for (std::size_t l = 0; l < L; ++l)
+        reverse_dual_lane<K, UpdateAdj>(ga, gb, gat, gbt, x, y, out, tx, ty, to, g, gt, same, l);
 }
 
 void forward(const program_view& p, double* v, std::size_t B, std::size_t L) {

@@ -80,6 +80,13 @@ void program::reverse_dual(const double* val, const double* t, double* adj, doub
 }
 
 // The adjoints of the inputs from the seeded outputs (zero_ cleared, seeds added).
+void program::adjoints(const double* val, double* adj, std::size_t k) const {
+    std::memset(adj, 0, sizeof(double) * n_slots());
+    adj[outputs_[k]] = 1.0;
+    reverse_sweep(op_.data(), a_.data(), b_.data(), val, adj, first_op_, n_slots(),
+                  consts_in_range{n_inputs, first_op_ - n_inputs});
+}
+
 void program::reverse_one(const double* val, double* adj) const {
     reverse_sweep_first(view(), val, adj);
 }

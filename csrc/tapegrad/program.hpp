@@ -90,6 +90,9 @@ public:
     // with 1, and the tangent of the gradient ends in adjt[0, n_inputs).
     void reverse_dual(const double* val, const double* t, double* adj, double* adjt,
                       std::size_t k) const;
+    // Every slot's adjoint of output k, each stored in adj (n_slots() doubles; no
+    // hand-over in registers), for sweeps that read them all afterwards (hessian_block).
+    void adjoints(const double* val, double* adj, std::size_t k) const;
     // Index of the first guard whose outcome differs at these values, or -1.
     long failing_guard(const double* val) const;
 

@@ -72,11 +72,10 @@ struct index_set {
     index_list to_list() const {
         if (!dense()) return list;
         index_list out;
-        // k < 64 first: a shift by 64 is undefined (x86 shifts by 0, and the loop never
-        // ends once bit 63 is set)
         for (std::size_t w = 0; w < bits.size(); ++w)
-            for (unsigned k = 0; k < 64 && bits[w] >> k; ++k)
-                if (bits[w] >> k & 1) out.push_back(std::int32_t(w * 64 + k));
+            if (bits[w])
+                for (unsigned k = 0; k < 64; ++k)
+                    if (bits[w] >> k & 1) out.push_back(std::int32_t(w * 64 + k));
         return out;
     }
 };

@@ -120,6 +120,10 @@ def _real_array(a: Any, what: str) -> np.ndarray:
     if arr.dtype.kind == "O" and all(isinstance(v, numbers.Real) and not isinstance(v, Var)
                                      for v in arr.reshape(-1)):
         arr = arr.astype(np.float64)
+    if arr.dtype.kind == "O" and any(isinstance(v, Var) for v in arr.reshape(-1)):
+        raise TypeError(f"{what}: expected real numbers, got Vars: a Function replays "
+                        "numbers, so Vars would lose their gradients. Differentiate it with "
+                        "F.grad / F.jacobian / F.hvp, or call the traced fn itself")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{what}: expected real numbers, got {type(a).__name__}"
                         + (f" of {arr.dtype}" if isinstance(a, np.ndarray) or arr.ndim else ""))

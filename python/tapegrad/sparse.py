@@ -60,8 +60,8 @@ class Coloring:
     n_colors: int
     pattern_seconds: float
     coloring_seconds: float
-    # Evaluation: flat index of each nonzero in the compressed products (color-major),
-    # the inputs (flat, over all arguments) the rows/columns stand for.
+    # Evaluation: flat index of each nonzero in the compressed products as the sweeps
+    # return them, the inputs (flat, over all arguments) the rows/columns stand for.
     _gather: np.ndarray = dataclasses.field(repr=False, compare=False)
     _inputs: np.ndarray = dataclasses.field(repr=False, compare=False)
     _plan: Any = dataclasses.field(default=None, repr=False, compare=False)  # star mode
@@ -132,7 +132,9 @@ def coloring(F: Function, program: Any, kind: str, wrt: Any) -> Coloring:
     rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(P.indptr))
     if kind == "hessian":
         colors = _core.star_color(P.indptr, P.indices)
-        gather = _core.star_recovery(P.indptr, P.indices, colors)
+        at = _core.star_recovery(P.indptr, P.indices, colors)  # color * n + row
+        k = int(colors.max()) + 1 if n else 0
+        gather = inputs[at % max(n, 1)] * k + at // max(n, 1)  # in Program.hessian_columns'
         mode = "star"
     else:
         by_column = _core.color_columns(P.indptr, P.indices, n)
@@ -146,7 +148,7 @@ def coloring(F: Function, program: Any, kind: str, wrt: Any) -> Coloring:
             gather = colors[P.indices].astype(np.int64) * m + rows
         else:
             mode, colors = "reverse", by_row
-            gather = colors[rows].astype(np.int64) * n + P.indices
+            gather = colors[rows].astype(np.int64) * F._offsets[-1] + inputs[P.indices]
     n_colors = int(colors.max()) + 1 if len(colors) else 0
     result = Coloring(kind, mode, P, colors, n_colors, pattern_s,
                       time.perf_counter() - t0, gather, inputs)
@@ -155,16 +157,15 @@ def coloring(F: Function, program: Any, kind: str, wrt: Any) -> Coloring:
 
 
 def _compressed(F: Function, program: Any, c: Coloring, x: np.ndarray) -> tuple[Any, int]:
-    """The compressed products at x on this program, flattened color-major, and the
-    failing guard (or -1)."""
+    """The compressed products at x on this program, as the sweeps return them (C order),
+    and the failing guard (or -1)."""
     n_all = F._offsets[-1]
     m, p = c.pattern.shape[0], c.n_colors
     if c.mode == "star":
         if c._plan is None:  # one plan per Coloring: the union of each color's cones
             groups = [c._inputs[c.colors == k].tolist() for k in range(p)]
             object.__setattr__(c, "_plan", program.hessian_plan(groups))
-        cols, failed = program.hessian_columns(x, c._plan)
-        return cols[c._inputs].T, failed
+        return program.hessian_columns(x, c._plan)  # (n_inputs, colors)
     if c.mode == "forward":
         S = np.zeros((p, n_all))
         S[c.colors, c._inputs] = 1.0
@@ -173,7 +174,7 @@ def _compressed(F: Function, program: Any, c: Coloring, x: np.ndarray) -> tuple[
     seeds = np.zeros((p, m))
     seeds[c.colors, np.arange(m)] = 1.0
     _, _, grads, failed = program.point_sweeps(x, seeds=seeds)
-    return grads[:, c._inputs], failed
+    return grads, failed
 
 
 def evaluate(F: Function, args: Sequence[Any], kind: str, wrt: Any) -> Any:
@@ -202,7 +203,7 @@ def evaluate(F: Function, args: Sequence[Any], kind: str, wrt: Any) -> Any:
                 continue
             flat, failed = _compressed(F, program, c, x)
             if failed < 0:
-                data = np.ascontiguousarray(flat).reshape(-1)[c._gather]
+                data = flat.reshape(-1)[c._gather]
                 F._checked(args, (data,), True)
                 return sp.csr_matrix((data, c.pattern.indices, c.pattern.indptr),
                                      shape=c.pattern.shape)
