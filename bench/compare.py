@@ -21,6 +21,9 @@ Subcommands (one module each in bench/, importable on its own):
                                        derivatives) vs PyTorch and JAX
     calls       compare_calls.py       call overhead (batched and one point) vs JAX and
                                        numpy, big batches and out=, a fresh tape
+    sparse      compare_sparse.py      sparse Hessian and Jacobian vs a gradient, JAX +
+                                       sparsejac and CasADi; sparsity detection vs
+                                       tracing; IPOPT optimal control vs CasADi's
     all         every subcommand above, each in a fresh interpreter, one after another
 
 Options for every subcommand: --quick (fewer, shorter repeats; same workloads), --smoke
@@ -73,6 +76,7 @@ SUBCOMMANDS = {  # name -> module in bench/; `all` runs them in this order
     "accuracy": "accuracy",
     "pinn": "compare_pinn",
     "calls": "compare_calls",
+    "sparse": "compare_sparse",
 }
 
 

@@ -24,6 +24,9 @@ EXPECTED_ROWS = {
     "anomaly": ["eager build+backward, 1e5 nodes", "traced F3 value_and_grad, 1e5 points"],
     "pinn": ["tapegrad traced", "tapegrad eager"],
     "calls": ["1", "F.grad(x), x a 2-vector", "fresh results", "out=", "ns per op"],
+    "sparse": ["tapegrad F.grad(x)", "tapegrad F.hessian(x, sparse=True)", "tapegrad R(u)",
+               "tapegrad R.jacobian(u, sparse=True)", "tg.trace", "F.hessian_sparsity()",
+               "F.jacobian_sparsity()", "tapegrad + IPOPT (cyipopt)"],
 }
 
 PEER_ROW_KEYS = {"workload", "size", "system", "variant", "mode", "unit", "units", "status",

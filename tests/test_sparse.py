@@ -399,3 +399,17 @@ def test_every_table_op_has_a_consistent_structure():
                 continue
             bad = np.isfinite(H) & (H != 0) & ~P
             assert not bad.any(), f"{name}: {H} outside {P}"
+
+
+@pytest.mark.parametrize("n", [64, 65, 100, 130, 200])
+def test_patterns_with_large_index_sets(n):
+    """Index sets past 64 inputs switch to bitsets; listing one with bit 63 of a word set
+    must stop at the word's end (a shift by 64 is undefined: on x86 it looped forever)."""
+    J = tg.trace(lambda z: np.array([sum(z), z[0] * z[n - 1]]), np.zeros(n)).jacobian_sparsity()
+    assert J.toarray().tolist() == [[True] * n, [i in (0, n - 1) for i in range(n)]]
+    F = tg.trace(lambda z: 0.5 * sum(z[k] * z[k] for k in range(n)) + z[1] * sum(z),
+                 np.zeros(n))
+    x = np.linspace(0.1, 1.0, n)
+    want = F.hessian(x) != 0
+    assert (F.hessian_sparsity().toarray() == want).all()
+    np.testing.assert_array_equal(F.hessian(x, sparse=True).toarray(), F.hessian(x))

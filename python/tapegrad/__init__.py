@@ -78,7 +78,7 @@ _LAZY = {
     "gradcheck": "gradient_check", "grad_report": "gradient_report",
 }
 _SUBMODULES = ("nn", "viz", "explain_page", "gradient_check", "gradient_report", "dask",
-               "reference", "autograd")
+               "reference", "autograd", "optimize")
 
 
 def __getattr__(name: str):
