@@ -64,7 +64,8 @@ class Coloring:
     # return them, the inputs (flat, over all arguments) the rows/columns stand for.
     _gather: np.ndarray = dataclasses.field(repr=False, compare=False)
     _inputs: np.ndarray = dataclasses.field(repr=False, compare=False)
-    _plan: Any = dataclasses.field(default=None, repr=False, compare=False)  # star mode
+    # The Hessian plan (star mode) or the seed matrix, made at the first evaluation.
+    _plan: Any = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def wrt_inputs(F: Function, wrt: Any) -> np.ndarray:
@@ -161,19 +162,19 @@ def _compressed(F: Function, program: Any, c: Coloring, x: np.ndarray) -> tuple[
     and the failing guard (or -1)."""
     n_all = F._offsets[-1]
     m, p = c.pattern.shape[0], c.n_colors
+    if c._plan is None:  # made once per Coloring (a race makes two equal ones)
+        if c.mode == "star":  # the Hessian plan: per color, the union of its inputs' cones
+            plan = program.hessian_plan([c._inputs[c.colors == k].tolist() for k in range(p)])
+        else:  # the seed vectors, one row per color
+            plan = np.zeros((p, n_all if c.mode == "forward" else m))
+            plan[c.colors, c._inputs if c.mode == "forward" else np.arange(m)] = 1.0
+        object.__setattr__(c, "_plan", plan)
     if c.mode == "star":
-        if c._plan is None:  # one plan per Coloring: the union of each color's cones
-            groups = [c._inputs[c.colors == k].tolist() for k in range(p)]
-            object.__setattr__(c, "_plan", program.hessian_plan(groups))
         return program.hessian_columns(x, c._plan)  # (n_inputs, colors)
     if c.mode == "forward":
-        S = np.zeros((p, n_all))
-        S[c.colors, c._inputs] = 1.0
-        _, tout, _, failed = program.point_sweeps(x, tangents=S)
+        _, tout, _, failed = program.point_sweeps(x, tangents=c._plan)
         return tout, failed
-    seeds = np.zeros((p, m))
-    seeds[c.colors, np.arange(m)] = 1.0
-    _, _, grads, failed = program.point_sweeps(x, seeds=seeds)
+    _, _, grads, failed = program.point_sweeps(x, seeds=c._plan)
     return grads, failed
 
 
@@ -197,7 +198,7 @@ def evaluate(F: Function, args: Sequence[Any], kind: str, wrt: Any) -> Any:
     while True:
         for program in programs:
             c = coloring(F, program, kind, wrt)
-            if c.pattern.nnz == 0:
+            if not len(c._gather):  # no structural nonzero
                 if program.point(x, Mode.VALUE)[2] < 0:
                     return sp.csr_matrix(c.pattern.shape, dtype=np.float64)
                 continue
