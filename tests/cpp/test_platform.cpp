@@ -1,6 +1,10 @@
-// What differs between compilers: the AVX2 check that picks the batched kernels.
+// What differs between systems: a tape column's own mapping (mmap on Linux and macOS,
+// VirtualAlloc on Windows) and the AVX2 check that picks the batched kernels.
 #include <doctest/doctest.h>
 
+#include <cstddef>
+
+#include "tapegrad/column.hpp"
 #include "tapegrad/platform.hpp"
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
@@ -8,6 +12,67 @@
 #endif
 
 using namespace tapegrad;
+
+namespace {
+
+#if defined(__unix__) || defined(__APPLE__) || defined(_WIN32)
+constexpr bool kMaps = true;
+#else
+constexpr bool kMaps = false;
+#endif
+
+double at(std::size_t i) { return double(i) * 0.5 + 1.0; }
+
+bool holds(const column<double>& c, std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; ++i)
+        if (c[i] != at(i)) return false;
+    return true;
+}
+
+void fill(column<double>& c, std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; ++i) c[i] = at(i);
+}
+
+}  // namespace
+
+TEST_CASE("column: a mapping keeps what is used through growth, discard_above and shrinking") {
+    const std::size_t small = 1000, big = column_memory::map_min_bytes / sizeof(double) * 2;
+    column<double> c;
+    c.resize(0, small);
+    CHECK_FALSE(c.mapped());
+    fill(c, 0, small);
+    c.resize(small, big);
+    CHECK(c.mapped() == kMaps);
+    CHECK(holds(c, 0, small));
+    fill(c, small, big);
+    c.resize(big, 4 * big);
+    CHECK(holds(c, 0, big));
+    fill(c, big, 4 * big);
+    const std::size_t all = c.resident_bytes();
+
+    // The pages above `keep` go back; the pointer, the size and what is below stay.
+    const std::size_t keep = big + 12345;
+    const double* p = c.get();
+    c.discard_above(keep);
+    CHECK(c.get() == p);
+    CHECK(holds(c, 0, keep));
+    const std::size_t left = c.resident_bytes();
+    INFO("resident before " << all << " B, after " << left << " B");
+#if defined(__linux__) || defined(_WIN32)  // (macOS may keep MADV_DONTNEED pages resident)
+    CHECK(all >= 4 * big * sizeof(double));
+    CHECK(left <= keep * sizeof(double) + (std::size_t(64) << 10));
+#endif
+    // ... and are still there to write to (committed, on Windows).
+    fill(c, keep, 4 * big);
+    CHECK(holds(c, 0, 4 * big));
+
+    c.resize(2 * big, 2 * big);  // a smaller mapping
+    CHECK(c.mapped() == kMaps);
+    CHECK(holds(c, 0, 2 * big));
+    c.resize(small, 2 * small);  // back on the heap
+    CHECK_FALSE(c.mapped());
+    CHECK(holds(c, 0, small));
+}
 
 TEST_CASE("platform: avx2_usable reads CPUID and XCR0 as the SDM says") {
     struct cpu {
