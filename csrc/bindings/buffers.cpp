@@ -27,6 +27,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #endif
+#ifdef _WIN32
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <malloc.h>
+#include <windows.h>
+#endif
 
 namespace py = pybind11;
 
@@ -53,6 +63,10 @@ std::size_t keep_bytes() {
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
         const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
         if (pages > 0 && page > 0) ram = std::size_t(pages) * std::size_t(page);
+#elif defined(_WIN32)
+        MEMORYSTATUSEX m{};
+        m.dwLength = sizeof(m);
+        if (GlobalMemoryStatusEx(&m)) ram = std::size_t(m.ullTotalPhys);
 #endif
         return std::clamp(ram / 16, std::size_t(256) << 20, std::size_t(4) << 30);
     }();
@@ -74,16 +88,24 @@ void* allocate(std::size_t bytes) {
         return reinterpret_cast<void*>(start);
     }
 #endif
+#ifdef _WIN32  // no aligned_alloc in Microsoft's C library; no huge pages without a privilege
+    void* p = _aligned_malloc(bytes, 64);
+#else
     void* p = std::aligned_alloc(64, bytes);
+#endif
     if (!p) throw std::bad_alloc();
     return p;
 }
 
-void deallocate(void* p, std::size_t bytes) {
+void deallocate(void* p, [[maybe_unused]] std::size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     if (bytes >= kHuge) return void(munmap(p, bytes));
 #endif
+#ifdef _WIN32
+    _aligned_free(p);
+#else
     std::free(p);
+#endif
 }
 
 class buffer_cache {

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tapegrad/platform.hpp"
 #include "tapegrad/program.hpp"
 #include "tapegrad/tape.hpp"
 
@@ -45,7 +46,7 @@ extern PyTypeObject ConditionType;
 // Whether o is a Var (a Condition is one). Plain Vars are tested first: eagerly there are
 // no Conditions, and the eager ops pay one comparison for a Var operand, as before.
 inline bool is_var(PyObject* o) {
-    if (__builtin_expect(Py_TYPE(o) == &VarType, 1)) return true;
+    if (TG_LIKELY(Py_TYPE(o) == &VarType)) return true;
     return Py_TYPE(o) == &ConditionType;
 }
 

@@ -36,14 +36,14 @@ extern PyMethodDef tracing_functions[];
 // A recorded .grad (shared_tape::graph_grads): the Var (borrowed), or nullptr for none.
 inline PyObject* graph_grad(const VarObject* v) {
     const auto& g = v->tape->graph_grads;
-    if (__builtin_expect(g.empty(), 1)) return nullptr;
+    if (TG_LIKELY(g.empty())) return nullptr;
     const auto it = g.find(v);
     return it == g.end() ? nullptr : it->second;
 }
 // Forget v's recorded .grad (its float adjoint is what .grad reads again).
 inline void drop_graph_grad(const VarObject* v) {
     auto& g = v->tape->graph_grads;
-    if (__builtin_expect(g.empty(), 1)) return;
+    if (TG_LIKELY(g.empty())) return;
     const auto it = g.find(v);
     if (it == g.end()) return;
     PyObject* old = it->second;

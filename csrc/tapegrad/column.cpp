@@ -12,6 +12,20 @@
 #else
 #define TG_HAVE_MMAP 0
 #endif
+#ifdef _WIN32
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+
+#include <psapi.h>  // after windows.h
+#define TG_HAVE_VIRTUAL_ALLOC 1
+#else
+#define TG_HAVE_VIRTUAL_ALLOC 0
+#endif
 
 namespace tapegrad {
 namespace {
@@ -22,19 +36,43 @@ std::size_t page_bytes() {
     return p;
 }
 
-std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
-
 void* map_bytes(std::size_t bytes) {
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     return p;
 }
+#elif TG_HAVE_VIRTUAL_ALLOC
+std::size_t page_bytes() {
+    static const std::size_t p = [] {
+        SYSTEM_INFO s;
+        GetSystemInfo(&s);
+        return std::size_t(s.dwPageSize);
+    }();
+    return p;
+}
+
+// Reserved and committed at once (Windows charges the commit now; the pages come on first
+// touch, zeroed, as with mmap).
+void* map_bytes(std::size_t bytes) {
+    void* p = VirtualAlloc(nullptr, bytes, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+#endif
+
+#if TG_HAVE_MMAP || TG_HAVE_VIRTUAL_ALLOC
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 #endif
 
 void free_bytes(void* p, [[maybe_unused]] std::size_t bytes, bool mapped) {
 #if TG_HAVE_MMAP
     if (mapped) {
         munmap(p, bytes);
+        return;
+    }
+#elif TG_HAVE_VIRTUAL_ALLOC
+    if (mapped) {
+        VirtualFree(p, 0, MEM_RELEASE);
         return;
     }
 #endif
@@ -48,7 +86,7 @@ column_memory::~column_memory() { free_bytes(p_, bytes_, mapped_); }
 void column_memory::resize(std::size_t used, std::size_t bytes) {
     void* q = nullptr;
     bool map = false;
-#if TG_HAVE_MMAP
+#if TG_HAVE_MMAP || TG_HAVE_VIRTUAL_ALLOC
     if (bytes >= map_min_bytes) {
         bytes = round_up(bytes, page_bytes());
         if (bytes == bytes_ && mapped_) return;
@@ -86,6 +124,18 @@ std::size_t column_memory::resident_bytes() const {
         for (unsigned char c : in) n += c & 1;
         return n * page;
     }
+#elif TG_HAVE_VIRTUAL_ALLOC
+    if (mapped_) {  // the pages in this process's working set
+        const std::size_t page = page_bytes(), pages = (bytes_ + page - 1) / page;
+        std::vector<PSAPI_WORKING_SET_EX_INFORMATION> in(pages);
+        for (std::size_t k = 0; k < pages; ++k)
+            in[k].VirtualAddress = static_cast<char*>(p_) + k * page;
+        if (!QueryWorkingSetEx(GetCurrentProcess(), in.data(), DWORD(pages * sizeof(in[0]))))
+            return bytes_;
+        std::size_t n = 0;
+        for (const auto& i : in) n += i.VirtualAttributes.Valid;
+        return n * page;
+    }
 #endif
     return bytes_;
 }
@@ -95,6 +145,16 @@ void column_memory::discard_above([[maybe_unused]] std::size_t used) noexcept {
     if (!mapped_) return;
     const std::size_t start = round_up(used, page_bytes());
     if (start < bytes_) madvise(static_cast<char*>(p_) + start, bytes_ - start, MADV_DONTNEED);
+#elif TG_HAVE_VIRTUAL_ALLOC
+    if (!mapped_) return;
+    const std::size_t start = round_up(used, page_bytes());
+    if (start >= bytes_) return;
+    // MEM_RESET: the contents may go, never to the page file; the pages stay committed.
+    // VirtualUnlock on pages that are not locked takes them out of the working set now
+    // (and reports ERROR_NOT_LOCKED): MADV_DONTNEED's effect, in two documented steps.
+    char* const from = static_cast<char*>(p_) + start;
+    VirtualAlloc(from, bytes_ - start, MEM_RESET, PAGE_READWRITE);
+    VirtualUnlock(from, bytes_ - start);
 #endif
 }
 

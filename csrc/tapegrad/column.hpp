@@ -8,7 +8,9 @@
 //   valid (madvise), so a dropped graph returns its memory without moving anything.
 // No transparent huge pages yet: they fault in faster, but each column's frontier then
 // holds up to 2 MB more, which raised the RSS per node of a 10^6-node graph from 33 to 41 B.
-// Elsewhere the same calls fall back to the heap (copying on growth, keeping the pages).
+// Without mremap (macOS, Windows) a mapping grows by a new one and a copy. On Windows the
+// mapping is VirtualAlloc's, and pages go back by MEM_RESET and VirtualUnlock. Elsewhere the
+// same calls fall back to the heap (copying on growth, keeping the pages).
 #pragma once
 #include <cstddef>
 
@@ -31,7 +33,7 @@ public:
     void discard_above(std::size_t used) noexcept;
 
     // Bytes of this column in physical memory: all of it on the heap; the resident pages
-    // of a mapping (mincore), which discard_above gives back.
+    // of a mapping (mincore; on Windows QueryWorkingSetEx), which discard_above gives back.
     std::size_t resident_bytes() const;
 
     void* data() const { return p_; }

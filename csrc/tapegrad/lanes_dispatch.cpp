@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "tapegrad/lanes.hpp"
+#include "tapegrad/platform.hpp"
 
 namespace tapegrad::lanes {
 
@@ -10,7 +11,7 @@ const kernels& get() {
         const char* want = std::getenv("TAPEGRAD_LANES");
         if (want && std::strcmp(want, "baseline") == 0) return baseline::set;
 #ifdef TG_HAVE_AVX2
-        if (__builtin_cpu_supports("avx2")) return avx2::set;
+        if (platform::cpu_has_avx2()) return avx2::set;
 #endif
         return baseline::set;
     }();

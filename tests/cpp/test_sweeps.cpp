@@ -9,6 +9,7 @@
 
 #include "graphs.hpp"
 #include "tapegrad/lanes.hpp"
+#include "tapegrad/platform.hpp"
 
 using namespace tapegrad;
 using namespace tg_test;
@@ -199,7 +200,7 @@ TEST_CASE("lanes equal one point bit for bit on ops that call no libm") {
 TEST_CASE("each lane kernel set equals one point (both sets this CPU runs)") {
     std::vector<const lanes::kernels*> sets{&lanes::baseline::set};
 #ifdef TG_HAVE_AVX2
-    if (__builtin_cpu_supports("avx2")) sets.push_back(&lanes::avx2::set);
+    if (platform::cpu_has_avx2()) sets.push_back(&lanes::avx2::set);
 #endif
     std::mt19937_64 rng(3);
     const std::size_t B = 16, L = 13;
