@@ -1,0 +1,210 @@
+// find_runs(): candidate periods from next-occurrence links, each checked exactly by
+// run_count(). The check is the definition; the links only choose what to check, so a
+// weak candidate costs time, never a wrong run.
+#include "tapegrad/structure.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace tapegrad {
+
+namespace {
+
+// The operand class read off iterations 0 and 1 (slots o0, o1), or false if none fits.
+bool classify(slot start, slot period, slot o0, slot o1, block_operand& r) {
+    if (o1 >= start + period) {  // in iteration 1's block: the same op in iteration 0
+        if (o0 != o1 - period) return false;
+        r = {operand_kind::same, o0, o1 - start - period, 0};
+    } else if (o1 >= start) {  // iteration 0's block: carried, o0 its value before the run
+        if (o0 >= start) return false;
+        r = {operand_kind::carried, o0, o1 - start, 0};
+    } else {  // before the run in both
+        if (o0 >= start) return false;
+        const std::int64_t d = std::int64_t(o1) - std::int64_t(o0);
+        r = {d ? operand_kind::strided : operand_kind::invariant, o0, 0, d};
+    }
+    return true;
+}
+
+// The slot operand r has in iteration k >= 2 of a run at start with this period.
+std::int64_t expected(const block_operand& r, slot start, slot period, std::int64_t k) {
+    switch (r.kind) {
+        case operand_kind::same: return std::int64_t(start) + k * period + r.source;
+        case operand_kind::carried: return std::int64_t(start) + (k - 1) * period + r.source;
+        default: return std::int64_t(r.first) + k * r.stride;
+    }
+}
+
+// Iteration k of op j: the operand is where the class says, and the strided and
+// invariant ones lie before the run.
+bool holds(const block_operand& r, slot start, slot period, std::int64_t k, slot o) {
+    if (std::int64_t(o) != expected(r, start, period, k)) return false;
+    return r.kind == operand_kind::same || r.kind == operand_kind::carried || o < start;
+}
+
+// find_runs()'s working arrays, kept per thread: fresh memory costs about 0.5 ms per MB
+// here (page faults), a large share of a scan over a 10^6-op program.
+struct structure_scratch {
+    std::vector<slot> next_shape, next_a, next_b, last;
+    std::vector<std::uint64_t> keys;  // open addressing: shape hash, 0 = empty
+    std::vector<slot> at;             // the latest slot filed under keys[i]
+    run probe, best;
+};
+
+// An op slot's shape: its op, and per operand the distance back to it if it is a recent
+// op, else which range it lies in. Equal for the same block op in every iteration of most
+// runs (not for a strided or invariant operand a few slots back); a hint only.
+std::uint64_t shape(const program_view& p, slot s) {
+    constexpr slot near = 64;
+    auto where = [&](slot o) -> std::uint64_t {
+        if (o >= p.first_op && s - o <= near) return s - o;
+        return o < p.n_inputs ? near + 1 : o < p.first_op ? near + 2 : near + 3;
+    };
+    const std::uint64_t h = (std::uint64_t(p.ops[s]) << 16 | where(p.a[s]) << 8 | where(p.b[s]));
+    return (h + 1) * 0x9E3779B97F4A7C15ull;  // never 0
+}
+
+// next_shape[s]: the next op slot with s's shape (0: none), by one backward pass over a
+// table that grows with the number of distinct shapes (few in a program with loops).
+void link_shapes(const program_view& p, structure_scratch& w) {
+    const slot n = p.n_slots, f = p.first_op;
+    w.next_shape.assign(n, 0);
+    w.keys.assign(1024, 0);
+    w.at.assign(1024, 0);
+    std::size_t used = 0;
+    for (slot s = n; s-- > f;) {
+        const std::uint64_t h = shape(p, s);
+        std::size_t mask = w.keys.size() - 1, i = (h >> 20) & mask;
+        while (w.keys[i] != 0 && w.keys[i] != h) i = (i + 1) & mask;
+        if (w.keys[i] == h) {
+            w.next_shape[s] = w.at[i];
+            w.at[i] = s;
+            continue;
+        }
+        w.keys[i] = h;
+        w.at[i] = s;
+        if (2 * ++used <= w.keys.size()) continue;
+        std::vector<std::uint64_t> keys(2 * w.keys.size(), 0);
+        std::vector<slot> at(keys.size(), 0);
+        mask = keys.size() - 1;
+        for (std::size_t e = 0; e < w.keys.size(); ++e) {
+            if (w.keys[e] == 0) continue;
+            std::size_t j = (w.keys[e] >> 20) & mask;
+            while (keys[j] != 0) j = (j + 1) & mask;
+            keys[j] = w.keys[e];
+            at[j] = w.at[e];
+        }
+        w.keys.swap(keys);
+        w.at.swap(at);
+    }
+}
+
+// next[s]: the next op slot whose operand (arg) is the same slot as s's (0: none).
+void link_uses(const program_view& p, const slot* arg, std::vector<slot>& next,
+               std::vector<slot>& last) {
+    const slot n = p.n_slots, f = p.first_op;
+    next.assign(n, 0);
+    last.assign(n, 0);
+    for (slot s = n; s-- > f;) {
+        next[s] = last[arg[s]];
+        last[arg[s]] = s;
+    }
+}
+
+}  // namespace
+
+slot run_count(const program_view& p, slot start, slot period, run* out) {
+    const slot n = p.n_slots;
+    run local;
+    run& r = out ? *out : local;
+    r.start = start;
+    r.period = period;
+    r.count = 1;
+    if (period == 0 || start < p.first_op || start >= n ||
+        std::uint64_t(n - start) < 2 * std::uint64_t(period))
+        return 1;
+    // Iterations 0 and 1 fix each operand's class; a first pass that stores nothing, so
+    // a far candidate that fails early costs no O(period) setup.
+    block_operand ca, cb;
+    for (slot j = 0; j < period; ++j) {
+        const slot t0 = start + j, t1 = t0 + period;
+        if (p.ops[t0] != p.ops[t1] || !classify(start, period, p.a[t0], p.a[t1], ca) ||
+            !classify(start, period, p.b[t0], p.b[t1], cb))
+            return 1;
+    }
+    r.a.resize(period);
+    r.b.resize(period);
+    for (slot j = 0; j < period; ++j) {
+        const slot t0 = start + j, t1 = t0 + period;
+        classify(start, period, p.a[t0], p.a[t1], r.a[j]);
+        classify(start, period, p.b[t0], p.b[t1], r.b[j]);
+    }
+    std::int64_t k = 2;
+    for (; std::uint64_t(start) + std::uint64_t(k + 1) * period <= n; ++k) {
+        const slot t = start + slot(k) * period;
+        slot j = 0;
+        for (; j < period; ++j)
+            if (p.ops[t + j] != p.ops[start + j] || !holds(r.a[j], start, period, k, p.a[t + j]) ||
+                !holds(r.b[j], start, period, k, p.b[t + j]))
+                break;
+        if (j < period) break;
+    }
+    r.count = slot(k);
+    return r.count;
+}
+
+std::vector<run> find_runs(const program_view& p) {
+    thread_local structure_scratch w;
+    std::vector<run> runs;
+    const slot n = p.n_slots;
+    if (n <= p.first_op) return runs;
+    link_shapes(p, w);
+    link_uses(p, p.a, w.next_a, w.last);
+    link_uses(p, p.b, w.next_b, w.last);
+
+    constexpr int hops = 4;  // links followed per kind of candidate
+    slot tried[3 * hops];
+    slot lower = p.first_op;  // where the previous run ends
+    for (slot s = p.first_op; s + 1 < n;) {
+        int n_tried = 0;
+        std::uint64_t best_cover = 0;
+        auto consider = [&](slot t) {
+            const slot P = t - s;
+            if (std::uint64_t(s) + 2 * std::uint64_t(P) > n) return;
+            for (int i = 0; i < n_tried; ++i)
+                if (tried[i] == P) return;
+            tried[n_tried++] = P;
+            const slot K = run_count(p, s, P, &w.probe);
+            const std::uint64_t cover = std::uint64_t(P) * K;
+            if (K < 2 || cover < best_cover || (cover == best_cover && P >= w.best.period)) return;
+            best_cover = cover;
+            std::swap(w.best, w.probe);
+        };
+        slot t = s;
+        for (int h = 0; h < hops && (t = w.next_shape[t]) != 0; ++h) consider(t);
+        for (const std::vector<slot>* next : {&w.next_a, &w.next_b}) {
+            t = s;
+            for (int h = 0; h < hops && (t = (*next)[t]) != 0; ++h)
+                if (p.ops[t] == p.ops[s]) consider(t);
+        }
+        if (best_cover == 0) {
+            ++s;
+            continue;
+        }
+        // Iteration 0 often gives no hint (a carried operand reads its initial value
+        // there, or a shape differs), so the run found may start late or rotated: try the
+        // starts up to one period earlier that the previous run leaves free.
+        const slot P = w.best.period;
+        for (slot r = 1; r <= P && r <= s - lower; ++r) {
+            const slot K = run_count(p, s - r, P, &w.probe);
+            if (std::uint64_t(P) * K <= best_cover) continue;
+            best_cover = std::uint64_t(P) * K;
+            std::swap(w.best, w.probe);
+        }
+        runs.push_back(w.best);
+        s = lower = w.best.end();
+    }
+    return runs;
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,48 @@
+// Loops in a frozen program: runs of isomorphic blocks of consecutive op slots, the
+// unrolled bodies a Python loop (or numpy's elementwise ops and sums) leaves in a trace.
+// Finding period and strides is loop rerolling (LLVM's former LoopRerollPass) on a
+// straight-line program; what runs them as loops builds on this.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "tapegrad/program_view.hpp"
+
+namespace tapegrad {
+
+// How an operand of a block op moves from iteration k to k + 1.
+enum class operand_kind : std::uint8_t {
+    same,       // an earlier op of the same iteration: block op `source`
+    carried,    // block op `source` of iteration k - 1 (a recurrence); `first` at k = 0
+    strided,    // slot first + k * stride, before the run (inputs, constants, earlier ops)
+    invariant,  // slot `first` every iteration, before the run
+};
+
+struct block_operand {
+    operand_kind kind;
+    slot first;              // the operand's slot in iteration 0 (carried: the initial value)
+    std::uint32_t source;    // same, carried: the block op it reads; else unused
+    std::int64_t stride;     // strided: the step (never 0); else 0
+};
+
+// Iterations k in [0, count) of the block [start, start + period): op slot
+// start + k * period + j runs block op j, whose operands a[j], b[j] (unary ops: b == a)
+// follow the rules above in every iteration.
+struct run {
+    slot start, period, count;
+    std::vector<block_operand> a, b;
+    slot end() const { return start + period * count; }
+};
+
+// How many consecutive iterations of the block [start, start + period) match, from
+// iteration 0 (at least 1). With `out`, also the block's operands; period > 0.
+slot run_count(const program_view& p, slot start, slot period, run* out = nullptr);
+
+// Disjoint runs with count >= 2, in slot order, found greedily: at each op slot, the
+// candidate periods are the distances to the next slot with the same op and operand
+// shape and to the next slot reading the same operand in the same position; the one
+// covering the most slots is taken (ties: the shorter period), else the scan moves on
+// one slot. Linear in the program's size, plus the slots each candidate checks.
+std::vector<run> find_runs(const program_view& p);
+
+}  // namespace tapegrad
