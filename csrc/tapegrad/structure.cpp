@@ -153,6 +153,44 @@ slot run_count(const program_view& p, slot start, slot period, run* out) {
     return r.count;
 }
 
+namespace {
+
+// A run's worth: the op slots it covers beyond its first iteration. Two iterations of
+// any block of the same ops reading leaves fit (two slots make a stride), so a long
+// block repeated twice must not win over a short one repeated often.
+std::uint64_t score(slot period, slot count) { return std::uint64_t(period) * (count - 1); }
+
+// The best run starting at s among the linked candidates, into w.best; its score, or 0.
+std::uint64_t best_at(const program_view& p, structure_scratch& w, slot s) {
+    constexpr int hops = 4;  // links followed per kind of candidate
+    const slot n = p.n_slots;
+    slot tried[3 * hops];
+    int n_tried = 0;
+    std::uint64_t best = 0;
+    auto consider = [&](slot t) {
+        const slot P = t - s;
+        if (std::uint64_t(s) + 2 * std::uint64_t(P) > n) return;
+        for (int i = 0; i < n_tried; ++i)
+            if (tried[i] == P) return;
+        tried[n_tried++] = P;
+        const slot K = run_count(p, s, P, &w.probe);
+        const std::uint64_t v = K < 2 ? 0 : score(P, K);
+        if (v == 0 || v < best || (v == best && P >= w.best.period)) return;
+        best = v;
+        std::swap(w.best, w.probe);
+    };
+    slot t = s;
+    for (int h = 0; h < hops && (t = w.next_shape[t]) != 0; ++h) consider(t);
+    for (const std::vector<slot>* next : {&w.next_a, &w.next_b}) {
+        t = s;
+        for (int h = 0; h < hops && (t = (*next)[t]) != 0; ++h)
+            if (p.ops[t] == p.ops[s]) consider(t);
+    }
+    return best;
+}
+
+}  // namespace
+
 std::vector<run> find_runs(const program_view& p) {
     thread_local structure_scratch w;
     std::vector<run> runs;
@@ -162,34 +200,27 @@ std::vector<run> find_runs(const program_view& p) {
     link_uses(p, p.a, w.next_a, w.last);
     link_uses(p, p.b, w.next_b, w.last);
 
-    constexpr int hops = 4;  // links followed per kind of candidate
-    slot tried[3 * hops];
+    constexpr slot look_ahead = 64;
     slot lower = p.first_op;  // where the previous run ends
     for (slot s = p.first_op; s + 1 < n;) {
-        int n_tried = 0;
-        std::uint64_t best_cover = 0;
-        auto consider = [&](slot t) {
-            const slot P = t - s;
-            if (std::uint64_t(s) + 2 * std::uint64_t(P) > n) return;
-            for (int i = 0; i < n_tried; ++i)
-                if (tried[i] == P) return;
-            tried[n_tried++] = P;
-            const slot K = run_count(p, s, P, &w.probe);
-            const std::uint64_t cover = std::uint64_t(P) * K;
-            if (K < 2 || cover < best_cover || (cover == best_cover && P >= w.best.period)) return;
-            best_cover = cover;
-            std::swap(w.best, w.probe);
-        };
-        slot t = s;
-        for (int h = 0; h < hops && (t = w.next_shape[t]) != 0; ++h) consider(t);
-        for (const std::vector<slot>* next : {&w.next_a, &w.next_b}) {
-            t = s;
-            for (int h = 0; h < hops && (t = (*next)[t]) != 0; ++h)
-                if (p.ops[t] == p.ops[s]) consider(t);
-        }
-        if (best_cover == 0) {
+        std::uint64_t best = best_at(p, w, s);
+        if (best == 0) {
             ++s;
             continue;
+        }
+        // A block repeated just twice may swallow an odd iteration of a longer run
+        // starting a little later: then leave s uncovered.
+        if (w.best.count == 2) {
+            const run found = w.best;
+            slot t = s + 1;
+            const slot stop = s + std::min(found.period, look_ahead);
+            for (; t <= stop && t + 1 < n; ++t)
+                if (best_at(p, w, t) > best) break;
+            if (t <= stop && t + 1 < n) {
+                s = t;
+                continue;
+            }
+            w.best = found;
         }
         // Iteration 0 often gives no hint (a carried operand reads its initial value
         // there, or a shape differs), so the run found may start late or rotated: try the
@@ -197,8 +228,8 @@ std::vector<run> find_runs(const program_view& p) {
         const slot P = w.best.period;
         for (slot r = 1; r <= P && r <= s - lower; ++r) {
             const slot K = run_count(p, s - r, P, &w.probe);
-            if (std::uint64_t(P) * K <= best_cover) continue;
-            best_cover = std::uint64_t(P) * K;
+            if (K < 2 || score(P, K) <= best) continue;
+            best = score(P, K);
             std::swap(w.best, w.probe);
         }
         runs.push_back(w.best);
