@@ -7,13 +7,14 @@ workloads loops come from: Rosenbrock in numpy and in loop form, the MLP loss, a
 stepper; random and almost periodic programs check that nothing false is found."""
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
 import pytest
 
 import tapegrad as tg
-from tapegrad.structure import KINDS
+from tapegrad.structure import KINDS, Structure
 
 SAME, CARRIED, STRIDED, INVARIANT = range(4)
 
@@ -64,8 +65,8 @@ def verify(F, structure):
                 assert tuple(int(v) for v in run.operands[j, i]) == got, (run, j, i)
 
 
-def found(F):
-    S = F.structure()
+def found(F, min_count=3):
+    S = F.structure(min_count)
     verify(F, S)
     return S
 
@@ -88,7 +89,7 @@ def rosenbrock_loop(x):
 
 @pytest.mark.parametrize("d", [10, 100, 1000])
 def test_rosenbrock_numpy_is_one_run_per_elementwise_stage_and_the_sum(d):
-    S = found(tg.trace(rosenbrock_numpy, np.zeros(d)))
+    S = found(tg.trace(rosenbrock_numpy, np.zeros(d)), min_count=2)
     m = d - 1
     # seven elementwise stages of m ops each, then m - 1 adds of which the first (x0 + x1)
     # starts the sum: the others carry it
@@ -105,7 +106,7 @@ def test_rosenbrock_numpy_is_one_run_per_elementwise_stage_and_the_sum(d):
 @pytest.mark.parametrize("d", [3, 100, 1000])
 def test_rosenbrock_loop_is_one_run_with_the_sum_carried(d):
     F = tg.trace(rosenbrock_loop, np.zeros(d))
-    S = found(F)
+    S = found(F, min_count=2)
     assert layout(S) == [(0, 8, d - 1)]
     (run,) = S
     assert run.ops == ("square", "sub", "square", "mul", "add", "sub", "square", "add")
@@ -253,9 +254,10 @@ def random_dag(rng: random.Random, n_inputs: int, n_ops: int):
 
 
 @pytest.mark.parametrize("seed", range(50))
-def test_random_dags_report_only_true_runs(seed):
+@pytest.mark.parametrize("min_count", [2, 3])
+def test_random_dags_report_only_true_runs(seed, min_count):
     rng = random.Random(seed)
-    found(random_dag(rng, rng.randrange(1, 8), rng.randrange(1, 400)))
+    found(random_dag(rng, rng.randrange(1, 8), rng.randrange(1, 400)), min_count)
 
 
 def planted(rng: random.Random, mutate: bool):
@@ -320,7 +322,16 @@ def planted(rng: random.Random, mutate: bool):
 @pytest.mark.parametrize("seed", range(150))
 @pytest.mark.parametrize("mutate", [False, True], ids=["periodic", "mutated"])
 def test_almost_periodic_programs_report_only_true_runs(seed, mutate):
-    found(planted(random.Random(seed), mutate))
+    F = planted(random.Random(seed), mutate)
+    found(F, 2)
+    found(F, 3)
+
+
+def test_two_iterations_are_reported_only_when_asked():
+    F = tg.trace(lambda x: [tg.sin(x[0]), tg.sin(x[3])], np.zeros(4))
+    assert len(found(F)) == 0 and layout(found(F, 2)) == [(0, 1, 2)]
+    with pytest.raises(ValueError, match="min_count"):
+        F.structure(1)
 
 
 def test_the_checker_rejects_what_it_should():
@@ -329,8 +340,6 @@ def test_the_checker_rejects_what_it_should():
     S = F.structure()
     verify(F, S)
     run = S[0]
-    import dataclasses
-    from tapegrad.structure import Structure
     for bad in (dataclasses.replace(run, start=run.start + 1, count=run.count - 1),
                 dataclasses.replace(run, period=4, count=2 * run.count - 2)):
         with pytest.raises(AssertionError):

@@ -16,12 +16,12 @@ namespace tapegrad::bind {
 void register_structure(py::module_& m) {
     m.def(
         "find_runs",
-        [](const Program& P) {
+        [](const Program& P, slot min_count) {
             const program& p = *P.p;
             std::vector<run> runs;
             {
                 py::gil_scoped_release unlocked;
-                runs = find_runs(p.view());
+                runs = find_runs(p.view(), min_count);
             }
             py::list out;
             for (const run& r : runs) {
@@ -39,8 +39,9 @@ void register_structure(py::module_& m) {
             }
             return out;
         },
-        py::arg("program"),
-        "The program's runs of isomorphic blocks: per run (start, period, count, operands), "
+        py::arg("program"), py::arg("min_count") = 3,
+        "The program's runs of at least min_count isomorphic blocks: per run (start, period, "
+        "count, operands), "
         "operands[j, i] = (kind, first, source, stride) for operand i (a, b) of block op j; "
         "kind 0 same iteration, 1 carried, 2 strided, 3 invariant.");
 }

@@ -160,41 +160,56 @@ namespace {
 // block repeated twice must not win over a short one repeated often.
 std::uint64_t score(slot period, slot count) { return std::uint64_t(period) * (count - 1); }
 
-// The best run starting at s among the linked candidates, into w.best; its score, or 0.
-std::uint64_t best_at(const program_view& p, structure_scratch& w, slot s) {
+// The best run of at least min_count iterations starting at s among the linked
+// candidates, into w.best; its score, or 0. Shorter periods go first, and a multiple of
+// the period of a run that holds its first two iterations is passed over: on those slots
+// it scores less.
+std::uint64_t best_at(const program_view& p, structure_scratch& w, slot s, slot min_count) {
     constexpr int hops = 4;  // links followed per kind of candidate
     const slot n = p.n_slots;
-    slot tried[3 * hops];
-    int n_tried = 0;
-    std::uint64_t best = 0;
-    auto consider = [&](slot t) {
-        const slot P = t - s;
-        if (std::uint64_t(s) + 2 * std::uint64_t(P) > n) return;
-        for (int i = 0; i < n_tried; ++i)
-            if (tried[i] == P) return;
-        tried[n_tried++] = P;
-        const slot K = run_count(p, s, P, &w.probe);
-        const std::uint64_t v = K < 2 ? 0 : score(P, K);
-        if (v == 0 || v < best || (v == best && P >= w.best.period)) return;
-        best = v;
-        std::swap(w.best, w.probe);
+    slot cand[3 * hops];
+    int n_cand = 0;
+    auto add = [&](slot t) {
+        if (std::uint64_t(t - s) * 2 + s <= n) cand[n_cand++] = t - s;
     };
     slot t = s;
-    for (int h = 0; h < hops && (t = w.next_shape[t]) != 0; ++h) consider(t);
+    for (int h = 0; h < hops && (t = w.next_shape[t]) != 0; ++h) add(t);
     for (const std::vector<slot>* next : {&w.next_a, &w.next_b}) {
         t = s;
         for (int h = 0; h < hops && (t = (*next)[t]) != 0; ++h)
-            if (p.ops[t] == p.ops[s]) consider(t);
+            if (p.ops[t] == p.ops[s]) add(t);
+    }
+    std::sort(cand, cand + n_cand);
+    std::uint64_t best = 0;
+    slot made[3 * hops];  // periods of runs found, and where each ends
+    std::uint64_t made_end[3 * hops];
+    int n_made = 0;
+    for (int c = 0; c < n_cand; ++c) {
+        const slot P = cand[c];
+        if (c && cand[c - 1] == P) continue;
+        bool covered = false;
+        for (int m = 0; m < n_made; ++m)
+            covered |= P % made[m] == 0 && made_end[m] >= s + 2 * std::uint64_t(P);
+        if (covered) continue;
+        const slot K = run_count(p, s, P, &w.probe);
+        if (K < min_count) continue;
+        made[n_made] = P;
+        made_end[n_made++] = s + std::uint64_t(P) * K;
+        if (score(P, K) <= best) continue;
+        best = score(P, K);
+        std::swap(w.best, w.probe);
     }
     return best;
 }
 
 }  // namespace
 
-std::vector<run> find_runs(const program_view& p) {
-    thread_local structure_scratch w;
+std::vector<run> find_runs(const program_view& p, slot min_count) {
+    thread_local structure_scratch scratch;
+    structure_scratch& w = scratch;  // one TLS lookup (the extension's are calls)
     std::vector<run> runs;
     const slot n = p.n_slots;
+    min_count = std::max<slot>(min_count, 2);
     if (n <= p.first_op) return runs;
     link_shapes(p, w);
     link_uses(p, p.a, w.next_a, w.last);
@@ -203,19 +218,19 @@ std::vector<run> find_runs(const program_view& p) {
     constexpr slot look_ahead = 64;
     slot lower = p.first_op;  // where the previous run ends
     for (slot s = p.first_op; s + 1 < n;) {
-        std::uint64_t best = best_at(p, w, s);
+        std::uint64_t best = best_at(p, w, s, min_count);
         if (best == 0) {
             ++s;
             continue;
         }
-        // A block repeated just twice may swallow an odd iteration of a longer run
+        // A block repeated just a few times may swallow an odd iteration of a longer run
         // starting a little later: then leave s uncovered.
-        if (w.best.count == 2) {
+        if (w.best.count <= min_count) {
             const run found = w.best;
             slot t = s + 1;
             const slot stop = s + std::min(found.period, look_ahead);
             for (; t <= stop && t + 1 < n; ++t)
-                if (best_at(p, w, t) > best) break;
+                if (best_at(p, w, t, min_count) > best) break;
             if (t <= stop && t + 1 < n) {
                 s = t;
                 continue;
@@ -228,7 +243,7 @@ std::vector<run> find_runs(const program_view& p) {
         const slot P = w.best.period;
         for (slot r = 1; r <= P && r <= s - lower; ++r) {
             const slot K = run_count(p, s - r, P, &w.probe);
-            if (K < 2 || score(P, K) <= best) continue;
+            if (K < min_count || score(P, K) <= best) continue;
             best = score(P, K);
             std::swap(w.best, w.probe);
         }

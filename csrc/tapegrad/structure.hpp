@@ -38,11 +38,13 @@ struct run {
 // iteration 0 (at least 1). With `out`, also the block's operands; period > 0.
 slot run_count(const program_view& p, slot start, slot period, run* out = nullptr);
 
-// Disjoint runs with count >= 2, in slot order, found greedily: at each op slot, the
-// candidate periods are the distances to the next slot with the same op and operand
-// shape and to the next slot reading the same operand in the same position; the one
-// covering the most slots is taken (ties: the shorter period), else the scan moves on
-// one slot. Linear in the program's size, plus the slots each candidate checks.
-std::vector<run> find_runs(const program_view& p);
+// Disjoint runs of at least min_count (>= 2) iterations, in slot order, found greedily:
+// at each op slot, the candidate periods are the distances to the next slots with the
+// same op and operand shape and to the next slots reading the same operand in the same
+// position; the run covering the most slots beyond its first iteration is taken, else
+// the scan moves on one slot. Two iterations of any blocks of the same ops reading
+// leaves fit (each operand two slots: a stride), hence the default of 3. Linear in the
+// program's size, plus the slots each candidate checks.
+std::vector<run> find_runs(const program_view& p, slot min_count = 3);
 
 }  // namespace tapegrad

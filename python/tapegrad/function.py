@@ -540,9 +540,10 @@ class Function:
         from . import sparse as _sparse
         return _sparse.coloring(self, self._programs[0], kind, wrt)
 
-    def structure(self) -> Any:
-        """The loops in the (first) compiled program: runs of isomorphic blocks of ops,
-        as a ``tapegrad.structure.Structure`` (see that module for what a run is).
+    def structure(self, min_count: int = 3) -> Any:
+        """The loops in the (first) compiled program: runs of at least ``min_count``
+        isomorphic blocks of ops, as a ``tapegrad.structure.Structure`` (see that module
+        for what a run is).
 
         Examples:
             >>> import numpy as np, tapegrad as tg
@@ -558,7 +559,7 @@ class Function:
             (('sub', 'square', 'add'), ('strided', 'strided'))
         """
         from . import structure as _structure
-        return _structure.find(self._programs[0])
+        return _structure.find(self._programs[0], min_count)
 
     def _checked(self, args: Sequence[Any], result: Any, backward: bool = False) -> Any:
         """In anomaly mode (tg.detect_anomaly), a result holding NaN or inf is traced back

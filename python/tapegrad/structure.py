@@ -18,7 +18,9 @@ every iteration, and each of its operands is, in every iteration, one of:
   parameter).
 
 Every run reported is checked slot by slot against these rules, so a block that breaks
-the pattern in one iteration ends the run there.
+the pattern in one iteration ends the run there. Runs of two iterations are left out
+unless asked for (``min_count=2``): any two blocks of the same ops reading inputs or
+constants fit, each operand's two slots making a "stride".
 """
 from __future__ import annotations
 
@@ -123,12 +125,15 @@ class Structure:
 _ARITY = dict(_core.ops())
 
 
-def find(program: Any) -> Structure:
-    """The runs of a compiled program (``_core.Program``); ``Function.structure()``."""
+def find(program: Any, min_count: int = 3) -> Structure:
+    """The runs of at least ``min_count`` iterations in a compiled program
+    (``_core.Program``); ``Function.structure()``."""
+    if min_count < 2:
+        raise ValueError(f"structure: min_count must be at least 2, got {min_count}")
     state = program.__getstate__()
     table, first_op, codes = state[1], state[3], np.frombuffer(state[4], dtype=np.uint8)
     t0 = time.perf_counter()
-    found = _core.find_runs(program)
+    found = _core.find_runs(program, min_count)
     seconds = time.perf_counter() - t0
     runs = []
     for start, period, count, operands in found:
