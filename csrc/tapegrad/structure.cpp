@@ -165,21 +165,33 @@ std::uint64_t score(slot period, slot count) { return std::uint64_t(period) * (c
 // the period of a run that holds its first two iterations is passed over: on those slots
 // it scores less.
 std::uint64_t best_at(const program_view& p, structure_scratch& w, slot s, slot min_count) {
-    constexpr int hops = 4;  // links followed per kind of candidate
+    // Links followed: shapes repeat within a block, so a few; a next use is usually the
+    // next iteration's (and far away in memory), so fewer.
+    constexpr int hops = 4, use_hops = 2;
     const slot n = p.n_slots;
     slot cand[3 * hops];
     int n_cand = 0;
+    // A candidate needs room for min_count iterations (links ascend: the first one out
+    // of room ends a chain), and the same ops at a block's first, second and last slot
+    // in each: a cheap test that rejects most candidates of a program without loops
+    // before run_count classifies anything.
+    const std::uint64_t last = s + (std::uint64_t(n) - s) / min_count;
     auto add = [&](slot t) {
-        if (std::uint64_t(t - s) * 2 + s <= n) cand[n_cand++] = t - s;
+        const slot P = t - s;
+        for (slot k = 1; k < min_count; ++k)
+            for (const slot j : {slot(0), std::min<slot>(1, P - 1), P - 1})
+                if (p.ops[s + k * P + j] != p.ops[s + j]) return;
+        cand[n_cand++] = P;
     };
     slot t = s;
-    for (int h = 0; h < hops && (t = w.next_shape[t]) != 0; ++h) add(t);
+    for (int h = 0; h < hops && (t = w.next_shape[t]) != 0 && t <= last; ++h) add(t);
     for (const std::vector<slot>* next : {&w.next_a, &w.next_b}) {
         t = s;
-        for (int h = 0; h < hops && (t = (*next)[t]) != 0; ++h)
+        for (int h = 0; h < use_hops && (t = (*next)[t]) != 0 && t <= last; ++h)
             if (p.ops[t] == p.ops[s]) add(t);
     }
-    std::sort(cand, cand + n_cand);
+    for (int i = 1; i < n_cand; ++i)  // insertion sort (std::sort trips -Warray-bounds)
+        for (int j = i; j > 0 && cand[j - 1] > cand[j]; --j) std::swap(cand[j - 1], cand[j]);
     std::uint64_t best = 0;
     slot made[3 * hops];  // periods of runs found, and where each ends
     std::uint64_t made_end[3 * hops];
