@@ -47,4 +47,12 @@ slot run_count(const program_view& p, slot start, slot period, run* out = nullpt
 // program's size, plus the slots each candidate checks.
 std::vector<run> find_runs(const program_view& p, slot min_count = 3);
 
+class program;
+// One point's forward values as program::forward computes them (val: n_slots doubles),
+// but with each run of `runs` (find_runs on p) evaluated block op by block op, as a
+// loop over its iterations; the block ops a recurrence holds back run iteration by
+// iteration after the others. Bit for bit program::forward: the same kernels on the
+// same operands. An experiment, in no replay path.
+void forward_by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val);
+
 }  // namespace tapegrad

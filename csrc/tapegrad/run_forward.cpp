@@ -1,0 +1,109 @@
+// forward_by_runs(): one point's forward values with each run evaluated block op by
+// block op, as a loop over the run's iterations (an experiment; no replay uses it yet).
+#include <algorithm>
+#include <cstring>
+
+#include "tapegrad/program.hpp"
+#include "tapegrad/structure.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+double eval(op o, double x, double y) {
+    switch (o) {
+#define TG_OP(name, ...) \
+    case op::name: return kernel::name::forward(x, y);
+#include "tapegrad/ops.def"
+#undef TG_OP
+        default: return 0.0;
+    }
+}
+
+// out[k * P] = f(xa[k * sa], xb[k * sb]) for k in [0, K): no address is both written
+// and read (same-iteration and carried operands are other block ops; strided and
+// invariant ones lie before the run), hence the restrict.
+template <class F>
+void loop(F f, double* __restrict out, std::ptrdiff_t P, const double* __restrict xa,
+          std::ptrdiff_t sa, const double* __restrict xb, std::ptrdiff_t sb, slot K) {
+    if (P == 1 && sa == 1 && sb == 1) {  // the elementwise case, unit strides: SIMD
+        for (slot k = 0; k < K; ++k) out[k] = f(xa[k], xb[k]);
+        return;
+    }
+    for (slot k = 0; k < K; ++k) out[k * P] = f(xa[k * sa], xb[k * sb]);
+}
+
+void loop_op(op o, double* out, std::ptrdiff_t P, const double* xa, std::ptrdiff_t sa,
+             const double* xb, std::ptrdiff_t sb, slot K) {
+    switch (o) {
+#define TG_OP(name, ...)                                                                        \
+    case op::name:                                                                              \
+        return loop([](double x, double y) { return kernel::name::forward(x, y); }, out, P, xa, \
+                    sa, xb, sb, K);
+#include "tapegrad/ops.def"
+#undef TG_OP
+        default: return;
+    }
+}
+
+// Iterations [1, count) of an operand: its slot is base + k * step.
+void operand_line(const run& r, const block_operand& o, std::int64_t& base, std::int64_t& step) {
+    switch (o.kind) {
+        case operand_kind::same: base = r.start + o.source, step = r.period; break;
+        case operand_kind::carried:
+            base = std::int64_t(r.start) - r.period + o.source, step = r.period;
+            break;
+        default: base = o.first, step = o.stride;
+    }
+}
+
+}  // namespace
+
+void forward_by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val) {
+    const op* ops = p.op_.data();
+    const slot *a = p.a_.data(), *b = p.b_.data();
+    std::memcpy(val, x, sizeof(double) * p.n_inputs);
+    std::copy(p.init_.begin() + p.n_inputs, p.init_.end(), val + p.n_inputs);
+    auto scalar = [&](slot from, slot to) {
+        for (slot t = from; t < to; ++t) val[t] = eval(ops[t], val[a[t]], val[b[t]]);
+    };
+    std::vector<char> serial;
+    slot s = p.first_op();
+    for (const run& r : runs) {
+        scalar(s, r.start);
+        const slot P = r.period, K = r.count;
+        // A block op is serial if it needs a value of the previous iteration that the
+        // op-by-op order has not made yet (a carried operand from itself or a later
+        // block op), or a serial op's value; it runs iteration by iteration after the rest.
+        serial.assign(P, 0);
+        bool any = false;
+        for (slot j = 0; j < P; ++j) {
+            for (const block_operand* o : {&r.a[j], &r.b[j]}) {
+                if (o->kind == operand_kind::carried && (o->source >= j || serial[o->source]))
+                    serial[j] = 1;
+                if (o->kind == operand_kind::same && serial[o->source]) serial[j] = 1;
+            }
+            any |= serial[j] != 0;
+        }
+        for (slot j = 0; j < P; ++j) {
+            if (serial[j]) continue;
+            const slot t0 = r.start + j;
+            val[t0] = eval(ops[t0], val[a[t0]], val[b[t0]]);  // iteration 0 (initial values)
+            std::int64_t ba, sa, bb, sb;
+            operand_line(r, r.a[j], ba, sa);
+            operand_line(r, r.b[j], bb, sb);
+            loop_op(ops[t0], val + t0 + P, P, val + ba + sa, sa, val + bb + sb, sb, K - 1);
+        }
+        if (any)
+            for (slot k = 0; k < K; ++k)
+                for (slot j = 0; j < P; ++j)
+                    if (serial[j]) {
+                        const slot t = r.start + k * P + j;
+                        val[t] = eval(ops[t], val[a[t]], val[b[t]]);
+                    }
+        s = r.end();
+    }
+    scalar(s, p.n_slots());
+}
+
+}  // namespace tapegrad
