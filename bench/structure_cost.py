@@ -4,10 +4,14 @@ the trace that made the program, on programs of 10^5 to 10^6 ops:
 
     python bench/structure_cost.py            # ~1 min on 2 noisy cores
     python bench/structure_cost.py --quick    # the smaller sizes only
+    python bench/structure_cost.py --forward  # one-point forward: interpreter vs by runs
 
 Per workload: ops in the program, the trace time (``tg.trace``, median of 3), the
 detection time (``_core.find_runs`` alone: first call, then the median of 5), their
-ratio, and what was found (runs, coverage, largest run).
+ratio, and what was found (runs, coverage, largest run). With ``--forward``: the
+one-point forward sweep over every slot, by the interpreter (``program::forward``) and
+run by run (``forward_by_runs``, the experiment), best of 7 x 20 calls each, after a
+check that the two agree bit for bit.
 """
 from __future__ import annotations
 
@@ -107,5 +111,23 @@ def main(quick):
               f"{1e3 * find:7.2f}ms {find / trace:7.4f}  {what}")
 
 
+def forward(quick):
+    print(f"{'workload':30} {'ops':>8} {'interpreter':>12} {'by runs':>10} {'speed-up':>9}")
+    for name, make in workloads(quick):
+        F = make()
+        program = F._programs[0]
+        x = np.random.default_rng(0).uniform(0.1, 0.9, program.n_inputs)
+        want, _ = _core._forward_slots(program, x, False)
+        got, _ = _core._forward_slots(program, x, True)
+        same = (want.view(np.uint64) == got.view(np.uint64)) | (np.isnan(want) & np.isnan(got))
+        assert same.all(), name
+        best = {}
+        for by_runs in (False, True) * 7:
+            t = _core._forward_slots(program, x, by_runs, 20)[1]
+            best[by_runs] = min(best.get(by_runs, t), t)
+        print(f"{name:30} {F.n_ops:8d} {1e6 * best[False]:10.1f}us {1e6 * best[True]:8.1f}us "
+              f"{best[False] / best[True]:8.2f}x")
+
+
 if __name__ == "__main__":
-    main("--quick" in sys.argv[1:])
+    (forward if "--forward" in sys.argv[1:] else main)("--quick" in sys.argv[1:])

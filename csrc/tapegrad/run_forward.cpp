@@ -85,22 +85,30 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
             }
             any |= serial[j] != 0;
         }
-        for (slot j = 0; j < P; ++j) {
-            if (serial[j]) continue;
-            const slot t0 = r.start + j;
-            val[t0] = eval(ops[t0], val[a[t0]], val[b[t0]]);  // iteration 0 (initial values)
-            std::int64_t ba, sa, bb, sb;
-            operand_line(r, r.a[j], ba, sa);
-            operand_line(r, r.b[j], bb, sb);
-            loop_op(ops[t0], val + t0 + P, P, val + ba + sa, sa, val + bb + sb, sb, K - 1);
+        // Iteration 0 reads the initial values: slot by slot. Then chunks of iterations
+        // small enough to stay in L1 (a block op's loop touches one slot per
+        // iteration, P apart): each vector op over the chunk, then the serial ops.
+        scalar(r.start, r.start + P);
+        const slot chunk = std::max<slot>(1, 2048 / P);
+        for (slot k0 = 1; k0 < K; k0 += chunk) {
+            const slot k1 = std::min(K, k0 + chunk);
+            for (slot j = 0; j < P; ++j) {
+                if (serial[j]) continue;
+                const slot t0 = r.start + k0 * P + j;
+                std::int64_t ba, sa, bb, sb;
+                operand_line(r, r.a[j], ba, sa);
+                operand_line(r, r.b[j], bb, sb);
+                loop_op(ops[t0], val + t0, P, val + ba + k0 * sa, sa, val + bb + k0 * sb, sb,
+                        k1 - k0);
+            }
+            if (any)
+                for (slot k = k0; k < k1; ++k)
+                    for (slot j = 0; j < P; ++j)
+                        if (serial[j]) {
+                            const slot t = r.start + k * P + j;
+                            val[t] = eval(ops[t], val[a[t]], val[b[t]]);
+                        }
         }
-        if (any)
-            for (slot k = 0; k < K; ++k)
-                for (slot j = 0; j < P; ++j)
-                    if (serial[j]) {
-                        const slot t = r.start + k * P + j;
-                        val[t] = eval(ops[t], val[a[t]], val[b[t]]);
-                    }
         s = r.end();
     }
     scalar(s, p.n_slots());
