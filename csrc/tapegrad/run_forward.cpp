@@ -46,6 +46,31 @@ void loop_op(op o, double* out, std::ptrdiff_t P, const double* xa, std::ptrdiff
     }
 }
 
+// A reduction in traced order: out[k * P] = f(out[(k - 1) * P], x[k * sx]) (or with
+// the operands the other way round), the running value kept in a register.
+template <class F>
+void recur(F f, double* out, std::ptrdiff_t P, bool carried_a, const double* x, std::ptrdiff_t sx,
+           slot K) {
+    double acc = out[-P];
+    if (carried_a)
+        for (slot k = 0; k < K; ++k) acc = out[k * P] = f(acc, x[k * sx]);
+    else
+        for (slot k = 0; k < K; ++k) acc = out[k * P] = f(x[k * sx], acc);
+}
+
+void recur_op(op o, double* out, std::ptrdiff_t P, bool carried_a, const double* x,
+              std::ptrdiff_t sx, slot K) {
+    switch (o) {
+#define TG_OP(name, ...)                                                                     \
+    case op::name:                                                                           \
+        return recur([](double u, double v) { return kernel::name::forward(u, v); }, out, P, \
+                     carried_a, x, sx, K);
+#include "tapegrad/ops.def"
+#undef TG_OP
+        default: return;
+    }
+}
+
 // Iterations [1, count) of an operand: its slot is base + k * step.
 void operand_line(const run& r, const block_operand& o, std::int64_t& base, std::int64_t& step) {
     switch (o.kind) {
@@ -89,6 +114,22 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
         // small enough to stay in L1 (a block op's loop touches one slot per
         // iteration, P apart): each vector op over the chunk, then the serial ops.
         scalar(r.start, r.start + P);
+        // One serial op that carries only itself, the other operand ready (a running sum
+        // or product): a reduction loop instead of op-by-op dispatch.
+        slot only = P;
+        bool carried_a = false;
+        if (std::count(serial.begin(), serial.end(), 1) == 1) {
+            const slot j = slot(std::find(serial.begin(), serial.end(), 1) - serial.begin());
+            const block_operand &oa = r.a[j], &ob = r.b[j];
+            auto self = [&](const block_operand& o) {
+                return o.kind == operand_kind::carried && o.source == j;
+            };
+            if (ops[r.start + j] != op::leaf && op_table[int(ops[r.start + j])].arity == 2 &&
+                self(oa) != self(ob)) {
+                only = j;
+                carried_a = self(oa);
+            }
+        }
         const slot chunk = std::max<slot>(1, 2048 / P);
         for (slot k0 = 1; k0 < K; k0 += chunk) {
             const slot k1 = std::min(K, k0 + chunk);
@@ -101,7 +142,13 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
                 loop_op(ops[t0], val + t0, P, val + ba + k0 * sa, sa, val + bb + k0 * sb, sb,
                         k1 - k0);
             }
-            if (any)
+            if (only < P) {
+                const block_operand& o = carried_a ? r.b[only] : r.a[only];
+                std::int64_t base, step;
+                operand_line(r, o, base, step);
+                recur_op(ops[r.start + only], val + r.start + k0 * P + only, P, carried_a,
+                         val + base + k0 * step, step, k1 - k0);
+            } else if (any)
                 for (slot k = k0; k < k1; ++k)
                     for (slot j = 0; j < P; ++j)
                         if (serial[j]) {
