@@ -110,9 +110,10 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
             }
             any |= serial[j] != 0;
         }
-        // Iteration 0 reads the initial values: slot by slot. Then chunks of iterations
-        // small enough to stay in L1 (a block op's loop touches one slot per
-        // iteration, P apart): each vector op over the chunk, then the serial ops.
+        // Iteration 0 reads the initial values: slot by slot. Then chunks of iterations:
+        // each vector op over the chunk, then the serial ops. A block op's loop touches
+        // one slot per iteration, P apart; on the MLP loss (P = 640, 99 iterations)
+        // chunks of 32 ran 1.0x the interpreter, of 8 0.74x, of 128 0.38x.
         scalar(r.start, r.start + P);
         // One serial op that carries only itself, the other operand ready (a running sum
         // or product): a reduction loop instead of op-by-op dispatch.
@@ -130,7 +131,7 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
                 carried_a = self(oa);
             }
         }
-        const slot chunk = std::max<slot>(1, 2048 / P);
+        const slot chunk = std::max<slot>(32, 2048 / P);
         for (slot k0 = 1; k0 < K; k0 += chunk) {
             const slot k1 = std::min(K, k0 + chunk);
             for (slot j = 0; j < P; ++j) {
