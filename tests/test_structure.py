@@ -389,3 +389,10 @@ def test_forward_by_runs_on_random_and_almost_periodic_programs(seed):
     F = planted(rng, mutate=seed % 2 == 1) if seed < 40 else random_dag(rng, 4, 200)
     x = np.random.default_rng(seed).uniform(0.1, 0.9, F._programs[0].n_inputs)
     same_bits(F, x)
+
+
+def test_an_unpickled_function_has_the_same_runs():
+    import pickle
+    F = tg.trace(rosenbrock_loop, np.zeros(30))
+    G = pickle.loads(pickle.dumps(F))
+    assert layout(found(G)) == layout(F.structure()) == [(0, 8, 29)]
