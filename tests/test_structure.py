@@ -396,3 +396,11 @@ def test_an_unpickled_function_has_the_same_runs():
     F = tg.trace(rosenbrock_loop, np.zeros(30))
     G = pickle.loads(pickle.dumps(F))
     assert layout(found(G)) == layout(F.structure()) == [(0, 8, 29)]
+
+
+def test_the_module_examples_run():
+    import doctest
+
+    import tapegrad.structure
+    failed, tried = doctest.testmod(tapegrad.structure, optionflags=doctest.ELLIPSIS)
+    assert tried >= 4 and failed == 0
