@@ -2,10 +2,13 @@
 // so that every slot of the expected runs is known.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
+#include "graphs.hpp"
 #include "tapegrad/program.hpp"
 #include "tapegrad/structure.hpp"
 
@@ -152,4 +155,28 @@ TEST_CASE("structure: random programs give only runs that hold") {
                     }
             }
     }
+}
+
+TEST_CASE("structure: forward_by_runs gives the interpreter's values") {
+    // a running sum of x[i] * x[i + 1] (a reduction), then sin(x[39 - i]) (a negative
+    // stride) and x[i] * s (an invariant op before the run), all outputs
+    tg_test::held_tape h;
+    std::vector<int> x, out;
+    for (int i = 0; i < 40; ++i) x.push_back(h.leaf(0.1 * i + 0.05));
+    int s = x[0];
+    for (int i = 0; i < 39; ++i) s = h.apply(op::add, s, h.apply(op::mul, x[i], x[i + 1]));
+    for (int i = 0; i < 40; ++i) out.push_back(h.apply(op::sin, x[39 - i], x[39 - i]));
+    for (int i = 0; i < 40; ++i) out.push_back(h.apply(op::mul, x[i], s));
+    out.push_back(s);
+    std::vector<tape::index> in_nodes, out_nodes;
+    for (int k : x) in_nodes.push_back(h[k]);
+    for (int k : out) out_nodes.push_back(h[k]);
+    const program p = compile(h.t, in_nodes, out_nodes, {}, true);
+    const std::vector<run> runs = find_runs(p.view());
+    CHECK(runs.size() >= 3);
+    std::vector<double> in(40), want(p.n_slots()), got(p.n_slots(), -1.0);
+    for (int i = 0; i < 40; ++i) in[i] = std::sin(1.0 + i);
+    p.forward(in.data(), want.data());
+    forward_by_runs(p, runs, in.data(), got.data());
+    CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(double)) == 0);
 }
