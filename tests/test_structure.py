@@ -46,8 +46,30 @@ def classify(col, s, P, j):
     return None
 
 
+def expected(desc, s, P, K, j):
+    """The slots an operand described by (kind, first, source, stride) reads in iterations
+    0..K-1 of block op j, from the definition; asserts the kind's own conditions."""
+    kind, first, source, stride = (int(v) for v in desc)
+    k = np.arange(K)
+    if kind == SAME:
+        assert 0 <= source < j and first == s + source
+        return s + k * P + source
+    if kind == CARRIED:
+        assert 0 <= source < P and first < s
+        slots = s + (k - 1) * P + source
+        slots[0] = first
+        return slots
+    assert (stride != 0) == (kind == STRIDED) and kind in (STRIDED, INVARIANT)
+    slots = first + k * stride
+    assert (slots < s).all() and (slots >= 0).all()
+    return slots
+
+
 def verify(F, structure):
-    """Assert every run of `structure` holds in F's program, as reported."""
+    """Assert every run of `structure` holds in F's program, as reported: the operand
+    classes re-derived from the slots alone, and (an add or mul may read its operands the
+    other way round in some iteration, compile ordering them by slot) the slots each
+    iteration reads against those the reported classes give."""
     ops, a, b, first_op = arrays(F)
     n = len(ops)
     end = first_op
@@ -58,11 +80,24 @@ def verify(F, structure):
         slots = s + np.arange(K)[:, None] * P + np.arange(P)[None, :]
         assert (ops[slots] == ops[s:s + P]).all()
         assert run.ops == tuple(ops[s:s + P])
-        for i, arg in enumerate((a, b)):
-            for j in range(P):
-                got = classify(arg[slots[:, j]], s, P, j)
+        flipped = False
+        for j in range(P):
+            A, B = a[slots[:, j]], b[slots[:, j]]
+            ea = expected(run.operands[j, 0], s, P, K, j)
+            eb = expected(run.operands[j, 1], s, P, K, j)
+            straight = (A == ea) & (B == eb)
+            if ops[s + j] in ("add", "mul"):
+                swap = (A == eb) & (B == ea) & ~straight
+                assert (straight | swap).all(), (run, j)
+                flipped |= bool(swap.any())
+                if swap.any():
+                    continue
+            assert straight.all(), (run, j)
+            for i, col in enumerate((A, B)):  # an independent reading of the classes
+                got = classify(col, s, P, j)
                 assert got is not None, (run, j, i)
                 assert tuple(int(v) for v in run.operands[j, i]) == got, (run, j, i)
+        assert run.swapped == flipped, run
 
 
 def found(F, min_count=3):
@@ -91,9 +126,11 @@ def rosenbrock_loop(x):
 def test_rosenbrock_numpy_is_one_run_per_elementwise_stage_and_the_sum(d):
     S = found(tg.trace(rosenbrock_numpy, np.zeros(d)), min_count=2)
     m = d - 1
-    # seven elementwise stages of m ops each, then m - 1 adds of which the first (x0 + x1)
-    # starts the sum: the others carry it
-    assert layout(S) == [(k * m, 1, m) for k in range(7)] + [(7 * m + 1, 1, m - 2)]
+    # seven elementwise stages of m ops each, then the sum's m - 1 adds: the first (t0 +
+    # t1) reads t0 where the others read the running sum, and in slot order t1 first
+    # where the others have their term first: swapped
+    assert layout(S) == [(k * m, 1, m) for k in range(7)] + [(7 * m, 1, m - 1)]
+    assert [r.swapped for r in S] == [False] * 7 + [True]
     assert [r.ops[0] for r in S] == ["square", "sub", "square", "mul", "sub", "square",
                                      "add", "add"]
     assert [r.kinds(0) for r in S[:7]] == [
@@ -122,7 +159,7 @@ def test_mlp_loss_is_one_run_per_data_point_then_hinge_sum_and_penalty():
     X, y = tg.nn.make_moons(100)
     F = tg.nn.compile_loss(model, moons_loss, X, y).function
     S = found(F)
-    assert layout(S) == [(0, 640, 100), (64000, 3, 100), (64301, 1, 99), (64401, 2, 337)]
+    assert layout(S) == [(0, 640, 100), (64000, 3, 100), (64300, 1, 100), (64401, 2, 337)]
     point = S[0]
     # the parameters are the same in every point's block, the point's coordinates move
     # by 2 (X is 100 x 2, row-major): strided; layers 2 and 3 read this point's layer 1
@@ -142,10 +179,12 @@ def test_time_stepping_recurrence_carries_the_state():
         return x
 
     S = found(tg.trace(euler, 1.0, 0.5))
+    # op 0 is -k, computed once (CSE); then 100 steps of mul, sin, add, mul, add, the
+    # first step's mul reading (x, -k) in slot order where the others read (-k, x)
+    assert layout(S) == [(1, 5, 100)]
     (run,) = S
-    assert run.period == 5 and run.count >= 99
-    assert run.carried  # the state
-    assert S.covered > 0.98
+    assert run.ops == ("mul", "sin", "add", "mul", "add") and run.swapped
+    assert run.carried == (4,) and run.kinds(0) == ("invariant", "carried")
 
 
 def test_report_reads_well():

@@ -37,15 +37,15 @@ void register_structure(py::module_& m) {
                         *d++ = o->source;
                         *d++ = o->stride;
                     }
-                out.append(py::make_tuple(r.start, r.period, r.count, operands));
+                out.append(py::make_tuple(r.start, r.period, r.count, operands, r.swapped));
             }
             return out;
         },
         py::arg("program"), py::arg("min_count") = 3,
         "The program's runs of at least min_count isomorphic blocks: per run (start, period, "
-        "count, operands), "
-        "operands[j, i] = (kind, first, source, stride) for operand i (a, b) of block op j; "
-        "kind 0 same iteration, 1 carried, 2 strided, 3 invariant.");
+        "count, operands, swapped), operands[j, i] = (kind, first, source, stride) for operand "
+        "i (a, b) of block op j (kind 0 same iteration, 1 carried, 2 strided, 3 invariant); "
+        "swapped: some iteration's add or mul reads them the other way round.");
     m.def(
         "_forward_slots",
         [](const Program& P,

@@ -113,6 +113,9 @@ void link_uses(const program_view& p, const slot* arg, std::vector<slot>& next,
 
 }  // namespace
 
+// The ops whose operands compile puts in slot order (commutative: either order holds).
+bool commutes(op o) { return o == op::add || o == op::mul; }
+
 slot run_count(const program_view& p, slot start, slot period, run* out) {
     const slot n = p.n_slots;
     run local;
@@ -120,34 +123,61 @@ slot run_count(const program_view& p, slot start, slot period, run* out) {
     r.start = start;
     r.period = period;
     r.count = 1;
+    r.swapped = false;
     if (period == 0 || start < p.first_op || start >= n ||
         std::uint64_t(n - start) < 2 * std::uint64_t(period))
         return 1;
     // Iterations 0 and 1 fix each operand's class; a first pass that stores nothing, so
-    // a far candidate that fails early costs no O(period) setup.
+    // a far candidate that fails early costs no O(period) setup. An add or mul may read
+    // its operands in iteration 0 the other way round.
+    auto pair = [&](slot j, bool flip, block_operand& ca, block_operand& cb) {
+        const slot t0 = start + j, t1 = t0 + period;
+        return classify(start, period, flip ? p.b[t0] : p.a[t0], p.a[t1], ca) &&
+               classify(start, period, flip ? p.a[t0] : p.b[t0], p.b[t1], cb);
+    };
     block_operand ca, cb;
     for (slot j = 0; j < period; ++j) {
-        const slot t0 = start + j, t1 = t0 + period;
-        if (p.ops[t0] != p.ops[t1] || !classify(start, period, p.a[t0], p.a[t1], ca) ||
-            !classify(start, period, p.b[t0], p.b[t1], cb))
-            return 1;
+        const slot t0 = start + j;
+        if (p.ops[t0] != p.ops[t0 + period]) return 1;
+        if (!pair(j, false, ca, cb) && !(commutes(p.ops[t0]) && pair(j, true, ca, cb))) return 1;
     }
+    // Iteration k of op j in either order; true if it holds, `flip` if only swapped.
+    auto fits = [&](slot j, std::int64_t k, const block_operand& ca, const block_operand& cb,
+                    bool& flip) {
+        const slot t = start + slot(k) * period + j;
+        flip = false;
+        if (holds(ca, start, period, k, p.a[t]) && holds(cb, start, period, k, p.b[t])) return true;
+        flip = commutes(p.ops[t]) && holds(ca, start, period, k, p.b[t]) &&
+               holds(cb, start, period, k, p.a[t]);
+        return flip;
+    };
     r.a.resize(period);
     r.b.resize(period);
+    const bool third = std::uint64_t(start) + 3 * std::uint64_t(period) <= n;
     for (slot j = 0; j < period; ++j) {
-        const slot t0 = start + j, t1 = t0 + period;
-        classify(start, period, p.a[t0], p.a[t1], r.a[j]);
-        classify(start, period, p.b[t0], p.b[t1], r.b[j]);
+        bool flip = false;
+        const bool straight = pair(j, false, r.a[j], r.b[j]);
+        // Both orders fit two iterations (two slots before the run always make a
+        // stride): iteration 2 decides.
+        if (!straight || (commutes(p.ops[start + j]) && third &&
+                          p.ops[start + 2 * period + j] == p.ops[start + j] &&
+                          !fits(j, 2, r.a[j], r.b[j], flip) && pair(j, true, ca, cb) &&
+                          fits(j, 2, ca, cb, flip))) {
+            pair(j, true, r.a[j], r.b[j]);
+            r.swapped = true;
+        }
     }
     std::int64_t k = 2;
     for (; std::uint64_t(start) + std::uint64_t(k + 1) * period <= n; ++k) {
         const slot t = start + slot(k) * period;
         slot j = 0;
-        for (; j < period; ++j)
-            if (p.ops[t + j] != p.ops[start + j] || !holds(r.a[j], start, period, k, p.a[t + j]) ||
-                !holds(r.b[j], start, period, k, p.b[t + j]))
-                break;
+        bool flip = false, flipped = false;
+        for (; j < period; ++j) {
+            if (p.ops[t + j] != p.ops[start + j] || !fits(j, k, r.a[j], r.b[j], flip)) break;
+            flipped |= flip;
+        }
         if (j < period) break;
+        r.swapped |= flipped;
     }
     r.count = slot(k);
     return r.count;

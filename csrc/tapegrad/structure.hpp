@@ -31,6 +31,11 @@ struct block_operand {
 struct run {
     slot start, period, count;
     std::vector<block_operand> a, b;
+    // In some iteration an add or mul has its operands the other way round: compile
+    // orders them by slot, which can flip where a carried value starts as an input.
+    // Values and derivatives are the same either way; code reading a_ and b_ per
+    // iteration must allow it.
+    bool swapped = false;
     slot end() const { return start + period * count; }
 };
 
