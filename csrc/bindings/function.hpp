@@ -52,5 +52,6 @@ void register_buffers(pybind11::module_& m);  // buffers.cpp: _core.empty
 pybind11::array_t<double> empty(const std::vector<py_ssize>& shape);
 void register_autograd(pybind11::module_& m);  // autograd.cpp: _core._gradient
 void register_sparsity(pybind11::module_& m);  // sparsity.cpp: patterns and colorings
+void register_structure(pybind11::module_& m);  // structure.cpp: runs of isomorphic blocks
 
 }  // namespace tapegrad::bind

@@ -540,6 +540,27 @@ class Function:
         from . import sparse as _sparse
         return _sparse.coloring(self, self._programs[0], kind, wrt)
 
+    def structure(self, min_count: int = 3) -> Any:
+        """The loops in the (first) compiled program: runs of at least ``min_count``
+        isomorphic blocks of ops, as a ``tapegrad.structure.Structure`` (see that module
+        for what a run is).
+
+        Examples:
+            >>> import numpy as np, tapegrad as tg
+            >>> def f(x):
+            ...     s = 0.0
+            ...     for i in range(len(x) - 1):
+            ...         s = s + (x[i + 1] - x[i]) ** 2
+            ...     return s
+            >>> F = tg.trace(f, np.zeros(50))
+            >>> F.structure()
+            <Structure: 1 run cover 100.0% of 147 ops; largest 49 x 3 ops>
+            >>> F.structure()[0].ops, F.structure()[0].kinds(0)
+            (('sub', 'square', 'add'), ('strided', 'strided'))
+        """
+        from . import structure as _structure
+        return _structure.find(self._programs[0], min_count)
+
     def _checked(self, args: Sequence[Any], result: Any, backward: bool = False) -> Any:
         """In anomaly mode (tg.detect_anomaly), a result holding NaN or inf is traced back
         to its node and line by running fn eagerly, with detection on, at the first bad
