@@ -219,6 +219,10 @@ def test_pendulum_example_converges_and_agrees_with_casadi():
     np.testing.assert_allclose(z[[0, -1], :2], [[0.0, 0.0], [np.pi, 0.0]], atol=1e-12)
     assert ours["nnz_hessian"] == 2 * 61  # sin(theta) and u^2: a diagonal Hessian
     pytest.importorskip("casadi")
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        # casadi dlopens its IPOPT plugin with RTLD_DEEPBIND, which the sanitizer runtime
+        # refuses (google/sanitizers#611) and aborts the process; the plain suite runs it.
+        pytest.skip("casadi's IPOPT plugin cannot load under ASan (RTLD_DEEPBIND)")
     theirs = P.solve_casadi(60)
     assert theirs["converged"]
     dcost, dz = P.compare(ours, theirs)
