@@ -33,6 +33,27 @@ def test_tape_stats():
     assert after["size"] == 3 and after["capacity"] >= 3 and after["bytes"] > 0
 
 
+def test_a_new_threads_tape_starts_on_the_memory_of_a_freed_one():
+    def build():
+        v = tg.Var(0.5)
+        for _ in range(20_000):
+            v = tg.sin(v)
+        return core.tape_stats()["capacity"]
+
+    def start():
+        before = core.tape_stats()["capacity"]  # (the first Var frees the finished tape)
+        x = tg.Var(2.0)
+        y = x * x
+        y.backward()
+        return before, core.tape_stats()["capacity"], y.value, x.grad
+
+    built = in_new_thread(build)  # the thread ends and its last Var is gone
+    assert built > 20_000
+    _, capacity, value, grad = in_new_thread(start)
+    assert capacity >= built  # (or a larger one freed earlier)
+    assert (value, grad) == (4.0, 4.0)
+
+
 def test_training_loop_memory_is_bounded():
     def train(steps):
         w, b = tg.Var(0.0), tg.Var(0.0)  # the parameters, made once

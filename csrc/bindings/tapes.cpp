@@ -29,6 +29,13 @@ struct thread_tape {
 };
 thread_local thread_tape this_thread;
 
+// The memory of a freed tape, for the next thread's new tape: a program that starts
+// threads (a pool, Dask's workers, a server) then builds on pages already faulted in,
+// as the thread before it did, instead of paying the kernel to zero fresh ones. A tape
+// with no nodes left keeps at most about tape::kept_nodes of its pages (8.7 MB), so that
+// is all the spare holds. The larger of two freed tapes' memories is kept.
+tape* const spare = new tape;  // never destroyed
+
 void release_orphans() {
     std::vector<shared_tape*> done;
     {
@@ -42,7 +49,9 @@ void release_orphans() {
 }  // namespace
 
 void unref(shared_tape* t) {
-    if (--t->refs == 0) delete t;
+    if (--t->refs != 0) return;
+    if (t->nodes.capacity() > spare->capacity()) spare->swap_memory(t->nodes);
+    delete t;
 }
 
 shared_tape::shared_tape(std::uint64_t max_nodes) : nodes(max_nodes), serial(next_serial++) {
@@ -58,6 +67,7 @@ shared_tape& current_tape() {
     if (!this_thread.t) {
         this_thread.t = new shared_tape(default_max_nodes);
         this_thread.t->refs = 1;  // the thread's own reference
+        this_thread.t->nodes.swap_memory(*spare);
     }
     return *this_thread.t;
 }

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <utility>
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -112,6 +113,12 @@ void column_memory::resize(std::size_t used, std::size_t bytes) {
     p_ = q;
     bytes_ = bytes;
     mapped_ = map;
+}
+
+void column_memory::swap(column_memory& other) noexcept {
+    std::swap(p_, other.p_);
+    std::swap(bytes_, other.bytes_);
+    std::swap(mapped_, other.mapped_);
 }
 
 std::size_t column_memory::resident_bytes() const {

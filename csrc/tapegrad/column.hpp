@@ -6,8 +6,9 @@
 //   first touch of a second copy;
 // - the pages above what the tape uses can be given back to the OS while the pointer stays
 //   valid (madvise), so a dropped graph returns its memory without moving anything.
-// No transparent huge pages yet: they fault in faster, but each column's frontier then
-// holds up to 2 MB more, which raised the RSS per node of a 10^6-node graph from 33 to 41 B.
+// No transparent huge pages: measured on a new tape's build they saved nothing (the cost
+// of fresh memory here is the kernel zeroing it, which huge pages pay as well, plus a copy
+// onto 2 MiB boundaries), and each column's frontier would hold up to 2 MB more.
 // Without mremap (macOS, Windows) a mapping grows by a new one and a copy. On Windows the
 // mapping is VirtualAlloc's, and pages go back by MEM_RESET and VirtualUnlock. Elsewhere the
 // same calls fall back to the heap (copying on growth, keeping the pages).
@@ -18,7 +19,14 @@ namespace tapegrad {
 
 class column_memory {
 public:
+#if defined(__linux__)
+    // With mremap a mapping grows without a copy, so a column leaves the heap at one page:
+    // growing on the heap copies each doubling into freshly faulted memory, which made a
+    // new tape touch about twice the pages it uses.
+    static constexpr std::size_t map_min_bytes = std::size_t(1) << 12;
+#else
     static constexpr std::size_t map_min_bytes = std::size_t(1) << 20;
+#endif
 
     column_memory() = default;
     column_memory(const column_memory&) = delete;
@@ -31,6 +39,8 @@ public:
     // Give the pages wholly above byte `used` back to the OS; their contents are lost
     // (read back as zeros or garbage), the pointer and size stay. No-op on the heap.
     void discard_above(std::size_t used) noexcept;
+    // Trade memory with another column: each keeps the other's pointer, size and pages.
+    void swap(column_memory& other) noexcept;
 
     // Bytes of this column in physical memory: all of it on the heap; the resident pages
     // of a mapping (mincore; on Windows QueryWorkingSetEx), which discard_above gives back.
@@ -55,6 +65,7 @@ public:
     void discard_above(std::size_t used) noexcept { mem_.discard_above(used * sizeof(T)); }
     bool mapped() const { return mem_.mapped(); }
     std::size_t resident_bytes() const { return mem_.resident_bytes(); }
+    void swap(column& other) noexcept { mem_.swap(other.mem_); }
 
 private:
     column_memory mem_;

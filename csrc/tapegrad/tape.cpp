@@ -6,6 +6,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tapegrad {
@@ -28,6 +29,24 @@ void tape::resize_columns(index cap) {
         if (!shrink) throw;
     }
     cap_ = cap;
+}
+
+bool tape::swap_memory(tape& other) noexcept {
+    if (size_ != 0 || other.size_ != 0 || other.cap_ > max_ || cap_ > other.max_) return false;
+    op_.swap(other.op_);
+    arg0_.swap(other.arg0_);
+    arg1_.swap(other.arg1_);
+    val_.swap(other.val_);
+    adj_.swap(other.adj_);
+    refs_.swap(other.refs_);
+    low_.swap(other.low_);
+    std::swap(cap_, other.cap_);
+    // Appends stop in make_room first: it checks max_nodes (which stays with each tape)
+    // and shrinks a capacity far above what is used.
+    room_ = other.room_ = 0;
+    garbage_ = other.garbage_ = 0;
+    dirty_ = other.dirty_ = 0;
+    return true;
 }
 
 void tape::make_room(index n) {

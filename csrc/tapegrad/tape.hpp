@@ -56,6 +56,12 @@ public:
     }
     void set_relocator(relocator* r) { relocator_ = r; }
 
+    // Trade arrays with another tape, when neither holds a node: a new tape can start on
+    // the memory of one that is done, whose pages (at most about kept_nodes of them, see
+    // drop_garbage_on_top) are faulted in already. Returns false, changing nothing, if
+    // either tape has nodes or the other's capacity is above one's max_nodes.
+    bool swap_memory(tape& other) noexcept;
+
     index push_leaf(op kind, double value) {
         reserve_more(1);
         return put(kind, 0, 0, value, none);

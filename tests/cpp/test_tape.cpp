@@ -223,3 +223,43 @@ TEST_CASE("tape: backward visits only the root's own graph") {
     CHECK(h.adj(w) == 2.0);  // 2w + 1
     CHECK(h.adj(old) == 0.0);  // not swept
 }
+
+// A thread's new tape starts on the memory of one that was freed (bindings/tapes.cpp).
+TEST_CASE("tape: a tape with no nodes hands its arrays to another, within that one's limit") {
+    held_tape done;
+    std::vector<int> hs;
+    int v = done.leaf(0.5);
+    hs.push_back(v);
+    for (int k = 0; k < 5000; ++k) {
+        v = done.apply(op::sin, v);
+        hs.push_back(v);
+    }
+    held_tape busy;
+    busy.leaf(1.0);
+    CHECK_FALSE(done.t.swap_memory(busy.t));  // both hold nodes
+    for (auto it = hs.rbegin(); it != hs.rend(); ++it) done.drop(*it);
+    REQUIRE(done.t.size() == 0);
+    const tape::index room = done.t.capacity();
+    REQUIRE(room >= 5001);
+
+    CHECK_FALSE(busy.t.swap_memory(done.t));  // busy still holds a node
+    held_tape small(100);                     // a limit below the capacity on offer
+    CHECK_FALSE(small.t.swap_memory(done.t));
+    CHECK(done.t.capacity() == room);
+
+    held_tape fresh;
+    CHECK(fresh.t.swap_memory(done.t));
+    CHECK(fresh.t.capacity() == room);
+    CHECK(done.t.size() == 0);
+    // The new tape works as any other: values, gradients, a clean recount.
+    const int x = fresh.leaf(3.0), y = fresh.leaf(-2.0);
+    const int f = fresh.apply(op::mul, fresh.apply(op::add, x, y), x);  // (x + y) x
+    fresh.t.backward(fresh[f]);
+    CHECK(fresh.val(f) == 3.0);
+    CHECK(fresh.t.adj(fresh[x]) == 2 * 3.0 - 2.0);
+    CHECK(fresh.t.adj(fresh[y]) == 3.0);
+    CHECK(fresh.check().empty());
+    // and the one it traded with is a working tape too.
+    const int z = done.leaf(2.0);
+    CHECK(done.val(done.apply(op::square, z)) == 4.0);
+}
