@@ -22,20 +22,9 @@
 #include <vector>
 
 #include "bindings/function.hpp"
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
+#include "tapegrad/os_memory.hpp"
 #ifdef _WIN32
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
 #include <malloc.h>
-#include <windows.h>
 #endif
 
 namespace py = pybind11;

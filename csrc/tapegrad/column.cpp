@@ -6,22 +6,14 @@
 #include <utility>
 #include <vector>
 
+#include "tapegrad/os_memory.hpp"
+
 #if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
 #define TG_HAVE_MMAP 1
 #else
 #define TG_HAVE_MMAP 0
 #endif
 #ifdef _WIN32
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
-
 #include <psapi.h>  // after windows.h
 #define TG_HAVE_VIRTUAL_ALLOC 1
 #else
