@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bindings/function.hpp"
+#include "tapegrad/column.hpp"  // map_huge_pages
 #include "tapegrad/os_memory.hpp"
 #ifdef _WIN32
 #include <malloc.h>
@@ -42,7 +43,7 @@ namespace {
 // costs 0.13-0.15 ms per MB instead of 0.37-0.44 with 4 KiB pages. Elsewhere, or if the
 // kernel says no, they are ordinary pages.
 constexpr std::size_t kSmall = std::size_t(64) << 10;
-constexpr std::size_t kHuge = std::size_t(2) << 20;
+constexpr std::size_t kHuge = huge_page_bytes;
 
 // A quarter of physical memory's sixteenth: 1 GiB on a 16 GiB machine, between 256 MiB
 // and 4 GiB anywhere (enough for a batch of 10^7 points' four results to come back).
@@ -64,18 +65,7 @@ std::size_t keep_bytes() {
 
 void* allocate(std::size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (bytes >= kHuge) {  // (bytes is a multiple of 8 KiB: see round_up)
-        void* p = mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                       -1, 0);
-        if (p == MAP_FAILED) throw std::bad_alloc();
-        const auto at = reinterpret_cast<std::uintptr_t>(p);
-        const std::uintptr_t start = (at + kHuge - 1) / kHuge * kHuge;
-        if (start > at) munmap(p, start - at);
-        if (start - at < kHuge)
-            munmap(reinterpret_cast<void*>(start + bytes), kHuge - (start - at));
-        madvise(reinterpret_cast<void*>(start), bytes, MADV_HUGEPAGE);
-        return reinterpret_cast<void*>(start);
-    }
+    if (bytes >= kHuge) return map_huge_pages(bytes);
 #endif
 #ifdef _WIN32  // no aligned_alloc in Microsoft's C library; no huge pages without a privilege
     void* p = _aligned_malloc(bytes, 64);

@@ -13,6 +13,12 @@
 #else
 #define TG_HAVE_MMAP 0
 #endif
+#if defined(__linux__) && defined(MADV_HUGEPAGE) && defined(MREMAP_MAYMOVE)
+#define TG_HAVE_THP 1
+#include <cstdint>
+#else
+#define TG_HAVE_THP 0
+#endif
 #ifdef _WIN32
 #include <psapi.h>  // after windows.h
 #define TG_HAVE_VIRTUAL_ALLOC 1
@@ -74,25 +80,56 @@ void free_bytes(void* p, [[maybe_unused]] std::size_t bytes, bool mapped) {
 
 }  // namespace
 
+void* map_huge_pages([[maybe_unused]] std::size_t bytes) {
+#if TG_HAVE_THP
+    // Map 2 MiB more than asked, then cut the ends off at the boundaries.
+    void* p = mmap(nullptr, bytes + huge_page_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    const auto at = reinterpret_cast<std::uintptr_t>(p);
+    const std::uintptr_t start = (at + huge_page_bytes - 1) / huge_page_bytes * huge_page_bytes;
+    if (start > at) munmap(p, start - at);
+    if (start - at < huge_page_bytes)
+        munmap(reinterpret_cast<void*>(start + bytes), huge_page_bytes - (start - at));
+    madvise(reinterpret_cast<void*>(start), bytes, MADV_HUGEPAGE);  // a hint: may say no
+    return reinterpret_cast<void*>(start);
+#else
+    return nullptr;
+#endif
+}
+
 column_memory::~column_memory() { free_bytes(p_, bytes_, mapped_); }
 
 void column_memory::resize(std::size_t used, std::size_t bytes) {
     void* q = nullptr;
-    bool map = false;
+    bool map = false, huge = false;
 #if TG_HAVE_MMAP || TG_HAVE_VIRTUAL_ALLOC
     if (bytes >= map_min_bytes) {
         bytes = round_up(bytes, page_bytes());
+#if TG_HAVE_THP
+        huge = huge_ || (huge_ok_ && bytes >= huge_min_bytes);  // once huge, stays so
+        if (huge) bytes = round_up(bytes, huge_page_bytes);
+#endif
         if (bytes == bytes_ && mapped_) return;
 #if defined(__linux__) && defined(MREMAP_MAYMOVE)
-        if (mapped_) {  // the kernel moves the pages: no copy, no first touch
-            q = mremap(p_, bytes_, bytes, MREMAP_MAYMOVE);
-            if (q == MAP_FAILED) throw std::bad_alloc();
+        if (mapped_ && huge == huge_) {  // the kernel moves the pages: no copy, no first touch
+            void* to = nullptr;
+            if (huge && bytes > bytes_) {  // onto 2 MiB boundaries, so huge pages move whole
+                to = map_huge_pages(bytes);
+                q = mremap(p_, bytes_, bytes, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+            } else {
+                q = mremap(p_, bytes_, bytes, MREMAP_MAYMOVE);  // (shrinking stays in place)
+            }
+            if (q == MAP_FAILED) {
+                if (to) munmap(to, bytes);
+                throw std::bad_alloc();
+            }
             p_ = q;
             bytes_ = bytes;
             return;
         }
 #endif
-        q = map_bytes(bytes);
+        q = huge ? map_huge_pages(bytes) : map_bytes(bytes);
         map = true;
     }
 #endif
@@ -105,12 +142,14 @@ void column_memory::resize(std::size_t used, std::size_t bytes) {
     p_ = q;
     bytes_ = bytes;
     mapped_ = map;
+    huge_ = huge;
 }
 
 void column_memory::swap(column_memory& other) noexcept {
     std::swap(p_, other.p_);
     std::swap(bytes_, other.bytes_);
     std::swap(mapped_, other.mapped_);
+    std::swap(huge_, other.huge_);
 }
 
 std::size_t column_memory::resident_bytes() const {

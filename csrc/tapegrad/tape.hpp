@@ -169,7 +169,8 @@ private:
     std::uint64_t max_;
     column<op> op_;
     column<index> arg0_, arg1_;
-    column<double> val_, adj_;
+    // Values and adjoints, two thirds of a node's bytes, may go onto huge pages (column.hpp).
+    column<double> val_{true}, adj_{true};
     column<index> refs_;
     // low_[i]: the lowest op in node i's graph (i itself for an op whose arguments are
     // leaves; none for a leaf). While garbage is collected, a free node's low_ links it

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "tapegrad/column.hpp"
 #include "tapegrad/platform.hpp"
@@ -73,6 +74,47 @@ TEST_CASE("column: a mapping keeps what is used through growth, discard_above an
     c.resize(small, 2 * small);  // back on the heap
     CHECK_FALSE(c.mapped());
     CHECK(holds(c, 0, small));
+}
+
+TEST_CASE("column: one on huge pages keeps what is used through growth, discard and shrinking") {
+    column<double> c(true);
+#ifdef __linux__
+    const std::size_t big = column_memory::huge_min_bytes / sizeof(double) * 2;
+#else
+    const std::size_t big = column_memory::map_min_bytes / sizeof(double) * 2;
+#endif
+    const std::size_t below = big / 8;  // a mapping of 4 KiB pages on Linux
+    c.resize(0, below);
+    fill(c, 0, below);
+    c.resize(below, big);  // onto huge pages: a copy
+    CHECK(c.mapped() == kMaps);
+    CHECK(holds(c, 0, below));
+#ifdef __linux__
+    const auto on_2mib = [&] {
+        return reinterpret_cast<std::uintptr_t>(c.get()) % huge_page_bytes == 0;
+    };
+    CHECK(on_2mib());
+#endif
+    fill(c, below, big);
+    for (std::size_t n = big; n < 16 * big; n *= 2) {  // mremap onto new boundaries
+        c.resize(n, 2 * n);
+        CHECK(holds(c, 0, n));
+        fill(c, n, 2 * n);
+#ifdef __linux__
+        CHECK(on_2mib());
+#endif
+    }
+    const std::size_t keep = 3 * big + 1001;
+    c.discard_above(keep);
+    CHECK(holds(c, 0, keep));
+    fill(c, keep, 16 * big);
+    c.resize(big, big);  // smaller, still mapped
+    CHECK(holds(c, 0, big));
+    c.resize(big, 4 * big);
+    CHECK(holds(c, 0, big));
+    c.resize(16, 32);  // back on the heap
+    CHECK_FALSE(c.mapped());
+    CHECK(holds(c, 0, 16));
 }
 
 TEST_CASE("platform: avx2_usable reads CPUID and XCR0 as the SDM says") {
