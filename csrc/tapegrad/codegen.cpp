@@ -1,0 +1,305 @@
+// native_source(): a program's one-point sweeps as C++, runs as loops; native_code: the
+// built library, loaded (dlopen; LoadLibrary on Windows).
+#include "tapegrad/codegen.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "tapegrad/structure.hpp"
+
+#ifdef _WIN32
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
+
+namespace tapegrad {
+
+std::uint64_t program_digest(const program& p) {
+    std::uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](const void* data, std::size_t n) {
+        const auto* c = static_cast<const unsigned char*>(data);
+        for (std::size_t k = 0; k < n; ++k) h = (h ^ c[k]) * 1099511628211ull;
+    };
+    const std::uint32_t head[3] = {p.n_inputs, p.first_op(), p.n_slots()};
+    mix(head, sizeof head);
+    mix(p.op_.data(), p.op_.size() * sizeof(op));
+    mix(p.a_.data(), p.a_.size() * sizeof(slot));
+    mix(p.b_.data(), p.b_.size() * sizeof(slot));
+    mix(p.init_.data() + p.n_inputs, (p.first_op() - p.n_inputs) * sizeof(double));
+    const std::uint64_t n_out = p.outputs_.size();
+    mix(&n_out, sizeof n_out);
+    mix(p.outputs_.data(), p.outputs_.size() * sizeof(slot));
+    return h;
+}
+
+namespace {
+
+struct writer {
+    std::string s;
+    template <class... T>
+    void f(const char* fmt, T... args) {
+        char buf[256];
+        const int n = std::snprintf(buf, sizeof buf, fmt, args...);
+        if (n >= int(sizeof buf)) throw std::logic_error("codegen: line too long");
+        s.append(buf, std::size_t(n));
+    }
+    void put(const std::string& t) { s += t; }
+};
+
+// A stretch of the sweep: one op slot, or iterations [k0, k1) of a run as a loop.
+struct piece {
+    slot s;             // the op slot (straight), or the run's start
+    const run* r;       // null: straight
+    std::int64_t k0, k1;
+    std::vector<std::uint8_t> modes;  // loops: per block op, FA | FB << 2
+};
+
+class generator {
+public:
+    explicit generator(const program& p) : p_(p), v_(p.view()), is_const_(v_.consts()) {}
+
+    // How op slot s's contribution to operand `pos` (0: a, 1: b) arrives (native_rules.hpp).
+    unsigned mode(slot s, int pos) const {
+        const slot o = pos ? p_.b_[s] : p_.a_[s];
+        if (pos && op_table[std::size_t(p_.op_[s])].arity == 1) return 2;
+        if (is_const_(o)) return 2;
+        return ((v_.rcode[s] >> (2 * pos)) & 3) != 0 ? 1 : 0;
+    }
+    std::uint8_t modes(slot s) const { return std::uint8_t(mode(s, 0) | mode(s, 1) << 2); }
+
+    static std::int64_t operand_slot(const run& r, const block_operand& o, std::int64_t k) {
+        switch (o.kind) {
+            case operand_kind::same: return std::int64_t(r.start) + k * r.period + o.source;
+            case operand_kind::carried:
+                return k ? std::int64_t(r.start) + (k - 1) * r.period + o.source
+                         : std::int64_t(o.first);
+            default: return std::int64_t(o.first) + k * o.stride;
+        }
+    }
+
+    // Runs cut into loops over iterations whose operands are exactly the run's (a swapped
+    // add or mul breaks a loop there) and whose contributions arrive the same way;
+    // iteration 0 (carried values start outside) and short stretches stay straight.
+    std::vector<piece> pieces(const std::vector<run>& runs, codegen_stats& st) const {
+        std::vector<piece> out;
+        slot s = p_.first_op();
+        auto straight = [&](slot to) {
+            for (; s < to; ++s) out.push_back({s, nullptr, 0, 0, {}});
+        };
+        for (const run& r : runs) {
+            straight(r.start);
+            std::vector<std::vector<std::uint8_t>> sig(r.count);
+            std::vector<bool> ok(r.count, true);
+            for (std::int64_t k = 0; k < r.count; ++k) {
+                sig[k].resize(r.period);
+                for (slot j = 0; j < r.period; ++j) {
+                    const slot at = slot(r.start + k * r.period + j);
+                    sig[k][j] = modes(at);
+                    if (operand_slot(r, r.a[j], k) != p_.a_[at] ||
+                        operand_slot(r, r.b[j], k) != p_.b_[at])
+                        ok[k] = false;
+                }
+            }
+            std::int64_t k = 0;
+            straight(r.start + r.period);  // iteration 0
+            k = 1;
+            while (k < r.count) {
+                std::int64_t e = k + 1;
+                if (ok[k])
+                    while (e < r.count && ok[e] && sig[e] == sig[k]) ++e;
+                if (ok[k] && e - k >= 3) {
+                    out.push_back({r.start, &r, k, e, sig[k]});
+                    ++st.loops;
+                    st.looped_ops += std::size_t(e - k) * r.period;
+                    s = slot(r.start + e * r.period);
+                } else {
+                    straight(slot(r.start + e * r.period));
+                }
+                k = e;
+            }
+        }
+        straight(p_.n_slots());
+        st.straight_ops = 0;
+        for (const piece& pc : out) st.straight_ops += pc.r == nullptr;
+        return out;
+    }
+
+    static std::string name(op o) { return op_table[std::size_t(o)].name; }
+
+    // An operand's slot inside a loop body (k >= 1; s is the iteration's first slot).
+    static std::string expr(const run& r, const block_operand& o) {
+        char buf[96];
+        switch (o.kind) {
+            case operand_kind::same: std::snprintf(buf, sizeof buf, "s + %uu", o.source); break;
+            case operand_kind::carried:
+                std::snprintf(buf, sizeof buf, "s - %uu", r.period - o.source);
+                break;
+            case operand_kind::strided:
+                std::snprintf(buf, sizeof buf, "u32(%" PRId64 " + k * %" PRId64 ")",
+                              std::int64_t(o.first), o.stride);
+                break;
+            default: std::snprintf(buf, sizeof buf, "%uu", o.first);
+        }
+        return buf;
+    }
+
+    void loop_head(writer& w, const piece& pc, bool down) const {
+        if (down)
+            w.f("for (std::int64_t k = %" PRId64 "; k-- > %" PRId64 ";) {\n", pc.k1, pc.k0);
+        else
+            w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
+        w.f("const u32 s = u32(%u + k * %u);\n", pc.r->start, pc.r->period);
+    }
+
+    std::string forward(const std::vector<piece>& pcs) const {
+        writer w;
+        for (const piece& pc : pcs) {
+            if (!pc.r) {
+                w.f("fw<K::%s>(V, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), pc.s,
+                    p_.a_[pc.s], p_.b_[pc.s]);
+                continue;
+            }
+            const run& r = *pc.r;
+            loop_head(w, pc, false);
+            for (slot j = 0; j < r.period; ++j)
+                w.f("fw<K::%s>(V, s + %uu, %s, %s);\n", name(p_.op_[r.start + j]).c_str(), j,
+                    expr(r, r.a[j]).c_str(), expr(r, r.b[j]).c_str());
+            w.put("}\n");
+        }
+        return w.s;
+    }
+
+    std::string reverse(const std::vector<piece>& pcs) const {
+        writer w;
+        for (auto it = pcs.rbegin(); it != pcs.rend(); ++it) {
+            const piece& pc = *it;
+            if (!pc.r) {
+                const unsigned m = modes(pc.s);
+                w.f("rv<K::%s, %u, %u>(V, A, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), m & 3,
+                    m >> 2, pc.s, p_.a_[pc.s], p_.b_[pc.s]);
+                continue;
+            }
+            const run& r = *pc.r;
+            loop_head(w, pc, true);
+            for (slot j = r.period; j-- > 0;)
+                w.f("rv<K::%s, %u, %u>(V, A, s + %uu, %s, %s);\n",
+                    name(p_.op_[r.start + j]).c_str(), pc.modes[j] & 3u, unsigned(pc.modes[j]) >> 2,
+                    j, expr(r, r.a[j]).c_str(), expr(r, r.b[j]).c_str());
+            w.put("}\n");
+        }
+        return w.s;
+    }
+
+private:
+    const program& p_;
+    program_view v_;
+    consts_in_range is_const_;
+};
+
+void u32_array(writer& w, const char* name, const std::vector<slot>& xs) {
+    w.f("static const u32 %s[] = {", name);
+    for (std::size_t k = 0; k < xs.size(); ++k) w.f(k % 16 ? " %uu," : "\n%uu,", xs[k]);
+    w.put("};\n");
+}
+
+}  // namespace
+
+std::string native_source(const program& p, codegen_stats* stats) {
+    codegen_stats st;
+    generator g(p);
+    const std::vector<run> runs = find_runs(p.view());
+    const std::vector<piece> pcs = g.pieces(runs, st);
+    const slot n_in = p.n_inputs, n_const = p.first_op() - p.n_inputs;
+    writer w;
+    w.f("// Generated by tapegrad (F.compile()): %u inputs, %u constants, %u ops, %zu loops.\n",
+        n_in, n_const, p.n_slots() - p.first_op(), st.loops);
+    w.put(
+        "#include \"tapegrad/native_rules.hpp\"\n"
+        "namespace K = tapegrad::kernel;\n"
+        "using tapegrad::native::fw;\n"
+        "using tapegrad::native::rv;\n"
+        "using tapegrad::native::u32;\n");
+    w.f("TG_NATIVE_EXPORT const std::uint64_t tg_digest = 0x%016" PRIx64 "ull;\n",
+        program_digest(p));
+    w.put("TG_NATIVE_EXPORT void tg_forward(const double* x, double* V) {\n");
+    if (n_in) w.f("std::memcpy(V, x, %u * sizeof(double));\n", n_in);
+    if (n_const) {
+        w.put("static const std::uint64_t bits[] = {");
+        for (slot c = 0; c < n_const; ++c) {
+            std::uint64_t b;
+            std::memcpy(&b, &p.init_[n_in + c], sizeof b);
+            w.f(c % 6 ? " 0x%" PRIx64 "ull," : "\n0x%" PRIx64 "ull,", b);
+        }
+        w.f("};\nstd::memcpy(V + %u, bits, sizeof bits);\n", n_in);
+    }
+    w.put(g.forward(pcs));
+    w.put("}\n");
+    w.put("TG_NATIVE_EXPORT void tg_reverse(const double* V, double* A, const double* seed,\n"
+          "                                 double* grad) {\n");
+    if (!p.zero_slots().empty()) {
+        u32_array(w, "zero", p.zero_slots());
+        w.put("for (u32 z : zero) A[z] = 0.0;\n");
+    }
+    if (!p.outputs_.empty()) {
+        u32_array(w, "outputs", p.outputs_);
+        w.f("for (u32 k = 0; k < %zuu; ++k) A[outputs[k]] += seed[k];\n", p.outputs_.size());
+    }
+    w.put(g.reverse(pcs));
+    if (n_in) w.f("for (u32 i = 0; i < %uu; ++i) grad[i] += A[i];\n", n_in);
+    w.put("}\n");
+    if (stats) *stats = st;
+    return std::move(w.s);
+}
+
+// ------------------------------------------------------------------ loading
+
+namespace {
+#ifdef _WIN32
+void* open_library(const std::string& path) { return (void*)LoadLibraryA(path.c_str()); }
+void* symbol(void* h, const char* name) {
+    return reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(h), name));
+}
+void close_library(void* h) { FreeLibrary(static_cast<HMODULE>(h)); }
+std::string load_error() { return "error " + std::to_string(GetLastError()); }
+#else
+void* open_library(const std::string& path) { return dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL); }
+void* symbol(void* h, const char* name) { return dlsym(h, name); }
+void close_library(void* h) { dlclose(h); }
+std::string load_error() {
+    const char* e = dlerror();
+    return e ? e : "unknown error";
+}
+#endif
+}  // namespace
+
+native_code::native_code(const std::string& path, const program& p) : path_(path) {
+    handle_ = open_library(path);
+    if (!handle_) throw std::runtime_error("native code: cannot load " + path + ": " + load_error());
+    const auto* digest = static_cast<const std::uint64_t*>(symbol(handle_, "tg_digest"));
+    void* f = symbol(handle_, "tg_forward");
+    void* r = symbol(handle_, "tg_reverse");
+    if (!digest || !f || !r) {
+        close_library(handle_);
+        throw std::runtime_error("native code: " + path +
+                                 " lacks tg_digest, tg_forward or tg_reverse (not made by "
+                                 "tapegrad's native_source)");
+    }
+    if (*digest != program_digest(p)) {
+        close_library(handle_);
+        throw std::invalid_argument("native code: " + path +
+                                    " was generated from another program (digest differs)");
+    }
+    forward = reinterpret_cast<forward_fn>(f);
+    reverse = reinterpret_cast<reverse_fn>(r);
+}
+
+native_code::~native_code() { close_library(handle_); }
+
+}  // namespace tapegrad
