@@ -102,9 +102,15 @@ public:
                 for (slot j = 0; j < r.period; ++j) {
                     const slot at = slot(r.start + k * r.period + j);
                     sig[k][j] = modes(at);
-                    if (operand_slot(r, r.a[j], k) != p_.a_[at] ||
-                        operand_slot(r, r.b[j], k) != p_.b_[at])
-                        ok[k] = false;
+                    for (int pos = 0; pos < 2; ++pos) {
+                        const block_operand& o = pos ? r.b[j] : r.a[j];
+                        const std::int64_t want = operand_slot(r, o, k);
+                        const bool outside = o.kind == operand_kind::strided ||
+                                             o.kind == operand_kind::invariant;
+                        if (want != (pos ? p_.b_[at] : p_.a_[at]) ||
+                            (outside && (want < 0 || want >= r.start)))
+                            ok[k] = false;
+                    }
                 }
             }
             std::int64_t k = 0;
@@ -133,66 +139,110 @@ public:
 
     static std::string name(op o) { return op_table[std::size_t(o)].name; }
 
-    // An operand's slot inside a loop body (k >= 1; s is the iteration's first slot).
-    static std::string expr(const run& r, const block_operand& o) {
+    static std::string strided(const char* base, const block_operand& o) {
         char buf[96];
-        switch (o.kind) {
-            case operand_kind::same: std::snprintf(buf, sizeof buf, "s + %uu", o.source); break;
-            case operand_kind::carried:
-                std::snprintf(buf, sizeof buf, "s - %uu", r.period - o.source);
-                break;
-            case operand_kind::strided:
-                std::snprintf(buf, sizeof buf, "u32(%" PRId64 " + k * %" PRId64 ")",
-                              std::int64_t(o.first), o.stride);
-                break;
-            default: std::snprintf(buf, sizeof buf, "%uu", o.first);
-        }
+        if (o.kind == operand_kind::strided)
+            std::snprintf(buf, sizeof buf, "%s[%" PRId64 " + k * %" PRId64 "]", base,
+                          std::int64_t(o.first), o.stride);
+        else
+            std::snprintf(buf, sizeof buf, "%s[%u]", base, o.first);
         return buf;
     }
 
-    void loop_head(writer& w, const piece& pc, bool down) const {
-        if (down)
-            w.f("for (std::int64_t k = %" PRId64 "; k-- > %" PRId64 ";) {\n", pc.k1, pc.k0);
-        else
-            w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
-        w.f("const u32 s = u32(%u + k * %u);\n", pc.r->start, pc.r->period);
+    // A loop's forward: B the slots before the run, R the run's own (R = V + start). The
+    // values of this iteration (t) and the carried ones of the last (c) stay in locals.
+    std::string forward_loop(std::size_t L, const piece& pc) const {
+        const run& r = *pc.r;
+        writer w;
+        w.f("TG_NATIVE_LOOP fw_%zu(const double* __restrict B, double* __restrict R) {\n", L);
+        std::vector<bool> carried(r.period, false);
+        for (slot j = 0; j < r.period; ++j)
+            for (const block_operand* o : {&r.a[j], &r.b[j]})
+                if (o->kind == operand_kind::carried) carried[o->source] = true;
+        for (slot j = 0; j < r.period; ++j)
+            if (carried[j])
+                w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
+        w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
+        w.f("double* const r = R + k * %u;\n", r.period);
+        auto value = [&](const block_operand& o) -> std::string {
+            if (o.kind == operand_kind::same) return "t" + std::to_string(o.source);
+            if (o.kind == operand_kind::carried) return "c" + std::to_string(o.source);
+            return strided("B", o);
+        };
+        for (slot j = 0; j < r.period; ++j)
+            w.f("const double t%u = K::%s::forward(%s, %s);\nr[%u] = t%u;\n", j,
+                name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(),
+                value(r.b[j]).c_str(), j, j);
+        for (slot j = 0; j < r.period; ++j)
+            if (carried[j]) w.f("c%u = t%u;\n", j, j);
+        w.put("}\n}\n");
+        return w.s;
+    }
+
+    // A loop's reverse, iterations downward, block ops newest first: AB the adjoints
+    // before the run, AR the run's own (AR = A + start).
+    std::string reverse_loop(std::size_t L, const piece& pc) const {
+        const run& r = *pc.r;
+        writer w;
+        w.f("TG_NATIVE_LOOP rv_%zu(const double* __restrict V, double* __restrict AB, "
+            "double* __restrict AR) {\n",
+            L);
+        w.f("const double* const VR = V + %u;\n", r.start);
+        w.f("for (std::int64_t k = %" PRId64 "; k-- > %" PRId64 ";) {\n", pc.k1, pc.k0);
+        w.f("const double* const v = VR + k * %u;\ndouble* const r = AR + k * %u;\n", r.period,
+            r.period);
+        auto value = [&](const block_operand& o) -> std::string {
+            if (o.kind == operand_kind::same) return "v[" + std::to_string(o.source) + "]";
+            if (o.kind == operand_kind::carried)
+                return "v[-" + std::to_string(r.period - o.source) + "]";
+            return strided("V", o);
+        };
+        auto where = [&](const block_operand& o) -> std::string {
+            if (o.kind == operand_kind::same) return "r + " + std::to_string(o.source);
+            if (o.kind == operand_kind::carried)
+                return "r - " + std::to_string(r.period - o.source);
+            return "&" + strided("AB", o);
+        };
+        for (slot j = r.period; j-- > 0;)
+            w.f("rvp<K::%s, %u, %u>(%s, %s, v[%u], r[%u], %s, %s);\n",
+                name(p_.op_[r.start + j]).c_str(), pc.modes[j] & 3u, unsigned(pc.modes[j]) >> 2,
+                value(r.a[j]).c_str(), value(r.b[j]).c_str(), j, j, where(r.a[j]).c_str(),
+                where(r.b[j]).c_str());
+        w.put("}\n}\n");
+        return w.s;
+    }
+
+    std::string loops(const std::vector<piece>& pcs) const {
+        std::string s;
+        for (std::size_t L = 0; L < pcs.size(); ++L)
+            if (pcs[L].r) s += forward_loop(L, pcs[L]) + reverse_loop(L, pcs[L]);
+        return s;
     }
 
     std::string forward(const std::vector<piece>& pcs) const {
         writer w;
-        for (const piece& pc : pcs) {
-            if (!pc.r) {
+        for (std::size_t L = 0; L < pcs.size(); ++L) {
+            const piece& pc = pcs[L];
+            if (pc.r)
+                w.f("fw_%zu(V, V + %u);\n", L, pc.r->start);
+            else
                 w.f("fw<K::%s>(V, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), pc.s,
                     p_.a_[pc.s], p_.b_[pc.s]);
-                continue;
-            }
-            const run& r = *pc.r;
-            loop_head(w, pc, false);
-            for (slot j = 0; j < r.period; ++j)
-                w.f("fw<K::%s>(V, s + %uu, %s, %s);\n", name(p_.op_[r.start + j]).c_str(), j,
-                    expr(r, r.a[j]).c_str(), expr(r, r.b[j]).c_str());
-            w.put("}\n");
         }
         return w.s;
     }
 
     std::string reverse(const std::vector<piece>& pcs) const {
         writer w;
-        for (auto it = pcs.rbegin(); it != pcs.rend(); ++it) {
-            const piece& pc = *it;
-            if (!pc.r) {
-                const unsigned m = modes(pc.s);
-                w.f("rv<K::%s, %u, %u>(V, A, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), m & 3,
-                    m >> 2, pc.s, p_.a_[pc.s], p_.b_[pc.s]);
+        for (std::size_t L = pcs.size(); L-- > 0;) {
+            const piece& pc = pcs[L];
+            if (pc.r) {
+                w.f("rv_%zu(V, A, A + %u);\n", L, pc.r->start);
                 continue;
             }
-            const run& r = *pc.r;
-            loop_head(w, pc, true);
-            for (slot j = r.period; j-- > 0;)
-                w.f("rv<K::%s, %u, %u>(V, A, s + %uu, %s, %s);\n",
-                    name(p_.op_[r.start + j]).c_str(), pc.modes[j] & 3u, unsigned(pc.modes[j]) >> 2,
-                    j, expr(r, r.a[j]).c_str(), expr(r, r.b[j]).c_str());
-            w.put("}\n");
+            const unsigned m = modes(pc.s);
+            w.f("rv<K::%s, %u, %u>(V, A, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), m & 3,
+                m >> 2, pc.s, p_.a_[pc.s], p_.b_[pc.s]);
         }
         return w.s;
     }
@@ -225,10 +275,12 @@ std::string native_source(const program& p, codegen_stats* stats) {
         "namespace K = tapegrad::kernel;\n"
         "using tapegrad::native::fw;\n"
         "using tapegrad::native::rv;\n"
+        "using tapegrad::native::rvp;\n"
         "using tapegrad::native::u32;\n");
     w.f("TG_NATIVE_EXPORT const std::uint64_t tg_digest = 0x%016" PRIx64 "ull;\n",
         program_digest(p));
-    w.put("TG_NATIVE_EXPORT void tg_forward(const double* x, double* V) {\n");
+    w.put(g.loops(pcs));
+    w.put("TG_NATIVE_EXPORT void tg_forward(const double* __restrict x, double* __restrict V) {\n");
     if (n_in) w.f("std::memcpy(V, x, %u * sizeof(double));\n", n_in);
     if (n_const) {
         w.put("static const std::uint64_t bits[] = {");
@@ -241,8 +293,8 @@ std::string native_source(const program& p, codegen_stats* stats) {
     }
     w.put(g.forward(pcs));
     w.put("}\n");
-    w.put("TG_NATIVE_EXPORT void tg_reverse(const double* V, double* A, const double* seed,\n"
-          "                                 double* grad) {\n");
+    w.put("TG_NATIVE_EXPORT void tg_reverse(const double* __restrict V, double* __restrict A,\n"
+          "                                 const double* seed, double* grad) {\n");
     if (!p.zero_slots().empty()) {
         u32_array(w, "zero", p.zero_slots());
         w.put("for (u32 z : zero) A[z] = 0.0;\n");
