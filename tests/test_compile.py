@@ -11,6 +11,7 @@ import gc
 import os
 import pickle
 import random
+import shlex
 import shutil
 import threading
 
@@ -50,8 +51,9 @@ def assert_bits(got, want, what):
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, what
     ok = same_bits(got, want)
-    assert ok.all(), f"{what}: differs at {np.flatnonzero(~ok)[:10]}: {got.ravel()[~ok.ravel()][:5]}" \
-                     f" vs {want.ravel()[~ok.ravel()][:5]}"
+    bad = ~ok.ravel()
+    assert ok.all(), (f"{what}: differs at {np.flatnonzero(bad)[:10]}: {got.ravel()[bad][:5]}"
+                      f" vs {want.ravel()[bad][:5]}")
 
 
 def flat(r):
@@ -349,7 +351,7 @@ def test_no_compiler_raises_or_falls_back(monkeypatch):
 
 def test_a_failing_compiler_is_reported(monkeypatch):
     cmd = native.compiler()
-    monkeypatch.setenv("TAPEGRAD_CXX", " ".join([*cmd, "-DTG_BROKEN=(", "-include", "nonexistent.h"]))
+    monkeypatch.setenv("TAPEGRAD_CXX", shlex.join([*cmd, "-include", "nonexistent.h"]))
     F = tg.trace(lambda x: tg.cos(x) * 1.125, 0.5)
     with pytest.raises(tg.CompileError, match="compiler failed"):
         F.compile()

@@ -977,11 +977,12 @@ void register_function(py::module_& m) {
              "output tangents to tangent_out and the gradient's tangent to hvp; with hessian, "
              "the Hessian of output seed_output (n, n_inputs, n_inputs). Returns "
              "the indices of points whose guards failed.")
-        .def(py::pickle([](const Program& P) { return program_state(*P.p); },
-                        [](py::tuple st) {
-                            return std::make_shared<Program>(Program{
-                                std::make_shared<const program>(program_from_state(st)), {}, {}, {}});
-                        }));
+        .def(py::pickle(
+            [](const Program& P) { return program_state(*P.p); },
+            [](py::tuple st) {
+                return std::make_shared<Program>(
+                    Program{std::make_shared<const program>(program_from_state(st)), {}, {}, {}});
+            }));
 
     m.def(
         "compile",
@@ -1012,8 +1013,11 @@ void register_function(py::module_& m) {
                         }
                         o->node = v->idx;
                     }
-            return std::make_shared<Program>(Program{
-                std::make_shared<const program>(compile(t->nodes, in, out, guards, cse)), {}, {}, {}});
+            return std::make_shared<Program>(
+                Program{std::make_shared<const program>(compile(t->nodes, in, out, guards, cse)),
+                        {},
+                        {},
+                        {}});
         },
         py::arg("inputs"), py::arg("outputs"), py::arg("recording"), py::arg("cse") = true,
         "Compile the graph from `inputs` (placeholder leaves) to `outputs` into a Program.");

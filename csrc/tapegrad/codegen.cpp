@@ -105,8 +105,8 @@ public:
                     for (int pos = 0; pos < 2; ++pos) {
                         const block_operand& o = pos ? r.b[j] : r.a[j];
                         const std::int64_t want = operand_slot(r, o, k);
-                        const bool outside = o.kind == operand_kind::strided ||
-                                             o.kind == operand_kind::invariant;
+                        const bool outside =
+                            o.kind == operand_kind::strided || o.kind == operand_kind::invariant;
                         if (want != (pos ? p_.b_[at] : p_.a_[at]) ||
                             (outside && (want < 0 || want >= r.start)))
                             ok[k] = false;
@@ -160,8 +160,7 @@ public:
             for (const block_operand* o : {&r.a[j], &r.b[j]})
                 if (o->kind == operand_kind::carried) carried[o->source] = true;
         for (slot j = 0; j < r.period; ++j)
-            if (carried[j])
-                w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
+            if (carried[j]) w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
         w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
         w.f("double* const r = R + k * %u;\n", r.period);
         auto value = [&](const block_operand& o) -> std::string {
@@ -171,8 +170,8 @@ public:
         };
         for (slot j = 0; j < r.period; ++j)
             w.f("const double t%u = K::%s::forward(%s, %s);\nr[%u] = t%u;\n", j,
-                name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(),
-                value(r.b[j]).c_str(), j, j);
+                name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(), value(r.b[j]).c_str(), j,
+                j);
         for (slot j = 0; j < r.period; ++j)
             if (carried[j]) w.f("c%u = t%u;\n", j, j);
         w.put("}\n}\n");
@@ -226,8 +225,8 @@ public:
             if (pc.r)
                 w.f("fw_%zu(V, V + %u);\n", L, pc.r->start);
             else
-                w.f("fw<K::%s>(V, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), pc.s,
-                    p_.a_[pc.s], p_.b_[pc.s]);
+                w.f("fw<K::%s>(V, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), pc.s, p_.a_[pc.s],
+                    p_.b_[pc.s]);
         }
         return w.s;
     }
@@ -241,8 +240,8 @@ public:
                 continue;
             }
             const unsigned m = modes(pc.s);
-            w.f("rv<K::%s, %u, %u>(V, A, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), m & 3,
-                m >> 2, pc.s, p_.a_[pc.s], p_.b_[pc.s]);
+            w.f("rv<K::%s, %u, %u>(V, A, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), m & 3, m >> 2,
+                pc.s, p_.a_[pc.s], p_.b_[pc.s]);
         }
         return w.s;
     }
@@ -293,8 +292,9 @@ std::string native_source(const program& p, codegen_stats* stats) {
     }
     w.put(g.forward(pcs));
     w.put("}\n");
-    w.put("TG_NATIVE_EXPORT void tg_reverse(const double* __restrict V, double* __restrict A,\n"
-          "                                 const double* seed, double* grad) {\n");
+    w.put(
+        "TG_NATIVE_EXPORT void tg_reverse(const double* __restrict V, double* __restrict A,\n"
+        "                                 const double* seed, double* grad) {\n");
     if (!p.zero_slots().empty()) {
         u32_array(w, "zero", p.zero_slots());
         w.put("for (u32 z : zero) A[z] = 0.0;\n");
@@ -333,7 +333,8 @@ std::string load_error() {
 
 native_code::native_code(const std::string& path, const program& p) : path_(path) {
     handle_ = open_library(path);
-    if (!handle_) throw std::runtime_error("native code: cannot load " + path + ": " + load_error());
+    if (!handle_)
+        throw std::runtime_error("native code: cannot load " + path + ": " + load_error());
     const auto* digest = static_cast<const std::uint64_t*>(symbol(handle_, "tg_digest"));
     void* f = symbol(handle_, "tg_forward");
     void* r = symbol(handle_, "tg_reverse");

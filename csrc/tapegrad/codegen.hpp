@@ -33,8 +33,7 @@ std::string native_source(const program& p, codegen_stats* stats = nullptr);
 class native_code {
 public:
     using forward_fn = void (*)(const double* x, double* val);
-    using reverse_fn = void (*)(const double* val, double* adj, const double* seed,
-                                double* grad);
+    using reverse_fn = void (*)(const double* val, double* adj, const double* seed, double* grad);
     // Throws std::runtime_error if the library does not load or lacks a symbol, and
     // std::invalid_argument if it was made from another program than p.
     native_code(const std::string& path, const program& p);
