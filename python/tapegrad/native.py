@@ -40,12 +40,36 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 class CompileError(RuntimeError):
     """``F.compile()`` could not build or load native code: no C++ compiler was found,
-    or it failed (the message names the command and quotes its errors)."""
+    or it failed (the message names the command and quotes its errors).
+
+    Examples:
+        >>> import os, tapegrad as tg
+        >>> F = tg.trace(lambda x: x * x, 1.0)
+        >>> os.environ["TAPEGRAD_CXX"] = "/nonexistent/c++"
+        >>> try:
+        ...     F.compile()
+        ... except tg.CompileError as err:
+        ...     print(str(err)[:52])
+        F.compile(): C++ compiler '/nonexistent/c++' (from $
+        >>> del os.environ["TAPEGRAD_CXX"]
+    """
 
 
 class CompileWarning(RuntimeWarning):
     """``F.compile(fallback=True)`` (and unpickling a compiled Function) could not build
-    native code and returned a Function that runs the interpreter instead."""
+    native code and returned a Function that runs the interpreter instead.
+
+    Examples:
+        >>> import os, warnings, tapegrad as tg
+        >>> F = tg.trace(lambda x: x * x, 1.0)
+        >>> os.environ["TAPEGRAD_CXX"] = "/nonexistent/c++"
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     G = F.compile(fallback=True)
+        >>> del os.environ["TAPEGRAD_CXX"]
+        >>> G is F, caught[0].category is tg.CompileWarning
+        (True, True)
+    """
 
 
 @dataclasses.dataclass(frozen=True)
