@@ -59,11 +59,39 @@ struct piece {
     const run* r;       // null: straight
     std::int64_t k0, k1;
     std::vector<std::uint8_t> modes;  // loops: per block op, FA | FB << 2
+    // loops: per block op, whether its adjoint lives in a local of the iteration (every
+    // use of its slot is by this iteration's block ops, and it is no output)
+    std::vector<bool> local;
 };
 
 class generator {
 public:
-    explicit generator(const program& p) : p_(p), v_(p.view()), is_const_(v_.consts()) {}
+    explicit generator(const program& p)
+        : p_(p), v_(p.view()), is_const_(v_.consts()), uses_(p.n_slots(), 0) {
+        for (slot s = p.first_op(); s < p.n_slots(); ++s) {
+            ++uses_[p.a_[s]];
+            if (op_table[std::size_t(p.op_[s])].arity == 2) ++uses_[p.b_[s]];
+        }
+        for (slot s : p.outputs_) uses_[s] = ~0u;  // never local
+    }
+
+    // Which block ops of iterations [k0, k1) have all their uses inside their iteration.
+    std::vector<bool> locals(const run& r, std::int64_t k0, std::int64_t k1) const {
+        std::vector<std::uint32_t> inside(r.period, 0);
+        for (slot j = 0; j < r.period; ++j) {
+            const bool binary = op_table[std::size_t(p_.op_[r.start + j])].arity == 2;
+            if (r.a[j].kind == operand_kind::same) ++inside[r.a[j].source];
+            if (binary && r.b[j].kind == operand_kind::same) ++inside[r.b[j].source];
+        }
+        std::vector<bool> local(r.period);
+        for (slot j = 0; j < r.period; ++j) {
+            bool ok = inside[j] > 0;
+            for (std::int64_t k = k0; ok && k < k1; ++k)
+                ok = uses_[r.start + k * r.period + j] == inside[j];
+            local[j] = ok;
+        }
+        return local;
+    }
 
     // How op slot s's contribution to operand `pos` (0: a, 1: b) arrives (native_rules.hpp).
     unsigned mode(slot s, int pos) const {
@@ -91,7 +119,7 @@ public:
         std::vector<piece> out;
         slot s = p_.first_op();
         auto straight = [&](slot to) {
-            for (; s < to; ++s) out.push_back({s, nullptr, 0, 0, {}});
+            for (; s < to; ++s) out.push_back({s, nullptr, 0, 0, {}, {}});
         };
         for (const run& r : runs) {
             straight(r.start);
@@ -121,7 +149,7 @@ public:
                 if (ok[k])
                     while (e < r.count && ok[e] && sig[e] == sig[k]) ++e;
                 if (ok[k] && e - k >= 3) {
-                    out.push_back({r.start, &r, k, e, sig[k]});
+                    out.push_back({r.start, &r, k, e, sig[k], locals(r, k, e)});
                     ++st.loops;
                     st.looped_ops += std::size_t(e - k) * r.period;
                     s = slot(r.start + e * r.period);
@@ -196,17 +224,26 @@ public:
                 return "v[-" + std::to_string(r.period - o.source) + "]";
             return strided("V", o);
         };
+        // A local adjoint's first contribution is a store (its last user is in this
+        // iteration), so its 0.0 is never read; it only keeps the compiler quiet.
+        for (slot j = 0; j < r.period; ++j)
+            if (pc.local[j]) w.f("double g%u = 0.0;\n", j);
         auto where = [&](const block_operand& o) -> std::string {
-            if (o.kind == operand_kind::same) return "r + " + std::to_string(o.source);
+            if (o.kind == operand_kind::same)
+                return pc.local[o.source] ? "&g" + std::to_string(o.source)
+                                          : "r + " + std::to_string(o.source);
             if (o.kind == operand_kind::carried)
                 return "r - " + std::to_string(r.period - o.source);
             return "&" + strided("AB", o);
         };
-        for (slot j = r.period; j-- > 0;)
-            w.f("rvp<K::%s, %u, %u>(%s, %s, v[%u], r[%u], %s, %s);\n",
+        for (slot j = r.period; j-- > 0;) {
+            const std::string g =
+                pc.local[j] ? "g" + std::to_string(j) : "r[" + std::to_string(j) + "]";
+            w.f("rvp<K::%s, %u, %u>(%s, %s, v[%u], %s, %s, %s);\n",
                 name(p_.op_[r.start + j]).c_str(), pc.modes[j] & 3u, unsigned(pc.modes[j]) >> 2,
-                value(r.a[j]).c_str(), value(r.b[j]).c_str(), j, j, where(r.a[j]).c_str(),
+                value(r.a[j]).c_str(), value(r.b[j]).c_str(), j, g.c_str(), where(r.a[j]).c_str(),
                 where(r.b[j]).c_str());
+        }
         w.put("}\n}\n");
         return w.s;
     }
@@ -250,6 +287,7 @@ private:
     const program& p_;
     program_view v_;
     consts_in_range is_const_;
+    std::vector<std::uint32_t> uses_;  // per slot: operand references (outputs: ~0)
 };
 
 void u32_array(writer& w, const char* name, const std::vector<slot>& xs) {
