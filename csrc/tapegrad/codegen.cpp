@@ -45,7 +45,7 @@ struct writer {
     std::string s;
     template <class... T>
     void f(const char* fmt, T... args) {
-        char buf[256];
+        char buf[1024];
         const int n = std::snprintf(buf, sizeof buf, fmt, args...);
         if (n >= int(sizeof buf)) throw std::logic_error("codegen: line too long");
         s.append(buf, std::size_t(n));
