@@ -13,6 +13,8 @@ import pickle
 import random
 import shlex
 import shutil
+import subprocess
+import tempfile
 import threading
 
 import numpy as np
@@ -25,13 +27,30 @@ import tapegrad as tg
 from tapegrad import _core, native
 
 
-def _have_compiler():
+def _compiler_problem() -> str | None:
+    """Why no C++ compiler can build a shared library here (None: one can). Tried on a
+    source that includes nothing of tapegrad's, so a failure is the machine's (no
+    compiler, or a stub, as in the wheel check), never the generated code's."""
     cmd = native.compiler()
-    return cmd is not None and shutil.which(cmd[0]) is not None
+    if cmd is None or shutil.which(cmd[0]) is None:
+        return "no C++ compiler ($TAPEGRAD_CXX, $CXX, c++, g++, clang++)"
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "probe.cpp")
+        with open(src, "w") as f:
+            f.write('extern "C" int tg_probe() { return 1; }\n')
+        try:
+            done = subprocess.run([*cmd, *native.FLAGS, src, "-o", os.path.join(d, "probe.so")],
+                                  capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError) as err:
+            return f"the C++ compiler {cmd[0]} does not run: {err}"
+        if done.returncode != 0:
+            why = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+            return f"the C++ compiler {cmd[0]} builds no shared library here: {why[0]}"
+    return None
 
 
-pytestmark = pytest.mark.skipif(not _have_compiler(),
-                                reason="no C++ compiler ($TAPEGRAD_CXX, $CXX, c++, g++, clang++)")
+_PROBLEM = _compiler_problem()
+pytestmark = pytest.mark.skipif(_PROBLEM is not None, reason=str(_PROBLEM))
 
 
 @pytest.fixture(autouse=True, scope="module")
