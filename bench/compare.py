@@ -24,6 +24,9 @@ Subcommands (one module each in bench/, importable on its own):
     sparse      compare_sparse.py      sparse Hessian and Jacobian vs a gradient, JAX +
                                        sparsejac and CasADi; sparsity detection vs
                                        tracing; IPOPT optimal control vs CasADi's
+    compile     compare_compile.py     F.compile()'s native code: Rosenbrock gradient vs
+                                       the interpreter and CasADi's generated C, compile
+                                       times
     all         every subcommand above, each in a fresh interpreter, one after another
 
 Options for every subcommand: --quick (fewer, shorter repeats; same workloads), --smoke
@@ -77,6 +80,7 @@ SUBCOMMANDS = {  # name -> module in bench/; `all` runs them in this order
     "pinn": "compare_pinn",
     "calls": "compare_calls",
     "sparse": "compare_sparse",
+    "compile": "compare_compile",
 }
 
 

@@ -38,3 +38,16 @@ def detection_starts_off():
     assert not core.is_anomaly_enabled()
     yield
     assert not core.is_anomaly_enabled(), "a test left anomaly detection on"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def native_code_cache(tmp_path_factory):
+    """F.compile() in tests and doc examples builds into a temporary cache, never the
+    user's (~/.cache/tapegrad)."""
+    old = os.environ.get("TAPEGRAD_CACHE_DIR")
+    os.environ["TAPEGRAD_CACHE_DIR"] = str(tmp_path_factory.mktemp("native-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TAPEGRAD_CACHE_DIR", None)
+    else:
+        os.environ["TAPEGRAD_CACHE_DIR"] = old

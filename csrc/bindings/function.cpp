@@ -241,14 +241,14 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
         if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
-        p.forward(x.data(), val);
+        P.forward(x.data(), val);
         if (p.failing_guard(val) >= 0) return py::none();
         if (mode) {
             double* seed = seed_buffer.data();
             std::fill_n(seed, p.outputs_.size(), 0.0);
             seed[0] = 1.0;
             std::fill_n(grad.begin(), p.n_inputs, 0.0);
-            p.reverse(val, adj, seed, grad.data());
+            P.reverse(val, adj, seed, grad.data());
         }
     }
     std::vector<double>& out = scratch.get(4, p.outputs_.size());
@@ -522,14 +522,14 @@ py::object point(const Program& P, c_doubles x, int mode) {
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
         if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
-        p.forward(x.data(), val);
+        P.forward(x.data(), val);
         failed = p.failing_guard(val);
         for (std::size_t k = 0; k < m_out; ++k) out[k] = val[p.outputs_[k]];
         std::vector<double> seed(m_out, 0.0);
         for (std::size_t k = 0; mode && k < (mode == 1 ? 1 : m_out); ++k) {
             seed.assign(m_out, 0.0);
             seed[k] = 1.0;
-            p.reverse(val, adj, seed.data(), jac.data() + k * p.n_inputs);
+            P.reverse(val, adj, seed.data(), jac.data() + k * p.n_inputs);
         }
     }
     py::object j = py::none();
@@ -977,11 +977,12 @@ void register_function(py::module_& m) {
              "output tangents to tangent_out and the gradient's tangent to hvp; with hessian, "
              "the Hessian of output seed_output (n, n_inputs, n_inputs). Returns "
              "the indices of points whose guards failed.")
-        .def(py::pickle([](const Program& P) { return program_state(*P.p); },
-                        [](py::tuple st) {
-                            return std::make_shared<Program>(Program{
-                                std::make_shared<const program>(program_from_state(st)), {}, {}});
-                        }));
+        .def(py::pickle(
+            [](const Program& P) { return program_state(*P.p); },
+            [](py::tuple st) {
+                return std::make_shared<Program>(
+                    Program{std::make_shared<const program>(program_from_state(st)), {}, {}, {}});
+            }));
 
     m.def(
         "compile",
@@ -1012,8 +1013,11 @@ void register_function(py::module_& m) {
                         }
                         o->node = v->idx;
                     }
-            return std::make_shared<Program>(Program{
-                std::make_shared<const program>(compile(t->nodes, in, out, guards, cse)), {}, {}});
+            return std::make_shared<Program>(
+                Program{std::make_shared<const program>(compile(t->nodes, in, out, guards, cse)),
+                        {},
+                        {},
+                        {}});
         },
         py::arg("inputs"), py::arg("outputs"), py::arg("recording"), py::arg("cse") = true,
         "Compile the graph from `inputs` (placeholder leaves) to `outputs` into a Program.");

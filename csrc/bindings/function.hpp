@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "tapegrad/codegen.hpp"
 #include "tapegrad/program.hpp"
 
 namespace tapegrad::bind {
@@ -20,6 +21,16 @@ struct Program {
     // and the output shape.
     std::vector<std::vector<py_ssize>> arg_shapes;
     std::vector<py_ssize> out_shape;
+    // F.compile()'s library: the one-point forward and reverse (values, gradients,
+    // Jacobians) run its code instead of the interpreter's sweeps, bit for bit the same.
+    std::shared_ptr<const native_code> native;
+
+    void forward(const double* x, double* val) const {
+        native ? native->forward(x, val) : p->forward(x, val);
+    }
+    void reverse(const double* val, double* adj, const double* seed, double* grad) const {
+        native ? native->reverse(val, adj, seed, grad) : p->reverse(val, adj, seed, grad);
+    }
 };
 
 void register_function(pybind11::module_& m);
@@ -53,5 +64,6 @@ pybind11::array_t<double> empty(const std::vector<py_ssize>& shape);
 void register_autograd(pybind11::module_& m);  // autograd.cpp: _core._gradient
 void register_sparsity(pybind11::module_& m);  // sparsity.cpp: patterns and colorings
 void register_structure(pybind11::module_& m);  // structure.cpp: runs of isomorphic blocks
+void register_native(pybind11::module_& m);  // native.cpp: F.compile()'s source and library
 
 }  // namespace tapegrad::bind

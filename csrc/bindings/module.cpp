@@ -103,6 +103,7 @@ PYBIND11_MODULE(_core, m) {
     bind::register_autograd(m);
     bind::register_sparsity(m);
     bind::register_structure(m);
+    bind::register_native(m);
 
     m.def("_set_max_nodes", &bind::set_default_max_nodes, py::arg("n"),
           "Node limit for tapes created from now on (new threads); returns the previous one.");

@@ -134,6 +134,10 @@ public:
     bool run_batch(const batch_io& io, std::size_t n_points, int threads,
                    std::vector<std::size_t>& failed, const std::function<bool()>& stop) const;
 
+    // The slots a reverse clears (no contribution reaches them), for code that runs the
+    // same reverse sweep (codegen.cpp).
+    const std::vector<slot>& zero_slots() const { return zero_; }
+
     // Instruction count per op name, for insight.
     std::vector<std::pair<std::string, std::size_t>> histogram() const;
 

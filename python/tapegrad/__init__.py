@@ -76,9 +76,10 @@ def zero_grad(vars: Iterable[Var]) -> None:
 _LAZY = {
     "draw": "viz", "explain": "explain_page",
     "gradcheck": "gradient_check", "grad_report": "gradient_report",
+    "CompileError": "native", "CompileWarning": "native",
 }
 _SUBMODULES = ("nn", "viz", "explain_page", "gradient_check", "gradient_report", "dask",
-               "reference", "autograd", "optimize")
+               "reference", "autograd", "optimize", "native")
 
 
 def __getattr__(name: str):

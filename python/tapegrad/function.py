@@ -242,6 +242,7 @@ class Function:
                                       functools.partial(Function.grad, self))
         self.value_and_grad = _core.fast_method(programs[0], self._grad_mode,
                                                 functools.partial(Function.value_and_grad, self))
+        self._native: Any = None  # native.NativeCode once compile() built programs[0]'s
 
     # -- insight ------------------------------------------------------------------------
 
@@ -323,8 +324,67 @@ class Function:
         name = getattr(self._fn, "__name__", "fn")
         args = ", ".join("scalar" if s == () else "x".join(map(str, s)) for s in self._arg_shapes)
         out = "scalar" if self._out_shape == () else "x".join(map(str, self._out_shape))
+        native = ""
+        if self._native is not None:
+            native = (f"; native: one point's value, grad, value_and_grad, jacobian "
+                      f"({self._native.loops} loops); interpreted: batches, jvp, vjp, hvp, "
+                      "hessian, sparse, retraced branches")
         return (f"<tapegrad.Function {name}({args}) -> {out}: {self.n_nodes} nodes, "
-                f"{self.n_ops} ops, {self.n_guards} guards>")
+                f"{self.n_ops} ops, {self.n_guards} guards{native}>")
+
+    # -- native code --------------------------------------------------------------------
+
+    def compile(self, *, fallback: bool = False) -> Function:
+        """A new Function whose one-point calls run native code generated for this
+        program; this Function is left as it is (like ``jax.jit(f)`` or
+        ``torch.compile(f)``, which return a compiled callable).
+
+        The program's forward and reverse sweeps are written out as C++ (loops for the
+        runs ``structure()`` finds, the op table's kernels for every op), built with the
+        system's C++ compiler (``$TAPEGRAD_CXX``, ``$CXX``, or c++/g++/clang++ on PATH)
+        and cached on disk (``$TAPEGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tapegrad`` or
+        ``~/.cache/tapegrad``), so a second compile of the same program only loads it.
+        Values and gradients are bit for bit the interpreter's, and guards are checked
+        as before.
+
+        Native: ``F(x)``, ``F.grad``, ``F.value_and_grad`` and ``F.jacobian`` at one
+        point. Interpreted (as before): batches, ``jvp``, ``vjp``, ``hvp``, ``hessian``,
+        sparse derivatives, and programs added by ``retrace=True``.
+
+        ``fallback``: without a working compiler, raise ``tg.CompileError`` (False, the
+        default) or warn (``tg.CompileWarning``) and return this Function, interpreted
+        (True). See ``native`` for what was built.
+
+        Examples:
+            >>> import numpy as np, tapegrad as tg
+            >>> F = tg.trace(lambda v: (v[1:] - v[:-1] ** 2).sum(), np.zeros(5))
+            >>> G = F.compile()
+            >>> bool(np.array_equal(G.grad(np.arange(5.0)), F.grad(np.arange(5.0))))
+            True
+        """
+        if self._native is not None:
+            return self
+        from . import native as _native
+        try:
+            program, info = _native.build(self._programs[0])
+        except _native.CompileError as err:
+            if not fallback:
+                raise
+            import warnings
+            warnings.warn(f"{err}; running the interpreter", _native.CompileWarning,
+                          stacklevel=2)
+            return self
+        compiled = Function(self._fn, [program, *self._programs[1:]], self._arg_shapes,
+                            self._out_shape, self._retrace, self._cse)
+        compiled._native = info
+        return compiled
+
+    @property
+    def native(self) -> Any:
+        """What ``compile()`` built for this Function (a ``tapegrad.native.NativeCode``:
+        library and source paths, loops, seconds, whether it came from the cache), or
+        None for an interpreted Function."""
+        return self._native
 
     # -- calling ------------------------------------------------------------------------
 
@@ -942,7 +1002,9 @@ class Function:
         fn = self._fn if self._retrace else None  # only a retracing Function needs fn
         state = (PICKLE_VERSION, self._programs, self._arg_shapes, self._out_shape,
                  self._retrace, self._cse, fn)
-        return (_restore, (state,))
+        # A compiled Function pickles its program and compiles again when loaded (from
+        # the cache if the library is there); native code does not travel.
+        return (_restore_compiled if self._native is not None else _restore, (state,))
 
 
 def _restore(state: tuple) -> Function:
@@ -960,6 +1022,12 @@ def _restore(state: tuple) -> Function:
     if not programs or not all(isinstance(p, _core.Program) for p in programs):
         raise ValueError("cannot unpickle tapegrad.Function: it holds no compiled program")
     return Function(fn, programs, arg_shapes, out_shape, bool(retrace), bool(cse))
+
+
+def _restore_compiled(state: tuple) -> Function:
+    """A compiled Function, unpickled: compiled again, or interpreted with a
+    CompileWarning where no compiler works."""
+    return _restore(state).compile(fallback=True)
 
 
 def trace(fn: Callable, *example_args: Any, retrace: bool = False, cse: bool = True) -> Function:

@@ -1,0 +1,56 @@
+// F.compile()'s C++ side (tapegrad/codegen.hpp) for python/tapegrad/native.py: a
+// program's generated source, and a Program that runs a built library's code.
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <string>
+
+#include "bindings/function.hpp"
+#include "tapegrad/codegen.hpp"
+
+namespace py = pybind11;
+
+namespace tapegrad::bind {
+
+void register_native(py::module_& m) {
+    m.def(
+        "native_source",
+        [](const Program& P) {
+            std::string src;
+            codegen_stats st;
+            {
+                py::gil_scoped_release unlocked;
+                src = native_source(*P.p, &st);
+            }
+            py::dict stats;
+            stats["loops"] = st.loops;
+            stats["looped_ops"] = st.looped_ops;
+            stats["straight_ops"] = st.straight_ops;
+            return py::make_tuple(src, stats);
+        },
+        py::arg("program"),
+        "C++ source for the program's one-point forward and reverse sweeps (runs as loops), "
+        "and counts: (source, {'loops', 'looped_ops', 'straight_ops'}).");
+    m.def(
+        "with_native",
+        [](const Program& P, const std::string& path) {
+            auto native = std::make_shared<const native_code>(path, *P.p);
+            auto Q = std::make_shared<Program>(P);
+            Q->native = std::move(native);
+            return Q;
+        },
+        py::arg("program"), py::arg("path"),
+        "A Program sharing this one's program and signature whose one-point values and "
+        "gradients run the library at path (built from native_source(program)). Raises "
+        "ValueError for a library made from another program, RuntimeError if it does not "
+        "load.");
+    m.def(
+        "native_path",
+        [](const Program& P) -> py::object {
+            if (!P.native) return py::none();
+            return py::str(P.native->path());
+        },
+        py::arg("program"), "The library a Program runs (with_native), or None.");
+}
+
+}  // namespace tapegrad::bind

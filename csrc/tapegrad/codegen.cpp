@@ -1,0 +1,435 @@
+// native_source(): a program's one-point sweeps as C++, runs as loops; native_code: the
+// built library, loaded (dlopen; LoadLibrary on Windows).
+#include "tapegrad/codegen.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "tapegrad/structure.hpp"
+
+#ifdef _WIN32
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
+
+namespace tapegrad {
+
+std::uint64_t program_digest(const program& p) {
+    std::uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](const void* data, std::size_t n) {
+        const auto* c = static_cast<const unsigned char*>(data);
+        for (std::size_t k = 0; k < n; ++k) h = (h ^ c[k]) * 1099511628211ull;
+    };
+    const std::uint32_t head[3] = {p.n_inputs, p.first_op(), p.n_slots()};
+    mix(head, sizeof head);
+    mix(p.op_.data(), p.op_.size() * sizeof(op));
+    mix(p.a_.data(), p.a_.size() * sizeof(slot));
+    mix(p.b_.data(), p.b_.size() * sizeof(slot));
+    mix(p.init_.data() + p.n_inputs, (p.first_op() - p.n_inputs) * sizeof(double));
+    const std::uint64_t n_out = p.outputs_.size();
+    mix(&n_out, sizeof n_out);
+    mix(p.outputs_.data(), p.outputs_.size() * sizeof(slot));
+    return h;
+}
+
+namespace {
+
+struct writer {
+    std::string s;
+    template <class... T>
+    void f(const char* fmt, T... args) {
+        char buf[1024];
+        const int n = std::snprintf(buf, sizeof buf, fmt, args...);
+        if (n >= int(sizeof buf)) throw std::logic_error("codegen: line too long");
+        s.append(buf, std::size_t(n));
+    }
+    void put(const std::string& t) { s += t; }
+};
+
+// A stretch of the sweep: one op slot, or iterations [k0, k1) of a run as a loop.
+struct piece {
+    slot s;             // the op slot (straight), or the run's start
+    const run* r;       // null: straight
+    std::int64_t k0, k1;
+    std::vector<std::uint8_t> modes;  // loops: per block op, FA | FB << 2
+    // loops: per block op, whether its adjoint lives in a local of the iteration (every
+    // use of its slot is by this iteration's block ops, and it is no output)
+    std::vector<bool> local;
+};
+
+class generator {
+public:
+    explicit generator(const program& p)
+        : p_(p), v_(p.view()), is_const_(v_.consts()), uses_(p.n_slots(), 0) {
+        for (slot s = p.first_op(); s < p.n_slots(); ++s) {
+            ++uses_[p.a_[s]];
+            if (op_table[std::size_t(p.op_[s])].arity == 2) ++uses_[p.b_[s]];
+        }
+        for (slot s : p.outputs_) uses_[s] = ~0u;  // never local
+    }
+
+    // Which block ops of iterations [k0, k1) have all their uses inside their iteration.
+    std::vector<bool> locals(const run& r, std::int64_t k0, std::int64_t k1) const {
+        std::vector<std::uint32_t> inside(r.period, 0);
+        for (slot j = 0; j < r.period; ++j) {
+            const bool binary = op_table[std::size_t(p_.op_[r.start + j])].arity == 2;
+            if (r.a[j].kind == operand_kind::same) ++inside[r.a[j].source];
+            if (binary && r.b[j].kind == operand_kind::same) ++inside[r.b[j].source];
+        }
+        std::vector<bool> local(r.period);
+        for (slot j = 0; j < r.period; ++j) {
+            bool ok = inside[j] > 0;
+            for (std::int64_t k = k0; ok && k < k1; ++k)
+                ok = uses_[r.start + k * r.period + j] == inside[j];
+            local[j] = ok;
+        }
+        return local;
+    }
+
+    // How op slot s's contribution to operand `pos` (0: a, 1: b) arrives (native_rules.hpp).
+    unsigned mode(slot s, int pos) const {
+        const slot o = pos ? p_.b_[s] : p_.a_[s];
+        if (pos && op_table[std::size_t(p_.op_[s])].arity == 1) return 2;
+        if (is_const_(o)) return 2;
+        return ((v_.rcode[s] >> (2 * pos)) & 3) != 0 ? 1 : 0;
+    }
+    std::uint8_t modes(slot s) const { return std::uint8_t(mode(s, 0) | mode(s, 1) << 2); }
+
+    static std::int64_t operand_slot(const run& r, const block_operand& o, std::int64_t k) {
+        switch (o.kind) {
+            case operand_kind::same: return std::int64_t(r.start) + k * r.period + o.source;
+            case operand_kind::carried:
+                return k ? std::int64_t(r.start) + (k - 1) * r.period + o.source
+                         : std::int64_t(o.first);
+            default: return std::int64_t(o.first) + k * o.stride;
+        }
+    }
+
+    // Runs cut into loops over iterations whose operands are exactly the run's (a swapped
+    // add or mul breaks a loop there) and whose contributions arrive the same way;
+    // iteration 0 (carried values start outside) and short stretches stay straight.
+    std::vector<piece> pieces(const std::vector<run>& runs, codegen_stats& st) const {
+        std::vector<piece> out;
+        slot s = p_.first_op();
+        auto straight = [&](slot to) {
+            for (; s < to; ++s) out.push_back({s, nullptr, 0, 0, {}, {}});
+        };
+        for (const run& r : runs) {
+            straight(r.start);
+            std::vector<std::vector<std::uint8_t>> sig(r.count);
+            std::vector<bool> ok(r.count, true);
+            for (std::int64_t k = 0; k < r.count; ++k) {
+                sig[k].resize(r.period);
+                for (slot j = 0; j < r.period; ++j) {
+                    const slot at = slot(r.start + k * r.period + j);
+                    sig[k][j] = modes(at);
+                    for (int pos = 0; pos < 2; ++pos) {
+                        const block_operand& o = pos ? r.b[j] : r.a[j];
+                        const std::int64_t want = operand_slot(r, o, k);
+                        const bool outside =
+                            o.kind == operand_kind::strided || o.kind == operand_kind::invariant;
+                        if (want != (pos ? p_.b_[at] : p_.a_[at]) ||
+                            (outside && (want < 0 || want >= r.start)))
+                            ok[k] = false;
+                    }
+                }
+            }
+            std::int64_t k = 0;
+            straight(r.start + r.period);  // iteration 0
+            k = 1;
+            while (k < r.count) {
+                std::int64_t e = k + 1;
+                if (ok[k])
+                    while (e < r.count && ok[e] && sig[e] == sig[k]) ++e;
+                if (ok[k] && e - k >= 3) {
+                    out.push_back({r.start, &r, k, e, sig[k], locals(r, k, e)});
+                    ++st.loops;
+                    st.looped_ops += std::size_t(e - k) * r.period;
+                    s = slot(r.start + e * r.period);
+                } else {
+                    straight(slot(r.start + e * r.period));
+                }
+                k = e;
+            }
+        }
+        straight(p_.n_slots());
+        st.straight_ops = 0;
+        for (const piece& pc : out) st.straight_ops += pc.r == nullptr;
+        return out;
+    }
+
+    static std::string name(op o) { return op_table[std::size_t(o)].name; }
+
+    static std::string strided(const char* base, const block_operand& o) {
+        char buf[96];
+        if (o.kind == operand_kind::strided)
+            std::snprintf(buf, sizeof buf, "%s[%" PRId64 " + k * %" PRId64 "]", base,
+                          std::int64_t(o.first), o.stride);
+        else
+            std::snprintf(buf, sizeof buf, "%s[%u]", base, o.first);
+        return buf;
+    }
+
+    // A loop's forward: B the slots before the run, R the run's own (R = V + start). The
+    // values of this iteration (t) and the carried ones of the last (c) stay in locals.
+    std::string forward_loop(std::size_t L, const piece& pc) const {
+        const run& r = *pc.r;
+        writer w;
+        w.f("TG_NATIVE_LOOP fw_%zu(const double* __restrict B, double* __restrict R) {\n", L);
+        std::vector<bool> carried(r.period, false);
+        for (slot j = 0; j < r.period; ++j)
+            for (const block_operand* o : {&r.a[j], &r.b[j]})
+                if (o->kind == operand_kind::carried) carried[o->source] = true;
+        for (slot j = 0; j < r.period; ++j)
+            if (carried[j]) w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
+        w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
+        w.f("double* const r = R + k * %u;\n", r.period);
+        auto value = [&](const block_operand& o) -> std::string {
+            if (o.kind == operand_kind::same) return "t" + std::to_string(o.source);
+            if (o.kind == operand_kind::carried) return "c" + std::to_string(o.source);
+            return strided("B", o);
+        };
+        for (slot j = 0; j < r.period; ++j)
+            w.f("const double t%u = K::%s::forward(%s, %s);\nr[%u] = t%u;\n", j,
+                name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(), value(r.b[j]).c_str(), j,
+                j);
+        for (slot j = 0; j < r.period; ++j)
+            if (carried[j]) w.f("c%u = t%u;\n", j, j);
+        w.put("}\n}\n");
+        return w.s;
+    }
+
+    // A loop's reverse, iterations downward, block ops newest first: AB the adjoints
+    // before the run, AR the run's own (AR = A + start).
+    std::string reverse_loop(std::size_t L, const piece& pc) const {
+        const run& r = *pc.r;
+        writer w;
+        w.f("TG_NATIVE_LOOP rv_%zu(const double* __restrict V, double* __restrict AB, "
+            "double* __restrict AR) {\n",
+            L);
+        w.f("const double* const VR = V + %u;\n", r.start);
+        w.f("for (std::int64_t k = %" PRId64 "; k-- > %" PRId64 ";) {\n", pc.k1, pc.k0);
+        w.f("const double* const v = VR + k * %u;\ndouble* const r = AR + k * %u;\n", r.period,
+            r.period);
+        auto value = [&](const block_operand& o) -> std::string {
+            if (o.kind == operand_kind::same) return "v[" + std::to_string(o.source) + "]";
+            if (o.kind == operand_kind::carried)
+                return "v[-" + std::to_string(r.period - o.source) + "]";
+            return strided("V", o);
+        };
+        // A local adjoint's first contribution is a store (its last user is in this
+        // iteration), so its 0.0 is never read; it only keeps the compiler quiet.
+        for (slot j = 0; j < r.period; ++j)
+            if (pc.local[j]) w.f("double g%u = 0.0;\n", j);
+        auto where = [&](const block_operand& o) -> std::string {
+            if (o.kind == operand_kind::same)
+                return pc.local[o.source] ? "&g" + std::to_string(o.source)
+                                          : "r + " + std::to_string(o.source);
+            if (o.kind == operand_kind::carried)
+                return "r - " + std::to_string(r.period - o.source);
+            return "&" + strided("AB", o);
+        };
+        for (slot j = r.period; j-- > 0;) {
+            const std::string g =
+                pc.local[j] ? "g" + std::to_string(j) : "r[" + std::to_string(j) + "]";
+            w.f("rvp<K::%s, %u, %u>(%s, %s, v[%u], %s, %s, %s);\n",
+                name(p_.op_[r.start + j]).c_str(), pc.modes[j] & 3u, unsigned(pc.modes[j]) >> 2,
+                value(r.a[j]).c_str(), value(r.b[j]).c_str(), j, g.c_str(), where(r.a[j]).c_str(),
+                where(r.b[j]).c_str());
+        }
+        w.put("}\n}\n");
+        return w.s;
+    }
+
+    std::string loops(const std::vector<piece>& pcs) const {
+        std::string s;
+        for (std::size_t L = 0; L < pcs.size(); ++L)
+            if (pcs[L].r) s += forward_loop(L, pcs[L]) + reverse_loop(L, pcs[L]);
+        return s;
+    }
+
+    // Straight-line code goes into functions of at most this many ops: compilers take
+    // time superlinear in a function's size (GCC -O2 took 8.6 s for one function of 1180
+    // ops of a random program).
+    static constexpr std::size_t chunk_ops = 128;
+
+    // The forward sweep: definitions of its straight-line chunks (into defs), and the
+    // body of tg_forward, which calls them and the loops in slot order.
+    std::string forward(const std::vector<piece>& pcs, std::string& defs) const {
+        writer body, chunk;
+        std::size_t n_chunk = 0, chunks = 0;
+        auto flush = [&] {
+            if (!n_chunk) return;
+            writer d;
+            d.f("TG_NATIVE_LOOP sf_%zu(double* __restrict V) {\n", chunks);
+            defs += d.s + chunk.s + "}\n";
+            body.f("sf_%zu(V);\n", chunks++);
+            chunk.s.clear();
+            n_chunk = 0;
+        };
+        for (std::size_t L = 0; L < pcs.size(); ++L) {
+            const piece& pc = pcs[L];
+            if (pc.r) {
+                flush();
+                body.f("fw_%zu(V, V + %u);\n", L, pc.r->start);
+                continue;
+            }
+            chunk.f("fw<K::%s>(V, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), pc.s, p_.a_[pc.s],
+                    p_.b_[pc.s]);
+            if (++n_chunk == chunk_ops) flush();
+        }
+        flush();
+        return body.s;
+    }
+
+    std::string reverse(const std::vector<piece>& pcs, std::string& defs) const {
+        writer body, chunk;
+        std::size_t n_chunk = 0, chunks = 0;
+        auto flush = [&] {
+            if (!n_chunk) return;
+            writer d;
+            d.f("TG_NATIVE_LOOP sr_%zu(const double* __restrict V, double* __restrict A) {\n",
+                chunks);
+            defs += d.s + chunk.s + "}\n";
+            body.f("sr_%zu(V, A);\n", chunks++);
+            chunk.s.clear();
+            n_chunk = 0;
+        };
+        for (std::size_t L = pcs.size(); L-- > 0;) {
+            const piece& pc = pcs[L];
+            if (pc.r) {
+                flush();
+                body.f("rv_%zu(V, A, A + %u);\n", L, pc.r->start);
+                continue;
+            }
+            const unsigned m = modes(pc.s);
+            chunk.f("rv<K::%s, %u, %u>(V, A, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), m & 3,
+                    m >> 2, pc.s, p_.a_[pc.s], p_.b_[pc.s]);
+            if (++n_chunk == chunk_ops) flush();
+        }
+        flush();
+        return body.s;
+    }
+
+private:
+    const program& p_;
+    program_view v_;
+    consts_in_range is_const_;
+    std::vector<std::uint32_t> uses_;  // per slot: operand references (outputs: ~0)
+};
+
+void u32_array(writer& w, const char* name, const std::vector<slot>& xs) {
+    w.f("static const u32 %s[] = {", name);
+    for (std::size_t k = 0; k < xs.size(); ++k) w.f(k % 16 ? " %uu," : "\n%uu,", xs[k]);
+    w.put("};\n");
+}
+
+}  // namespace
+
+std::string native_source(const program& p, codegen_stats* stats) {
+    codegen_stats st;
+    generator g(p);
+    const std::vector<run> runs = find_runs(p.view());
+    const std::vector<piece> pcs = g.pieces(runs, st);
+    const slot n_in = p.n_inputs, n_const = p.first_op() - p.n_inputs;
+    writer w;
+    w.f("// Generated by tapegrad (F.compile()): %u inputs, %u constants, %u ops, %zu loops.\n",
+        n_in, n_const, p.n_slots() - p.first_op(), st.loops);
+    w.put(
+        "#include \"tapegrad/native_rules.hpp\"\n"
+        "namespace K = tapegrad::kernel;\n"
+        "using tapegrad::native::fw;\n"
+        "using tapegrad::native::rv;\n"
+        "using tapegrad::native::rvp;\n"
+        "using tapegrad::native::u32;\n");
+    w.f("TG_NATIVE_EXPORT const std::uint64_t tg_digest = 0x%016" PRIx64 "ull;\n",
+        program_digest(p));
+    w.put(g.loops(pcs));
+    std::string defs;
+    const std::string forward_body = g.forward(pcs, defs);
+    const std::string reverse_body = g.reverse(pcs, defs);
+    w.put(defs);
+    w.put("TG_NATIVE_EXPORT void tg_forward(const double* __restrict x, double* __restrict V) {\n");
+    if (n_in) w.f("std::memcpy(V, x, %u * sizeof(double));\n", n_in);
+    if (n_const) {
+        w.put("static const std::uint64_t bits[] = {");
+        for (slot c = 0; c < n_const; ++c) {
+            std::uint64_t b;
+            std::memcpy(&b, &p.init_[n_in + c], sizeof b);
+            w.f(c % 6 ? " 0x%" PRIx64 "ull," : "\n0x%" PRIx64 "ull,", b);
+        }
+        w.f("};\nstd::memcpy(V + %u, bits, sizeof bits);\n", n_in);
+    }
+    w.put(forward_body);
+    w.put("}\n");
+    w.put(
+        "TG_NATIVE_EXPORT void tg_reverse(const double* __restrict V, double* __restrict A,\n"
+        "                                 const double* seed, double* grad) {\n");
+    if (!p.zero_slots().empty()) {
+        u32_array(w, "zero", p.zero_slots());
+        w.put("for (u32 z : zero) A[z] = 0.0;\n");
+    }
+    if (!p.outputs_.empty()) {
+        u32_array(w, "outputs", p.outputs_);
+        w.f("for (u32 k = 0; k < %zuu; ++k) A[outputs[k]] += seed[k];\n", p.outputs_.size());
+    }
+    w.put(reverse_body);
+    if (n_in) w.f("for (u32 i = 0; i < %uu; ++i) grad[i] += A[i];\n", n_in);
+    w.put("}\n");
+    if (stats) *stats = st;
+    return std::move(w.s);
+}
+
+// ------------------------------------------------------------------ loading
+
+namespace {
+#ifdef _WIN32
+void* open_library(const std::string& path) { return (void*)LoadLibraryA(path.c_str()); }
+void* symbol(void* h, const char* name) {
+    return reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(h), name));
+}
+void close_library(void* h) { FreeLibrary(static_cast<HMODULE>(h)); }
+std::string load_error() { return "error " + std::to_string(GetLastError()); }
+#else
+void* open_library(const std::string& path) { return dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL); }
+void* symbol(void* h, const char* name) { return dlsym(h, name); }
+void close_library(void* h) { dlclose(h); }
+std::string load_error() {
+    const char* e = dlerror();
+    return e ? e : "unknown error";
+}
+#endif
+}  // namespace
+
+native_code::native_code(const std::string& path, const program& p) : path_(path) {
+    handle_ = open_library(path);
+    if (!handle_)
+        throw std::runtime_error("native code: cannot load " + path + ": " + load_error());
+    const auto* digest = static_cast<const std::uint64_t*>(symbol(handle_, "tg_digest"));
+    void* f = symbol(handle_, "tg_forward");
+    void* r = symbol(handle_, "tg_reverse");
+    if (!digest || !f || !r) {
+        close_library(handle_);
+        throw std::runtime_error("native code: " + path +
+                                 " lacks tg_digest, tg_forward or tg_reverse (not made by "
+                                 "tapegrad's native_source)");
+    }
+    if (*digest != program_digest(p)) {
+        close_library(handle_);
+        throw std::invalid_argument("native code: " + path +
+                                    " was generated from another program (digest differs)");
+    }
+    forward = reinterpret_cast<forward_fn>(f);
+    reverse = reinterpret_cast<reverse_fn>(r);
+}
+
+native_code::~native_code() { close_library(handle_); }
+
+}  // namespace tapegrad

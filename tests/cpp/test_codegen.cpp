@@ -1,0 +1,79 @@
+// native_source() and native_code: the generated text for a program laid out by hand,
+// the digest that ties a library to its program, and a load that fails cleanly. (That the
+// generated code computes what the interpreter does is tests/test_compile.py's job: it
+// needs a compiler at run time.)
+#include <doctest/doctest.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "tapegrad/codegen.hpp"
+#include "tapegrad/program.hpp"
+
+using namespace tapegrad;
+
+namespace {
+
+// s = c * s + x[i] * x[i + 1] for i < n; s starts as input 0, x[i] is input 1 + i.
+program dot_loop(slot n, double c) {
+    program p;
+    p.n_inputs = n + 2;
+    p.set_first_op(n + 3);
+    for (slot s = 0; s < p.n_inputs; ++s) p.op_.push_back(op::leaf);
+    p.op_.push_back(op::constant);
+    p.init_.assign(p.first_op(), 0.0);
+    p.init_[n + 2] = c;
+    p.a_.assign(p.first_op(), 0);
+    p.b_.assign(p.first_op(), 0);
+    auto push = [&](op o, slot x, slot y) {
+        p.op_.push_back(o);
+        p.a_.push_back(x);
+        p.b_.push_back(y);
+        return slot(p.op_.size() - 1);
+    };
+    slot s = 0;
+    for (slot i = 0; i < n; ++i) {
+        const slot m = push(op::mul, 1 + i, 2 + i);
+        s = push(op::add, push(op::mul, n + 2, s), m);
+    }
+    p.outputs_ = {s};
+    p.finish();
+    return p;
+}
+
+std::size_t count(const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+        ++n;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("a run becomes one loop each way, the rest straight-line calls") {
+    const program p = dot_loop(50, 0.5);
+    codegen_stats st;
+    const std::string src = native_source(p, &st);
+    CHECK(st.loops == 1);
+    CHECK(st.looped_ops + st.straight_ops == p.n_slots() - p.first_op());
+    CHECK(st.straight_ops < 10);
+    CHECK(count(src, "for (std::int64_t k") == 2);
+    CHECK(count(src, "TG_NATIVE_EXPORT") == 3);  // tg_digest, tg_forward, tg_reverse
+    CHECK(src.find("K::mul::forward") != std::string::npos);
+    CHECK(src.find("0x3fe0000000000000ull") != std::string::npos);  // 0.5, bit for bit
+}
+
+TEST_CASE("the digest follows everything the sweeps read") {
+    const std::uint64_t d = program_digest(dot_loop(10, 0.5));
+    CHECK(program_digest(dot_loop(10, 0.5)) == d);
+    CHECK(program_digest(dot_loop(10, -0.5)) != d);
+    CHECK(program_digest(dot_loop(11, 0.5)) != d);
+    program p = dot_loop(10, 0.5);
+    p.outputs_.push_back(0);
+    CHECK(program_digest(p) != d);
+}
+
+TEST_CASE("a library that is missing does not load") {
+    const program p = dot_loop(3, 1.0);
+    CHECK_THROWS_AS(native_code("/nonexistent/tg.so", p), std::runtime_error);
+}

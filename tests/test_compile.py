@@ -1,0 +1,407 @@
+"""F.compile(): native code for a traced program, checked bit for bit against the
+interpreter (values, gradients and Jacobians; a NaN matches any NaN), on the worked
+examples, Rosenbrock, the micrograd-style loss, every op of the table, random programs and
+almost periodic ones (so a loop that over-matched would compute something else and fail
+here). Also: guards, the cache, pickling, the fallback without a compiler, bad input.
+
+Every test needs a C++ compiler and skips, saying so, only where none is found."""
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import random
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+
+import numpy as np
+import pytest
+from helpers import spec_for
+from test_structure import euler, loop, planted, random_dag, rosenbrock_numpy
+from trace_helpers import f3, rosenbrock, same_bits, vec_fn
+
+import tapegrad as tg
+from tapegrad import _core, native
+
+
+def _compiler_problem() -> str | None:
+    """Why no C++ compiler can build a shared library here (None: one can). Tried on a
+    source that includes nothing of tapegrad's, so a failure is the machine's (no
+    compiler, or a stub, as in the wheel check), never the generated code's."""
+    cmd = native.compiler()
+    if cmd is None or shutil.which(cmd[0]) is None:
+        return "no C++ compiler ($TAPEGRAD_CXX, $CXX, c++, g++, clang++)"
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "probe.cpp")
+        with open(src, "w") as f:
+            f.write('extern "C" int tg_probe() { return 1; }\n')
+        try:
+            done = subprocess.run([*cmd, *native.FLAGS, src, "-o", os.path.join(d, "probe.so")],
+                                  capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError) as err:
+            return f"the C++ compiler {cmd[0]} does not run: {err}"
+        if done.returncode != 0:
+            why = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+            return f"the C++ compiler {cmd[0]} builds no shared library here: {why[0]}"
+    return None
+
+
+_PROBLEM = _compiler_problem()
+pytestmark = pytest.mark.skipif(_PROBLEM is not None, reason=str(_PROBLEM))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def cache(tmp_path_factory):
+    """A cache of this module's own, so the tests neither read nor fill the user's."""
+    d = str(tmp_path_factory.mktemp("tapegrad-cache"))
+    old = os.environ.get("TAPEGRAD_CACHE_DIR")
+    os.environ["TAPEGRAD_CACHE_DIR"] = d
+    yield d
+    if old is None:
+        del os.environ["TAPEGRAD_CACHE_DIR"]
+    else:
+        os.environ["TAPEGRAD_CACHE_DIR"] = old
+
+
+def assert_bits(got, want, what):
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, what
+    ok = same_bits(got, want)
+    bad = ~ok.ravel()
+    assert ok.all(), (f"{what}: differs at {np.flatnonzero(bad)[:10]}: {got.ravel()[bad][:5]}"
+                      f" vs {want.ravel()[bad][:5]}")
+
+
+def flat(r):
+    if isinstance(r, tuple):
+        return np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in r])
+    return np.ravel(np.asarray(r, dtype=np.float64))
+
+
+def compiled(F):
+    G = F.compile()
+    assert G is not F and G.native is not None and F.native is None
+    return G
+
+
+def agree(F, G, *args):
+    """G (compiled) gives F's (interpreted) value, gradient and Jacobian at args, bit for
+    bit."""
+    assert_bits(flat(G(*args)), flat(F(*args)), "value")
+    if F.out_shape == ():
+        v, g = G.value_and_grad(*args)
+        w, h = F.value_and_grad(*args)
+        assert_bits(flat(v), flat(w), "value_and_grad value")
+        assert_bits(flat(g), flat(h), "value_and_grad gradient")
+        assert_bits(flat(G.grad(*args)), flat(F.grad(*args)), "grad")
+    assert_bits(flat(G.jacobian(*args)), flat(F.jacobian(*args)), "jacobian")
+
+
+# ---------------------------------------------------------------- worked examples
+
+
+def test_the_seed_example():
+    F = tg.trace(lambda x, y: x * x + x * y, 3.0, 4.0)
+    G = compiled(F)
+    v, (dx, dy) = G.value_and_grad(3.0, 4.0)
+    assert (float(v), float(dx), float(dy)) == (21.0, 10.0, 3.0)
+    agree(F, G, 3.0, 4.0)
+    agree(F, G, -0.5, 1e300)
+
+
+def test_f3_and_a_vector_function():
+    F = tg.trace(f3, 0.5, 0.5, 0.5)
+    G = compiled(F)
+    for x in [(0.3, -1.2, 2.0), (0.0, -0.0, 0.0), (1e-300, 7.0, -3.0)]:
+        agree(F, G, *x)
+    V = tg.trace(vec_fn, np.zeros(3))
+    W = compiled(V)
+    agree(V, W, np.array([0.5, -2.0, 3.0]))
+
+
+@pytest.mark.parametrize("d", [2, 10, 1000])
+@pytest.mark.parametrize("form", ["loop", "numpy"])
+def test_rosenbrock(d, form):
+    F = tg.trace(rosenbrock if form == "loop" else rosenbrock_numpy, np.zeros(d))
+    G = compiled(F)
+    rng = np.random.default_rng(d)
+    for _ in range(3):
+        agree(F, G, rng.uniform(-1.5, 1.5, d))
+    x = np.ones(d)
+    assert float(G(x)) == 0.0 and not G.grad(x).any()
+    if d >= 10:  # the runs became loops: almost no op is written out one by one
+        assert G.native.loops >= 1
+        assert G.native.straight_ops < 0.05 * F.n_ops + 40
+
+
+def test_the_loops_are_in_the_source():
+    F = tg.trace(rosenbrock, np.zeros(500))
+    source, stats = _core.native_source(F._programs[0])
+    assert stats["loops"] == 1 and stats["looped_ops"] == F.n_ops - 16
+    assert source.count("for (std::int64_t k") == 2  # forward and reverse
+    assert source.count("fw<") < 40 and source.count("rv<") < 40
+    assert "k-- > 1" in source  # the reverse loop runs its iterations downward
+
+
+def test_the_micrograd_style_loss():
+    from tapegrad.nn.demo import make_model, moons_loss
+    X, y = tg.nn.make_moons(100)
+    F = tg.nn.compile_loss(make_model(), moons_loss, X, y).function
+    G = compiled(F)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        agree(F, G, rng.normal(size=F.arg_shapes[0]), X, y)
+    assert G.native.looped_ops > 0.9 * F.n_ops
+
+
+def test_a_recurrence_whose_operands_swap():
+    F = tg.trace(euler, 1.0, 0.5)
+    assert F.structure()[0].swapped
+    G = compiled(F)
+    for x in [(1.0, 0.5), (-3.0, 2.0), (0.0, 0.0)]:
+        agree(F, G, *x)
+
+
+def test_every_op_of_the_table():
+    # one program holding every op at points from its own test domain and at special
+    # values; the Jacobian checks each op's rules one output at a time
+    rng = random.Random(7)
+    specials = [0.0, -0.0, 1.0, -1.0, 0.5, 2.0, np.inf, -np.inf, np.nan]
+    calls = []
+    for name, arity in tg.ops():
+        for _ in range(3):
+            calls.append((name, spec_for(name).domain(rng)))
+        for _ in range(4):
+            calls.append((name, tuple(rng.choice(specials) for _ in range(arity))))
+    x0 = np.array([v for _, args in calls for v in args], dtype=np.float64)
+
+    def f(x):
+        out, at = [], 0
+        for name, args in calls:
+            out.append(getattr(tg, name)(*x[at:at + len(args)]))
+            at += len(args)
+        return out
+    F = tg.trace(f, x0, cse=False)
+    G = compiled(F)
+    with np.errstate(all="ignore"):
+        agree(F, G, x0)
+        agree(F, G, x0 * 0.75 + 0.125)
+
+
+# ---------------------------------------------------------------- random programs
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_dags(seed):
+    rng = random.Random(seed)
+    F = random_dag(rng, rng.randrange(1, 8), rng.randrange(1, 300))
+    G = compiled(F)
+    n = F.arg_shapes[0]
+    x = np.random.default_rng(seed).uniform(-2.0, 2.0, n)
+    with np.errstate(all="ignore"):
+        agree(F, G, x)
+
+
+@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("mutate", [False, True], ids=["periodic", "mutated"])
+def test_almost_periodic_programs(seed, mutate):
+    F = planted(random.Random(seed), mutate)
+    G = compiled(F)
+    x = np.random.default_rng(seed).uniform(0.1, 0.9, F.arg_shapes[0])
+    with np.errstate(all="ignore"):
+        agree(F, G, x)
+        agree(F, G, -x)
+
+
+ALMOST = {
+    "a stride that breaks": lambda x, i: tg.sin(x[i] * x[i + 2 if i == 20 else i + 1]),
+    "an op that differs": lambda x, i: tg.cos(x[i]) if i == 13 else tg.sin(x[i]),
+    "a constant that differs": lambda x, i: (2.5 if i == 7 else 1.5) * x[i],
+    "an invariant that differs": lambda x, i: x[1 if i == 25 else 0] * x[i + 2],
+    "a repeated operand": lambda x, i: x[i] * x[i if i == 30 else i + 1],
+}
+
+
+@pytest.mark.parametrize("name", list(ALMOST))
+def test_almost_periodic_loops(name):
+    F = loop(40, ALMOST[name])
+    G = compiled(F)
+    assert G.native.loops >= 1
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        agree(F, G, rng.uniform(-2.0, 2.0, 42))
+
+
+def test_a_recurrence_that_skips_an_iteration():
+    def f(x):
+        s, prev = x[0], x[0]
+        for i in range(30):
+            s, prev = (prev if i == 12 else s) * 0.5 + x[i + 1], s
+        return s
+    F = tg.trace(f, np.zeros(32))
+    G = compiled(F)
+    agree(F, G, np.random.default_rng(4).normal(size=32))
+
+
+def test_hypothesis_random_programs():
+    from helpers import programs
+    from hypothesis import HealthCheck, given, settings
+    from trace_helpers import OPS, trace_program
+
+    @settings(max_examples=15, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(programs(OPS, max_steps=10))
+    def check(program):
+        F = trace_program(program)
+        G = compiled(F)
+        x = np.array(program[0], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            agree(F, G, *x)
+            agree(F, G, *(x * 0.5 - 0.25))
+    check()
+
+
+# ---------------------------------------------------------------- what stays as it was
+
+
+def test_guards_are_checked_on_native_values():
+    F = tg.trace(lambda x: x * 2.0 if x > 0 else -x, 1.0)
+    G = compiled(F)
+    assert float(G(3.0)) == 6.0 and float(G.grad(3.0)) == 2.0
+    with pytest.raises(tg.TraceError, match="another branch"):
+        G(-1.0)
+    with pytest.raises(tg.TraceError, match="another branch"):
+        G.grad(-1.0)
+    R = tg.trace(lambda x: x * 2.0 if x > 0 else -x, 1.0, retrace=True).compile()
+    assert float(R(-4.0)) == 4.0 and float(R.grad(-4.0)) == -1.0  # retraced: interpreted
+    assert float(R(5.0)) == 10.0
+
+
+def test_batches_and_forward_mode_run_the_interpreter_unchanged():
+    F = tg.trace(f3, 0.5, 0.5, 0.5)
+    G = compiled(F)
+    X = np.linspace(-1.0, 1.0, 7)
+    assert_bits(flat(G.grad(X, 0.3, X)), flat(F.grad(X, 0.3, X)), "batched grad")
+    assert_bits(flat(G.jvp(0.1, 0.2, 0.3, (1.0, 0.0, 0.0))),
+                flat(F.jvp(0.1, 0.2, 0.3, (1.0, 0.0, 0.0))), "jvp")
+    assert_bits(flat(G.hessian(0.1, 0.2, 0.3)), flat(F.hessian(0.1, 0.2, 0.3)), "hessian")
+    out = np.empty(())
+    G(0.1, 0.2, 0.3, out=out)
+    assert float(out) == float(F(0.1, 0.2, 0.3))
+
+
+def test_repr_says_what_is_native():
+    F = tg.trace(rosenbrock, np.zeros(20))
+    G = compiled(F)
+    assert "native" not in repr(F)
+    assert "native: one point's value, grad" in repr(G) and "interpreted: batches" in repr(G)
+    assert G.compile() is G
+
+
+def test_threads_share_a_compiled_function():
+    F = tg.trace(rosenbrock, np.zeros(200))
+    G = compiled(F)
+    xs = [np.random.default_rng(k).uniform(-1, 1, 200) for k in range(8)]
+    want = [F.grad(x) for x in xs]
+    bad = []
+
+    def work():
+        for _ in range(50):
+            for x, w in zip(xs, want):
+                if not np.array_equal(G.grad(x), w):
+                    bad.append(1)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
+# ---------------------------------------------------------------- cache, pickle, fallback
+
+
+def test_the_cache_is_used_the_second_time(cache):
+    F = tg.trace(lambda x: tg.sin(x) * 3.25 + 1.0, 0.5)
+    G, H = F.compile(), F.compile()
+    assert not G.native.cached and H.native.cached
+    lib = G.native.library
+    assert H.native.library == lib and os.path.dirname(lib) == cache
+    with open(G.native.source) as f:
+        assert "tg_forward" in f.read()
+    # a damaged library in the cache is built again. (Replaced, not written over: writing
+    # into a library while it is loaded takes its pages away from the process.)
+    del G, H
+    gc.collect()  # the last reference to the library goes: it is unloaded
+    with open(lib + ".tmp", "wb") as f:
+        f.write(b"not a library")
+    os.replace(lib + ".tmp", lib)
+    again = F.compile()
+    assert not again.native.cached and float(again(0.5)) == float(F(0.5))
+
+
+def test_pickling_compiles_again():
+    F = tg.trace(rosenbrock, np.zeros(30))
+    G = compiled(F)
+    H = pickle.loads(pickle.dumps(G))
+    assert H.native is not None and H.native.cached
+    x = np.random.default_rng(1).normal(size=30)
+    assert_bits(H.grad(x), F.grad(x), "unpickled")
+    assert pickle.loads(pickle.dumps(F)).native is None
+
+
+def test_no_compiler_raises_or_falls_back(monkeypatch):
+    F = tg.trace(lambda x, y: x * y + tg.exp(x), 0.5, 2.0)
+    G = F.compile()
+    blob = pickle.dumps(G)
+    monkeypatch.setenv("TAPEGRAD_CXX", "/nonexistent/bin/c++")
+    with pytest.raises(tg.CompileError, match=r"/nonexistent/bin/c\+\+.*TAPEGRAD_CXX"):
+        F.compile()
+    with pytest.warns(tg.CompileWarning, match="not found"):
+        H = F.compile(fallback=True)
+    assert H is F and H.native is None
+    with pytest.warns(tg.CompileWarning):  # unpickled where no compiler works: interpreted
+        U = pickle.loads(blob)
+    assert U.native is None and float(U(0.5, 2.0)) == float(F(0.5, 2.0))
+
+
+def test_a_failing_compiler_is_reported(monkeypatch):
+    cmd = native.compiler()
+    monkeypatch.setenv("TAPEGRAD_CXX", shlex.join([*cmd, "-include", "nonexistent.h"]))
+    F = tg.trace(lambda x: tg.cos(x) * 1.125, 0.5)
+    with pytest.raises(tg.CompileError, match="compiler failed"):
+        F.compile()
+
+
+def test_a_library_for_another_program_is_refused():
+    F = tg.trace(lambda x: x * 2.0, 1.0)
+    G = compiled(F)
+    other = tg.trace(lambda x: x * 3.0, 1.0)
+    with pytest.raises(ValueError, match="another program"):
+        _core.with_native(other._programs[0], G.native.library)
+    with pytest.raises(RuntimeError, match="cannot load"):
+        _core.with_native(F._programs[0], "/nonexistent/tg.so")
+    assert _core.native_path(F._programs[0]) is None
+    assert _core.native_path(G._programs[0]) == G.native.library
+
+
+def test_bad_calls_raise_as_before():
+    F = tg.trace(lambda v: (v * v).sum(), np.zeros(3))
+    G = compiled(F)
+    for args in [(np.zeros(4),), (np.zeros(3), 1.0), ("abc",)]:
+        with pytest.raises((TypeError, ValueError)) as want:
+            F.grad(*args)
+        with pytest.raises(type(want.value)):
+            G.grad(*args)
+
+
+def test_programs_without_ops_or_outputs():
+    for fn, ex in [(lambda x: x, (1.0,)), (lambda x: 2.0, (1.0,)),
+                   (lambda x, y: [x, y, x], (1.0, 2.0))]:
+        F = tg.trace(fn, *ex)
+        G = compiled(F)
+        assert_bits(flat(G(*ex)), flat(F(*ex)), "value")
+        assert_bits(flat(G.jacobian(*ex)), flat(F.jacobian(*ex)), "jacobian")
