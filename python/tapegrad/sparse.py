@@ -66,15 +66,16 @@ class Coloring:
     _inputs: np.ndarray = dataclasses.field(repr=False, compare=False)
     # The Hessian plan (star mode) or the seed matrix, made at the first evaluation.
     _plan: Any = dataclasses.field(default=None, repr=False, compare=False)
-    # Star mode: each nonzero's (input, color) in the compressed products, and whether
-    # the recorded Hessian program was tried (made at the first evaluation that holds).
+    # Star mode: each nonzero's (input, color) in the compressed products, and how many
+    # evaluations held before the recorded Hessian program was tried (at the second).
     _entries: Any = dataclasses.field(default=None, repr=False, compare=False)
-    _record_tried: bool = dataclasses.field(default=False, repr=False, compare=False)
+    _evaluations: int = dataclasses.field(default=0, repr=False, compare=False)
 
     @property
     def recorded_ops(self) -> int:
         """Star mode: the op count of the recorded Hessian program that evaluations
-        replay (0: none yet, or declined as larger than ``RECORD_MAX_OPS`` allows)."""
+        replay (0: none yet, the second evaluation records it; or it would be larger
+        than ``RECORD_OPS_PER_OP`` allows)."""
         return 0 if self._plan is None or self.mode != "star" else self._plan.recorded_ops
 
 
@@ -191,10 +192,12 @@ def _compressed(F: Function, program: Any, c: Coloring, x: np.ndarray) -> tuple[
             object.__setattr__(c, "_entries", (c._gather // max(p, 1), c._gather % max(p, 1)))
         inputs, columns = c._entries
         data, failed = program.hessian_entries(x, c._plan, inputs, columns)
-        if failed < 0 and not c._record_tried:  # record at a point whose branches hold
-            object.__setattr__(c, "_record_tried", True)
+        if failed < 0 and c._evaluations < 2:
+            # A one-off Hessian does not pay for recording; the second one records, at a
+            # point whose branches hold.
+            object.__setattr__(c, "_evaluations", c._evaluations + 1)
             max_ops = RECORD_OPS_PER_OP * program.n_ops
-            if max_ops:
+            if c._evaluations == 2 and max_ops:
                 program.record_hessian(x, c._plan, inputs, columns,
                                        max(max_ops, RECORD_MIN_OPS))
         return data, failed
