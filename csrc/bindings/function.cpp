@@ -703,7 +703,8 @@ std::vector<std::pair<slot, slot>> hessian_entry_list(const Program& P, const He
 bool record_hessian_entries(const Program& P, c_doubles x, HessianPlan& H, const c_int64s& inputs,
                             const c_int64s& columns, std::size_t max_ops) {
     const program& p = *P.p;
-    if (p.outputs_.size() != 1) throw py::value_error("record_hessian: the program has not 1 output");
+    if (p.outputs_.size() != 1)
+        throw py::value_error("record_hessian: the program has not 1 output");
     if (x.ndim() != 1 || std::size_t(x.shape(0)) != p.n_inputs)
         throw py::value_error("record_hessian: expected " + std::to_string(p.n_inputs) + " inputs");
     auto entries = hessian_entry_list(P, H, inputs, columns);
@@ -1065,8 +1066,8 @@ void register_function(py::module_& m) {
              py::arg("inputs"), py::arg("columns"), py::arg("max_ops"),
              "Record the plan's compressed Hessian entries (inputs[k], columns[k]) as a "
              "program, its rules' branches taken at x; False if it would pass max_ops ops.")
-        .def("hessian_entries", &hessian_entries, py::arg("x"), py::arg("plan"),
-             py::arg("inputs"), py::arg("columns"),
+        .def("hessian_entries", &hessian_entries, py::arg("x"), py::arg("plan"), py::arg("inputs"),
+             py::arg("columns"),
              "The compressed Hessian's entries (inputs[k], columns[k]) at x, by the recorded "
              "program where it holds, else by the plan's sweeps; and the failing guard or -1.")
         .def("batch", &batch, py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),

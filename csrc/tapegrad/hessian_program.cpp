@@ -93,7 +93,7 @@ std::uint32_t intern(op o, std::uint32_t a, std::uint32_t b) {
     builder& r = *rec;
     std::size_t mask = r.table.size() - 1;
     const node_key key{o, a, b};
-    std::size_t h = node_hash{}(key) & mask;
+    std::size_t h = node_hash{}(key)&mask;
     for (; r.table[h].id != ~0u; h = (h + 1) & mask)
         if (r.table[h].key == key) return r.table[h].id;
     const std::uint32_t k = std::uint32_t(r.ops.size());
@@ -192,9 +192,9 @@ sdual operator/(double a, const sdual& b) {
     const sym q = a / b.v;
     return {q, -q * b.d / b.v};
 }
-#define TG_SDUAL_CMP(opr)                                                                    \
-    bool operator opr(const sdual& a, const sdual& b) { return a.v opr b.v; }                \
-    bool operator opr(const sdual& a, double b) { return a.v opr sym(b); }                   \
+#define TG_SDUAL_CMP(opr)                                                     \
+    bool operator opr(const sdual& a, const sdual& b) { return a.v opr b.v; } \
+    bool operator opr(const sdual& a, double b) { return a.v opr sym(b); }    \
     bool operator opr(double a, const sdual& b) { return sym(a) opr b.v; }
 TG_SDUAL_CMP(==)
 TG_SDUAL_CMP(!=)
@@ -211,7 +211,7 @@ namespace {
 // a structural 0 (hessian_block skips it where the tangent is 0).
 #define PARTIALS T(0.0)
 #define TG_OP(name, ar, fwd_, dx_, dy_, t_)                                                     \
-    template <class T>                                                                         \
+    template <class T>                                                                          \
     T linear_tangent_##name([[maybe_unused]] T x, [[maybe_unused]] T y, [[maybe_unused]] T out, \
                             [[maybe_unused]] T tx, [[maybe_unused]] T ty) {                     \
         return t_;                                                                              \
@@ -244,17 +244,17 @@ sym tangent(const sym& x, const sym& y, const sym& out, const sym& tx, const sym
 namespace math {
 using symbolic::sdual;
 using symbolic::sym;
-#define TG_MATH_UNARY(name)                                                      \
-    sym name(const sym& x) { return symbolic::apply<kernel::name>(x, x); }       \
-    sdual name(const sdual& x) {                                                 \
-        const sym out = symbolic::apply<kernel::name>(x.v, x.v);                 \
+#define TG_MATH_UNARY(name)                                                     \
+    sym name(const sym& x) { return symbolic::apply<kernel::name>(x, x); }      \
+    sdual name(const sdual& x) {                                                \
+        const sym out = symbolic::apply<kernel::name>(x.v, x.v);                \
         return {out, symbolic::tangent<kernel::name>(x.v, 0.0, out, x.d, 0.0)}; \
     }
-#define TG_MATH_BINARY(name)                                                       \
+#define TG_MATH_BINARY(name)                                                             \
     sym name(const sym& x, const sym& y) { return symbolic::apply<kernel::name>(x, y); } \
-    sdual name(const sdual& x, const sdual& y) {                                   \
-        const sym out = symbolic::apply<kernel::name>(x.v, y.v);                   \
-        return {out, symbolic::tangent<kernel::name>(x.v, y.v, out, x.d, y.d)};  \
+    sdual name(const sdual& x, const sdual& y) {                                         \
+        const sym out = symbolic::apply<kernel::name>(x.v, y.v);                         \
+        return {out, symbolic::tangent<kernel::name>(x.v, y.v, out, x.d, y.d)};          \
     }
 #include "tapegrad/ops_math.def"
 #undef TG_MATH_UNARY
@@ -324,11 +324,11 @@ std::unique_ptr<recorded_hessian> record_hessian(const program& p, const hessian
         const slot a = pv.a[s], b = pv.b[s];
         const sym X = orig(a), Y = orig(b), O = orig(s);
         switch (pv.ops[s]) {
-#define TG_OP(name, arity, ...)                                                          \
-    case op::name:                                                                       \
-        if (!is_const(a)) adj[a] = adj[a] + kernel::name::dx<sym>(X, Y, O, g);           \
-        if constexpr (arity == 2)                                                        \
-            if (!is_const(b)) adj[b] = adj[b] + kernel::name::dy<sym>(X, Y, O, g);        \
+#define TG_OP(name, arity, ...)                                                    \
+    case op::name:                                                                 \
+        if (!is_const(a)) adj[a] = adj[a] + kernel::name::dx<sym>(X, Y, O, g);     \
+        if constexpr (arity == 2)                                                  \
+            if (!is_const(b)) adj[b] = adj[b] + kernel::name::dy<sym>(X, Y, O, g); \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -359,9 +359,9 @@ std::unique_ptr<recorded_hessian> record_hessian(const program& p, const hessian
         for (slot s : fwd) {
             const slot a = pv.a[s], b = pv.b[s];
             switch (pv.ops[s]) {
-#define TG_OP(name, ...)                                                                       \
-    case op::name:                                                                            \
-        t[s] = symbolic::tangent<kernel::name>(orig(a), orig(b), orig(s), t[a], t[b]);        \
+#define TG_OP(name, ...)                                                               \
+    case op::name:                                                                     \
+        t[s] = symbolic::tangent<kernel::name>(orig(a), orig(b), orig(s), t[a], t[b]); \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -382,18 +382,18 @@ std::unique_ptr<recorded_hessian> record_hessian(const program& p, const hessian
             const slot a = pv.a[r], b = pv.b[r];
             const sdual X{orig(a), t[a]}, Y{orig(b), t[b]}, O{orig(r), t[r]}, G{g, gt};
             switch (pv.ops[r]) {
-#define TG_OP(name, arity, ...)                                                    \
-    case op::name:                                                                 \
-        if (a == b) {                                                              \
-            if (is_const(a)) break;                                                \
-            sdual da = kernel::name::dx<sdual>(X, Y, O, G);                        \
+#define TG_OP(name, arity, ...)                                                      \
+    case op::name:                                                                   \
+        if (a == b) {                                                                \
+            if (is_const(a)) break;                                                  \
+            sdual da = kernel::name::dx<sdual>(X, Y, O, G);                          \
             if constexpr (arity == 2) da = da + kernel::name::dy<sdual>(X, Y, O, G); \
-            give(a, da.d);                                                         \
-        } else {                                                                   \
-            if (!is_const(a)) give(a, kernel::name::dx<sdual>(X, Y, O, G).d);      \
-            if constexpr (arity == 2)                                              \
-                if (!is_const(b)) give(b, kernel::name::dy<sdual>(X, Y, O, G).d);  \
-        }                                                                          \
+            give(a, da.d);                                                           \
+        } else {                                                                     \
+            if (!is_const(a)) give(a, kernel::name::dx<sdual>(X, Y, O, G).d);        \
+            if constexpr (arity == 2)                                                \
+                if (!is_const(b)) give(b, kernel::name::dy<sdual>(X, Y, O, G).d);    \
+        }                                                                            \
         break;
 #include "tapegrad/ops.def"
 #undef TG_OP
@@ -465,7 +465,8 @@ std::unique_ptr<recorded_hessian> record_hessian(const program& p, const hessian
         }
     q.set_first_op(first + n_consts);
     for (std::uint32_t id : outputs) q.outputs_.push_back(slot_of(id));
-    for (const guard& g : p.guards_) q.guards_.push_back({g.c, where[g.lhs], where[g.rhs], g.outcome, g.where});
+    for (const guard& g : p.guards_)
+        q.guards_.push_back({g.c, where[g.lhs], where[g.rhs], g.outcome, g.where});
     for (std::size_t k = 0; k < bld.guards.size(); ++k)
         q.guards_.push_back({bld.guards[k].first, slot_of(bld.guards[k].second.first),
                              slot_of(bld.guards[k].second.second), bool(bld.outcomes[k]),

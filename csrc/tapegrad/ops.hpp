@@ -124,11 +124,11 @@ inline double sigmoid(double x);
 #undef TG_MATH_UNARY
 #undef TG_MATH_BINARY
 // For the recorded Hessian (hessian_program.hpp): the op, or its tangent, as program nodes.
-#define TG_MATH_UNARY(name)                                \
-    symbolic::sym name(const symbolic::sym& x);           \
+#define TG_MATH_UNARY(name)                     \
+    symbolic::sym name(const symbolic::sym& x); \
     symbolic::sdual name(const symbolic::sdual& x);
-#define TG_MATH_BINARY(name)                                                \
-    symbolic::sym name(const symbolic::sym& x, const symbolic::sym& y);    \
+#define TG_MATH_BINARY(name)                                            \
+    symbolic::sym name(const symbolic::sym& x, const symbolic::sym& y); \
     symbolic::sdual name(const symbolic::sdual& x, const symbolic::sdual& y);
 #include "tapegrad/ops_math.def"
 #undef TG_MATH_UNARY
