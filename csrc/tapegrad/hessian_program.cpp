@@ -65,12 +65,9 @@ struct builder {
     std::vector<std::uint32_t> a, b;
     std::vector<double> consts;
     std::unordered_map<std::uint64_t, std::uint32_t> const_ids;  // by bit pattern
-    // CSE: open addressing over the new nodes (empty: id ~0u), at most half full.
-    struct cell {
-        node_key key{op::leaf, 0, 0};
-        std::uint32_t id = ~0u;
-    };
-    std::vector<cell> table = std::vector<cell>(1u << 16);
+    // CSE: per id, the newest new node whose newest operand it is (~0u: none), and per
+    // new node the previous one of that list.
+    std::vector<std::uint32_t> head, next;
     std::vector<std::pair<cmp, std::pair<std::uint32_t, std::uint32_t>>> guards;
     std::vector<bool> outcomes;
     std::unordered_set<guard_key, guard_hash> seen_guards;
@@ -87,31 +84,25 @@ std::uint32_t id_of(const sym& s) {
     return const_bit | it->second;
 }
 
-// The new node (o, a, b): an existing one, or appended. The table holds the keys too, so a
-// probe costs one cache miss, not four.
+// The new node (o, a, b): an existing one, or appended. Nodes are listed by their newest
+// operand (each list holds that value's users so far, a few), so recording, which goes
+// through the slots in order, looks in memory near where it has just been: a hash table's
+// random probes were cache and TLB misses, half of recording's time. A list past
+// max_walk nodes is not searched further (that node is then not shared).
 std::uint32_t intern(op o, std::uint32_t a, std::uint32_t b) {
     builder& r = *rec;
-    std::size_t mask = r.table.size() - 1;
-    const node_key key{o, a, b};
-    std::size_t h = node_hash{}(key)&mask;
-    for (; r.table[h].id != ~0u; h = (h + 1) & mask)
-        if (r.table[h].key == key) return r.table[h].id;
+    const std::uint32_t m = std::max(a & const_bit ? 0 : a, b & const_bit ? 0 : b);
+    constexpr int max_walk = 64;
+    int walked = 0;
+    for (std::uint32_t k = r.head[m]; k != ~0u && walked < max_walk; k = r.next[k], ++walked)
+        if (r.ops[k] == o && r.a[k] == a && r.b[k] == b) return k;
     const std::uint32_t k = std::uint32_t(r.ops.size());
     r.ops.push_back(o);
     r.a.push_back(a);
     r.b.push_back(b);
-    r.table[h] = {key, k};
-    if (2 * r.ops.size() > r.table.size()) {  // grow: rehash every node
-        std::vector<builder::cell> old(2 * r.table.size());
-        old.swap(r.table);
-        mask = r.table.size() - 1;
-        for (const builder::cell& c : old)
-            if (c.id != ~0u) {
-                std::size_t g = node_hash{}(c.key) & mask;
-                while (r.table[g].id != ~0u) g = (g + 1) & mask;
-                r.table[g] = c;
-            }
-    }
+    r.next.push_back(r.head[m]);
+    r.head[m] = k;
+    r.head.push_back(~0u);  // the new node's own users
     return k;
 }
 
@@ -292,14 +283,12 @@ std::unique_ptr<recorded_hessian> record_hessian(const program& p, const hessian
     p.forward(x, val.data());
     symbolic::builder bld;
     bld.n_orig = n;
-    {  // room for about half a new node per slot before growing
-        std::size_t size = std::size_t(1) << 16;
-        while (size < std::size_t(n) && size < (std::size_t(1) << 26)) size *= 2;
-        bld.table.resize(size);
-        bld.ops.reserve(size / 2);
-        bld.a.reserve(size / 2);
-        bld.b.reserve(size / 2);
-    }
+    bld.head.assign(n, ~0u);
+    bld.head.reserve(3 * std::size_t(n));
+    bld.ops.reserve(2 * std::size_t(n));
+    bld.a.reserve(2 * std::size_t(n));
+    bld.b.reserve(2 * std::size_t(n));
+    bld.next.reserve(2 * std::size_t(n));
     struct restore {
         symbolic::builder* saved = symbolic::rec;
         ~restore() { symbolic::rec = saved; }
