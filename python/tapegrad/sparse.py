@@ -66,9 +66,8 @@ class Coloring:
     _inputs: np.ndarray = dataclasses.field(repr=False, compare=False)
     # The Hessian plan (star mode) or the seed matrix, made at the first evaluation.
     _plan: Any = dataclasses.field(default=None, repr=False, compare=False)
-    # Star mode: each nonzero's (input, color) in the compressed products, and how many
-    # evaluations held before the recorded Hessian program was tried (at the second).
-    _entries: Any = dataclasses.field(default=None, repr=False, compare=False)
+    # Star mode: how many evaluations held before the recorded Hessian program was tried
+    # (at the second).
     _evaluations: int = dataclasses.field(default=0, repr=False, compare=False)
 
     @property
@@ -181,25 +180,23 @@ def _compressed(F: Function, program: Any, c: Coloring, x: np.ndarray) -> tuple[
     n_all = F._offsets[-1]
     m, p = c.pattern.shape[0], c.n_colors
     if c._plan is None:  # made once per Coloring (a race makes two equal ones)
-        if c.mode == "star":  # the Hessian plan: per color, the union of its inputs' cones
-            plan = program.hessian_plan([c._inputs[c.colors == k].tolist() for k in range(p)])
+        if c.mode == "star":  # the Hessian plan: per color, the union of its inputs' cones;
+            # each nonzero's (input, color) in the compressed products
+            plan = program.hessian_plan([c._inputs[c.colors == k].tolist() for k in range(p)],
+                                        c._gather // p, c._gather % p)
         else:  # the seed vectors, one row per color
             plan = np.zeros((p, n_all if c.mode == "forward" else m))
             plan[c.colors, c._inputs if c.mode == "forward" else np.arange(m)] = 1.0
         object.__setattr__(c, "_plan", plan)
     if c.mode == "star":  # the nonzeros themselves, in c._gather's order
-        if c._entries is None:
-            object.__setattr__(c, "_entries", (c._gather // max(p, 1), c._gather % max(p, 1)))
-        inputs, columns = c._entries
-        data, failed = program.hessian_entries(x, c._plan, inputs, columns)
+        data, failed = program.hessian_entries(x, c._plan)
         if failed < 0 and c._evaluations < 2:
             # A one-off Hessian does not pay for recording; the second one records, at a
             # point whose branches hold.
             object.__setattr__(c, "_evaluations", c._evaluations + 1)
             max_ops = RECORD_OPS_PER_OP * program.n_ops
             if c._evaluations == 2 and max_ops:
-                program.record_hessian(x, c._plan, inputs, columns,
-                                       max(max_ops, RECORD_MIN_OPS))
+                program.record_hessian(x, c._plan, max(max_ops, RECORD_MIN_OPS))
         return data, failed
     if c.mode == "forward":
         _, tout, _, failed = program.point_sweeps(x, tangents=c._plan)
