@@ -114,6 +114,20 @@ sym zero_times(const sym& x) {  // x * 0 or 0 * x, x a node: 0 where x is finite
     return sym(0.0);
 }
 
+// y where x is a new node -y, else a number.
+sym negated(const sym& x) {
+    if (!x.node || x.id < rec->n_orig) return sym(0.0);
+    const std::uint32_t k = x.id - rec->n_orig;
+    if (rec->ops[k] != op::neg || rec->a[k] & const_bit) return sym(0.0);
+    sym r(-x.v);
+    r.id = rec->a[k];
+    r.node = true;
+    return r;
+}
+
+template <class K>
+sym apply(const sym& x, const sym& y);
+
 template <class K>
 sym apply(const sym& x, const sym& y) {
     if (!x.node && !y.node) return sym(K::forward(x.v, y.v));
@@ -122,14 +136,23 @@ sym apply(const sym& x, const sym& y) {
         if (is_number(x, 1.0)) return y;
         if (is_zero(y)) return zero_times(x);
         if (is_zero(x)) return zero_times(y);
+        // -y * c is y * -c: rounding is symmetric in sign
+        if (const sym nx = negated(x); nx.node && !y.node) return apply<kernel::mul>(nx, -y.v);
+        if (const sym ny = negated(y); ny.node && !x.node) return apply<kernel::mul>(-x.v, ny);
     } else if constexpr (K::code == op::add) {
         if (is_zero(y)) return x;
         if (is_zero(x)) return y;
+        // x + -y is x - y, the same IEEE operation (so is -y + x, addition commuting)
+        if (const sym ny = negated(y); ny.node) return apply<kernel::sub>(x, ny);
+        if (const sym nx = negated(x); nx.node) return apply<kernel::sub>(y, nx);
     } else if constexpr (K::code == op::sub) {
         if (is_zero(y)) return x;
+        if (const sym ny = negated(y); ny.node) return apply<kernel::add>(x, ny);
     } else if constexpr (K::code == op::div) {
         if (is_number(y, 1.0)) return x;
     }
+    if constexpr (K::code == op::neg)
+        if (const sym nx = negated(x); nx.node) return nx;  // -(-y) is y
     const std::uint32_t ia = id_of(x), ib = K::arity == 1 ? ia : id_of(y);
     sym r(K::forward(x.v, y.v));
     r.id = rec->n_orig + intern(K::code, ia, ib);

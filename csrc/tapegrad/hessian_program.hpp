@@ -5,8 +5,9 @@
 //
 // Recording folds what is known while recording: numbers (a rule's constants, the seeds'
 // tangent 1, the structural zeros of slots a group does not reach), x * 1, x / 1, x + 0,
-// x - 0 and x * 0; repeated (op, operands) share one node (CSE), and what no entry, guard
-// or check reads is dropped. x * 0 and the zero-adjoint skips are where replaying could
+// x - 0 and x * 0, and negations into what uses them (x + -y is x - y, -y * c is y * -c:
+// the same IEEE results); repeated (op, operands) share one node (CSE), and what no entry,
+// guard or check reads is dropped. x * 0 and the zero-adjoint skips are where replaying could
 // differ from hessian_block: they differ only when some value is NaN or infinite (0 * inf),
 // so a replay whose op slots are not all finite is declined, and so is one where a rule's
 // branch goes the other way (the rules' comparisons are recorded as guards, the
