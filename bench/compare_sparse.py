@@ -7,6 +7,10 @@
    at most 10x), against JAX with sparsejac (sparsejac.jacrev(jax.grad(f), pattern) under
    jit; target: tapegrad at most 0.5x it) and against CasADi SX's sparse Hessian
    (ca.hessian, a casadi Function called through its zero-copy buffer; target at most 1x).
+   Beside it, the path before the recorded Hessian program (the plan's sweeps, through the
+   same F.hessian with recording off), and what the first and second calls cost.
+1b. The Hessian of examples/pendulum_swingup.py's Lagrangian (wrt the unknowns) per call:
+   recorded program against the sweeps and a gradient of the Lagrangian.
 2. The Jacobian of the 1-D Bratu residual (u_{i-1} - 2u_i + u_{i+1}) / h^2 + exp(u_i),
    n = 10^5 (tridiagonal): tapegrad R.jacobian(u, sparse=True) against one residual
    evaluation (target: at most 10x), and the same peers (sparsejac.jacfwd, ca.jacobian).
