@@ -7,6 +7,10 @@
    at most 10x), against JAX with sparsejac (sparsejac.jacrev(jax.grad(f), pattern) under
    jit; target: tapegrad at most 0.5x it) and against CasADi SX's sparse Hessian
    (ca.hessian, a casadi Function called through its zero-copy buffer; target at most 1x).
+   Beside it, the path before the recorded Hessian program (the plan's sweeps, through the
+   same F.hessian with recording off), and what the first and second calls cost.
+1b. The Hessian of examples/pendulum_swingup.py's Lagrangian (wrt the unknowns) per call:
+   recorded program against the sweeps and a gradient of the Lagrangian.
 2. The Jacobian of the 1-D Bratu residual (u_{i-1} - 2u_i + u_{i+1}) / h^2 + exp(u_i),
    n = 10^5 (tridiagonal): tapegrad R.jacobian(u, sparse=True) against one residual
    evaluation (target: at most 10x), and the same peers (sparsejac.jacfwd, ca.jacobian).
@@ -140,16 +144,44 @@ def coloring_row(name: str, c, eval_s: float) -> list:
             H.human(eval_s)]
 
 
+def sweeps_hessian(fn, *examples, wrt=None):
+    """fn traced again, its sparse Hessian kept on the plan's sweeps (hessian_block: the
+    path before the recorded Hessian program) by turning recording off for its first call:
+    the same Python path as F.hessian(..., sparse=True) otherwise."""
+    from tapegrad import sparse
+
+    G = tg.trace(fn, *examples)
+    saved, sparse.RECORD_OPS_PER_OP = sparse.RECORD_OPS_PER_OP, 0
+    try:
+        for _ in range(2):  # the second evaluation would record
+            G.hessian(*examples, sparse=True, wrt=wrt)
+    finally:
+        sparse.RECORD_OPS_PER_OP = saved
+    assert G.coloring("hessian", wrt=wrt).recorded_ops == 0
+    return lambda *args: G.hessian(*args, sparse=True, wrt=wrt)
+
+
 def derivative_table(rep, cfg, peers, *, label, title, fn, n, kind, base_name, base,
-                     tg_name, tg_call, jax_fn, casadi_make, targets):
-    """One sparse derivative at one point, tapegrad against its baseline and the peers."""
+                     tg_name, tg_call, jax_fn, casadi_make, targets, extra=None):
+    """One sparse derivative at one point, tapegrad against its baseline and the peers.
+    extra(F, x): more tapegrad cases, {name: call}."""
     x = point(n, 1)
     t0 = time.perf_counter()
     F = tg.trace(fn, np.zeros(n))
+    t1 = time.perf_counter()
     want = tg_call(F, x)  # the first call colors (cached on F)
-    setup = {tg_name: time.perf_counter() - t0}
+    t2 = time.perf_counter()
+    tg_call(F, x)  # a sparse Hessian's second call records its program
+    t3 = time.perf_counter()
+    first_call, second_call = t2 - t1, t3 - t2
+    setup = {tg_name: t3 - t0}
     c = F.coloring(kind)
     cases = {base_name: H.Case(lambda: base(F, x)), tg_name: H.Case(lambda: tg_call(F, x))}
+    for name, call in (extra(F, x) if extra else {}).items():
+        err = max_rel_diff(call(x), want)
+        if err != 0.0:
+            rep.fail(f"{label}: {name} differs from {tg_name} by {err:.1e} (relative)")
+        cases[name] = H.Case(lambda call=call: call(x))
     jax = peers.get("jax")
     if jax is not None:
         try:
@@ -182,6 +214,11 @@ def derivative_table(rep, cfg, peers, *, label, title, fn, n, kind, base_name, b
                "setup (trace + first call, jit, build)"], rows, title=title)
     rep.table(["derivative", "mode", "colors", "shape", "nonzeros", "pattern", "coloring",
                "evaluation (sweeps)"], [coloring_row(tg_name, c, t)])
+    recorded = getattr(c, "recorded_ops", 0)
+    rep.say(f"- {tg_name}: first call {H.human(first_call)} (pattern, coloring, plan, "
+            f"sweeps), second {H.human(second_call)}"
+            + (f" (sweeps, recording the Hessian program of {recorded:,} ops)" if recorded
+               else "") + f"; the function's program has {F.n_ops:,} ops")
     verdicts = []
     for peer, target in targets:
         key = next((k for k in med if k.startswith(peer)), None)
@@ -197,7 +234,8 @@ def derivative_table(rep, cfg, peers, *, label, title, fn, n, kind, base_name, b
     rep.table(["target", "measured", "target", "met"], verdicts)
     rep.data[label] = dict(median_s=med, setup_s=setup, colors=c.n_colors, mode=c.mode,
                            nnz=c.pattern.nnz, pattern_s=c.pattern_seconds,
-                           coloring_s=c.coloring_seconds)
+                           coloring_s=c.coloring_seconds, first_call_s=first_call,
+                           second_call_s=second_call, recorded_ops=recorded)
 
 
 def rosenbrock_hessian(rep, cfg, peers):
@@ -212,7 +250,54 @@ def rosenbrock_hessian(rep, cfg, peers):
         casadi_make=lambda ca, x: ca.hessian(ca.sum1(100 * (x[1:] - x[:-1] ** 2) ** 2
                                                      + (1 - x[:-1]) ** 2), x)[0],
         targets=[("tapegrad F.grad(x)", TARGET_HESS_VS_GRAD), ("JAX", TARGET_VS_JAX),
-                 ("CasADi", TARGET_VS_CASADI)])
+                 ("CasADi", TARGET_VS_CASADI)],
+        extra=lambda F, x: {"tapegrad plan's sweeps (before recording)":
+                            sweeps_hessian(rosen, np.zeros(d))})
+
+
+def pendulum_lagrangian_hessian(rep, cfg):
+    """The Hessian IPOPT asks of examples/pendulum_swingup.py's Lagrangian, per call:
+    recorded program against the plan's sweeps and a gradient of the Lagrangian."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import pendulum_swingup as P
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    N = cfg["intervals"]
+
+    def lagrangian(z, lam, sigma):
+        return sigma * P.cost(z, N) + sum(lam * np.array(P.defects(z, N, tg.sin)))
+    z = P.start(N) + 0.1 * point(3 * (N + 1), 2)
+    lam = point(2 * N, 3)
+    L = tg.trace(lagrangian, P.start(N), np.zeros(2 * N), 1.0)
+    t0 = time.perf_counter()
+    want = L.hessian(z, lam, 1.0, sparse=True, wrt=0)
+    t1 = time.perf_counter()
+    L.hessian(z, lam, 1.0, sparse=True, wrt=0)  # records
+    first, second = t1 - t0, time.perf_counter() - t1
+    sweeps = sweeps_hessian(lagrangian, P.start(N), np.zeros(2 * N), 1.0, wrt=0)
+    err = max_rel_diff(sweeps(z, lam, 1.0), want)
+    if err != 0.0:
+        rep.fail(f"pendulum Lagrangian: the sweeps differ from the recorded program by {err:.1e}")
+    c = L.coloring("hessian", wrt=0)
+    cases = {"tapegrad L.grad(z, lam, 1)": H.Case(lambda: L.grad(z, lam, 1.0)),
+             "tapegrad L.hessian(sparse=True, wrt=0)":
+                 H.Case(lambda: L.hessian(z, lam, 1.0, sparse=True, wrt=0)),
+             "tapegrad plan's sweeps (before recording)": H.Case(lambda: sweeps(z, lam, 1.0))}
+    H.run_cases(cases, cfg["repeats"], 1, cfg["sample_s"], on_error=rep.note)
+    med = {k: H.med(v.wall) for k, v in cases.items()}
+    base = med["tapegrad L.grad(z, lam, 1)"]
+    rep.table(["call", "median", "vs the gradient"],
+              [[k, H.human(m), f"{H.fmt(m / base)}x"] for k, m in med.items()],
+              title=f"1b. pendulum swing-up Lagrangian Hessian, N = {N} ({3 * (N + 1)} unknowns, "
+                    f"{c.n_colors} colors, {c.pattern.nnz:,} nonzeros), one point")
+    rep.say(f"- first call {H.human(first)} (pattern, coloring, plan, sweeps), second "
+            f"{H.human(second)} (sweeps, recording {c.recorded_ops:,} ops; the Lagrangian's "
+            f"program has {L.n_ops:,})")
+    rep.data["pendulum_lagrangian_hessian"] = dict(median_s=med, first_call_s=first,
+                                                   second_call_s=second,
+                                                   recorded_ops=c.recorded_ops,
+                                                   colors=c.n_colors, nnz=c.pattern.nnz)
 
 
 def bratu_jacobian(rep, cfg, peers):
@@ -334,6 +419,7 @@ def run(mode: str, opts, rep: H.Report) -> None:
     versions = {k: H.pkg(k) for k in ("sparsejac", "cyipopt", "scipy")}
     rep.say("- also: " + ", ".join(f"{k} {v or 'MISSING'}" for k, v in versions.items()))
     rep.section("rosenbrock hessian", rosenbrock_hessian, rep, cfg, peers)
+    rep.section("pendulum lagrangian hessian", pendulum_lagrangian_hessian, rep, cfg)
     rep.section("bratu jacobian", bratu_jacobian, rep, cfg, peers)
     rep.section("sparsity detection", sparsity_detection, rep, cfg)
     rep.section("optimal control", optimal_control, rep, cfg, peers)

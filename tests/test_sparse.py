@@ -359,12 +359,14 @@ def test_pickled_function_and_threads_agree():
 
     def work(k):
         out[k] = F.hessian(x, sparse=True).toarray()
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(np.array_equal(o, want) for o in out)
+    for _ in range(2):  # the second evaluation records, while others replay or sweep
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(np.array_equal(o, want) for o in out)
+    assert F.coloring("hessian").recorded_ops > 0
 
 
 def test_against_torch_float64():
@@ -413,3 +415,198 @@ def test_patterns_with_large_index_sets(n):
     want = F.hessian(x) != 0
     assert (F.hessian_sparsity().toarray() == want).all()
     np.testing.assert_array_equal(F.hessian(x, sparse=True).toarray(), F.hessian(x))
+
+
+# ---------------------------------------------------------------------------- recorded program
+# F.hessian(x, sparse=True) records the compressed Hessian as a program of its own at the
+# second point whose guards hold, then replays it; where a rule's branch, a guard or a
+# non-finite value would make it differ, it declines and the plan's sweeps run. Its
+# entries equal the sweeps' bit for bit but for the sign of a zero (a folded 0 + -0).
+
+def plan_entries(F, x):
+    """The plan's sweeps (hessian_block) at x, read in the sparse result's order."""
+    c = F.coloring("hessian")
+    if not len(c._gather):
+        return np.zeros(0), -1
+    flat, failed = F._programs[0].hessian_columns(np.asarray(x, dtype=float), c._plan)
+    return flat.reshape(-1)[c._gather], failed
+
+
+def assert_same_but_zero_sign(a, b, context=""):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = (a == b) | (np.isnan(a) & np.isnan(b))
+    assert ok.all(), f"{context}\n  recorded {a[~ok]!r}\n  sweeps   {b[~ok]!r}"
+
+
+def recorded_equals_sweeps(F, points, context=""):
+    """Records at points[0] (two calls), then compares at every point; returns the
+    recorded program's op count."""
+    for _ in range(2):
+        F.hessian(np.asarray(points[0], dtype=float), sparse=True)
+    for x in points:
+        x = np.asarray(x, dtype=float)
+        S = F.hessian(x, sparse=True)
+        want, failed = plan_entries(F, x)
+        assert failed < 0
+        assert_same_but_zero_sign(S.data, want, f"{context} at {x}")
+    return F.coloring("hessian").recorded_ops
+
+
+def test_recorded_hessian_is_used_and_equals_dense_bit_for_bit_on_rosenbrock():
+    d = 200
+    F = tg.trace(rosen, np.zeros(d))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=d)
+    first = F.hessian(x, sparse=True)  # the sweeps
+    c = F.coloring("hessian")
+    assert c.recorded_ops == 0  # a one-off Hessian does not record
+    F.hessian(x, sparse=True)  # the sweeps, then the recording
+    assert c.recorded_ops > 0
+    rows, cols = F.hessian_sparsity().nonzero()
+    for y in (x, rng.normal(size=d), np.ones(d), np.zeros(d)):
+        H = F.hessian(y, sparse=True)
+        assert_bits(H.toarray()[rows, cols], F.hessian(y)[rows, cols])
+    assert_bits(first.data, F.hessian(x, sparse=True).data)
+
+
+def test_recorded_hessian_can_be_turned_off(monkeypatch):
+    from tapegrad import sparse
+    monkeypatch.setattr(sparse, "RECORD_OPS_PER_OP", 0)
+    F = tg.trace(rosen, np.zeros(10))
+    x = np.linspace(-1, 1, 10)
+    F.hessian(x, sparse=True)
+    H = F.hessian(x, sparse=True)
+    assert F.coloring("hessian").recorded_ops == 0
+    assert_bits(H.data, plan_entries(F, x)[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(programs(SMOOTH_OPS, max_leaves=5, max_steps=16))
+def test_recorded_hessian_equals_the_sweeps_on_random_programs(program):
+    n = len(program[0])
+    G = tg.trace(lambda x: run(program, tg, list(x))[-1], np.array(program[0], dtype=float))
+    rng = np.random.default_rng(len(program[1]))
+    points = [np.array(program[0], dtype=float), rng.uniform(0.2, 2.0, n),
+              rng.uniform(-2.0, 2.0, n)]
+    try:
+        G.hessian(points[0], sparse=True)
+        G.hessian(points[0], sparse=True)
+    except tg.TraceError:
+        return
+    for x in points:
+        try:
+            S = G.hessian(x, sparse=True)
+        except tg.TraceError:
+            continue
+        want, failed = plan_entries(G, x)
+        assert failed < 0
+        assert_same_but_zero_sign(S.data, want, f"at {x}")
+        dense = G.hessian(x)
+        rows, cols = G.hessian_sparsity().nonzero()
+        finite = np.isfinite(dense[rows, cols]) & np.isfinite(S.data)
+        if finite.all():  # the dense sweeps run in another order only through 0 + -0
+            assert_same_but_zero_sign(S.data, dense[rows, cols])
+
+
+@pytest.mark.parametrize("name,arity", table_ops())
+def test_recorded_hessian_of_every_table_op(name, arity):
+    """Each row's rules, recorded: op(v0 * v1, v2) * v2 + op(v1, v0 + v2) (unary: of one
+    argument), at generic points, at the rows' branch points and where their derivatives
+    are infinite or NaN: the replay equals the sweeps (or declines to them)."""
+    op = getattr(tg, name)
+
+    def f(v):
+        if arity == 2:
+            return op(v[0] * v[1], v[2]) * v[2] + op(v[1], v[0] + v[2])
+        return op(v[0] * v[1]) * v[2] + op(v[1])
+    F = tg.trace(f, np.array([0.6, 0.7, 1.3]))
+    points = [[0.6, 0.7, 1.3], [1.1, 0.9, 2.0], [-0.4, 0.8, 0.5], [0.0, 0.7, 0.0],
+              [1.0, 1.0, 1.0], [0.5, 2.0, 1.0], [np.inf, 0.5, 1.0], [np.nan, 1.0, 2.0],
+              [-1.0, 1.0, -1.0], [2.0, 0.5, 0.0]]
+    try:
+        F.hessian(np.array(points[0]), sparse=True)
+    except tg.TraceError:
+        return
+    F.hessian(np.array(points[0]), sparse=True)
+    F.hessian(np.array(points[0]), sparse=True)
+    c = F.coloring("hessian")
+    assert c.recorded_ops > 0 or not len(c._gather)
+    rows, cols = F.hessian_sparsity().nonzero()
+    for x in points:
+        x = np.array(x)
+        try:
+            S = F.hessian(x, sparse=True)
+        except tg.TraceError:
+            continue
+        want, failed = plan_entries(F, x)
+        assert_same_but_zero_sign(S.data, want, f"{name} at {x}")
+        dense = F.hessian(x)[rows, cols]
+        if np.isfinite(dense).all() and np.isfinite(S.data).all():
+            assert_same_but_zero_sign(S.data, dense, f"{name} dense at {x}")
+
+
+def test_recorded_hessian_declines_non_finite_values_as_the_sweeps_skip_them():
+    """0 * inf: x * 0 folded, or a zero adjoint's rule skipped by the sweeps; a replay with
+    a NaN or infinite value declines, so the result is the sweeps' bit for bit."""
+    def f(x):
+        return x[0] * x[1] + tg.exp(x[2]) * x[0] ** 2 + tg.relu(x[1]) * tg.log(x[2])
+    F = tg.trace(f, np.ones(3))
+    for _ in range(3):
+        F.hessian(np.ones(3), sparse=True)
+    assert F.coloring("hessian").recorded_ops > 0
+    for x in ([np.inf, 1.0, 1.0], [1.0, np.nan, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1e3],
+              [1.0, 1.0, -1.0], [-np.inf, -np.inf, np.inf]):
+        x = np.array(x)
+        S = F.hessian(x, sparse=True)
+        assert_bits(S.data, plan_entries(F, x)[0], f"at {x}")
+
+
+def test_recorded_hessian_guards_rule_branches_and_function_guards():
+    def f(x):  # maximum's and abs's rules branch on values; the `if` is a guard
+        y = tg.maximum(x[0], x[1]) ** 2 + abs(x[2]) * x[0]
+        return y * x[1] if x[0] > 0 else y * x[2]
+
+    F = tg.trace(f, np.array([1.0, 0.5, 0.3]))
+    F.hessian(np.array([1.0, 0.5, 0.3]), sparse=True)
+    F.hessian(np.array([1.0, 0.5, 0.3]), sparse=True)
+    assert F.coloring("hessian").recorded_ops > 0
+    for x in ([1.0, 0.5, 0.3], [0.2, 0.5, -0.3], [0.5, 0.5, 0.0], [2.0, 3.0, 1.0]):
+        x = np.array(x)
+        assert_same_but_zero_sign(F.hessian(x, sparse=True).data, plan_entries(F, x)[0])
+    with pytest.raises(tg.TraceError, match="another branch"):
+        F.hessian(np.array([-1.0, 0.5, 0.3]), sparse=True)
+    G = tg.trace(f, np.array([1.0, 0.5, 0.3]), retrace=True)
+    for x in ([1.0, 0.5, 0.3], [-1.0, 0.5, 0.3], [1.0, 0.5, 0.3], [-2.0, 0.5, -0.3]):
+        x = np.array(x)
+        S = G.hessian(x, sparse=True)
+        np.testing.assert_array_equal(S.toarray(), G.hessian(x))
+
+
+def pendulum_lagrangian(N):
+    """The Lagrangian of examples/pendulum_swingup.py's NLP, as tapegrad.optimize traces it."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "pendulum_swingup.py"
+    spec = importlib.util.spec_from_file_location("pendulum_swingup", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def lagrangian(z, lam, sigma):
+        return sigma * mod.cost(z, N) + sum(lam * np.array(mod.defects(z, N, tg.sin)))
+    return tg.trace(lagrangian, mod.start(N), np.zeros(2 * N), 1.0), mod.start(N)
+
+
+def test_recorded_hessian_of_the_pendulum_lagrangian_with_wrt():
+    N = 12
+    L, z0 = pendulum_lagrangian(N)
+    rng = np.random.default_rng(5)
+    lam = rng.normal(size=2 * N)
+    for _ in range(3):
+        L.hessian(z0, lam, 1.0, sparse=True, wrt=0)
+    c = L.coloring("hessian", wrt=0)
+    assert c.recorded_ops > 0
+    rows, cols = c.pattern.nonzero()
+    for z, lam_, sigma in ((z0, lam, 1.0), (z0 + rng.normal(size=z0.size), -lam, 0.5)):
+        S = L.hessian(z, lam_, sigma, sparse=True, wrt=0)
+        dense = L.hessian(z, lam_, sigma)[0][0]
+        assert_same_but_zero_sign(S.toarray()[rows, cols], dense[rows, cols])

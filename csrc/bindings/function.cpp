@@ -22,6 +22,7 @@
 
 #include "bindings/function.hpp"
 #include "tapegrad/hessian.hpp"
+#include "tapegrad/hessian_program.hpp"
 #include "bindings/var.hpp"
 #include "tapegrad/lanes.hpp"
 #include "tapegrad/vector_math.hpp"
@@ -637,6 +638,10 @@ struct HessianPlan {
     hessian_plan plan;
     std::mutex busy;
     std::vector<double> t, adjt;
+    // The (input, column) entries hessian_entries gives, and their recorded program
+    // (Program.record_hessian), once.
+    std::vector<std::pair<slot, slot>> entries;
+    std::shared_ptr<const recorded_hessian> recorded;
 };
 
 // Program.hessian_columns: one point's Hessian of output 0 times each group's 0/1 seed
@@ -673,6 +678,62 @@ py::object hessian_columns(const Program& P, c_doubles x, HessianPlan& H) {
                       true);
     }
     return py::make_tuple(vector_of(cols.data(), cols.size()).reshape({n_in, n_cols}), failed);
+}
+
+using c_int64s = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+// Program.record_hessian: records the plan's entries of the compressed Hessian as a program
+// (hessian_program.hpp) at x, unless it would pass max_ops op slots. True if recorded.
+bool record_hessian_entries(const Program& P, c_doubles x, HessianPlan& H, std::size_t max_ops) {
+    const program& p = *P.p;
+    if (H.p != P.p) throw py::value_error("record_hessian: the plan was made for another program");
+    if (p.outputs_.size() != 1)
+        throw py::value_error("record_hessian: the program has not 1 output");
+    if (x.ndim() != 1 || std::size_t(x.shape(0)) != p.n_inputs)
+        throw py::value_error("record_hessian: expected " + std::to_string(p.n_inputs) + " inputs");
+    std::unique_ptr<recorded_hessian> r;
+    {
+        py::gil_scoped_release nogil;
+        r = record_hessian(p, H.plan, H.entries, x.data(), max_ops);
+    }
+    if (!r) return false;
+    std::lock_guard<std::mutex> kept(H.busy);
+    H.recorded = std::move(r);
+    return true;
+}
+
+// Program.hessian_entries: the plan's entries of the compressed Hessian at x, by the
+// recorded program where there is one and it does not decline x, else by hessian_block;
+// and the failing guard or -1.
+py::object hessian_entries(const Program& P, c_doubles x, HessianPlan& H) {
+    if (H.p != P.p) throw py::value_error("hessian_entries: the plan was made for another program");
+    if (x.ndim() != 1 || std::size_t(x.shape(0)) != P.p->n_inputs)
+        throw py::value_error("hessian_entries: expected " + std::to_string(P.p->n_inputs) +
+                              " inputs");
+    std::shared_ptr<const recorded_hessian> r;
+    {
+        std::lock_guard<std::mutex> kept(H.busy);
+        r = H.recorded;
+    }
+    const std::size_t m = H.entries.size();
+    std::vector<double> out(m);
+    if (r) {
+        bool ok;
+        {
+            std::unique_ptr<py::gil_scoped_release> nogil;
+            if (r->n_ops > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+            scratch_lease scratch;
+            ok = run_recorded_hessian(*r, x.data(), scratch.get(0, r->prog.n_slots()).data(),
+                                      out.data());
+        }
+        if (ok) return py::make_tuple(vector_of(out.data(), m), -1L);
+    }
+    py::tuple cf = hessian_columns(P, x, H);
+    const auto cols = cf[0].cast<c_doubles>();
+    const std::size_t n_cols = H.plan.groups.size();
+    for (std::size_t k = 0; k < m; ++k)
+        out[k] = cols.data()[std::size_t(H.entries[k].first) * n_cols + H.entries[k].second];
+    return py::make_tuple(vector_of(out.data(), m), cf[1]);
 }
 
 // Program.batch: n points in the lanes, with the GIL released.
@@ -897,7 +958,14 @@ void register_function(py::module_& m) {
         .def("__len__", &Recording::size);
 
     py::class_<HessianPlan>(m, "HessianPlan",
-                            "A program's Hessian plan over seed groups (Program.hessian_plan).");
+                            "A program's Hessian plan over seed groups (Program.hessian_plan).")
+        .def_property_readonly(
+            "recorded_ops",
+            [](HessianPlan& H) {
+                std::lock_guard<std::mutex> kept(H.busy);
+                return H.recorded ? H.recorded->n_ops : std::size_t(0);
+            },
+            "Op slots of the recorded Hessian program (Program.record_hessian), 0 if none.");
 
     py::class_<Program, std::shared_ptr<Program>>(
         m, "Program", "A frozen, optimised tape: replay it at new inputs.")
@@ -952,21 +1020,43 @@ void register_function(py::module_& m) {
              py::arg("seeds") = py::none())
         .def(
             "hessian_plan",
-            [](const Program& P, const std::vector<std::vector<slot>>& groups) {
+            [](const Program& P, const std::vector<std::vector<slot>>& groups,
+               const c_int64s& inputs, const c_int64s& columns) {
                 for (const auto& g : groups)
                     for (slot i : g)
                         if (i >= P.p->n_inputs)
                             throw py::value_error("hessian_plan: input " + std::to_string(i) +
                                                   " out of range");
                 if (groups.empty()) throw py::value_error("hessian_plan: no seed groups");
+                if (inputs.ndim() != 1 || columns.ndim() != 1 ||
+                    inputs.shape(0) != columns.shape(0))
+                    throw py::value_error(
+                        "hessian_plan: inputs and columns must be 1-D of one length");
                 auto H = std::make_unique<HessianPlan>();
                 H->p = P.p;
+                H->entries.resize(std::size_t(inputs.shape(0)));
+                for (std::size_t k = 0; k < H->entries.size(); ++k) {
+                    const std::int64_t i = inputs.data()[k], c = columns.data()[k];
+                    if (i < 0 || std::uint64_t(i) >= P.p->n_inputs || c < 0 ||
+                        std::uint64_t(c) >= groups.size())
+                        throw py::value_error("hessian_plan: entry " + std::to_string(k) +
+                                              " out of range");
+                    H->entries[k] = {slot(i), slot(c)};
+                }
                 H->plan = plan_hessian(P.p->view(), groups);
                 return H;
             },
-            py::arg("groups"),
-            "A Hessian plan whose column c seeds every input of groups[c] at once.")
+            py::arg("groups"), py::arg("inputs") = c_int64s(0), py::arg("columns") = c_int64s(0),
+            "A Hessian plan whose column c seeds every input of groups[c] at once; its "
+            "entries (inputs[k], columns[k]) are what hessian_entries and record_hessian give.")
         .def("hessian_columns", &hessian_columns, py::arg("x"), py::arg("plan"))
+        .def("record_hessian", &record_hessian_entries, py::arg("x"), py::arg("plan"),
+             py::arg("max_ops"),
+             "Record the plan's entries of the compressed Hessian as a program, its rules' "
+             "branches taken at x; False if it would pass max_ops ops.")
+        .def("hessian_entries", &hessian_entries, py::arg("x"), py::arg("plan"),
+             "The plan's entries of the compressed Hessian at x, by the recorded program where "
+             "it holds, else by the plan's sweeps; and the failing guard or -1.")
         .def("batch", &batch, py::arg("args"), py::arg("out"), py::arg("grads") = py::none(),
              py::arg("threads") = 1, py::arg("seed_output") = 0, py::arg("seeds") = py::none(),
              py::arg("tangents") = py::none(), py::arg("tangent_out") = py::none(),

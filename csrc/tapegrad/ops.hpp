@@ -8,6 +8,10 @@
 namespace tapegrad {
 
 struct term;  // backward_graph.hpp: a value in a recorded rule
+namespace symbolic {  // hessian_program.cpp: a value, and a dual, in a recorded Hessian
+struct sym;
+struct sdual;
+}  // namespace symbolic
 
 // Node kinds: two leaf kinds, then one code per ops.def row.
 enum class op : std::uint8_t {
@@ -119,6 +123,16 @@ inline double sigmoid(double x);
 #include "tapegrad/ops_math.def"
 #undef TG_MATH_UNARY
 #undef TG_MATH_BINARY
+// For the recorded Hessian (hessian_program.hpp): the op, or its tangent, as program nodes.
+#define TG_MATH_UNARY(name)                     \
+    symbolic::sym name(const symbolic::sym& x); \
+    symbolic::sdual name(const symbolic::sdual& x);
+#define TG_MATH_BINARY(name)                                            \
+    symbolic::sym name(const symbolic::sym& x, const symbolic::sym& y); \
+    symbolic::sdual name(const symbolic::sdual& x, const symbolic::sdual& y);
+#include "tapegrad/ops_math.def"
+#undef TG_MATH_UNARY
+#undef TG_MATH_BINARY
 
 // A rule's shortcut that is exact in value only (pow(x, 1) == x; 0 where a product would
 // be 0 * inf): the value v, and on duals the tangent of the full expression, so second
@@ -141,6 +155,15 @@ template <class F>
 term value_only(double v, const term& like, F&& full);
 template <class F>
 term value_only(const term& v, const term& like, F&& full);
+// On the recorded Hessian's values: as on doubles and duals (hessian_program.cpp).
+template <class F>
+symbolic::sym value_only(double v, const symbolic::sym& like, F&& full);
+template <class F>
+symbolic::sym value_only(const symbolic::sym& v, const symbolic::sym& like, F&& full);
+template <class F>
+symbolic::sdual value_only(double v, const symbolic::sdual& like, F&& full);
+template <class F>
+symbolic::sdual value_only(const symbolic::sdual& v, const symbolic::sdual& like, F&& full);
 }  // namespace math
 
 // One kernel struct per row: forward value, the local rule for each argument (any

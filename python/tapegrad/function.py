@@ -702,7 +702,8 @@ class Function:
         inputs, flattened as in ``jacobian(sparse=True)``; ``wrt`` selects arguments)
         with every structural nonzero of ``hessian_sparsity``, from one Hessian-vector
         product per color of a star coloring (``coloring("hessian")``): a banded Hessian
-        costs about its bandwidth in products, whatever its size.
+        costs about its bandwidth in products, whatever its size. The second call records
+        those products as a program of their own, which later calls replay (docs/sparse.md).
 
         Examples:
             >>> import numpy as np, tapegrad as tg

@@ -66,6 +66,23 @@ class Coloring:
     _inputs: np.ndarray = dataclasses.field(repr=False, compare=False)
     # The Hessian plan (star mode) or the seed matrix, made at the first evaluation.
     _plan: Any = dataclasses.field(default=None, repr=False, compare=False)
+    # Star mode: how many evaluations held before the recorded Hessian program was tried
+    # (at the second).
+    _evaluations: int = dataclasses.field(default=0, repr=False, compare=False)
+
+    @property
+    def recorded_ops(self) -> int:
+        """Star mode: the op count of the recorded Hessian program that evaluations
+        replay (0: none yet, the second evaluation records it; or it would be larger
+        than ``RECORD_OPS_PER_OP`` allows)."""
+        return 0 if self._plan is None or self.mode != "star" else self._plan.recorded_ops
+
+
+# A sparse Hessian is recorded as a program of its own (csrc/tapegrad/hessian_program.hpp)
+# unless that takes more op slots than this many per op of the function's program (or
+# RECORD_MIN_OPS, whichever is larger); 0 keeps every evaluation on the plan's sweeps.
+RECORD_OPS_PER_OP = 32
+RECORD_MIN_OPS = 1 << 16
 
 
 def wrt_inputs(F: Function, wrt: Any) -> np.ndarray:
@@ -163,14 +180,24 @@ def _compressed(F: Function, program: Any, c: Coloring, x: np.ndarray) -> tuple[
     n_all = F._offsets[-1]
     m, p = c.pattern.shape[0], c.n_colors
     if c._plan is None:  # made once per Coloring (a race makes two equal ones)
-        if c.mode == "star":  # the Hessian plan: per color, the union of its inputs' cones
-            plan = program.hessian_plan([c._inputs[c.colors == k].tolist() for k in range(p)])
+        if c.mode == "star":  # the Hessian plan: per color, the union of its inputs' cones;
+            # each nonzero's (input, color) in the compressed products
+            plan = program.hessian_plan([c._inputs[c.colors == k].tolist() for k in range(p)],
+                                        c._gather // p, c._gather % p)
         else:  # the seed vectors, one row per color
             plan = np.zeros((p, n_all if c.mode == "forward" else m))
             plan[c.colors, c._inputs if c.mode == "forward" else np.arange(m)] = 1.0
         object.__setattr__(c, "_plan", plan)
-    if c.mode == "star":
-        return program.hessian_columns(x, c._plan)  # (n_inputs, colors)
+    if c.mode == "star":  # the nonzeros themselves, in c._gather's order
+        data, failed = program.hessian_entries(x, c._plan)
+        if failed < 0 and c._evaluations < 2:
+            # A one-off Hessian does not pay for recording; the second one records, at a
+            # point whose branches hold.
+            object.__setattr__(c, "_evaluations", c._evaluations + 1)
+            max_ops = RECORD_OPS_PER_OP * program.n_ops
+            if c._evaluations == 2 and max_ops:
+                program.record_hessian(x, c._plan, max(max_ops, RECORD_MIN_OPS))
+        return data, failed
     if c.mode == "forward":
         _, tout, _, failed = program.point_sweeps(x, tangents=c._plan)
         return tout, failed
@@ -204,7 +231,7 @@ def evaluate(F: Function, args: Sequence[Any], kind: str, wrt: Any) -> Any:
                 continue
             flat, failed = _compressed(F, program, c, x)
             if failed < 0:
-                data = flat.reshape(-1)[c._gather]
+                data = flat if c.mode == "star" else flat.reshape(-1)[c._gather]
                 F._checked(args, (data,), True)
                 return sp.csr_matrix((data, c.pattern.indices, c.pattern.indptr),
                                      shape=c.pattern.shape)

@@ -1,0 +1,96 @@
+// The recorded Hessian (hessian_program.hpp): for every op of the table, its entries equal
+// hessian_block's at every point it does not decline, and it declines NaN, infinities and
+// the other side of a rule's branch.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "graphs.hpp"
+#include "tapegrad/hessian_program.hpp"
+
+using namespace tapegrad;
+using tg_test::held_tape;
+
+namespace {
+
+// f(x0, x1, x2) = o(x0 * x1, x2) * x2 + o(x1, x0 + x2) (unary: o(x0 * x1) * x2 + o(x1)).
+program two_uses(op o) {
+    held_tape h;
+    const int x0 = h.leaf(0.6), x1 = h.leaf(0.7), x2 = h.leaf(1.3);
+    const bool binary = op_table[int(o)].arity == 2;
+    const int p = h.apply(op::mul, x0, x1);
+    const int u = binary ? h.apply(o, p, x2) : h.apply(o, p);
+    const int v = binary ? h.apply(o, x1, h.apply(op::add, x0, x2)) : h.apply(o, x1);
+    const int f = h.apply(op::add, h.apply(op::mul, u, x2), v);
+    return compile(h.t, {h[x0], h[x1], h[x2]}, {h[f]}, {}, true);
+}
+
+// Every (input, column) of the Hessian with one input per column, by hessian_block.
+std::vector<double> by_sweeps(const program& p, const hessian_plan& plan, const double* x) {
+    const std::size_t n = p.n_slots();
+    std::vector<double> val(n), adj(n), t(n, 0.0), adjt(n, 0.0), cols(9);
+    p.forward(x, val.data());
+    p.adjoints(val.data(), adj.data(), 0);
+    hessian_block(p.view(), plan, p.outputs_[0], val.data(), adj.data(), t.data(), adjt.data(), 1,
+                  1, cols.data(), 0, true);
+    return cols;
+}
+
+bool same_but_zero_sign(double a, double b) { return a == b || (a != a && b != b); }
+
+}  // namespace
+
+TEST_CASE("recorded Hessian: every table op equals hessian_block where it does not decline") {
+    const double inf = std::numeric_limits<double>::infinity();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const std::vector<std::vector<double>> points = {
+        {0.6, 0.7, 1.3}, {1.1, 0.9, 2.0}, {-0.4, 0.8, 0.5}, {0.0, 0.7, 0.0},   {1.0, 1.0, 1.0},
+        {0.5, 2.0, 1.0}, {inf, 0.5, 1.0}, {nan, 1.0, 2.0},  {-1.0, 1.0, -1.0}, {2.0, 0.5, 0.0}};
+    std::vector<std::pair<slot, slot>> entries;
+    for (slot i = 0; i < 3; ++i)
+        for (slot j = 0; j < 3; ++j) entries.push_back({i, j});
+    int replayed = 0;
+    for (int o = int(op::constant) + 1; o < int(op::count_); ++o) {
+        CAPTURE(std::string(op_table[o].name));
+        const program p = two_uses(op(o));
+        const hessian_plan plan = plan_hessian(p.view(), {{0}, {1}, {2}});
+        const auto h = record_hessian(p, plan, entries, points[0].data(), 1u << 20);
+        REQUIRE(h);
+        std::vector<double> val(h->prog.n_slots()), out(entries.size());
+        for (const auto& x : points) {
+            const std::vector<double> want = by_sweeps(p, plan, x.data());
+            if (!run_recorded_hessian(*h, x.data(), val.data(), out.data())) continue;
+            ++replayed;
+            for (std::size_t k = 0; k < entries.size(); ++k) {
+                CAPTURE(k);
+                CHECK(same_but_zero_sign(out[k], want[entries[k].first * 3 + entries[k].second]));
+            }
+        }
+    }
+    CHECK(replayed > 200);  // most points replay
+}
+
+TEST_CASE("recorded Hessian: NaN and infinities decline, the size limit declines recording") {
+    held_tape h;
+    const int x0 = h.leaf(1.0), x1 = h.leaf(2.0);
+    const int f = h.apply(op::mul, h.apply(op::exp, x0), h.apply(op::square, x1));
+    const program p = compile(h.t, {h[x0], h[x1]}, {h[f]}, {}, true);
+    const hessian_plan plan = plan_hessian(p.view(), {{0}, {1}});
+    const std::vector<std::pair<slot, slot>> entries = {{0, 0}, {1, 0}, {1, 1}};
+    const double x[] = {1.0, 2.0};
+    CHECK_FALSE(record_hessian(p, plan, entries, x, 1));
+    const auto r = record_hessian(p, plan, entries, x, 1000);
+    REQUIRE(r);
+    std::vector<double> val(r->prog.n_slots()), out(3);
+    REQUIRE(run_recorded_hessian(*r, x, val.data(), out.data()));
+    CHECK(out[0] == std::exp(1.0) * 4.0);
+    CHECK(out[1] == std::exp(1.0) * 2.0 * 2.0);
+    CHECK(out[2] == std::exp(1.0) * 2.0);
+    const double big[] = {1000.0, 2.0}, nan[] = {std::nan(""), 2.0};
+    CHECK_FALSE(run_recorded_hessian(*r, big, val.data(), out.data()));  // exp overflows
+    CHECK_FALSE(run_recorded_hessian(*r, nan, val.data(), out.data()));
+}
