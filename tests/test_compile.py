@@ -20,7 +20,7 @@ import threading
 import numpy as np
 import pytest
 from helpers import spec_for
-from test_structure import euler, loop, planted, random_dag, rosenbrock_numpy
+from test_structure import euler, loop, planted, random_dag, rosenbrock_numpy, skipping_recurrence
 from trace_helpers import f3, rosenbrock, same_bits, vec_fn
 
 import tapegrad as tg
@@ -236,12 +236,7 @@ def test_almost_periodic_loops(name):
 
 
 def test_a_recurrence_that_skips_an_iteration():
-    def f(x):
-        s, prev = x[0], x[0]
-        for i in range(30):
-            s, prev = (prev if i == 12 else s) * 0.5 + x[i + 1], s
-        return s
-    F = tg.trace(f, np.zeros(32))
+    F = tg.trace(skipping_recurrence, np.zeros(32))
     G = compiled(F)
     agree(F, G, np.random.default_rng(4).normal(size=32))
 
