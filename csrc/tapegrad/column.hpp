@@ -9,13 +9,17 @@
 // On Linux a column made with huge_pages, once it reaches huge_min_bytes, sits on 2 MiB
 // boundaries with transparent huge pages asked for, so the kernel faults it in 2 MiB at a
 // time. The price is RSS: the huge page a column is filling holds up to 2 MiB not yet
-// used. The tape asks for them on its two 8-byte columns only (values, adjoints), which
-// measured (RSS holding W1's 1.17e6 nodes; the eager chain of bench/compare_calls.py on
-// the first tape of a process against a tape with room, CPU time, medians of 11):
-//   no huge pages            33.0 B/node   1.25-1.27x
-//   the two 8-byte columns   35.0 B/node   1.18-1.19x
-//   all but the op codes     40.5 B/node   1.17x (another run; W1's target is 40)
-// Up to 4 MiB more per tape, against up to 12.
+// used. The tape asks for them on every column but the op codes, and keeps its two
+// 4-byte bookkeeping fields in one 8-byte column, so that five columns rather than six
+// hold a partly filled huge page. Measured (RSS holding W1's 1.17e6 nodes; the eager chain
+// of bench/compare_calls.py on the first tape of a process against a tape with room, CPU
+// time, medians):
+//   no huge pages                                 33.0 B/node   1.25-1.27x
+//   the two 8-byte columns                        35.0 B/node   1.19-1.26x
+//   all but the op codes, bookkeeping separate    40.5 B/node   1.17x (W1's target is 40)
+//   all but the op codes, bookkeeping merged      38.7 B/node   1.15x (1.26x before it,
+//                                                               interleaved, 9 processes)
+// Up to 10 MiB more per tape (2 MiB a column).
 // Without mremap (macOS, Windows) a mapping grows by a new one and a copy. On Windows the
 // mapping is VirtualAlloc's, and pages go back by MEM_RESET and VirtualUnlock. Elsewhere the
 // same calls fall back to the heap (copying on growth, keeping the pages).

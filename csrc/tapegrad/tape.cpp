@@ -21,8 +21,7 @@ void tape::resize_columns(index cap) {
         arg1_.resize(size_, cap);
         val_.resize(size_, cap);
         adj_.resize(size_, cap);
-        refs_.resize(size_, cap);
-        low_.resize(size_, cap);
+        book_.resize(size_, cap);
     } catch (const std::bad_alloc&) {
         // Growing: the columns done so far are merely larger than cap_, and the tape is as
         // it was. Shrinking: the ones not done are larger than cap, which is harmless.
@@ -38,8 +37,7 @@ bool tape::swap_memory(tape& other) noexcept {
     arg1_.swap(other.arg1_);
     val_.swap(other.val_);
     adj_.swap(other.adj_);
-    refs_.swap(other.refs_);
-    low_.swap(other.low_);
+    book_.swap(other.book_);
     std::swap(cap_, other.cap_);
     // Appends stop in make_room first: it checks max_nodes (which stays with each tape)
     // and shrinks a capacity far above what is used.
@@ -71,7 +69,7 @@ void tape::compact() {
     index j = 0, dirty = 0;
     for (index i = 0; i < size_; ++i) {
         if (i == dirty_) dirty = j;
-        if (refs_[i] == 0) {
+        if (book_[i].refs == 0) {
             to[i] = none;
             continue;
         }
@@ -83,8 +81,8 @@ void tape::compact() {
         arg1_[j] = leaf ? 0 : to[arg1_[i]];
         val_[j] = val_[i];
         adj_[j] = adj_[i];
-        refs_[j] = refs_[i];
-        low_[j] = low_[i] == none ? none : to[low_[i]];
+        book_[j].refs = book_[i].refs;
+        book_[j].low = book_[i].low == none ? none : to[book_[i].low];
         ++j;
     }
     dirty_ = dirty_ >= size_ ? j : dirty;
@@ -101,16 +99,16 @@ void tape::compact() {
 
 void tape::collect(index i) {
     // i is garbage, and so is each argument whose last reference it held. A garbage node's
-    // low_ is free, and links the list of those whose arguments are still to be released.
-    low_[i] = none;
+    // low is free, and links the list of those whose arguments are still to be released.
+    book_[i].low = none;
     for (index head = i; head != none;) {
         const index j = head;
-        head = low_[j];
+        head = book_[j].low;
         ++garbage_;
         if (is_leaf(op_[j])) continue;
         for (const index arg : {arg0_[j], arg1_[j]})
-            if (--refs_[arg] == 0) {
-                low_[arg] = head;
+            if (--book_[arg].refs == 0) {
+                book_[arg].low = head;
                 head = arg;
             }
     }
@@ -121,11 +119,11 @@ void tape::collect(index i) {
 }
 
 void tape::trim() {
-    if (size_ > 0 && refs_[size_ - 1] == 0) collect(size_ - 1);
+    if (size_ > 0 && book_[size_ - 1].refs == 0) collect(size_ - 1);
 }
 
 void tape::drop_garbage_on_top() {
-    while (size_ > 0 && refs_[size_ - 1] == 0) {
+    while (size_ > 0 && book_[size_ - 1].refs == 0) {
         --size_;
         --garbage_;
         if (!uids_.empty()) uids_.erase(size_);
@@ -140,8 +138,7 @@ void tape::drop_garbage_on_top() {
         arg1_.discard_above(keep);
         val_.discard_above(keep);
         adj_.discard_above(keep);
-        refs_.discard_above(keep);
-        low_.discard_above(keep);
+        book_.discard_above(keep);
         room_ = size_;
     }
 }
@@ -153,7 +150,7 @@ std::uint64_t tape::uid(index i) {
 }
 
 void tape::backward(index root, double seed) {
-    const index lo = std::min(low_[root], root);
+    const index lo = std::min(book_[root].low, root);
     for (index i = lo, n = std::min(root + 1, dirty_); i < n; ++i)
         if (!is_leaf(op_[i])) adj_[i] = 0.0;
     dirty_ = std::max(dirty_, root + 1);
@@ -166,29 +163,29 @@ std::string tape::check(const std::uint32_t* hosts) const {
     std::vector<std::uint64_t> want(hosts, hosts + size_);
     index garbage = 0;
     for (index i = 0; i < size_; ++i) {
-        if (refs_[i] == 0) {
+        if (book_[i].refs == 0) {
             ++garbage;
             continue;
         }
         if (is_leaf(op_[i])) {
-            if (low_[i] != none) return "leaf " + std::to_string(i) + " has a sweep start";
+            if (book_[i].low != none) return "leaf " + std::to_string(i) + " has a sweep start";
             continue;
         }
         ++want[arg0_[i]];
         ++want[arg1_[i]];
-        const index low = std::min({i, low_[arg0_[i]], low_[arg1_[i]]});
-        if (low_[i] != low)
-            return "node " + std::to_string(i) + ": sweep start " + std::to_string(low_[i]) +
+        const index low = std::min({i, book_[arg0_[i]].low, book_[arg1_[i]].low});
+        if (book_[i].low != low)
+            return "node " + std::to_string(i) + ": sweep start " + std::to_string(book_[i].low) +
                    ", expected " + std::to_string(low);
     }
     for (index i = 0; i < size_; ++i)
-        if (refs_[i] != want[i])
-            return "node " + std::to_string(i) + ": " + std::to_string(refs_[i]) +
+        if (book_[i].refs != want[i])
+            return "node " + std::to_string(i) + ": " + std::to_string(book_[i].refs) +
                    " references counted, " + std::to_string(want[i]) + " held";
     if (garbage != garbage_)
         return std::to_string(garbage_) + " garbage nodes counted, " + std::to_string(garbage) +
                " on the tape";
-    if (size_ > 0 && refs_[size_ - 1] == 0) return "garbage on top of the tape";
+    if (size_ > 0 && book_[size_ - 1].refs == 0) return "garbage on top of the tape";
     return {};
 }
 

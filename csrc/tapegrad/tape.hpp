@@ -22,7 +22,7 @@ class tape {
 public:
     using index = std::uint32_t;
     // Indices are uint32; the largest value is kept free so a count never wraps, and it
-    // marks "no op below" in low_.
+    // marks "no op below" in a node's book.
     static constexpr std::uint64_t hard_max_nodes = std::numeric_limits<index>::max();
     static constexpr index none = std::numeric_limits<index>::max();
 
@@ -37,8 +37,7 @@ public:
     // The part of bytes() in physical memory (pages given back are not).
     std::size_t resident_bytes() const {
         return op_.resident_bytes() + arg0_.resident_bytes() + arg1_.resident_bytes() +
-               val_.resident_bytes() + adj_.resident_bytes() + refs_.resident_bytes() +
-               low_.resident_bytes();
+               val_.resident_bytes() + adj_.resident_bytes() + book_.resident_bytes();
     }
     // Nodes on the tape that nothing alive reaches any more (removed by the next
     // compaction, or at once when they are on top).
@@ -71,9 +70,9 @@ public:
     template <class K>
     index push(index a, index b) {
         reserve_more(1);
-        ++refs_[a];
-        ++refs_[b];
-        const index low = low_[a] < low_[b] ? low_[a] : low_[b];
+        ++book_[a].refs;
+        ++book_[b].refs;
+        const index low = book_[a].low < book_[b].low ? book_[a].low : book_[b].low;
         return put(K::code, a, b, K::forward(val_[a], val_[b]), low < size_ ? low : size_);
     }
     template <class K>
@@ -88,16 +87,16 @@ public:
     // The lowest op the sweep from root must visit: the lowest op in root's graph (none
     // for a leaf). Nodes below it are leaves or not in the graph, so garbage and older
     // graphs under a new one cost the sweep nothing.
-    index sweep_start(index root) const { return low_[root]; }
+    index sweep_start(index root) const { return book_[root].low; }
 
     // References per node: one per live host object (Python Var) and one per use as an
     // argument. A node whose count falls to 0 is garbage, and so, in turn, are the
     // arguments it held alone. Garbage on top of the tape is dropped at once (nodes only
     // point downwards); garbage below a live node waits for compaction. Both are
     // amortised O(1) per node.
-    void retain(index i) { ++refs_[i]; }
+    void retain(index i) { ++book_[i].refs; }
     void release(index i) {
-        if (--refs_[i] == 0) collect(i);
+        if (--book_[i].refs == 0) collect(i);
     }
     // Drop the new node on top that no host object took (after its Var failed to allocate).
     void trim();
@@ -113,7 +112,7 @@ public:
     double& val(index i) { return val_[i]; }
     double val(index i) const { return val_[i]; }
     double adj(index i) const { return adj_[i]; }
-    index refs(index i) const { return refs_[i]; }
+    index refs(index i) const { return book_[i].refs; }
     // A number naming node i for the rest of its life: unlike the index, it survives
     // compaction, and no other node of this tape ever gets it. Assigned on first request
     // and kept in a side table, so the nodes nobody asks about cost no memory for it.
@@ -144,8 +143,8 @@ private:
         arg1_[i] = b;
         val_[i] = v;
         adj_[i] = 0.0;
-        refs_[i] = 0;
-        low_[i] = low;
+        book_[i].refs = 0;
+        book_[i].low = low;
         return i;
     }
     void make_room(index n);
@@ -167,15 +166,21 @@ private:
     // covers at most the parameters.
     index dirty_ = 0;
     std::uint64_t max_;
+    // Every column but the op codes may go onto huge pages (column.hpp says why).
     column<op> op_;
-    column<index> arg0_, arg1_;
-    // Values and adjoints, two thirds of a node's bytes, may go onto huge pages (column.hpp).
+    column<index> arg0_{true}, arg1_{true};
     column<double> val_{true}, adj_{true};
-    column<index> refs_;
-    // low_[i]: the lowest op in node i's graph (i itself for an op whose arguments are
-    // leaves; none for a leaf). While garbage is collected, a free node's low_ links it
-    // into the list of nodes still to visit.
-    column<index> low_;
+    // A node's bookkeeping, one 8-byte column rather than two 4-byte ones: both are written
+    // together, and each huge-page column holds up to 2 MiB not yet used.
+    // refs: see retain(). low: the lowest op in the node's graph (the node itself for an op
+    // whose arguments are leaves; none for a leaf); while garbage is collected, a free
+    // node's low links it into the list of nodes still to visit.
+    struct book {
+        index refs;
+        index low;
+    };
+    static_assert(sizeof(book) == 2 * sizeof(index), "bytes_per_node counts a book as two indices");
+    column<book> book_{true};
     std::unordered_map<index, std::uint64_t> uids_;
     std::uint64_t next_uid_ = 0;
 };
