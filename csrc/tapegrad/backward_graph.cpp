@@ -50,19 +50,7 @@ bool observed(const term& a, const term& b, cmp c) {
 }  // namespace
 
 // ---- term arithmetic: each operation is the op of the table that computes it on doubles.
-term operator+(const term& a, const term& b) { return apply<kernel::add>(a, b); }
-term operator-(const term& a, const term& b) { return apply<kernel::sub>(a, b); }
-term operator*(const term& a, const term& b) { return apply<kernel::mul>(a, b); }
-term operator/(const term& a, const term& b) { return apply<kernel::div>(a, b); }
-term operator-(const term& a) { return apply<kernel::neg>(a, a); }
-// Comparisons see values only: a rule's branch is the one its value takes (PyTorch's
-// create_graph records the same).
-bool operator==(const term& a, const term& b) { return observed(a, b, cmp::eq); }
-bool operator!=(const term& a, const term& b) { return observed(a, b, cmp::ne); }
-bool operator<(const term& a, const term& b) { return observed(a, b, cmp::lt); }
-bool operator<=(const term& a, const term& b) { return observed(a, b, cmp::le); }
-bool operator>(const term& a, const term& b) { return observed(a, b, cmp::gt); }
-bool operator>=(const term& a, const term& b) { return observed(a, b, cmp::ge); }
+TG_RECORDING_OPERATORS(term)
 
 namespace math {
 #define TG_MATH_UNARY(name) \

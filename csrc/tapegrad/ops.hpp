@@ -256,4 +256,22 @@ inline void local_grads(op o, double x, double y, double out, double g, double d
     }
 }
 
+// The arithmetic and the comparisons the rules use, for a type T that records them
+// (term, symbolic::sym), given its apply<K>(a, b), which records op K of the table (the op
+// that computes the operation on doubles), and its observed(a, b, cmp), which sees values
+// only: a rule's branch is the one its value takes (PyTorch's create_graph records the
+// same). Expanded where T, apply, observed and cmp (program.hpp) are declared.
+#define TG_RECORDING_OPERATORS(T)                                               \
+    T operator+(const T& a, const T& b) { return apply<kernel::add>(a, b); }    \
+    T operator-(const T& a, const T& b) { return apply<kernel::sub>(a, b); }    \
+    T operator*(const T& a, const T& b) { return apply<kernel::mul>(a, b); }    \
+    T operator/(const T& a, const T& b) { return apply<kernel::div>(a, b); }    \
+    T operator-(const T& a) { return apply<kernel::neg>(a, a); }                \
+    bool operator==(const T& a, const T& b) { return observed(a, b, cmp::eq); } \
+    bool operator!=(const T& a, const T& b) { return observed(a, b, cmp::ne); } \
+    bool operator<(const T& a, const T& b) { return observed(a, b, cmp::lt); }  \
+    bool operator<=(const T& a, const T& b) { return observed(a, b, cmp::le); } \
+    bool operator>(const T& a, const T& b) { return observed(a, b, cmp::gt); }  \
+    bool operator>=(const T& a, const T& b) { return observed(a, b, cmp::ge); }
+
 }  // namespace tapegrad
