@@ -191,6 +191,91 @@ def test_every_op_of_the_table():
         agree(F, G, x0 * 0.75 + 0.125)
 
 
+# ---------------------------------------------------------------- what a loop stores
+# A loop's forward stores only the values read later from memory (by a reverse rule, a
+# guard, an output, or an op outside the iteration); its reverse hands a rule NaN for a
+# value the rule does not read. A wrong guess of what a rule reads shows as a NaN here.
+
+
+def test_every_op_of_the_table_in_a_loop():
+    # one loop per op, s = s + op(x[..]) over 12 iterations, each sum an output: the
+    # Jacobian runs every op's rules on values from the loops' stores
+    rng = random.Random(11)
+    n, ops = 12, list(tg.ops())
+    x0 = np.array([v for name, _ in ops for _ in range(n) for v in spec_for(name).domain(rng)],
+                  dtype=np.float64)
+
+    def f(x):
+        out, at = [], 0
+        for name, arity in ops:
+            op = getattr(tg, name)
+            s = op(*x[at:at + arity])
+            for i in range(1, n):
+                s = s + op(*x[at + arity * i:at + arity * (i + 1)])
+            out.append(s)
+            at += arity * n
+        return out
+    F = tg.trace(f, x0, cse=False)
+    G = compiled(F)
+    assert G.native.loops >= len(ops)
+    with np.errstate(all="ignore"):
+        agree(F, G, x0)
+        agree(F, G, x0 * 0.75 + 0.125)
+
+
+def mul_and_sin_recurrences(x):
+    # p's mul and s's sin read carried values; every p is an output
+    p, s, ps = x[0], x[1], []
+    for i in range(2, len(x)):
+        p = p * x[i]
+        s = tg.sin(s) * 1.5 + p
+        ps.append(p)
+    return [s, *ps]
+
+
+def test_recurrences_of_mul_and_sin_with_outputs_inside():
+    F = tg.trace(mul_and_sin_recurrences, np.linspace(0.5, 1.5, 40))
+    G = compiled(F)
+    assert G.native.loops >= 1
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        agree(F, G, rng.uniform(-1.5, 1.5, 40))
+
+
+def guarded_sum(x):
+    s = x[0]
+    for i in range(1, len(x)):
+        t = tg.exp(x[i]) + 1.0  # no rule reads t, the guard does
+        s = s + (t if t > 1.5 else -t)
+    return s
+
+
+def test_a_guard_reads_a_value_no_rule_reads():
+    F = tg.trace(guarded_sum, np.full(30, 0.5))
+    G = compiled(F)
+    assert G.native.loops >= 1
+    good = np.random.default_rng(6).uniform(-0.5, 1.0, 30)
+    agree(F, G, good)
+    bad = good.copy()
+    bad[17] = -2.0  # t < 1.5 there: after the good call, a stale t would pass the guard
+    for H in (F, G):
+        with pytest.raises(tg.TraceError, match="another branch"):
+            H.grad(bad)
+        with pytest.raises(tg.TraceError, match="another branch"):
+            H(bad)
+
+
+def test_a_loop_stores_only_the_values_read_later():
+    # Rosenbrock's block: x[i]**2, x[i+1] - that, its square, 100 * that, 1 - x[i], its
+    # square, their sum, the running sum. Read later: the two squares' operands (their
+    # rules), and the running sum's last value (after the loop)
+    G = compiled(tg.trace(rosenbrock, np.zeros(50)))
+    with open(G.native.source) as f:
+        src = f.read()
+    loop = src[src.index("TG_NATIVE_LOOP fw_"):src.index("TG_NATIVE_LOOP rv_")]
+    assert loop.count("r[") == 2 and loop.count("R[") == 2, loop
+
+
 # ---------------------------------------------------------------- random programs
 
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 #include <vector>
 
 #include "tapegrad/structure.hpp"
@@ -40,6 +41,43 @@ std::uint64_t program_digest(const program& p) {
 }
 
 namespace {
+
+// Whether an op table rule's text names the identifier `word` (a whole token).
+constexpr bool mentions(std::string_view text, std::string_view word) {
+    auto ident = [](char c) {
+        return c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+               (c >= 'A' && c <= 'Z');
+    };
+    for (std::size_t at = text.find(word); at != std::string_view::npos;
+         at = text.find(word, at + 1)) {
+        const std::size_t end = at + word.size();
+        if ((at == 0 || !ident(text[at - 1])) && (end == text.size() || !ident(text[end])))
+            return true;
+    }
+    return false;
+}
+
+// Which values an op's reverse rules (d/dx and d/dy of ops.def) read: operand x, operand
+// y, its own value out. A value nothing else reads need not be stored by a loop.
+struct rule_reads {
+    bool x, y, out;
+};
+constexpr rule_reads rule_reads_of(std::string_view rule, int arity) {
+    return {mentions(rule, "x"), arity == 2 && mentions(rule, "y"), mentions(rule, "out")};
+}
+constexpr rule_reads reads[][2] = {
+    {{false, false, false}, {false, false, false}},  // leaf
+    {{false, false, false}, {false, false, false}},  // constant
+#define TG_OP(name, arity, fwd, dx, dy, tangent) \
+    {rule_reads_of(#dx, arity), rule_reads_of(arity == 2 ? #dy : "", arity)},
+#include "tapegrad/ops.def"
+#undef TG_OP
+};
+static_assert(sizeof reads / sizeof reads[0] == std::size_t(op::count_));
+static_assert(!reads[std::size_t(op::add)][0].x && reads[std::size_t(op::mul)][0].y &&
+              !reads[std::size_t(op::mul)][0].x && reads[std::size_t(op::exp)][0].out &&
+              !reads[std::size_t(op::exp)][0].x && reads[std::size_t(op::if_true)][1].x &&
+              !reads[std::size_t(op::sub)][1].y && !reads[std::size_t(op::exp)][1].x);
 
 struct writer {
     std::string s;
@@ -165,6 +203,50 @@ public:
         return out;
     }
 
+    // Which slots' values must be in V after the forward: the outputs, the guards'
+    // operands, what a reverse rule reads, and every operand an op reads from V rather
+    // than from a register of its loop (straight code reads V; a loop keeps this
+    // iteration's values and, after its first iteration, the carried ones in registers).
+    // A loop stores only these; straight code stores every value.
+    void observe(const std::vector<piece>& pcs) {
+        const slot n = p_.n_slots();
+        observed_.assign(n, false);
+        for (slot s : p_.outputs_) observed_[s] = true;
+        for (const guard& g : p_.guards_) observed_[g.lhs] = observed_[g.rhs] = true;
+        std::vector<std::uint8_t> in_register(n, 0);  // per op slot: bit pos, operand pos
+        for (const piece& pc : pcs) {
+            if (!pc.r) continue;
+            const run& r = *pc.r;
+            for (std::int64_t k = pc.k0; k < pc.k1; ++k)
+                for (slot j = 0; j < r.period; ++j)
+                    for (int pos = 0; pos < 2; ++pos) {
+                        const operand_kind kind = (pos ? r.b[j] : r.a[j]).kind;
+                        if (kind == operand_kind::same ||
+                            (kind == operand_kind::carried && k > pc.k0))
+                            in_register[r.start + k * r.period + j] |= std::uint8_t(1u << pos);
+                    }
+        }
+        for (slot s = p_.first_op(); s < n; ++s) {
+            const rule_reads rr = needs(s);
+            if (rr.x || !(in_register[s] & 1u)) observed_[p_.a_[s]] = true;
+            if (op_table[std::size_t(p_.op_[s])].arity == 2 && (rr.y || !(in_register[s] & 2u)))
+                observed_[p_.b_[s]] = true;
+            if (rr.out) observed_[s] = true;
+        }
+    }
+
+    // The values op slot s's reverse step reads: those of the rules for the operands
+    // whose contributions are not dropped (a constant's).
+    rule_reads needs(slot s) const {
+        rule_reads r{false, false, false};
+        for (int pos = 0; pos < 2; ++pos) {
+            if (mode(s, pos) == 2) continue;
+            const rule_reads& d = reads[std::size_t(p_.op_[s])][pos];
+            r = {r.x || d.x, r.y || d.y, r.out || d.out};
+        }
+        return r;
+    }
+
     static std::string name(op o) { return op_table[std::size_t(o)].name; }
 
     static std::string strided(const char* base, const block_operand& o) {
@@ -175,6 +257,19 @@ public:
         else
             std::snprintf(buf, sizeof buf, "%s[%u]", base, o.first);
         return buf;
+    }
+
+    // Whether a loop stores block op j's value in every iteration: some iteration's is
+    // observed, other than the last one of a carried value (stored after the loop).
+    bool store_in_loop(const piece& pc, slot j) const {
+        const run& r = *pc.r;
+        bool carried = false;
+        for (slot i = 0; i < r.period; ++i)
+            for (const block_operand* o : {&r.a[i], &r.b[i]})
+                carried = carried || (o->kind == operand_kind::carried && o->source == j);
+        for (std::int64_t k = pc.k0; k < pc.k1; ++k)
+            if (observed_[r.start + k * r.period + j] && (k + 1 < pc.k1 || !carried)) return true;
+        return false;
     }
 
     // A loop's forward: B the slots before the run, R the run's own (R = V + start). The
@@ -196,13 +291,19 @@ public:
             if (o.kind == operand_kind::carried) return "c" + std::to_string(o.source);
             return strided("B", o);
         };
-        for (slot j = 0; j < r.period; ++j)
-            w.f("const double t%u = K::%s::forward(%s, %s);\nr[%u] = t%u;\n", j,
-                name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(), value(r.b[j]).c_str(), j,
-                j);
+        for (slot j = 0; j < r.period; ++j) {
+            w.f("const double t%u = K::%s::forward(%s, %s);\n", j,
+                name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(), value(r.b[j]).c_str());
+            if (store_in_loop(pc, j)) w.f("r[%u] = t%u;\n", j, j);
+        }
         for (slot j = 0; j < r.period; ++j)
             if (carried[j]) w.f("c%u = t%u;\n", j, j);
-        w.put("}\n}\n");
+        w.put("}\n");
+        for (slot j = 0; j < r.period; ++j)
+            if (carried[j] && !store_in_loop(pc, j) &&
+                observed_[r.start + (pc.k1 - 1) * r.period + j])
+                w.f("R[%" PRId64 "] = c%u;\n", (pc.k1 - 1) * r.period + j, j);
+        w.put("}\n");
         return w.s;
     }
 
@@ -239,10 +340,14 @@ public:
         for (slot j = r.period; j-- > 0;) {
             const std::string g =
                 pc.local[j] ? "g" + std::to_string(j) : "r[" + std::to_string(j) + "]";
-            w.f("rvp<K::%s, %u, %u>(%s, %s, v[%u], %s, %s, %s);\n",
-                name(p_.op_[r.start + j]).c_str(), pc.modes[j] & 3u, unsigned(pc.modes[j]) >> 2,
-                value(r.a[j]).c_str(), value(r.b[j]).c_str(), j, g.c_str(), where(r.a[j]).c_str(),
-                where(r.b[j]).c_str());
+            // a value the rule does not read may not be stored: it gets NaN, never memory
+            const op o = p_.op_[r.start + j];
+            const rule_reads rr = needs(slot(r.start + pc.k0 * r.period + j));
+            w.f("rvp<K::%s, %u, %u>(%s, %s, %s, %s, %s, %s);\n", name(o).c_str(), pc.modes[j] & 3u,
+                unsigned(pc.modes[j]) >> 2, rr.x ? value(r.a[j]).c_str() : "unread",
+                rr.y ? value(r.b[j]).c_str() : "unread",
+                rr.out ? ("v[" + std::to_string(j) + "]").c_str() : "unread", g.c_str(),
+                where(r.a[j]).c_str(), where(r.b[j]).c_str());
         }
         w.put("}\n}\n");
         return w.s;
@@ -323,6 +428,7 @@ private:
     program_view v_;
     consts_in_range is_const_;
     std::vector<std::uint32_t> uses_;  // per slot: operand references (outputs: ~0)
+    std::vector<bool> observed_;       // observe()
 };
 
 void u32_array(writer& w, const char* name, const std::vector<slot>& xs) {
@@ -338,6 +444,7 @@ std::string native_source(const program& p, codegen_stats* stats) {
     generator g(p);
     const std::vector<run> runs = find_runs(p.view());
     const std::vector<piece> pcs = g.pieces(runs, st);
+    g.observe(pcs);
     const slot n_in = p.n_inputs, n_const = p.first_op() - p.n_inputs;
     writer w;
     w.f("// Generated by tapegrad (F.compile()): %u inputs, %u constants, %u ops, %zu loops.\n",
@@ -348,7 +455,8 @@ std::string native_source(const program& p, codegen_stats* stats) {
         "using tapegrad::native::fw;\n"
         "using tapegrad::native::rv;\n"
         "using tapegrad::native::rvp;\n"
-        "using tapegrad::native::u32;\n");
+        "using tapegrad::native::u32;\n"
+        "using tapegrad::native::unread;\n");
     w.f("TG_NATIVE_EXPORT const std::uint64_t tg_digest = 0x%016" PRIx64 "ull;\n",
         program_digest(p));
     w.put(g.loops(pcs));
