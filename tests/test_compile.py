@@ -265,15 +265,44 @@ def test_a_guard_reads_a_value_no_rule_reads():
             H(bad)
 
 
+def columns_and_slots(x):
+    # t, u and q are read by rules alone (columns); w, an output, stays at its slots, one
+    # block apart: six iterations of columns fit between two of them
+    s, ws = x[0], []
+    for i in range(1, len(x)):
+        t = tg.sin(x[i])
+        u = tg.exp(t)
+        w = t * u
+        ws.append(w)
+        q = tg.tanh(u)
+        s = s + w
+        s = s + q * 2.0
+    return [s, *ws]
+
+
+def test_a_loop_with_columns_and_values_at_their_slots():
+    for n in (8, 40):  # 6 iterations in the loop: columns; 38: no room, all at slots
+        F = tg.trace(columns_and_slots, np.linspace(-1.0, 1.0, n))
+        G = compiled(F)
+        with open(G.native.source) as f:
+            src = f.read()
+        assert src.count(" + k] = t") == (3 if n == 8 else 0) and "r[2] = t2" in src, src
+        rng = np.random.default_rng(8)
+        for _ in range(3):
+            agree(F, G, rng.uniform(-2.0, 2.0, n))
+
+
 def test_a_loop_stores_only_the_values_read_later():
     # Rosenbrock's block: x[i]**2, x[i+1] - that, its square, 100 * that, 1 - x[i], its
-    # square, their sum, the running sum. Read later: the two squares' operands (their
-    # rules), and the running sum's last value (after the loop)
+    # square, their sum, the running sum. Read later: the two squares' operands, by their
+    # rules alone (so in columns, k + 1 after k), and the running sum's last value (at its
+    # slot, after the loop)
     G = compiled(tg.trace(rosenbrock, np.zeros(50)))
     with open(G.native.source) as f:
         src = f.read()
     loop = src[src.index("TG_NATIVE_LOOP fw_"):src.index("TG_NATIVE_LOOP rv_")]
-    assert loop.count("r[") == 2 and loop.count("R[") == 2, loop
+    assert loop.count("] = t") == 2 and loop.count(" + k] = t") == 2, loop
+    assert loop.count("] = c") == 1, loop
 
 
 # ---------------------------------------------------------------- random programs

@@ -203,36 +203,89 @@ public:
         return out;
     }
 
-    // Which slots' values must be in V after the forward: the outputs, the guards'
-    // operands, what a reverse rule reads, and every operand an op reads from V rather
-    // than from a register of its loop (straight code reads V; a loop keeps this
-    // iteration's values and, after its first iteration, the carried ones in registers).
-    // A loop stores only these; straight code stores every value.
+    // Which slots' values the forward must leave where, for whom. external_: read at its
+    // slot in V by an output, a guard, straight code, or a loop op that reads V (an
+    // operand from before its run, or the carried value in a loop's first iteration).
+    // internal_: read only by the reverse rules of its own loop (same or next iteration).
+    // A loop stores only these values, and an op whose values are all internal goes to a
+    // column (columns_); straight code stores every value.
     void observe(const std::vector<piece>& pcs) {
         const slot n = p_.n_slots();
-        observed_.assign(n, false);
-        for (slot s : p_.outputs_) observed_[s] = true;
-        for (const guard& g : p_.guards_) observed_[g.lhs] = observed_[g.rhs] = true;
-        std::vector<std::uint8_t> in_register(n, 0);  // per op slot: bit pos, operand pos
+        external_.assign(n, false);
+        internal_.assign(n, false);
+        for (slot s : p_.outputs_) external_[s] = true;
+        for (const guard& g : p_.guards_) external_[g.lhs] = external_[g.rhs] = true;
         for (const piece& pc : pcs) {
-            if (!pc.r) continue;
+            if (!pc.r) {  // straight code reads its operands from V
+                external_[p_.a_[pc.s]] = true;
+                if (op_table[std::size_t(p_.op_[pc.s])].arity == 2) external_[p_.b_[pc.s]] = true;
+                continue;
+            }
             const run& r = *pc.r;
             for (std::int64_t k = pc.k0; k < pc.k1; ++k)
-                for (slot j = 0; j < r.period; ++j)
-                    for (int pos = 0; pos < 2; ++pos) {
+                for (slot j = 0; j < r.period; ++j) {
+                    const slot s = slot(r.start + k * r.period + j);
+                    const rule_reads rr = needs(s);
+                    const bool binary = op_table[std::size_t(p_.op_[s])].arity == 2;
+                    for (int pos = 0; pos < 1 + binary; ++pos) {
                         const operand_kind kind = (pos ? r.b[j] : r.a[j]).kind;
-                        if (kind == operand_kind::same ||
-                            (kind == operand_kind::carried && k > pc.k0))
-                            in_register[r.start + k * r.period + j] |= std::uint8_t(1u << pos);
+                        const slot o = pos ? p_.b_[s] : p_.a_[s];
+                        const bool inside = kind == operand_kind::same ||
+                                            (kind == operand_kind::carried && k > pc.k0);
+                        if (!inside) external_[o] = true;  // forward and reverse read V
+                        if (inside && (pos ? rr.y : rr.x)) internal_[o] = true;
                     }
+                    if (rr.out) internal_[s] = true;
+                }
         }
-        for (slot s = p_.first_op(); s < n; ++s) {
-            const rule_reads rr = needs(s);
-            if (rr.x || !(in_register[s] & 1u)) observed_[p_.a_[s]] = true;
-            if (op_table[std::size_t(p_.op_[s])].arity == 2 && (rr.y || !(in_register[s] & 2u)))
-                observed_[p_.b_[s]] = true;
-            if (rr.out) observed_[s] = true;
+        columns_.assign(pcs.size(), {});
+        for (std::size_t L = 0; L < pcs.size(); ++L)
+            if (pcs[L].r) columns_[L] = place_columns(pcs[L]);
+    }
+
+    // Whether op slot s's value is read after the forward at all.
+    bool observed(std::int64_t s) const { return external_[s] || internal_[s]; }
+
+    // Columns for a loop's block ops whose values are all internal and not carried:
+    // element k of op j's is at V[start + columns[j] + k], so the reverse reads them
+    // one after another rather than one a block apart. They go into the loop's own
+    // stretch of slots [start + k0 period, start + k1 period), where nothing else is
+    // stored; if one does not fit, there are none (-1).
+    std::vector<std::int64_t> place_columns(const piece& pc) const {
+        const run& r = *pc.r;
+        const std::int64_t n = pc.k1 - pc.k0, base = std::int64_t(r.start) + pc.k0 * r.period;
+        std::vector<std::int64_t> col(r.period, -1);
+        std::vector<bool> want(r.period, false);
+        std::vector<bool> taken(std::size_t(n * r.period), false);
+        for (slot j = 0; j < r.period; ++j) {
+            bool all_internal = true, any = false;
+            for (std::int64_t k = pc.k0; k < pc.k1; ++k) {
+                const std::int64_t s = std::int64_t(r.start) + k * r.period + j;
+                all_internal = all_internal && !external_[s];
+                any = any || internal_[s];
+            }
+            want[j] = all_internal && any;
         }
+        for (slot j = 0; j < r.period; ++j)
+            for (const block_operand* o : {&r.a[j], &r.b[j]})
+                if (o->kind == operand_kind::carried) want[o->source] = false;
+        // what the loop stores at the slots' own places stays there
+        for (slot j = 0; j < r.period; ++j) {
+            if (want[j]) continue;
+            const bool in_loop = store_in_loop(pc, j, col);
+            for (std::int64_t k = pc.k0; k < pc.k1; ++k)
+                if (in_loop || (k + 1 == pc.k1 && observed(r.start + k * r.period + j)))
+                    taken[std::size_t((k - pc.k0) * r.period + j)] = true;
+        }
+        std::size_t at = 0;
+        for (slot j = 0; j < r.period; ++j) {
+            if (!want[j]) continue;
+            std::size_t free = 0;
+            while (at < taken.size() && free < std::size_t(n)) free = taken[at++] ? 0 : free + 1;
+            if (free < std::size_t(n)) return std::vector<std::int64_t>(r.period, -1);
+            col[j] = base + std::int64_t(at) - n - pc.k0 - std::int64_t(r.start);
+        }
+        return col;
     }
 
     // The values op slot s's reverse step reads: those of the rules for the operands
@@ -259,16 +312,18 @@ public:
         return buf;
     }
 
-    // Whether a loop stores block op j's value in every iteration: some iteration's is
-    // observed, other than the last one of a carried value (stored after the loop).
-    bool store_in_loop(const piece& pc, slot j) const {
+    // Whether a loop stores block op j's value at its slot in every iteration: it has no
+    // column and some iteration's is read, other than the last one of a carried value
+    // (stored after the loop).
+    bool store_in_loop(const piece& pc, slot j, const std::vector<std::int64_t>& col) const {
         const run& r = *pc.r;
+        if (col[j] >= 0) return false;
         bool carried = false;
         for (slot i = 0; i < r.period; ++i)
             for (const block_operand* o : {&r.a[i], &r.b[i]})
                 carried = carried || (o->kind == operand_kind::carried && o->source == j);
         for (std::int64_t k = pc.k0; k < pc.k1; ++k)
-            if (observed_[r.start + k * r.period + j] && (k + 1 < pc.k1 || !carried)) return true;
+            if (observed(r.start + k * r.period + j) && (k + 1 < pc.k1 || !carried)) return true;
         return false;
     }
 
@@ -282,6 +337,7 @@ public:
         for (slot j = 0; j < r.period; ++j)
             for (const block_operand* o : {&r.a[j], &r.b[j]})
                 if (o->kind == operand_kind::carried) carried[o->source] = true;
+        const std::vector<std::int64_t>& col = columns_[L];
         for (slot j = 0; j < r.period; ++j)
             if (carried[j]) w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
         w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
@@ -294,14 +350,15 @@ public:
         for (slot j = 0; j < r.period; ++j) {
             w.f("const double t%u = K::%s::forward(%s, %s);\n", j,
                 name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(), value(r.b[j]).c_str());
-            if (store_in_loop(pc, j)) w.f("r[%u] = t%u;\n", j, j);
+            if (col[j] >= 0) w.f("R[%" PRId64 " + k] = t%u;\n", col[j], j);
+            if (store_in_loop(pc, j, col)) w.f("r[%u] = t%u;\n", j, j);
         }
         for (slot j = 0; j < r.period; ++j)
             if (carried[j]) w.f("c%u = t%u;\n", j, j);
         w.put("}\n");
         for (slot j = 0; j < r.period; ++j)
-            if (carried[j] && !store_in_loop(pc, j) &&
-                observed_[r.start + (pc.k1 - 1) * r.period + j])
+            if (carried[j] && col[j] < 0 && !store_in_loop(pc, j, col) &&
+                observed(r.start + (pc.k1 - 1) * r.period + j))
                 w.f("R[%" PRId64 "] = c%u;\n", (pc.k1 - 1) * r.period + j, j);
         w.put("}\n");
         return w.s;
@@ -319,8 +376,13 @@ public:
         w.f("for (std::int64_t k = %" PRId64 "; k-- > %" PRId64 ";) {\n", pc.k1, pc.k0);
         w.f("const double* const v = VR + k * %u;\ndouble* const r = AR + k * %u;\n", r.period,
             r.period);
+        const std::vector<std::int64_t>& col = columns_[L];
+        auto own = [&](slot j) -> std::string {
+            if (col[j] >= 0) return "VR[" + std::to_string(col[j]) + " + k]";
+            return "v[" + std::to_string(j) + "]";
+        };
         auto value = [&](const block_operand& o) -> std::string {
-            if (o.kind == operand_kind::same) return "v[" + std::to_string(o.source) + "]";
+            if (o.kind == operand_kind::same) return own(o.source);
             if (o.kind == operand_kind::carried)
                 return "v[-" + std::to_string(r.period - o.source) + "]";
             return strided("V", o);
@@ -345,9 +407,8 @@ public:
             const rule_reads rr = needs(slot(r.start + pc.k0 * r.period + j));
             w.f("rvp<K::%s, %u, %u>(%s, %s, %s, %s, %s, %s);\n", name(o).c_str(), pc.modes[j] & 3u,
                 unsigned(pc.modes[j]) >> 2, rr.x ? value(r.a[j]).c_str() : "unread",
-                rr.y ? value(r.b[j]).c_str() : "unread",
-                rr.out ? ("v[" + std::to_string(j) + "]").c_str() : "unread", g.c_str(),
-                where(r.a[j]).c_str(), where(r.b[j]).c_str());
+                rr.y ? value(r.b[j]).c_str() : "unread", rr.out ? own(j).c_str() : "unread",
+                g.c_str(), where(r.a[j]).c_str(), where(r.b[j]).c_str());
         }
         w.put("}\n}\n");
         return w.s;
@@ -428,7 +489,8 @@ private:
     program_view v_;
     consts_in_range is_const_;
     std::vector<std::uint32_t> uses_;  // per slot: operand references (outputs: ~0)
-    std::vector<bool> observed_;       // observe()
+    std::vector<bool> external_, internal_;            // observe()
+    std::vector<std::vector<std::int64_t>> columns_;  // per piece: place_columns()
 };
 
 void u32_array(writer& w, const char* name, const std::vector<slot>& xs) {
