@@ -206,9 +206,9 @@ public:
     // Which slots' values the forward must leave where, for whom. external_: read at its
     // slot in V by an output, a guard, straight code, or a loop op that reads V (an
     // operand from before its run, or the carried value in a loop's first iteration).
-    // internal_: read only by the reverse rules of its own loop (same or next iteration).
-    // A loop stores only these values, and an op whose values are all internal goes to a
-    // column (columns_); straight code stores every value.
+    // internal_: read by a reverse rule of its own loop (same or next iteration). A loop
+    // stores only values that are either, and an op whose values are all internal and
+    // none external goes to a column (columns_); straight code stores every value.
     void observe(const std::vector<piece>& pcs) {
         const slot n = p_.n_slots();
         external_.assign(n, false);
@@ -341,7 +341,9 @@ public:
         for (slot j = 0; j < r.period; ++j)
             if (carried[j]) w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
         w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
-        w.f("double* const r = R + k * %u;\n", r.period);
+        bool slots = false;
+        for (slot j = 0; j < r.period; ++j) slots = slots || store_in_loop(pc, j, col);
+        if (slots) w.f("double* const r = R + k * %u;\n", r.period);
         auto value = [&](const block_operand& o) -> std::string {
             if (o.kind == operand_kind::same) return "t" + std::to_string(o.source);
             if (o.kind == operand_kind::carried) return "c" + std::to_string(o.source);
