@@ -6,7 +6,8 @@ Workload: the Rosenbrock gradient at one point (loop form, numpy in and out), d 
 10000. Rows, timed side by side (interleaved rounds, medians): tapegrad's interpreter
 `F.grad(x)`, the compiled `F.compile().grad(x)`, and CasADi's SX gradient through
 `Function.generate()` + `gcc -O2 -fPIC -shared` + `casadi.external`, called through
-`buffer()` (zero-copy numpy in and out; CasADi's own `jit` option crashes here). Compile
+`buffer()` (zero-copy numpy in and out; CasADi's own `jit` option crashes here), and JAX's
+`jit(grad)` compiled ahead of time (float64, numpy in and out). Compile
 times: `F.compile()` with an empty cache (its own temporary directory each time, so the
 compiler runs), `F.compile()` again (from the cache), and CasADi's gcc run on its
 generated file.
@@ -14,8 +15,8 @@ generated file.
 Before any timing the compiled gradient is checked bit for bit against the interpreter's,
 and CasADi's within 1e-9 (relative, max-norm); a disagreement is a failure (exit 1).
 
-Targets: gradient at d = 1000 <= 0.3x CasADi's generated code; compile time <= 0.1x
-CasADi's gcc -O2 compile.
+Targets: gradient at d = 1000 <= 0.3x CasADi's generated code; at d = 10000 <= 0.5x JAX's
+jit(grad); compile time <= 0.1x CasADi's gcc -O2 compile.
 
 Prediction, written before this benchmark's first run (after one rough timeit of the
 compiled gradient at d = 1000, 4.6 us against the interpreter's 11 us): compiled ~4 us at
@@ -44,7 +45,8 @@ import replay_workloads as R  # noqa: E402
 from harness import Case, fmt, human, human_spread, med, met  # noqa: E402
 
 TITLE = "F.compile(): native code vs the interpreter and CasADi's generated C"
-GRAD_TARGET = 0.3  # compiled gradient / CasADi generated code
+GRAD_TARGET = 0.3  # compiled gradient / CasADi generated code, d = 1000
+JAX_TARGET = 0.5  # compiled gradient / JAX jit(grad), d = 10000
 COMPILE_TARGET = 0.1  # F.compile() cold / CasADi's gcc -O2
 REL_TOL = 1e-9
 
@@ -132,6 +134,17 @@ def rosen(d: int, cfg: dict, peers: dict, rep: H.Report, workdir: str) -> None:
         except Exception as e:  # a peer that fails is reported, not fatal
             rep.note(f"Rosenbrock d={d} / CasADi generated C: {type(e).__name__}: {e}")
             cas = None
+    jx = None
+    if "jax" in peers:
+        try:
+            jx = R.JaxRosen(d)
+            err = np.max(np.abs(jx.grad(x) - want)) / max(1.0, np.max(np.abs(want)))
+            if err > REL_TOL:
+                rep.fail(f"Rosenbrock d={d}: JAX's gradient differs by {err:.2e}")
+            cases["JAX jit(grad)"] = Case(lambda: jx.grad(x))
+        except Exception as e:
+            rep.note(f"Rosenbrock d={d} / JAX: {type(e).__name__}: {e}")
+            jx = None
     H.run_cases(cases, cfg["repeats"], cfg["warmup"], cfg["sample_s"], alternate=True,
                 on_error=rep.note)
     base = med(cases["CasADi generated C (gcc -O2), buffer()"].wall) if cas else None
@@ -156,8 +169,14 @@ def rosen(d: int, cfg: dict, peers: dict, rep: H.Report, workdir: str) -> None:
             f"{fmt(compiled / interp)}×")
     entry = {"d": d, "interpreter_s": interp, "compiled_s": compiled,
              "casadi_s": base, "compile_cold_s": med(cold), "compile_cached_s": warm_s,
-             "casadi_gcc_s": cas.compile_s if cas else None, "source_lines": src_lines}
+             "casadi_gcc_s": cas.compile_s if cas else None, "source_lines": src_lines,
+             "jax_s": med(cases["JAX jit(grad)"].wall) if jx else None}
     rep.data.setdefault("rosen", []).append(entry)
+    if d == 10000 and jx:
+        jratio = compiled / med(cases["JAX jit(grad)"].wall)
+        rep.table(["target", "measured", "met"],
+                  [[f"gradient d=10000 <= {JAX_TARGET:g}× JAX jit(grad)", fmt(jratio) + "×",
+                    met(jratio <= JAX_TARGET)]], "Targets (d=10000)")
     if d == 1000 and cas:
         rep.table(["target", "measured", "met"],
                   [[f"gradient d=1000 <= {GRAD_TARGET:g}× CasADi generated C",
@@ -172,7 +191,7 @@ def run(mode: str, opts, rep: H.Report) -> None:
     from tapegrad import native
 
     cfg = SIZES[mode]
-    peers, missing = H.load_peers(opts.peers, allowed=("casadi",))
+    peers, missing = H.load_peers(opts.peers, allowed=("casadi", "jax"))
     rep.environment(peers, missing)
     cmd = native.compiler()
     if cmd is None or shutil.which(cmd[0]) is None:

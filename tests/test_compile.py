@@ -191,6 +191,120 @@ def test_every_op_of_the_table():
         agree(F, G, x0 * 0.75 + 0.125)
 
 
+# ---------------------------------------------------------------- what a loop stores
+# A loop's forward stores only the values read later from memory (by a reverse rule, a
+# guard, an output, or an op outside the iteration); its reverse hands a rule NaN for a
+# value the rule does not read. A wrong guess of what a rule reads shows as a NaN here.
+
+
+def test_every_op_of_the_table_in_a_loop():
+    # one loop per op, s = s + op(x[..]) over 12 iterations, each sum an output: the
+    # Jacobian runs every op's rules on values from the loops' stores
+    rng = random.Random(11)
+    n, ops = 12, list(tg.ops())
+    x0 = np.array([v for name, _ in ops for _ in range(n) for v in spec_for(name).domain(rng)],
+                  dtype=np.float64)
+
+    def f(x):
+        out, at = [], 0
+        for name, arity in ops:
+            op = getattr(tg, name)
+            s = op(*x[at:at + arity])
+            for i in range(1, n):
+                s = s + op(*x[at + arity * i:at + arity * (i + 1)])
+            out.append(s)
+            at += arity * n
+        return out
+    F = tg.trace(f, x0, cse=False)
+    G = compiled(F)
+    assert G.native.loops >= len(ops)
+    with np.errstate(all="ignore"):
+        agree(F, G, x0)
+        agree(F, G, x0 * 0.75 + 0.125)
+
+
+def mul_and_sin_recurrences(x):
+    # p's mul and s's sin read carried values; every p is an output
+    p, s, ps = x[0], x[1], []
+    for i in range(2, len(x)):
+        p = p * x[i]
+        s = tg.sin(s) * 1.5 + p
+        ps.append(p)
+    return [s, *ps]
+
+
+def test_recurrences_of_mul_and_sin_with_outputs_inside():
+    F = tg.trace(mul_and_sin_recurrences, np.linspace(0.5, 1.5, 40))
+    G = compiled(F)
+    assert G.native.loops >= 1
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        agree(F, G, rng.uniform(-1.5, 1.5, 40))
+
+
+def guarded_sum(x):
+    s = x[0]
+    for i in range(1, len(x)):
+        t = tg.exp(x[i]) + 1.0  # no rule reads t, the guard does
+        s = s + (t if t > 1.5 else -t)
+    return s
+
+
+def test_a_guard_reads_a_value_no_rule_reads():
+    F = tg.trace(guarded_sum, np.full(30, 0.5))
+    G = compiled(F)
+    assert G.native.loops >= 1
+    good = np.random.default_rng(6).uniform(-0.5, 1.0, 30)
+    agree(F, G, good)
+    bad = good.copy()
+    bad[17] = -2.0  # t < 1.5 there: after the good call, a stale t would pass the guard
+    for H in (F, G):
+        with pytest.raises(tg.TraceError, match="another branch"):
+            H.grad(bad)
+        with pytest.raises(tg.TraceError, match="another branch"):
+            H(bad)
+
+
+def columns_and_slots(x):
+    # t, u and q are read by rules alone (columns); w, an output, stays at its slots, one
+    # block apart: six iterations of columns fit between two of them
+    s, ws = x[0], []
+    for i in range(1, len(x)):
+        t = tg.sin(x[i])
+        u = tg.exp(t)
+        w = t * u
+        ws.append(w)
+        q = tg.tanh(u)
+        s = s + w
+        s = s + q * 2.0
+    return [s, *ws]
+
+
+def test_a_loop_with_columns_and_values_at_their_slots():
+    for n in (8, 40):  # 6 iterations in the loop: columns; 38: no room, all at slots
+        F = tg.trace(columns_and_slots, np.linspace(-1.0, 1.0, n))
+        G = compiled(F)
+        with open(G.native.source) as f:
+            src = f.read()
+        assert src.count(" + k] = t") == (3 if n == 8 else 0) and "r[2] = t2" in src, src
+        rng = np.random.default_rng(8)
+        for _ in range(3):
+            agree(F, G, rng.uniform(-2.0, 2.0, n))
+
+
+def test_a_loop_stores_only_the_values_read_later():
+    # Rosenbrock's block: x[i]**2, x[i+1] - that, its square, 100 * that, 1 - x[i], its
+    # square, their sum, the running sum. Read later: the two squares' operands, by their
+    # rules alone (so in columns, k + 1 after k), and the running sum's last value (at its
+    # slot, after the loop)
+    G = compiled(tg.trace(rosenbrock, np.zeros(50)))
+    with open(G.native.source) as f:
+        src = f.read()
+    loop = src[src.index("TG_NATIVE_LOOP fw_"):src.index("TG_NATIVE_LOOP rv_")]
+    assert loop.count("] = t") == 2 and loop.count(" + k] = t") == 2, loop
+    assert loop.count("] = c") == 1, loop
+
+
 # ---------------------------------------------------------------- random programs
 
 

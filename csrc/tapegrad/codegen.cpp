@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 #include <vector>
 
 #include "tapegrad/structure.hpp"
@@ -40,6 +41,43 @@ std::uint64_t program_digest(const program& p) {
 }
 
 namespace {
+
+// Whether an op table rule's text names the identifier `word` (a whole token).
+constexpr bool mentions(std::string_view text, std::string_view word) {
+    auto ident = [](char c) {
+        return c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+               (c >= 'A' && c <= 'Z');
+    };
+    for (std::size_t at = text.find(word); at != std::string_view::npos;
+         at = text.find(word, at + 1)) {
+        const std::size_t end = at + word.size();
+        if ((at == 0 || !ident(text[at - 1])) && (end == text.size() || !ident(text[end])))
+            return true;
+    }
+    return false;
+}
+
+// Which values an op's reverse rules (d/dx and d/dy of ops.def) read: operand x, operand
+// y, its own value out. A value nothing else reads need not be stored by a loop.
+struct rule_reads {
+    bool x, y, out;
+};
+constexpr rule_reads rule_reads_of(std::string_view rule, int arity) {
+    return {mentions(rule, "x"), arity == 2 && mentions(rule, "y"), mentions(rule, "out")};
+}
+constexpr rule_reads reads[][2] = {
+    {{false, false, false}, {false, false, false}},  // leaf
+    {{false, false, false}, {false, false, false}},  // constant
+#define TG_OP(name, arity, fwd, dx, dy, tangent) \
+    {rule_reads_of(#dx, arity), rule_reads_of(arity == 2 ? #dy : "", arity)},
+#include "tapegrad/ops.def"
+#undef TG_OP
+};
+static_assert(sizeof reads / sizeof reads[0] == std::size_t(op::count_));
+static_assert(!reads[std::size_t(op::add)][0].x && reads[std::size_t(op::mul)][0].y &&
+              !reads[std::size_t(op::mul)][0].x && reads[std::size_t(op::exp)][0].out &&
+              !reads[std::size_t(op::exp)][0].x && reads[std::size_t(op::if_true)][1].x &&
+              !reads[std::size_t(op::sub)][1].y && !reads[std::size_t(op::exp)][1].x);
 
 struct writer {
     std::string s;
@@ -165,6 +203,103 @@ public:
         return out;
     }
 
+    // Which slots' values the forward must leave where, for whom. external_: read at its
+    // slot in V by an output, a guard, straight code, or a loop op that reads V (an
+    // operand from before its run, or the carried value in a loop's first iteration).
+    // internal_: read by a reverse rule of its own loop (same or next iteration). A loop
+    // stores only values that are either, and an op whose values are all internal and
+    // none external goes to a column (columns_); straight code stores every value.
+    void observe(const std::vector<piece>& pcs) {
+        const slot n = p_.n_slots();
+        external_.assign(n, false);
+        internal_.assign(n, false);
+        for (slot s : p_.outputs_) external_[s] = true;
+        for (const guard& g : p_.guards_) external_[g.lhs] = external_[g.rhs] = true;
+        for (const piece& pc : pcs) {
+            if (!pc.r) {  // straight code reads its operands from V
+                external_[p_.a_[pc.s]] = true;
+                if (op_table[std::size_t(p_.op_[pc.s])].arity == 2) external_[p_.b_[pc.s]] = true;
+                continue;
+            }
+            const run& r = *pc.r;
+            for (std::int64_t k = pc.k0; k < pc.k1; ++k)
+                for (slot j = 0; j < r.period; ++j) {
+                    const slot s = slot(r.start + k * r.period + j);
+                    const rule_reads rr = needs(s);
+                    const bool binary = op_table[std::size_t(p_.op_[s])].arity == 2;
+                    for (int pos = 0; pos < 1 + binary; ++pos) {
+                        const operand_kind kind = (pos ? r.b[j] : r.a[j]).kind;
+                        const slot o = pos ? p_.b_[s] : p_.a_[s];
+                        const bool inside = kind == operand_kind::same ||
+                                            (kind == operand_kind::carried && k > pc.k0);
+                        if (!inside) external_[o] = true;  // forward and reverse read V
+                        if (inside && (pos ? rr.y : rr.x)) internal_[o] = true;
+                    }
+                    if (rr.out) internal_[s] = true;
+                }
+        }
+        columns_.assign(pcs.size(), {});
+        for (std::size_t L = 0; L < pcs.size(); ++L)
+            if (pcs[L].r) columns_[L] = place_columns(pcs[L]);
+    }
+
+    // Whether op slot s's value is read after the forward at all.
+    bool observed(std::int64_t s) const { return external_[s] || internal_[s]; }
+
+    // Columns for a loop's block ops whose values are all internal and not carried:
+    // element k of op j's is at V[start + columns[j] + k], so the reverse reads them
+    // one after another rather than one a block apart. They go into the loop's own
+    // stretch of slots [start + k0 period, start + k1 period), where nothing else is
+    // stored; if one does not fit, there are none (-1).
+    std::vector<std::int64_t> place_columns(const piece& pc) const {
+        const run& r = *pc.r;
+        const std::int64_t n = pc.k1 - pc.k0, base = std::int64_t(r.start) + pc.k0 * r.period;
+        std::vector<std::int64_t> col(r.period, -1);
+        std::vector<bool> want(r.period, false);
+        std::vector<bool> taken(std::size_t(n * r.period), false);
+        for (slot j = 0; j < r.period; ++j) {
+            bool all_internal = true, any = false;
+            for (std::int64_t k = pc.k0; k < pc.k1; ++k) {
+                const std::int64_t s = std::int64_t(r.start) + k * r.period + j;
+                all_internal = all_internal && !external_[s];
+                any = any || internal_[s];
+            }
+            want[j] = all_internal && any;
+        }
+        for (slot j = 0; j < r.period; ++j)
+            for (const block_operand* o : {&r.a[j], &r.b[j]})
+                if (o->kind == operand_kind::carried) want[o->source] = false;
+        // what the loop stores at the slots' own places stays there
+        for (slot j = 0; j < r.period; ++j) {
+            if (want[j]) continue;
+            const bool in_loop = store_in_loop(pc, j, col);
+            for (std::int64_t k = pc.k0; k < pc.k1; ++k)
+                if (in_loop || (k + 1 == pc.k1 && observed(r.start + k * r.period + j)))
+                    taken[std::size_t((k - pc.k0) * r.period + j)] = true;
+        }
+        std::size_t at = 0;
+        for (slot j = 0; j < r.period; ++j) {
+            if (!want[j]) continue;
+            std::size_t free = 0;
+            while (at < taken.size() && free < std::size_t(n)) free = taken[at++] ? 0 : free + 1;
+            if (free < std::size_t(n)) return std::vector<std::int64_t>(r.period, -1);
+            col[j] = base + std::int64_t(at) - n - pc.k0 - std::int64_t(r.start);
+        }
+        return col;
+    }
+
+    // The values op slot s's reverse step reads: those of the rules for the operands
+    // whose contributions are not dropped (a constant's).
+    rule_reads needs(slot s) const {
+        rule_reads r{false, false, false};
+        for (int pos = 0; pos < 2; ++pos) {
+            if (mode(s, pos) == 2) continue;
+            const rule_reads& d = reads[std::size_t(p_.op_[s])][pos];
+            r = {r.x || d.x, r.y || d.y, r.out || d.out};
+        }
+        return r;
+    }
+
     static std::string name(op o) { return op_table[std::size_t(o)].name; }
 
     static std::string strided(const char* base, const block_operand& o) {
@@ -177,6 +312,21 @@ public:
         return buf;
     }
 
+    // Whether a loop stores block op j's value at its slot in every iteration: it has no
+    // column and some iteration's is read, other than the last one of a carried value
+    // (stored after the loop).
+    bool store_in_loop(const piece& pc, slot j, const std::vector<std::int64_t>& col) const {
+        const run& r = *pc.r;
+        if (col[j] >= 0) return false;
+        bool carried = false;
+        for (slot i = 0; i < r.period; ++i)
+            for (const block_operand* o : {&r.a[i], &r.b[i]})
+                carried = carried || (o->kind == operand_kind::carried && o->source == j);
+        for (std::int64_t k = pc.k0; k < pc.k1; ++k)
+            if (observed(r.start + k * r.period + j) && (k + 1 < pc.k1 || !carried)) return true;
+        return false;
+    }
+
     // A loop's forward: B the slots before the run, R the run's own (R = V + start). The
     // values of this iteration (t) and the carried ones of the last (c) stay in locals.
     std::string forward_loop(std::size_t L, const piece& pc) const {
@@ -187,22 +337,32 @@ public:
         for (slot j = 0; j < r.period; ++j)
             for (const block_operand* o : {&r.a[j], &r.b[j]})
                 if (o->kind == operand_kind::carried) carried[o->source] = true;
+        const std::vector<std::int64_t>& col = columns_[L];
         for (slot j = 0; j < r.period; ++j)
             if (carried[j]) w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
         w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
-        w.f("double* const r = R + k * %u;\n", r.period);
+        bool slots = false;
+        for (slot j = 0; j < r.period; ++j) slots = slots || store_in_loop(pc, j, col);
+        if (slots) w.f("double* const r = R + k * %u;\n", r.period);
         auto value = [&](const block_operand& o) -> std::string {
             if (o.kind == operand_kind::same) return "t" + std::to_string(o.source);
             if (o.kind == operand_kind::carried) return "c" + std::to_string(o.source);
             return strided("B", o);
         };
-        for (slot j = 0; j < r.period; ++j)
-            w.f("const double t%u = K::%s::forward(%s, %s);\nr[%u] = t%u;\n", j,
-                name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(), value(r.b[j]).c_str(), j,
-                j);
+        for (slot j = 0; j < r.period; ++j) {
+            w.f("const double t%u = K::%s::forward(%s, %s);\n", j,
+                name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(), value(r.b[j]).c_str());
+            if (col[j] >= 0) w.f("R[%" PRId64 " + k] = t%u;\n", col[j], j);
+            if (store_in_loop(pc, j, col)) w.f("r[%u] = t%u;\n", j, j);
+        }
         for (slot j = 0; j < r.period; ++j)
             if (carried[j]) w.f("c%u = t%u;\n", j, j);
-        w.put("}\n}\n");
+        w.put("}\n");
+        for (slot j = 0; j < r.period; ++j)
+            if (carried[j] && col[j] < 0 && !store_in_loop(pc, j, col) &&
+                observed(r.start + (pc.k1 - 1) * r.period + j))
+                w.f("R[%" PRId64 "] = c%u;\n", (pc.k1 - 1) * r.period + j, j);
+        w.put("}\n");
         return w.s;
     }
 
@@ -218,8 +378,13 @@ public:
         w.f("for (std::int64_t k = %" PRId64 "; k-- > %" PRId64 ";) {\n", pc.k1, pc.k0);
         w.f("const double* const v = VR + k * %u;\ndouble* const r = AR + k * %u;\n", r.period,
             r.period);
+        const std::vector<std::int64_t>& col = columns_[L];
+        auto own = [&](slot j) -> std::string {
+            if (col[j] >= 0) return "VR[" + std::to_string(col[j]) + " + k]";
+            return "v[" + std::to_string(j) + "]";
+        };
         auto value = [&](const block_operand& o) -> std::string {
-            if (o.kind == operand_kind::same) return "v[" + std::to_string(o.source) + "]";
+            if (o.kind == operand_kind::same) return own(o.source);
             if (o.kind == operand_kind::carried)
                 return "v[-" + std::to_string(r.period - o.source) + "]";
             return strided("V", o);
@@ -239,10 +404,13 @@ public:
         for (slot j = r.period; j-- > 0;) {
             const std::string g =
                 pc.local[j] ? "g" + std::to_string(j) : "r[" + std::to_string(j) + "]";
-            w.f("rvp<K::%s, %u, %u>(%s, %s, v[%u], %s, %s, %s);\n",
-                name(p_.op_[r.start + j]).c_str(), pc.modes[j] & 3u, unsigned(pc.modes[j]) >> 2,
-                value(r.a[j]).c_str(), value(r.b[j]).c_str(), j, g.c_str(), where(r.a[j]).c_str(),
-                where(r.b[j]).c_str());
+            // a value the rule does not read may not be stored: it gets NaN, never memory
+            const op o = p_.op_[r.start + j];
+            const rule_reads rr = needs(slot(r.start + pc.k0 * r.period + j));
+            w.f("rvp<K::%s, %u, %u>(%s, %s, %s, %s, %s, %s);\n", name(o).c_str(), pc.modes[j] & 3u,
+                unsigned(pc.modes[j]) >> 2, rr.x ? value(r.a[j]).c_str() : "unread",
+                rr.y ? value(r.b[j]).c_str() : "unread", rr.out ? own(j).c_str() : "unread",
+                g.c_str(), where(r.a[j]).c_str(), where(r.b[j]).c_str());
         }
         w.put("}\n}\n");
         return w.s;
@@ -323,6 +491,8 @@ private:
     program_view v_;
     consts_in_range is_const_;
     std::vector<std::uint32_t> uses_;  // per slot: operand references (outputs: ~0)
+    std::vector<bool> external_, internal_;            // observe()
+    std::vector<std::vector<std::int64_t>> columns_;  // per piece: place_columns()
 };
 
 void u32_array(writer& w, const char* name, const std::vector<slot>& xs) {
@@ -338,6 +508,7 @@ std::string native_source(const program& p, codegen_stats* stats) {
     generator g(p);
     const std::vector<run> runs = find_runs(p.view());
     const std::vector<piece> pcs = g.pieces(runs, st);
+    g.observe(pcs);
     const slot n_in = p.n_inputs, n_const = p.first_op() - p.n_inputs;
     writer w;
     w.f("// Generated by tapegrad (F.compile()): %u inputs, %u constants, %u ops, %zu loops.\n",
@@ -348,7 +519,8 @@ std::string native_source(const program& p, codegen_stats* stats) {
         "using tapegrad::native::fw;\n"
         "using tapegrad::native::rv;\n"
         "using tapegrad::native::rvp;\n"
-        "using tapegrad::native::u32;\n");
+        "using tapegrad::native::u32;\n"
+        "using tapegrad::native::unread;\n");
     w.f("TG_NATIVE_EXPORT const std::uint64_t tg_digest = 0x%016" PRIx64 "ull;\n",
         program_digest(p));
     w.put(g.loops(pcs));

@@ -9,7 +9,12 @@
 // (reverse: newest first), with every run of find_runs that keeps its shape emitted as a
 // `for` loop over its iterations. Each adjoint therefore gets the same contributions in
 // the same order as in the interpreter, and values and gradients are bit for bit its
-// own (compiled without FMA contraction or reassociation).
+// own (compiled without FMA contraction or reassociation). A loop stores only the values
+// read later from memory: by an op's reverse rule (what its d/dx and d/dy in ops.def
+// name), a guard, an output, or an op outside the iteration. A value read by its own
+// loop's rules alone goes to a column (one iteration's after another's) in the loop's
+// stretch of V, which nothing else then reads; tg_forward leaves the other slots of a
+// loop unwritten.
 #pragma once
 #include <cstdint>
 #include <string>

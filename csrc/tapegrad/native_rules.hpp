@@ -6,12 +6,17 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "tapegrad/ops.hpp"
 
 namespace tapegrad::native {
 
 using u32 = std::uint32_t;
+
+// What a loop's reverse passes for a value its op's rules do not read (the forward may
+// not have stored it): NaN, so a rule that did read it could not go unnoticed.
+inline constexpr double unread = std::numeric_limits<double>::quiet_NaN();
 
 template <class K>
 inline void fw(double* V, u32 i, u32 a, u32 b) {
