@@ -6,6 +6,7 @@ import math
 import random
 import sys
 import threading
+import time
 
 import pytest
 from helpers import in_new_thread
@@ -49,9 +50,16 @@ def test_a_new_threads_tape_starts_on_the_memory_of_a_freed_one():
 
     built = in_new_thread(build)  # the thread ends and its last Var is gone
     assert built > 20_000
-    _, capacity, value, grad = in_new_thread(start)
-    assert capacity >= built  # (or a larger one freed earlier)
-    assert (value, grad) == (4.0, 4.0)
+    # Thread.join() returns before the finished thread's C++ thread-exit code has handed
+    # its tape over, so the next thread or two may start before it arrives (their own
+    # smaller memories then go to the spare, which keeps the larger).
+    for _ in range(200):
+        _, capacity, value, grad = in_new_thread(start)
+        assert (value, grad) == (4.0, 4.0)
+        if capacity >= built:  # (or a larger one freed earlier)
+            break
+        time.sleep(0.01)
+    assert capacity >= built
 
 
 def test_training_loop_memory_is_bounded():
