@@ -290,7 +290,7 @@ def setup_mlp(peers: dict, ctx: Context) -> tuple[dict[str, Case], dict]:
     else:
         try:
             G, compile_s = compile_cold(t.F)
-            ctx.setup.append(["MLP step", "tapegrad F.compile()", "C++ generation + compile",
+            ctx.setup.append(["MLP step", "tapegrad F.compile()", "C++ generation + compile (empty cache)",
                               human(compile_s), f"{G.native.loops} loops hold "
                               f"{G.native.looped_ops} of {t.F.n_ops} ops"])
             add(MLP_NATIVE, G.value_and_grad)

@@ -8,6 +8,7 @@ Every test needs a C++ compiler and skips, saying so, only where none is found."
 from __future__ import annotations
 
 import gc
+import glob
 import os
 import pickle
 import random
@@ -450,6 +451,26 @@ def test_the_cache_is_used_the_second_time(cache):
     os.replace(lib + ".tmp", lib)
     again = F.compile()
     assert not again.native.cached and float(again(0.5)) == float(F(0.5))
+
+
+def test_gcc_builds_precompiled_headers_once_and_a_damaged_one_is_only_slower(tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setenv("TAPEGRAD_CACHE_DIR", str(tmp_path))
+    cmd = native.compiler()
+    if not native._is_gcc(cmd, native._executable(cmd)):
+        pytest.skip(f"{cmd[0]} is not GCC: no precompiled headers")
+    F = tg.trace(lambda x: tg.sin(x) * 3.25 + 1.0, 0.5)
+    F.compile()
+    gch = glob.glob(os.path.join(str(tmp_path), "pch_*", "tapegrad", "native_rules.hpp.gch"))
+    assert len(gch) == 1 and os.path.getsize(gch[0]) > 0
+    made = os.stat(gch[0]).st_mtime_ns
+    G = tg.trace(lambda x: tg.exp(x) - x, 0.5)
+    G.compile()
+    assert os.stat(gch[0]).st_mtime_ns == made  # reused, not built again
+    with open(gch[0], "wb") as f:  # GCC ignores a PCH it cannot use and reads the headers
+        f.write(b"not a precompiled header")
+    H = tg.trace(lambda x: tg.cos(x) * x, 0.5)
+    assert_bits(H.compile().grad(0.75), H.grad(0.75), "compiled past a damaged PCH")
 
 
 def test_pickling_compiles_again():

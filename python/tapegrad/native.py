@@ -15,7 +15,8 @@ Where things live:
 - the cache: ``$TAPEGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tapegrad``, else
   ``~/.cache/tapegrad``; a library is ``tg_<hash>.so`` next to its source ``tg_<hash>.cpp``,
   the hash over the source, the compiler (its resolved path, size and mtime), the flags
-  and the headers the source includes. Delete the directory to clear it.
+  and the headers the source includes. Delete the directory to clear it. With GCC it also
+  holds ``pch_<hash>/``, those headers precompiled (built by the first compile).
 """
 from __future__ import annotations
 
@@ -152,6 +153,54 @@ def _key(source: str, cmd: list[str], exe: str, inc: str) -> str:
     return h.hexdigest()[:40]
 
 
+_GCC: dict[str, bool] = {}
+
+
+def _is_gcc(cmd: list[str], exe: str) -> bool:
+    if exe not in _GCC:
+        try:
+            out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=30)
+            _GCC[exe] = "Free Software Foundation" in out.stdout and "clang" not in out.stdout
+        except (OSError, subprocess.SubprocessError):
+            _GCC[exe] = False
+    return _GCC[exe]
+
+
+def _precompiled_headers(cmd: list[str], exe: str, inc: str, directory: str) -> str | None:
+    """A directory holding ``tapegrad/native_rules.hpp.gch``, GCC's precompiled form of
+    what every generated source includes, built on first use (about 0.3 s) and kept in the
+    cache, or None (not GCC, Windows, or the build failed). Parsing those headers, <cmath>
+    mostly, took 0.15 s of every compile; loading the PCH takes about 0.05 s. GCC checks a
+    PCH against its own version and the flags, and where it does not fit (or is damaged)
+    it reads the headers instead, so the PCH changes how fast a build is, never what it
+    builds."""
+    if sys.platform == "win32" or not _is_gcc(cmd, exe):
+        return None
+    key = _key("precompiled headers", cmd, exe, inc)
+    pch = os.path.join(directory, f"pch_{key}")
+    if os.path.isdir(pch):
+        return pch
+    tmp = tempfile.mkdtemp(prefix=".pch_", dir=directory)
+    try:
+        gch = os.path.join(tmp, "tapegrad", "native_rules.hpp.gch")
+        os.makedirs(os.path.dirname(gch))
+        flags = [f for f in FLAGS if f != "-shared"]
+        header = os.path.join(inc, "tapegrad", "native_rules.hpp")
+        done = subprocess.run([*cmd, *flags, "-x", "c++-header", "-I", inc, header, "-o", gch],
+                              capture_output=True, text=True)
+        if done.returncode != 0 or not os.path.isfile(gch):
+            return None
+        try:
+            os.rename(tmp, pch)  # atomic; another process may have made it first
+        except OSError:
+            pass
+        return pch if os.path.isdir(pch) else None
+    except OSError:
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build(program: Any) -> tuple[Any, NativeCode]:
     """A Program running native code for ``program``, and what was built (or found in the
     cache). Raises CompileError when no compiler is found or the build fails."""
@@ -177,7 +226,8 @@ def build(program: Any) -> tuple[Any, NativeCode]:
         except (RuntimeError, ValueError):  # a damaged or foreign file: build it again
             cached = False
     if not cached:
-        _compile(cmd, inc, source, source_path, library)
+        pch = _precompiled_headers(cmd, exe, inc, directory)
+        _compile(cmd, [pch, inc] if pch else [inc], source, source_path, library)
         try:
             native = _core.with_native(program, library)
         except (RuntimeError, ValueError) as err:
@@ -187,13 +237,14 @@ def build(program: Any) -> tuple[Any, NativeCode]:
     return native, info
 
 
-def _compile(cmd: list[str], inc: str, source: str, source_path: str, library: str) -> None:
+def _compile(cmd: list[str], includes: list[str], source: str, source_path: str,
+             library: str) -> None:
     directory = os.path.dirname(library)
     fd, tmp_src = tempfile.mkstemp(suffix=".cpp", dir=directory, prefix=".tg_")
     with os.fdopen(fd, "w") as f:
         f.write(source)
     tmp_lib = tmp_src[:-4] + os.path.splitext(library)[1]
-    args = [*cmd, *FLAGS, "-I", inc, tmp_src, "-o", tmp_lib]
+    args = [*cmd, *FLAGS, *(a for d in includes for a in ("-I", d)), tmp_src, "-o", tmp_lib]
     try:
         try:
             done = subprocess.run(args, capture_output=True, text=True)
