@@ -716,24 +716,24 @@ py::object hessian_entries(const Program& P, c_doubles x, HessianPlan& H) {
         r = H.recorded;
     }
     const std::size_t m = H.entries.size();
-    std::vector<double> out(m);
+    py::array_t<double> result(static_cast<py::ssize_t>(m));  // written in place
+    double* out = result.mutable_data();
     if (r) {
         bool ok;
         {
             std::unique_ptr<py::gil_scoped_release> nogil;
             if (r->n_ops > 20000) nogil = std::make_unique<py::gil_scoped_release>();
             scratch_lease scratch;
-            ok = run_recorded_hessian(*r, x.data(), scratch.get(0, r->prog.n_slots()).data(),
-                                      out.data());
+            ok = run_recorded_hessian(*r, x.data(), scratch.get(0, r->prog.n_slots()).data(), out);
         }
-        if (ok) return py::make_tuple(vector_of(out.data(), m), -1L);
+        if (ok) return py::make_tuple(result, -1L);
     }
     py::tuple cf = hessian_columns(P, x, H);
     const auto cols = cf[0].cast<c_doubles>();
     const std::size_t n_cols = H.plan.groups.size();
     for (std::size_t k = 0; k < m; ++k)
         out[k] = cols.data()[std::size_t(H.entries[k].first) * n_cols + H.entries[k].second];
-    return py::make_tuple(vector_of(out.data(), m), cf[1]);
+    return py::make_tuple(result, cf[1]);
 }
 
 // Program.batch: n points in the lanes, with the GIL released.

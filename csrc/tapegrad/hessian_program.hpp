@@ -41,4 +41,7 @@ std::unique_ptr<recorded_hessian> record_hessian(const program& p, const hessian
 // unspecified and hessian_block gives the entries).
 bool run_recorded_hessian(const recorded_hessian& h, const double* x, double* val, double* out);
 
+// Whether v[0, n) are all finite (neither infinite nor NaN).
+bool all_finite(const double* v, std::size_t n);
+
 }  // namespace tapegrad
