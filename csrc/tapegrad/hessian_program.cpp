@@ -485,30 +485,13 @@ std::unique_ptr<recorded_hessian> record_hessian(const program& p, const hessian
                              "a derivative rule's branch"});
     q.finish();
     h->n_ops = next - q.first_op();
+    h->runs = find_runs(q.view());
     return h;
-}
-
-// By the bits: a double is inf or NaN when its exponent bits are all ones, and adding 1
-// to that exponent field then carries into the sign bit. Integer operations only, so the
-// loop vectorizes (a floating-point test keeps its order and runs one value at a time:
-// it took as long as the replay's forward sweep).
-bool all_finite(const double* v, std::size_t n) {
-    constexpr std::uint64_t exponent = 0x7ff0000000000000ull, one = 1ull << 52;
-    std::uint64_t acc = 0;
-    for (std::size_t k = 0; k < n; ++k) {
-        std::uint64_t bits;
-        std::memcpy(&bits, v + k, sizeof bits);
-        acc |= (bits & exponent) + one;
-    }
-    return !(acc >> 63);
 }
 
 bool run_recorded_hessian(const recorded_hessian& h, const double* x, double* val, double* out) {
     const program& q = h.prog;
-    q.forward(x, val);
-    if (q.failing_guard(val) >= 0) return false;
-    if (!all_finite(val, q.n_inputs) || !all_finite(val + q.first_op(), q.n_slots() - q.first_op()))
-        return false;
+    if (!forward_by_runs_finite(q, h.runs, x, val) || q.failing_guard(val) >= 0) return false;
     for (std::size_t k = 0; k < q.outputs_.size(); ++k) out[k] = val[q.outputs_[k]];
     return true;
 }

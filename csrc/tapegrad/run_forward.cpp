@@ -1,6 +1,8 @@
 // forward_by_runs(): one point's forward values with each run evaluated block op by
-// block op, as a loop over the run's iterations (an experiment; no replay uses it yet).
+// block op, as a loop over the run's iterations. The recorded Hessian's replay runs this
+// way (forward_by_runs_finite), checking each stretch finite while it is in cache.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "tapegrad/program.hpp"
@@ -28,6 +30,24 @@ void loop(F f, double* __restrict out, std::ptrdiff_t P, const double* __restric
           std::ptrdiff_t sa, const double* __restrict xb, std::ptrdiff_t sb, slot K) {
     if (P == 1 && sa == 1 && sb == 1) {  // the elementwise case, unit strides: SIMD
         for (slot k = 0; k < K; ++k) out[k] = f(xa[k], xb[k]);
+        return;
+    }
+    // One operand invariant, the other at unit stride either way (a recorded Hessian's
+    // products with a number): SIMD too.
+    if (P == 1 && sa == 0 && (sb == 1 || sb == -1)) {
+        const double x = xa[0];
+        if (sb == 1)
+            for (slot k = 0; k < K; ++k) out[k] = f(x, xb[k]);
+        else
+            for (slot k = 0; k < K; ++k) out[k] = f(x, xb[-std::ptrdiff_t(k)]);
+        return;
+    }
+    if (P == 1 && sb == 0 && (sa == 1 || sa == -1)) {
+        const double y = xb[0];
+        if (sa == 1)
+            for (slot k = 0; k < K; ++k) out[k] = f(xa[k], y);
+        else
+            for (slot k = 0; k < K; ++k) out[k] = f(xa[-std::ptrdiff_t(k)], y);
         return;
     }
     for (slot k = 0; k < K; ++k) out[k * P] = f(xa[k * sa], xb[k * sb]);
@@ -84,13 +104,36 @@ void operand_line(const run& r, const block_operand& o, std::int64_t& base, std:
 
 }  // namespace
 
-void forward_by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val) {
+// By the bits: a double is inf or NaN when its exponent bits are all ones, and adding 1
+// to that exponent field then carries into the sign bit. Integer operations only, so the
+// loop vectorizes (a floating-point test keeps its order and runs one value at a time).
+bool all_finite(const double* v, std::size_t n) {
+    constexpr std::uint64_t exponent = 0x7ff0000000000000ull, one = 1ull << 52;
+    std::uint64_t acc = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+        std::uint64_t bits;
+        std::memcpy(&bits, v + k, sizeof bits);
+        acc |= (bits & exponent) + one;
+    }
+    return !(acc >> 63);
+}
+
+namespace {
+
+// forward_by_runs, and with Check, whether the inputs and every op slot are finite.
+template <bool Check>
+bool by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val) {
+    bool finite = !Check || all_finite(x, p.n_inputs);
+    const auto check = [&](slot from, slot to) {
+        if constexpr (Check) finite &= all_finite(val + from, to - from);
+    };
     const op* ops = p.op_.data();
     const slot *a = p.a_.data(), *b = p.b_.data();
     std::memcpy(val, x, sizeof(double) * p.n_inputs);
     std::copy(p.init_.begin() + p.n_inputs, p.init_.end(), val + p.n_inputs);
     auto scalar = [&](slot from, slot to) {
         for (slot t = from; t < to; ++t) val[t] = eval(ops[t], val[a[t]], val[b[t]]);
+        check(from, to);
     };
     std::vector<char> serial;
     slot s = p.first_op();
@@ -156,10 +199,23 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
                             const slot t = r.start + k * P + j;
                             val[t] = eval(ops[t], val[a[t]], val[b[t]]);
                         }
+            check(r.start + k0 * P, r.start + k1 * P);
         }
         s = r.end();
     }
     scalar(s, p.n_slots());
+    return finite;
+}
+
+}  // namespace
+
+void forward_by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val) {
+    by_runs<false>(p, runs, x, val);
+}
+
+bool forward_by_runs_finite(const program& p, const std::vector<run>& runs, const double* x,
+                            double* val) {
+    return by_runs<true>(p, runs, x, val);
 }
 
 }  // namespace tapegrad
