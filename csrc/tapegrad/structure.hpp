@@ -60,8 +60,8 @@ class program;
 // iteration after the others. Bit for bit program::forward: the same kernels on the
 // same operands.
 void forward_by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val);
-// The same, and whether x and every op slot's value are finite (each stretch of slots is
-// checked as soon as it is computed, while it is in cache): the recorded Hessian's replay.
+// The same, and whether x and every op slot's value are finite (the runs' loops check
+// their values as they store them): the recorded Hessian's replay.
 bool forward_by_runs_finite(const program& p, const std::vector<run>& runs, const double* x,
                             double* val);
 
