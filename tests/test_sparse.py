@@ -369,6 +369,32 @@ def test_pickled_function_and_threads_agree():
     assert F.coloring("hessian").recorded_ops > 0
 
 
+def test_recorded_replays_in_threads_at_different_points_keep_their_own_values():
+    """Replays large enough to release the GIL, from several threads at once, each at its
+    own points: one holds the plan's value buffer, the others their own scratch."""
+    d = 4000
+    F = tg.trace(rosen, np.zeros(d))
+    rng = np.random.default_rng(6)
+    points = [rng.normal(size=d) for _ in range(4)]
+    F.hessian(points[0], sparse=True)
+    F.hessian(points[0], sparse=True)  # records
+    assert F.coloring("hessian").recorded_ops > 20_000
+    want = [F.hessian(p, sparse=True).data for p in points]
+    bad = []
+
+    def work(k):
+        for i in range(100):
+            j = (k + i) % 4
+            if not np.array_equal(F.hessian(points[j], sparse=True).data, want[j]):
+                bad.append((k, i))
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
 def test_against_torch_float64():
     torch = pytest.importorskip("torch")
     d = 30

@@ -21,6 +21,7 @@
 #endif
 
 #include "bindings/function.hpp"
+#include "tapegrad/column.hpp"
 #include "tapegrad/hessian.hpp"
 #include "tapegrad/hessian_program.hpp"
 #include "bindings/var.hpp"
@@ -642,6 +643,11 @@ struct HessianPlan {
     // (Program.record_hessian), once.
     std::vector<std::pair<slot, slot>> entries;
     std::shared_ptr<const recorded_hessian> recorded;
+    // The recorded program's values (10 MB for Rosenbrock at d = 1e5), on huge pages where
+    // the system gives them. Used by the call that holds replay_busy, others lease their own.
+    std::mutex replay_busy;
+    column<double> replay_val{true};
+    std::size_t replay_slots = 0;
 };
 
 // Program.hessian_columns: one point's Hessian of output 0 times each group's 0/1 seed
@@ -716,24 +722,31 @@ py::object hessian_entries(const Program& P, c_doubles x, HessianPlan& H) {
         r = H.recorded;
     }
     const std::size_t m = H.entries.size();
-    std::vector<double> out(m);
+    py::array_t<double> result(static_cast<py::ssize_t>(m));  // written in place
+    double* out = result.mutable_data();
     if (r) {
         bool ok;
         {
             std::unique_ptr<py::gil_scoped_release> nogil;
             if (r->n_ops > 20000) nogil = std::make_unique<py::gil_scoped_release>();
-            scratch_lease scratch;
-            ok = run_recorded_hessian(*r, x.data(), scratch.get(0, r->prog.n_slots()).data(),
-                                      out.data());
+            const std::size_t n = r->prog.n_slots();
+            std::unique_lock<std::mutex> kept(H.replay_busy, std::try_to_lock);
+            if (kept) {
+                if (H.replay_slots < n) H.replay_val.resize(0, n), H.replay_slots = n;
+                ok = run_recorded_hessian(*r, x.data(), H.replay_val.get(), out);
+            } else {
+                scratch_lease scratch;
+                ok = run_recorded_hessian(*r, x.data(), scratch.get(0, n).data(), out);
+            }
         }
-        if (ok) return py::make_tuple(vector_of(out.data(), m), -1L);
+        if (ok) return py::make_tuple(result, -1L);
     }
     py::tuple cf = hessian_columns(P, x, H);
     const auto cols = cf[0].cast<c_doubles>();
     const std::size_t n_cols = H.plan.groups.size();
     for (std::size_t k = 0; k < m; ++k)
         out[k] = cols.data()[std::size_t(H.entries[k].first) * n_cols + H.entries[k].second];
-    return py::make_tuple(vector_of(out.data(), m), cf[1]);
+    return py::make_tuple(result, cf[1]);
 }
 
 // Program.batch: n points in the lanes, with the GIL released.

@@ -295,6 +295,49 @@ sdual value_only(const sdual& v, const sdual& /*like*/, F&& full) {
 using symbolic::sdual;
 using symbolic::sym;
 
+namespace {
+
+// Lays each run of q whose block ops read nothing of an earlier iteration out block op by
+// block op (slot start + j * count + k for block op j of iteration k, which was
+// start + k * period + j): a block op then reads its own iteration's earlier block ops
+// at unit stride and writes consecutive slots, so its loop is an elementwise one. The same
+// operations on the same operands, in another topological order. True if q changed (its
+// runs and codes are then stale).
+bool transpose_runs(program& q, const std::vector<run>& runs) {
+    std::vector<slot> to;
+    for (const run& r : runs) {
+        if (r.period < 2) continue;
+        bool carried = false;
+        for (slot j = 0; j < r.period; ++j)
+            carried |= r.a[j].kind == operand_kind::carried || r.b[j].kind == operand_kind::carried;
+        if (carried) continue;
+        if (to.empty()) {
+            to.resize(q.n_slots());
+            for (slot s = 0; s < q.n_slots(); ++s) to[s] = s;
+        }
+        for (slot k = 0; k < r.count; ++k)
+            for (slot j = 0; j < r.period; ++j)
+                to[r.start + k * r.period + j] = r.start + j * r.count + k;
+    }
+    if (to.empty()) return false;
+    std::vector<op> ops(q.n_slots());
+    std::vector<slot> a(q.n_slots()), b(q.n_slots());
+    for (slot s = 0; s < q.n_slots(); ++s) {
+        const bool moves = s >= q.first_op();
+        ops[to[s]] = q.op_[s];
+        a[to[s]] = moves ? to[q.a_[s]] : q.a_[s];
+        b[to[s]] = moves ? to[q.b_[s]] : q.b_[s];
+    }
+    q.op_ = std::move(ops);
+    q.a_ = std::move(a);
+    q.b_ = std::move(b);
+    for (slot& s : q.outputs_) s = to[s];
+    for (guard& g : q.guards_) g.lhs = to[g.lhs], g.rhs = to[g.rhs];
+    return true;
+}
+
+}  // namespace
+
 std::unique_ptr<recorded_hessian> record_hessian(const program& p, const hessian_plan& plan,
                                                  const std::vector<std::pair<slot, slot>>& entries,
                                                  const double* x, std::size_t max_ops) {
@@ -485,17 +528,17 @@ std::unique_ptr<recorded_hessian> record_hessian(const program& p, const hessian
                              "a derivative rule's branch"});
     q.finish();
     h->n_ops = next - q.first_op();
+    h->runs = find_runs(q.view());
+    if (transpose_runs(q, h->runs)) {
+        q.finish();
+        h->runs = find_runs(q.view());
+    }
     return h;
 }
 
 bool run_recorded_hessian(const recorded_hessian& h, const double* x, double* val, double* out) {
     const program& q = h.prog;
-    q.forward(x, val);
-    if (q.failing_guard(val) >= 0) return false;
-    bool finite = true;
-    for (slot s = 0; s < q.n_inputs; ++s) finite &= val[s] - val[s] == 0.0;
-    for (slot s = q.first_op(); s < q.n_slots(); ++s) finite &= val[s] - val[s] == 0.0;
-    if (!finite) return false;
+    if (!forward_by_runs_finite(q, h.runs, x, val) || q.failing_guard(val) >= 0) return false;
     for (std::size_t k = 0; k < q.outputs_.size(); ++k) out[k] = val[q.outputs_[k]];
     return true;
 }

@@ -21,12 +21,16 @@
 
 #include "tapegrad/hessian.hpp"
 #include "tapegrad/program.hpp"
+#include "tapegrad/structure.hpp"
 
 namespace tapegrad {
 
 struct recorded_hessian {
     program prog;  // the function's inputs; output k is entry k
     std::size_t n_ops = 0;  // op slots, the function's kept ones included
+    // prog's runs (find_runs): a replay evaluates each as loops over its iterations (the
+    // recording goes through the slots in order, so its nodes come in long runs).
+    std::vector<run> runs;
 };
 
 // Entry k is column entries[k].second of the compressed Hessian of p's output 0 (the

@@ -1,6 +1,8 @@
 // forward_by_runs(): one point's forward values with each run evaluated block op by
-// block op, as a loop over the run's iterations (an experiment; no replay uses it yet).
+// block op, as a loop over the run's iterations. The recorded Hessian's replay runs this
+// way (forward_by_runs_finite), checking the values finite as the loops store them.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "tapegrad/program.hpp"
@@ -20,21 +22,56 @@ double eval(op o, double x, double y) {
     }
 }
 
-// out[k * P] = f(xa[k * sa], xb[k * sb]) for k in [0, K): no address is both written
-// and read (same-iteration and carried operands are other block ops; strided and
-// invariant ones lie before the run), hence the restrict.
-template <class F>
-void loop(F f, double* __restrict out, std::ptrdiff_t P, const double* __restrict xa,
-          std::ptrdiff_t sa, const double* __restrict xb, std::ptrdiff_t sb, slot K) {
-    if (P == 1 && sa == 1 && sb == 1) {  // the elementwise case, unit strides: SIMD
-        for (slot k = 0; k < K; ++k) out[k] = f(xa[k], xb[k]);
-        return;
-    }
-    for (slot k = 0; k < K; ++k) out[k * P] = f(xa[k * sa], xb[k * sb]);
+// Bit 63 set if v is inf or NaN: its exponent bits are all ones, and adding 1 to that
+// exponent field then carries into the sign bit. Integer operations only, so loops that
+// OR it up vectorize (a floating-point test keeps its order, one value at a time).
+inline std::uint64_t non_finite_bit(double v) {
+    std::uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    return (bits & 0x7ff0000000000000ull) + (1ull << 52);
 }
 
-void loop_op(op o, double* out, std::ptrdiff_t P, const double* xa, std::ptrdiff_t sa,
-             const double* xb, std::ptrdiff_t sb, slot K) {
+// out[k * P] = f(xa[k * sa], xb[k * sb]) for k in [0, K), and bit 63 of the return
+// value set if any of them is not finite (computed in registers as the values are
+// stored, so checking them costs no second pass): no address is both written and read
+// (same-iteration and carried operands are other block ops; strided and invariant ones
+// lie before the run), hence the restrict.
+template <class F>
+std::uint64_t loop(F f, double* __restrict out, std::ptrdiff_t P, const double* __restrict xa,
+                   std::ptrdiff_t sa, const double* __restrict xb, std::ptrdiff_t sb, slot K) {
+    std::uint64_t acc = 0;
+    const auto put = [&](slot k, double v) {
+        out[k] = v;
+        acc |= non_finite_bit(v);
+    };
+    if (P == 1 && sa == 1 && sb == 1) {  // the elementwise case, unit strides: SIMD
+        for (slot k = 0; k < K; ++k) put(k, f(xa[k], xb[k]));
+        return acc;
+    }
+    // One operand invariant, the other at unit stride either way (a recorded Hessian's
+    // products with a number): SIMD too.
+    if (P == 1 && sa == 0 && (sb == 1 || sb == -1)) {
+        const double x = xa[0];
+        if (sb == 1)
+            for (slot k = 0; k < K; ++k) put(k, f(x, xb[k]));
+        else
+            for (slot k = 0; k < K; ++k) put(k, f(x, xb[-std::ptrdiff_t(k)]));
+        return acc;
+    }
+    if (P == 1 && sb == 0 && (sa == 1 || sa == -1)) {
+        const double y = xb[0];
+        if (sa == 1)
+            for (slot k = 0; k < K; ++k) put(k, f(xa[k], y));
+        else
+            for (slot k = 0; k < K; ++k) put(k, f(xa[-std::ptrdiff_t(k)], y));
+        return acc;
+    }
+    for (slot k = 0; k < K; ++k) put(k * P, f(xa[k * sa], xb[k * sb]));
+    return acc;
+}
+
+std::uint64_t loop_op(op o, double* out, std::ptrdiff_t P, const double* xa, std::ptrdiff_t sa,
+                      const double* xb, std::ptrdiff_t sb, slot K) {
     switch (o) {
 #define TG_OP(name, ...)                                                                        \
     case op::name:                                                                              \
@@ -42,7 +79,7 @@ void loop_op(op o, double* out, std::ptrdiff_t P, const double* xa, std::ptrdiff
                     sa, xb, sb, K);
 #include "tapegrad/ops.def"
 #undef TG_OP
-        default: return;
+        default: return 0;
     }
 }
 
@@ -84,13 +121,29 @@ void operand_line(const run& r, const block_operand& o, std::int64_t& base, std:
 
 }  // namespace
 
-void forward_by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val) {
+bool all_finite(const double* v, std::size_t n) {
+    std::uint64_t acc = 0;
+    for (std::size_t k = 0; k < n; ++k) acc |= non_finite_bit(v[k]);
+    return !(acc >> 63);
+}
+
+namespace {
+
+// forward_by_runs, and with Check, whether the inputs and every op slot are finite.
+template <bool Check>
+bool by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val) {
+    bool finite = !Check || all_finite(x, p.n_inputs);
+    std::uint64_t looped = 0;  // the loops' values: bit 63 set if one is not finite
+    const auto check = [&](slot from, slot to) {
+        if constexpr (Check) finite &= all_finite(val + from, to - from);
+    };
     const op* ops = p.op_.data();
     const slot *a = p.a_.data(), *b = p.b_.data();
     std::memcpy(val, x, sizeof(double) * p.n_inputs);
     std::copy(p.init_.begin() + p.n_inputs, p.init_.end(), val + p.n_inputs);
     auto scalar = [&](slot from, slot to) {
         for (slot t = from; t < to; ++t) val[t] = eval(ops[t], val[a[t]], val[b[t]]);
+        check(from, to);
     };
     std::vector<char> serial;
     slot s = p.first_op();
@@ -140,8 +193,8 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
                 std::int64_t ba, sa, bb, sb;
                 operand_line(r, r.a[j], ba, sa);
                 operand_line(r, r.b[j], bb, sb);
-                loop_op(ops[t0], val + t0, P, val + ba + k0 * sa, sa, val + bb + k0 * sb, sb,
-                        k1 - k0);
+                looped |= loop_op(ops[t0], val + t0, P, val + ba + k0 * sa, sa, val + bb + k0 * sb,
+                                  sb, k1 - k0);
             }
             if (only < P) {
                 const block_operand& o = carried_a ? r.b[only] : r.a[only];
@@ -156,10 +209,23 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
                             const slot t = r.start + k * P + j;
                             val[t] = eval(ops[t], val[a[t]], val[b[t]]);
                         }
+            if (any) check(r.start + k0 * P, r.start + k1 * P);  // the serial ops' values
         }
         s = r.end();
     }
     scalar(s, p.n_slots());
+    return finite && !(looped >> 63);
+}
+
+}  // namespace
+
+void forward_by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val) {
+    by_runs<false>(p, runs, x, val);
+}
+
+bool forward_by_runs_finite(const program& p, const std::vector<run>& runs, const double* x,
+                            double* val) {
+    return by_runs<true>(p, runs, x, val);
 }
 
 }  // namespace tapegrad

@@ -3,6 +3,7 @@
 // Finding period and strides is loop rerolling (LLVM's former LoopRerollPass) on a
 // straight-line program; what runs them as loops builds on this.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -57,7 +58,14 @@ class program;
 // but with each run of `runs` (find_runs on p) evaluated block op by block op, as a
 // loop over its iterations; the block ops a recurrence holds back run iteration by
 // iteration after the others. Bit for bit program::forward: the same kernels on the
-// same operands. An experiment, in no replay path.
+// same operands.
 void forward_by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val);
+// The same, and whether x and every op slot's value are finite (the runs' loops check
+// their values as they store them): the recorded Hessian's replay.
+bool forward_by_runs_finite(const program& p, const std::vector<run>& runs, const double* x,
+                            double* val);
+
+// Whether v[0, n) are all finite (neither infinite nor NaN).
+bool all_finite(const double* v, std::size_t n);
 
 }  // namespace tapegrad

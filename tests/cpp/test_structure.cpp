@@ -2,9 +2,12 @@
 // so that every slot of the expected runs is known.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -179,4 +182,73 @@ TEST_CASE("structure: forward_by_runs gives the interpreter's values") {
     p.forward(in.data(), want.data());
     forward_by_runs(p, runs, in.data(), got.data());
     CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(double)) == 0);
+}
+
+TEST_CASE("structure: forward_by_runs with a number on either side, strides 1 and -1") {
+    // c - x[i], c / x[n - 1 - i], x[i] - c, x[n - 1 - i] / c with c = x[0] * x[1]: each a
+    // run of one op reading the invariant c, longer than one chunk of iterations
+    constexpr int n = 3000;
+    tg_test::held_tape h;
+    std::vector<int> x, out;
+    for (int i = 0; i < n; ++i) x.push_back(h.leaf(1.0 + i));
+    const int c = h.apply(op::mul, x[0], x[1]);
+    for (int i = 0; i < n; ++i) out.push_back(h.apply(op::sub, c, x[i]));
+    for (int i = 0; i < n; ++i) out.push_back(h.apply(op::div, c, x[n - 1 - i]));
+    for (int i = 0; i < n; ++i) out.push_back(h.apply(op::sub, x[i], c));
+    for (int i = 0; i < n; ++i) out.push_back(h.apply(op::div, x[n - 1 - i], c));
+    std::vector<tape::index> in_nodes, out_nodes;
+    for (int k : x) in_nodes.push_back(h[k]);
+    for (int k : out) out_nodes.push_back(h[k]);
+    const program p = compile(h.t, in_nodes, out_nodes, {}, true);
+    const std::vector<run> runs = find_runs(p.view());
+    int long_runs = 0;
+    for (const run& r : runs) long_runs += r.period == 1 && r.count == slot(n);
+    CHECK(long_runs == 4);
+    std::vector<double> in(n), want(p.n_slots()), got(p.n_slots(), -1.0);
+    for (int i = 0; i < n; ++i) in[i] = std::sin(1.0 + i);
+    p.forward(in.data(), want.data());
+    CHECK(forward_by_runs_finite(p, runs, in.data(), got.data()));
+    CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(double)) == 0);
+    std::fill(got.begin(), got.end(), -1.0);
+    forward_by_runs(p, runs, in.data(), got.data());
+    CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(double)) == 0);
+    // Not finite: c / 0 in the second chunk of a run, c itself before the runs, an input.
+    in[n - 1 - 2500] = 0.0;
+    CHECK_FALSE(forward_by_runs_finite(p, runs, in.data(), got.data()));
+    in[n - 1 - 2500] = 0.5;
+    CHECK(forward_by_runs_finite(p, runs, in.data(), got.data()));
+    in[0] = in[1] = 1e200;
+    CHECK_FALSE(forward_by_runs_finite(p, runs, in.data(), got.data()));
+    in[0] = in[1] = 0.5;
+    in[7] = std::nan("");
+    CHECK_FALSE(forward_by_runs_finite(p, runs, in.data(), got.data()));
+}
+
+TEST_CASE("structure: all_finite finds one infinity or NaN at any position") {
+    const double inf = std::numeric_limits<double>::infinity();
+    const double finite[] = {0.0,
+                             -0.0,
+                             1.0,
+                             -1.0,
+                             std::numeric_limits<double>::max(),
+                             -std::numeric_limits<double>::max(),
+                             std::numeric_limits<double>::denorm_min(),
+                             std::numeric_limits<double>::min(),
+                             1e308,
+                             -3.5e-310};
+    const double bad[] = {inf, -inf, std::nan(""), -std::nan(""),
+                          std::numeric_limits<double>::signaling_NaN()};
+    for (std::size_t n : {0, 1, 2, 3, 7, 8, 9, 16, 33}) {
+        std::vector<double> v(n);
+        for (std::size_t k = 0; k < n; ++k) v[k] = finite[k % std::size(finite)];
+        CHECK(all_finite(v.data(), n));
+        for (std::size_t k = 0; k < n; ++k)
+            for (double b : bad) {
+                const double kept = v[k];
+                v[k] = b;
+                CHECK_FALSE(all_finite(v.data(), n));
+                CHECK(all_finite(v.data(), k));  // the values before it
+                v[k] = kept;
+            }
+    }
 }
