@@ -17,8 +17,8 @@
 //   no huge pages                                 33.0 B/node   1.25-1.27x
 //   the two 8-byte columns                        35.0 B/node   1.19-1.26x
 //   all but the op codes, bookkeeping separate    40.5 B/node   1.17x (W1's target is 40)
-//   all but the op codes, bookkeeping merged      38.7 B/node   1.15x (1.26x before it,
-//                                                               interleaved, 9 processes)
+//   all but the op codes, bookkeeping merged      38.7 B/node   1.17x (1.35x before it;
+//                                                               interleaved, 11 processes)
 // Up to 10 MiB more per tape (2 MiB a column).
 // Without mremap (macOS, Windows) a mapping grows by a new one and a copy. On Windows the
 // mapping is VirtualAlloc's, and pages go back by MEM_RESET and VirtualUnlock. Elsewhere the
