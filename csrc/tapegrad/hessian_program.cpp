@@ -174,49 +174,8 @@ bool observed(const sym& x, const sym& y, cmp c) {
 
 }  // namespace
 
-sym operator+(const sym& a, const sym& b) { return apply<kernel::add>(a, b); }
-sym operator-(const sym& a, const sym& b) { return apply<kernel::sub>(a, b); }
-sym operator*(const sym& a, const sym& b) { return apply<kernel::mul>(a, b); }
-sym operator/(const sym& a, const sym& b) { return apply<kernel::div>(a, b); }
-sym operator-(const sym& a) { return apply<kernel::neg>(a, a); }
-bool operator==(const sym& a, const sym& b) { return observed(a, b, cmp::eq); }
-bool operator!=(const sym& a, const sym& b) { return observed(a, b, cmp::ne); }
-bool operator<(const sym& a, const sym& b) { return observed(a, b, cmp::lt); }
-bool operator<=(const sym& a, const sym& b) { return observed(a, b, cmp::le); }
-bool operator>(const sym& a, const sym& b) { return observed(a, b, cmp::gt); }
-bool operator>=(const sym& a, const sym& b) { return observed(a, b, cmp::ge); }
-
-// fwd::dual's arithmetic, overload for overload.
-sdual operator-(const sdual& a) { return {-a.v, -a.d}; }
-sdual operator+(const sdual& a, const sdual& b) { return {a.v + b.v, a.d + b.d}; }
-sdual operator-(const sdual& a, const sdual& b) { return {a.v - b.v, a.d - b.d}; }
-sdual operator*(const sdual& a, const sdual& b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
-sdual operator/(const sdual& a, const sdual& b) {
-    const sym q = a.v / b.v;
-    return {q, (a.d - q * b.d) / b.v};
-}
-sdual operator+(const sdual& a, double b) { return {a.v + b, a.d}; }
-sdual operator+(double a, const sdual& b) { return {a + b.v, b.d}; }
-sdual operator-(const sdual& a, double b) { return {a.v - b, a.d}; }
-sdual operator-(double a, const sdual& b) { return {a - b.v, -b.d}; }
-sdual operator*(const sdual& a, double b) { return {a.v * b, a.d * b}; }
-sdual operator*(double a, const sdual& b) { return {a * b.v, a * b.d}; }
-sdual operator/(const sdual& a, double b) { return {a.v / b, a.d / b}; }
-sdual operator/(double a, const sdual& b) {
-    const sym q = a / b.v;
-    return {q, -q * b.d / b.v};
-}
-#define TG_SDUAL_CMP(opr)                                                     \
-    bool operator opr(const sdual& a, const sdual& b) { return a.v opr b.v; } \
-    bool operator opr(const sdual& a, double b) { return a.v opr sym(b); }    \
-    bool operator opr(double a, const sdual& b) { return sym(a) opr b.v; }
-TG_SDUAL_CMP(==)
-TG_SDUAL_CMP(!=)
-TG_SDUAL_CMP(<)
-TG_SDUAL_CMP(<=)
-TG_SDUAL_CMP(>)
-TG_SDUAL_CMP(>=)
-#undef TG_SDUAL_CMP
+TG_RECORDING_OPERATORS(sym)
+TG_DUAL_ARITHMETIC(, sdual, sym)  // fwd::dual's arithmetic, overload for overload
 
 namespace {
 

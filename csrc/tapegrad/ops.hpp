@@ -35,37 +35,40 @@ struct dual {
     constexpr dual() = default;
     constexpr dual(double value, double tangent = 0.0) : v(value), d(tangent) {}
 };
-constexpr dual operator-(dual a) { return {-a.v, -a.d}; }
-constexpr dual operator+(dual a, dual b) { return {a.v + b.v, a.d + b.d}; }
-constexpr dual operator-(dual a, dual b) { return {a.v - b.v, a.d - b.d}; }
-constexpr dual operator*(dual a, dual b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
-constexpr dual operator/(dual a, dual b) {
-    const double q = a.v / b.v;
-    return {q, (a.d - q * b.d) / b.v};
-}
-constexpr dual operator+(dual a, double b) { return {a.v + b, a.d}; }
-constexpr dual operator+(double a, dual b) { return {a + b.v, b.d}; }
-constexpr dual operator-(dual a, double b) { return {a.v - b, a.d}; }
-constexpr dual operator-(double a, dual b) { return {a - b.v, -b.d}; }
-constexpr dual operator*(dual a, double b) { return {a.v * b, a.d * b}; }
-constexpr dual operator*(double a, dual b) { return {a * b.v, a * b.d}; }
-constexpr dual operator/(dual a, double b) { return {a.v / b, a.d / b}; }
-constexpr dual operator/(double a, dual b) {
-    const double q = a / b.v;
-    return {q, -q * b.d / b.v};
-}
-// Comparisons see values only: a rule's branch is the one its value takes.
-#define TG_DUAL_CMP(opr)                                                \
-    constexpr bool operator opr(dual a, dual b) { return a.v opr b.v; } \
-    constexpr bool operator opr(dual a, double b) { return a.v opr b; } \
-    constexpr bool operator opr(double a, dual b) { return a opr b.v; }
-TG_DUAL_CMP(==)
-TG_DUAL_CMP(!=)
-TG_DUAL_CMP(<)
-TG_DUAL_CMP(<=)
-TG_DUAL_CMP(>)
-TG_DUAL_CMP(>=)
-#undef TG_DUAL_CMP
+// The arithmetic of a dual type D over values of type T (fwd::dual over double; the
+// recorded Hessian's sdual over its recording type, hessian_program.cpp), mixing with
+// numbers. Comparisons see values only: a rule's branch is the one its value takes.
+#define TG_DUAL_ARITHMETIC(SPEC, D, T)                                                      \
+    SPEC D operator-(const D& a) { return {-a.v, -a.d}; }                                   \
+    SPEC D operator+(const D& a, const D& b) { return {a.v + b.v, a.d + b.d}; }             \
+    SPEC D operator-(const D& a, const D& b) { return {a.v - b.v, a.d - b.d}; }             \
+    SPEC D operator*(const D& a, const D& b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; } \
+    SPEC D operator/(const D& a, const D& b) {                                              \
+        const T q = a.v / b.v;                                                              \
+        return {q, (a.d - q * b.d) / b.v};                                                  \
+    }                                                                                       \
+    SPEC D operator+(const D& a, double b) { return {a.v + b, a.d}; }                       \
+    SPEC D operator+(double a, const D& b) { return {a + b.v, b.d}; }                       \
+    SPEC D operator-(const D& a, double b) { return {a.v - b, a.d}; }                       \
+    SPEC D operator-(double a, const D& b) { return {a - b.v, -b.d}; }                      \
+    SPEC D operator*(const D& a, double b) { return {a.v * b, a.d * b}; }                   \
+    SPEC D operator*(double a, const D& b) { return {a * b.v, a * b.d}; }                   \
+    SPEC D operator/(const D& a, double b) { return {a.v / b, a.d / b}; }                   \
+    SPEC D operator/(double a, const D& b) {                                                \
+        const T q = a / b.v;                                                                \
+        return {q, -q * b.d / b.v};                                                         \
+    }                                                                                       \
+    TG_DUAL_CMP(SPEC, D, T, ==)                                                             \
+    TG_DUAL_CMP(SPEC, D, T, !=)                                                             \
+    TG_DUAL_CMP(SPEC, D, T, <)                                                              \
+    TG_DUAL_CMP(SPEC, D, T, <=)                                                             \
+    TG_DUAL_CMP(SPEC, D, T, >)                                                              \
+    TG_DUAL_CMP(SPEC, D, T, >=)
+#define TG_DUAL_CMP(SPEC, D, T, opr)                                       \
+    SPEC bool operator opr(const D& a, const D& b) { return a.v opr b.v; } \
+    SPEC bool operator opr(const D& a, double b) { return a.v opr T(b); }  \
+    SPEC bool operator opr(double a, const D& b) { return T(a) opr b.v; }
+TG_DUAL_ARITHMETIC(constexpr, dual, double)
 }  // namespace fwd
 
 // Python's float // and % (numpy's floor_divide and remainder): the quotient and the
