@@ -30,6 +30,13 @@ std::size_t block_size(slot n_slots) {
     return std::clamp<std::size_t>(b & ~std::size_t(7), 8, 512);
 }
 
+// The lane kernels run a block's lanes in whole vectors of 8 (block sizes are multiples of
+// 8): the lanes past the block's points compute on stale values that nothing reads. So
+// every point goes through the same SIMD form of each vector-math function wherever it
+// sits in the batch; a loop's remainder would take another (libmvec's 2- and 4-lane forms
+// can differ in the last bit).
+std::size_t whole_vectors(std::size_t lanes) { return (lanes + 7) & ~std::size_t(7); }
+
 void gather(const double* src, std::ptrdiff_t stride, double* dst, std::size_t L) {
     if (stride == 1) return void(std::memcpy(dst, src, sizeof(double) * L));
     for (std::size_t l = 0; l < L; ++l) dst[l] = src[std::ptrdiff_t(l) * stride];
@@ -55,11 +62,12 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
     // One point (B == 1) runs the one-point sweeps: same rules, no per-op lane loop.
     const lanes::kernels& k = lanes::get();
     const bool one = B == 1;
+    const std::size_t LK = one ? L : std::min(B, whole_vectors(L));  // the kernels' lanes
     const program_view pv = view();
     if (one)
         forward_sweep_carry(pv, v);
     else
-        k.forward(pv, v, B, L);
+        k.forward(pv, v, B, LK);
 
     // Guards: a point whose comparison goes the other way gets NaN outputs and is listed.
     std::size_t n_failed_before = failed.size();
@@ -82,7 +90,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
         if (one)
             tangent(v, t);
         else
-            k.tangent(pv, v, t, B, L, nullptr, 0);
+            k.tangent(pv, v, t, B, LK, nullptr, 0);
         for (std::size_t o = 0; o < io.tout_base.size(); ++o)
             scatter(t + std::size_t(outputs_[o]) * B, io.tout_base[o] + q0 * io.tout_stride[o],
                     io.tout_stride[o], L);
@@ -113,7 +121,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
             if (one)
                 reverse_one(v, adj);
             else
-                k.reverse(pv, v, adj, B, L);
+                k.reverse(pv, v, adj, B, LK);
             for (std::size_t i = 0; i < std::size_t(n_inputs) * B; i += B)
                 for (std::size_t l = 0; l < L; ++l) adj[i + l] += 0.0;  // no -0 (sweep.hpp)
         } else {
@@ -122,7 +130,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
             if (one)
                 reverse_dual_sweep(pv, v, s.t.data(), adj, adjt);
             else
-                k.reverse_dual(pv, v, s.t.data(), adj, adjt, B, L);
+                k.reverse_dual(pv, v, s.t.data(), adj, adjt, B, LK);
             for (std::uint32_t i = 0; i < n_inputs; ++i)
                 scatter(adjt + std::size_t(i) * B, io.hvp_base[i] + q0 * io.hvp_stride[i],
                         io.hvp_stride[i], L);
@@ -148,8 +156,10 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
 
 bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,
                         std::vector<std::size_t>& failed, const std::function<bool()>& stop) const {
-    // A batch smaller than a block runs in a block of its own size (one point: one lane).
-    const std::size_t B = std::min(block_size(n_slots()), std::max<std::size_t>(n_points, 1));
+    // A batch smaller than a block runs in a block of its own size, rounded up to whole
+    // vectors (one point: one lane, the one-point sweeps).
+    const std::size_t B =
+        n_points <= 1 ? 1 : std::min(block_size(n_slots()), whole_vectors(n_points));
     const std::size_t n_blocks = (n_points + B - 1) / B;
     // Small batches are not worth a thread start (~tens of microseconds).
     const std::size_t work = n_points * n_slots();
