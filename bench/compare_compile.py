@@ -65,13 +65,8 @@ def cold_compile(F, compiles: int) -> tuple[list[float], list[float], object]:
     import tapegrad as tg
 
     first, seconds, G = [], [], None
-    old = os.environ.get("TAPEGRAD_CACHE_DIR")
-    dirs = []
-    try:
-        for k in range(compiles):
-            d = tempfile.mkdtemp(prefix="tg-compile-bench-")
-            dirs.append(d)
-            os.environ["TAPEGRAD_CACHE_DIR"] = d
+    for k in range(compiles):
+        with H.empty_compile_cache():
             small = tg.trace(lambda x, k=k: x * (k + 2.0), 1.0)
             t0 = time.perf_counter()
             small.compile()
@@ -84,13 +79,6 @@ def cold_compile(F, compiles: int) -> tuple[list[float], list[float], object]:
             warm = F.compile()
             warm_s = time.perf_counter() - t0
             assert warm.native.cached
-    finally:
-        if old is None:
-            os.environ.pop("TAPEGRAD_CACHE_DIR", None)
-        else:
-            os.environ["TAPEGRAD_CACHE_DIR"] = old
-        for d in dirs:  # a loaded library stays mapped after its file is gone (POSIX)
-            shutil.rmtree(d, ignore_errors=True)
     return first, seconds, (G, warm_s)
 
 

@@ -60,24 +60,11 @@ MLP_JAX = "JAX jit(value_and_grad)"
 
 
 def compile_cold(F):
-    """F.compile() into an empty cache directory (removed after): the compile time a new
-    user pays once. The library stays loaded after its file is gone (POSIX)."""
-    import shutil
-    import tempfile
-
-    old = os.environ.get("TAPEGRAD_CACHE_DIR")
-    d = tempfile.mkdtemp(prefix="tg-replay-bench-")
-    try:
-        os.environ["TAPEGRAD_CACHE_DIR"] = d
+    """F.compile() into an empty cache directory: the compile time a new user pays once."""
+    with H.empty_compile_cache():
         t0 = time.perf_counter()
         G = F.compile()
         return G, time.perf_counter() - t0
-    finally:
-        if old is None:
-            os.environ.pop("TAPEGRAD_CACHE_DIR", None)
-        else:
-            os.environ["TAPEGRAD_CACHE_DIR"] = old
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def environment_notes(peers: dict) -> list[str]:

@@ -11,13 +11,16 @@ ratios are taken between medians (or per round, between samples of the same roun
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -178,6 +181,24 @@ def run_cases(cases: dict[str, Case], repeats: int, warmup: int, sample_s: float
 
 
 # ---------------------------------------------------------------- memory
+
+
+@contextlib.contextmanager
+def empty_compile_cache():
+    """F.compile() into a new, empty cache directory ($TAPEGRAD_CACHE_DIR) for the block;
+    the variable is restored and the directory removed after (a loaded library stays
+    mapped after its file is gone, on POSIX)."""
+    old = os.environ.get("TAPEGRAD_CACHE_DIR")
+    d = tempfile.mkdtemp(prefix="tg-compile-bench-")
+    os.environ["TAPEGRAD_CACHE_DIR"] = d
+    try:
+        yield d
+    finally:
+        if old is None:
+            os.environ.pop("TAPEGRAD_CACHE_DIR", None)
+        else:
+            os.environ["TAPEGRAD_CACHE_DIR"] = old
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def rss_bytes() -> int:
