@@ -22,6 +22,7 @@ import types
 
 import numpy as np
 
+from . import _autograd_args as _args
 from . import _special
 
 # ---------------------------------------------------------------------------------------
@@ -833,25 +834,6 @@ def _gradient(outputs, seeds, inputs, create_graph):
     return grads
 
 
-def _group(x, what):
-    """A Var, or an object array of Vars: its Vars, flat, and its shape (None for a Var)."""
-    if isinstance(x, Var):
-        return [x], None
-    if isinstance(x, np.ndarray) and x.dtype == object and x.size and all(
-            isinstance(v, Var) for v in x.reshape(-1)):
-        return list(x.reshape(-1)), x.shape
-    raise TypeError(f"autograd.grad: {what} must be a Var or an array of Vars, got "
-                    f"{type(x).__name__}{getattr(x, 'shape', '')}")
-
-
-def _groups(xs, what):
-    groups = list(xs) if isinstance(xs, (list, tuple)) else [xs]
-    if not groups:
-        raise ValueError(f"autograd.grad: {what} is empty")
-    return [_group(g, f"{what}[{k}]" if isinstance(xs, (list, tuple)) else what)
-            for k, g in enumerate(groups)]
-
-
 def _autograd_grad(outputs, inputs, grad_outputs=None, create_graph=False):
     """d(sum_k grad_outputs[k] * outputs[k]) / d inputs, one entry per input, as a tuple
     (``torch.autograd.grad``).
@@ -867,35 +849,11 @@ def _autograd_grad(outputs, inputs, grad_outputs=None, create_graph=False):
     -0.0, and where an adjoint is 0 the recorded sweep keeps the contributions with finite
     values (their derivatives need not be 0), while backward() skips them.
     """
-    outs = [v for vs, _ in _groups(outputs, "outputs") for v in vs]
-    if grad_outputs is None:
-        seeds = [1.0] * len(outs)
-    else:
-        seeds = list(np.asarray(grad_outputs, dtype=object).reshape(-1))
-        for s in seeds:
-            if not isinstance(s, Var) and not (isinstance(s, numbers.Real)
-                                               and not isinstance(s, bool)):
-                raise TypeError("autograd.grad: grad_outputs must be numbers or Vars, got "
-                                f"{type(s).__name__}")
-        if len(seeds) != len(outs):
-            raise ValueError(f"autograd.grad: {len(seeds)} grad_outputs for {len(outs)} "
-                             "outputs")
-    if not isinstance(create_graph, bool):
-        raise TypeError("autograd.grad: create_graph must be True or False")
-    groups = _groups(inputs, "inputs")
-    grads = _gradient(outs, [s if isinstance(s, Var) else float(s) for s in seeds],
-                      [v for vs, _ in groups for v in vs], create_graph)
-    result, at = [], 0
-    for vs, shape in groups:
-        part = grads[at:at + len(vs)]
-        at += len(vs)
-        if shape is None:
-            result.append(part[0])
-        else:
-            arr = np.empty(len(part), dtype=object if create_graph else np.float64)
-            arr[:] = part
-            result.append(arr.reshape(shape))
-    return tuple(result)
+    outs = [v for vs, _ in _args.groups(outputs, "outputs", Var) for v in vs]
+    seeds = _args.seeds(grad_outputs, len(outs), create_graph, Var)
+    parts = _args.groups(inputs, "inputs", Var)
+    grads = _gradient(outs, seeds, [v for vs, _ in parts for v in vs], create_graph)
+    return _args.regroup(grads, parts, create_graph)
 
 
 _autograd_grad.__name__, _autograd_grad.__qualname__ = "grad", "autograd.grad"
