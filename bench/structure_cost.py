@@ -10,8 +10,9 @@ Per workload: ops in the program, the trace time (``tg.trace``, median of 3), th
 detection time (``_core.find_runs`` alone: first call, then the median of 5), their
 ratio, and what was found (runs, coverage, largest run). With ``--forward``: the
 one-point forward sweep over every slot, by the interpreter (``program::forward``) and
-run by run (``forward_by_runs``, the experiment), best of 7 x 20 calls each, after a
-check that the two agree bit for bit.
+run by run (``forward_by_runs``, every run looped over), and as ``program::forward``
+runs once the program has looked for its loops (the elementwise runs only, when they
+pay), best of 7 x 20 calls each, after a check that all three agree bit for bit.
 """
 from __future__ import annotations
 
@@ -112,21 +113,26 @@ def main(quick):
 
 
 def forward(quick):
-    print(f"{'workload':30} {'ops':>8} {'interpreter':>12} {'by runs':>10} {'speed-up':>9}")
+    print(f"{'workload':30} {'ops':>8} {'interpreter':>12} {'by runs':>10} {'speed-up':>9} "
+          f"{'forward()':>10} {'speed-up':>9}  loops")
     for name, make in workloads(quick):
         F = make()
         program = F._programs[0]
         x = np.random.default_rng(0).uniform(0.1, 0.9, program.n_inputs)
-        want, _ = _core._forward_slots(program, x, False)
-        got, _ = _core._forward_slots(program, x, True)
-        same = (want.view(np.uint64) == got.view(np.uint64)) | (np.isnan(want) & np.isnan(got))
-        assert same.all(), name
+        loops = _core._forward_loops(program)
+        want, _ = _core._forward_slots(program, x, "interpreter")
+        for how in ("by_runs", "program"):
+            got, _ = _core._forward_slots(program, x, how)
+            same = (want.view(np.uint64) == got.view(np.uint64)) | (np.isnan(want) & np.isnan(got))
+            assert same.all(), (name, how)
         best = {}
-        for by_runs in (False, True) * 7:
-            t = _core._forward_slots(program, x, by_runs, 20)[1]
-            best[by_runs] = min(best.get(by_runs, t), t)
-        print(f"{name:30} {F.n_ops:8d} {1e6 * best[False]:10.1f}us {1e6 * best[True]:8.1f}us "
-              f"{best[False] / best[True]:8.2f}x")
+        for how in ("interpreter", "by_runs", "program") * 7:
+            t = _core._forward_slots(program, x, how, 20)[1]
+            best[how] = min(best.get(how, t), t)
+        t0 = best["interpreter"]
+        print(f"{name:30} {F.n_ops:8d} {1e6 * t0:10.1f}us {1e6 * best['by_runs']:8.1f}us "
+              f"{t0 / best['by_runs']:8.2f}x {1e6 * best['program']:8.1f}us "
+              f"{t0 / best['program']:8.2f}x  {len(loops)} runs, {sum(c for _, c in loops)} slots")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 
 import numpy as np
 import pytest
+from helpers import spec_for
 
 import tapegrad as tg
 from tapegrad.structure import KINDS, Structure
@@ -392,15 +394,18 @@ def test_the_checker_rejects_what_it_should():
 
 
 def same_bits(F, x):
-    """The interpreter's slot values and forward_by_runs' at x agree bit for bit (a NaN
-    matches any NaN: which operand's payload x86 passes on depends on the order the
-    compiler puts a commutative op's operands in)."""
+    """The interpreter's slot values, forward_by_runs' and those of the program's own
+    forward with its elementwise loops at x agree bit for bit (a NaN matches any NaN:
+    which operand's payload x86 passes on depends on the order the compiler puts a
+    commutative op's operands in)."""
     from tapegrad import _core
     program = F._programs[0]
-    want, _ = _core._forward_slots(program, x, False)
-    got, _ = _core._forward_slots(program, x, True)
-    same = (want.view(np.uint64) == got.view(np.uint64)) | (np.isnan(want) & np.isnan(got))
-    assert same.all(), np.flatnonzero(~same)
+    _core._forward_loops(program)
+    want, _ = _core._forward_slots(program, x, "interpreter")
+    for how in ("by_runs", "program"):
+        got, _ = _core._forward_slots(program, x, how)
+        same = (want.view(np.uint64) == got.view(np.uint64)) | (np.isnan(want) & np.isnan(got))
+        assert same.all(), (how, np.flatnonzero(~same))
 
 
 def euler(x, k):
@@ -431,6 +436,93 @@ def test_forward_by_runs_on_random_and_almost_periodic_programs(seed):
     F = planted(rng, mutate=seed % 2 == 1) if seed < 40 else random_dag(rng, 4, 200)
     x = np.random.default_rng(seed).uniform(0.1, 0.9, F._programs[0].n_inputs)
     same_bits(F, x)
+
+
+# ---------------------------------------------------------------- forward()'s loops
+# A program's one-point forward loops over its elementwise runs (period 1, no carried
+# value) once it has been called 32 times, if they cover a quarter of its ops.
+
+
+def loops_of(F):
+    from tapegrad import _core
+    return _core._forward_loops(F._programs[0])
+
+
+def test_elementwise_programs_loop_and_others_do_not():
+    assert [c for _, c in loops_of(tg.trace(rosenbrock_numpy, np.zeros(300)))] == [299] * 7
+    assert loops_of(tg.trace(rosenbrock_loop, np.zeros(300))) == []  # period 8
+    assert loops_of(tg.trace(euler, 1.0, 0.5)) == []  # a recurrence
+    # elementwise, but short runs: a quarter of the ops is not enough
+    assert loops_of(tg.trace(lambda x: np.sum(x[:15] * x[1:16]) + sum(
+        tg.sin(x[k]) * x[k + 1] for k in range(0, 600, 2)), np.ones(601))) == []
+
+
+def test_every_op_of_the_table_elementwise():
+    # x op y (or op x) over 40 iterations per op, at points of the op's domain and at
+    # special values: the loops' values are the interpreter's bit for bit
+    rng = random.Random(5)
+    specials = [0.0, -0.0, 1.0, -1.0, 0.5, 2.0, np.inf, -np.inf, np.nan, 1e300, -5e-324]
+    ops, n = list(tg.ops()), 40
+    cols = []
+    for name, arity in ops:
+        for j in range(arity):
+            cols.append([spec_for(name).domain(rng)[j] if k % 3 else rng.choice(specials)
+                         for k in range(n)])
+    x0 = np.array(cols, dtype=np.float64).reshape(-1)
+
+    def f(x):
+        out, at = [], 0
+        for name, arity in ops:
+            args = [x[(at + j) * n:(at + j + 1) * n] for j in range(arity)]
+            op = getattr(tg, name)
+            out.extend(op(*(a[k] for a in args)) for k in range(n))
+            at += arity
+        return out
+    F = tg.trace(f, x0, cse=False)
+    assert len(loops_of(F)) >= len(ops) - 2  # where ops fold or take two slots
+    with np.errstate(all="ignore"):
+        same_bits(F, x0)
+        same_bits(F, x0 * 0.75 + 0.125)
+        same_bits(F, -x0)
+
+
+def test_calls_turn_to_the_loops_at_the_32nd_and_results_do_not_change():
+    from tapegrad import _core
+    F = tg.trace(rosenbrock_numpy, np.zeros(200))
+    x = np.random.default_rng(3).normal(size=200)
+    program = F._programs[0]
+    first = [F.value_and_grad(x) for _ in range(40)]
+    assert _core._forward_loops(program, look=False) != []  # the calls looked
+    G = tg.trace(rosenbrock_numpy, np.zeros(200))
+    for _ in range(31):
+        G(x)
+    assert _core._forward_loops(G._programs[0], look=False) is None  # not yet
+    G(x)
+    assert len(_core._forward_loops(G._programs[0], look=False)) == 7
+    for v, g in first[1:]:
+        assert v == first[0][0] and np.array_equal(g, first[0][1])
+
+
+def test_threads_calling_while_the_loops_are_found():
+    F = tg.trace(rosenbrock_numpy, np.zeros(500))
+    xs = np.random.default_rng(4).normal(size=(8, 500))
+    want = [tg.trace(rosenbrock_numpy, np.zeros(500)).grad(x) for x in xs]  # before 32 calls
+    errors = []
+
+    def work(k):
+        try:
+            for r in range(20):
+                i = (k + r) % len(xs)
+                assert np.array_equal(F.grad(xs[i]), want[i])
+        except AssertionError as err:  # pragma: no cover - reported below
+            errors.append(err)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert loops_of(F) != []
 
 
 def test_an_unpickled_function_has_the_same_runs():

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "bindings/function.hpp"
@@ -49,12 +51,18 @@ void register_structure(py::module_& m) {
     m.def(
         "_forward_slots",
         [](const Program& P,
-           const py::array_t<double, py::array::c_style | py::array::forcecast>& x, bool by_runs,
-           int repeat) {
+           const py::array_t<double, py::array::c_style | py::array::forcecast>& x,
+           const std::string& how, int repeat) {
             const program& p = *P.p;
             if (x.ndim() != 1 || std::size_t(x.size()) != p.n_inputs)
                 throw py::value_error("_forward_slots: x must hold one value per input");
             if (repeat < 1) throw py::value_error("_forward_slots: repeat must be positive");
+            if (how != "interpreter" && how != "by_runs" && how != "program")
+                throw py::value_error(
+                    "_forward_slots: how must be 'interpreter', 'by_runs' or "
+                    "'program', got '" +
+                    how + "'");
+            const bool by_runs = how == "by_runs";
             py::array_t<double> val(py::ssize_t(p.n_slots()));
             double* v = val.mutable_data();
             const double* in = x.data();
@@ -64,16 +72,40 @@ void register_structure(py::module_& m) {
                 const std::vector<run> runs = by_runs ? find_runs(p.view()) : std::vector<run>{};
                 const auto t0 = std::chrono::steady_clock::now();
                 for (int r = 0; r < repeat; ++r)
-                    by_runs ? forward_by_runs(p, runs, in, v) : p.forward(in, v);
+                    if (by_runs)
+                        forward_by_runs(p, runs, in, v);
+                    else if (how == "program")
+                        p.forward(in, v);
+                    else
+                        p.forward_interpreted(in, v);
                 seconds =
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
                     repeat;
             }
             return py::make_tuple(val, seconds);
         },
-        py::arg("program"), py::arg("x"), py::arg("by_runs"), py::arg("repeat") = 1,
-        "Every slot's value at one point, by the interpreter or run by run (forward_by_runs), "
-        "and the seconds per call over `repeat` calls (for tests and measurement).");
+        py::arg("program"), py::arg("x"), py::arg("how"), py::arg("repeat") = 1,
+        "Every slot's value at one point, and the seconds per call over `repeat` calls (for "
+        "tests and measurement), by the interpreter alone ('interpreter'), with every run "
+        "looped over (forward_by_runs, 'by_runs'), or as calls compute it ('program': the "
+        "interpreter, and from the program's 32nd call its elementwise loops if they pay).");
+    m.def(
+        "_forward_loops",
+        [](const Program& P, bool look) -> py::object {
+            std::optional<std::vector<std::pair<slot, slot>>> loops;
+            {
+                py::gil_scoped_release unlocked;
+                loops = P.p->forward_loops(look);
+            }
+            if (!loops) return py::none();
+            py::list out;
+            for (const auto& [start, count] : *loops) out.append(py::make_tuple(start, count));
+            return std::move(out);
+        },
+        py::arg("program"), py::arg("look") = true,
+        "The runs (start, count) the program's one-point forward loops over (empty when too "
+        "little of the program is elementwise runs for loops to pay), looked for now if no "
+        "call has made it look yet; with look=False, None if none has.");
 }
 
 }  // namespace tapegrad::bind

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -80,7 +82,16 @@ public:
     }
 
     // --- one point; val and adj hold n_slots() doubles each (caller-owned scratch)
+    // The forward sweep. From the program's loops_after-th call on, it runs the
+    // program's elementwise runs (find_runs, period 1: what numpy's elementwise ops and
+    // sums leave in a trace) as loops over their iterations, if they cover enough of it
+    // to pay, and interprets the rest; either way bit for bit forward_interpreted's.
     void forward(const double* x, double* val) const;
+    void forward_interpreted(const double* x, double* val) const;
+    static constexpr std::uint64_t loops_after = 32;
+    // The runs (start, count) forward() loops over (empty: too few to pay), looked for
+    // now if no call has yet; without `look`, nothing if no call has.
+    std::optional<std::vector<std::pair<slot, slot>>> forward_loops(bool look) const;
     // Reverse sweep seeded with seed[k] at output k; adds d/dinputs into grad[n_inputs].
     void reverse(const double* val, double* adj, const double* seed, double* grad) const;
     // Forward mode: t holds the inputs' tangents and the constants' 0s (n_slots()
@@ -152,6 +163,13 @@ private:
     // instead of clearing every adjoint.
     std::vector<std::uint16_t> rcode_;
     std::vector<slot> zero_;
+    // forward()'s loops: found once, by the call that reaches loops_after, shared by
+    // copies of the program (finish() starts a new one).
+    struct loops;
+    struct loops_state;
+    std::shared_ptr<loops_state> loops_;
+    const loops* find_loops() const;
+    const loops* look_for_loops() const;
     void reverse_one(const double* val, double* adj) const;
     struct block_scratch;
     void run_block(const batch_io& io, std::size_t p0, std::size_t n, std::size_t B,

@@ -129,88 +129,102 @@ bool all_finite(const double* v, std::size_t n) {
 
 namespace {
 
+// Run r's slots (every slot before r.start holds its value). With Check, clears `finite`
+// if one of the serial ops' values is not finite, and returns the loops' values' bit 63
+// (set if one of them is not finite).
+template <bool Check>
+std::uint64_t one_run(const program& p, const run& r, double* val, std::vector<char>& serial,
+                      bool& finite) {
+    std::uint64_t looped = 0;
+    const auto check = [&](slot from, slot to) {
+        if constexpr (Check) finite &= all_finite(val + from, to - from);
+    };
+    const op* ops = p.op_.data();
+    const slot *a = p.a_.data(), *b = p.b_.data();
+    const slot P = r.period, K = r.count;
+    // A block op is serial if it needs a value of the previous iteration that the
+    // op-by-op order has not made yet (a carried operand from itself or a later
+    // block op), or a serial op's value; it runs iteration by iteration after the rest.
+    serial.assign(P, 0);
+    bool any = false;
+    for (slot j = 0; j < P; ++j) {
+        for (const block_operand* o : {&r.a[j], &r.b[j]}) {
+            if (o->kind == operand_kind::carried && (o->source >= j || serial[o->source]))
+                serial[j] = 1;
+            if (o->kind == operand_kind::same && serial[o->source]) serial[j] = 1;
+        }
+        any |= serial[j] != 0;
+    }
+    // Iteration 0 reads the initial values: slot by slot. Then chunks of iterations:
+    // each vector op over the chunk, then the serial ops. A block op's loop touches
+    // one slot per iteration, P apart; on the MLP loss (P = 640, 99 iterations)
+    // chunks of 32 ran 1.0x the interpreter, of 8 0.74x, of 128 0.38x.
+    for (slot t = r.start; t < r.start + P; ++t) val[t] = eval(ops[t], val[a[t]], val[b[t]]);
+    check(r.start, r.start + P);
+    // One serial op that carries only itself, the other operand ready (a running sum
+    // or product): a reduction loop instead of op-by-op dispatch.
+    slot only = P;
+    bool carried_a = false;
+    if (std::count(serial.begin(), serial.end(), 1) == 1) {
+        const slot j = slot(std::find(serial.begin(), serial.end(), 1) - serial.begin());
+        const block_operand &oa = r.a[j], &ob = r.b[j];
+        auto self = [&](const block_operand& o) {
+            return o.kind == operand_kind::carried && o.source == j;
+        };
+        if (ops[r.start + j] != op::leaf && op_table[int(ops[r.start + j])].arity == 2 &&
+            self(oa) != self(ob)) {
+            only = j;
+            carried_a = self(oa);
+        }
+    }
+    const slot chunk = std::max<slot>(32, 2048 / P);
+    for (slot k0 = 1; k0 < K; k0 += chunk) {
+        const slot k1 = std::min(K, k0 + chunk);
+        for (slot j = 0; j < P; ++j) {
+            if (serial[j]) continue;
+            const slot t0 = r.start + k0 * P + j;
+            std::int64_t ba, sa, bb, sb;
+            operand_line(r, r.a[j], ba, sa);
+            operand_line(r, r.b[j], bb, sb);
+            looped |= loop_op(ops[t0], val + t0, P, val + ba + k0 * sa, sa, val + bb + k0 * sb, sb,
+                              k1 - k0);
+        }
+        if (only < P) {
+            const block_operand& o = carried_a ? r.b[only] : r.a[only];
+            std::int64_t base, step;
+            operand_line(r, o, base, step);
+            recur_op(ops[r.start + only], val + r.start + k0 * P + only, P, carried_a,
+                     val + base + k0 * step, step, k1 - k0);
+        } else if (any)
+            for (slot k = k0; k < k1; ++k)
+                for (slot j = 0; j < P; ++j)
+                    if (serial[j]) {
+                        const slot t = r.start + k * P + j;
+                        val[t] = eval(ops[t], val[a[t]], val[b[t]]);
+                    }
+        if (any) check(r.start + k0 * P, r.start + k1 * P);  // the serial ops' values
+    }
+    return looped;
+}
+
 // forward_by_runs, and with Check, whether the inputs and every op slot are finite.
 template <bool Check>
 bool by_runs(const program& p, const std::vector<run>& runs, const double* x, double* val) {
     bool finite = !Check || all_finite(x, p.n_inputs);
     std::uint64_t looped = 0;  // the loops' values: bit 63 set if one is not finite
-    const auto check = [&](slot from, slot to) {
-        if constexpr (Check) finite &= all_finite(val + from, to - from);
-    };
     const op* ops = p.op_.data();
     const slot *a = p.a_.data(), *b = p.b_.data();
     std::memcpy(val, x, sizeof(double) * p.n_inputs);
     std::copy(p.init_.begin() + p.n_inputs, p.init_.end(), val + p.n_inputs);
     auto scalar = [&](slot from, slot to) {
         for (slot t = from; t < to; ++t) val[t] = eval(ops[t], val[a[t]], val[b[t]]);
-        check(from, to);
+        if constexpr (Check) finite &= all_finite(val + from, to - from);
     };
     std::vector<char> serial;
     slot s = p.first_op();
     for (const run& r : runs) {
         scalar(s, r.start);
-        const slot P = r.period, K = r.count;
-        // A block op is serial if it needs a value of the previous iteration that the
-        // op-by-op order has not made yet (a carried operand from itself or a later
-        // block op), or a serial op's value; it runs iteration by iteration after the rest.
-        serial.assign(P, 0);
-        bool any = false;
-        for (slot j = 0; j < P; ++j) {
-            for (const block_operand* o : {&r.a[j], &r.b[j]}) {
-                if (o->kind == operand_kind::carried && (o->source >= j || serial[o->source]))
-                    serial[j] = 1;
-                if (o->kind == operand_kind::same && serial[o->source]) serial[j] = 1;
-            }
-            any |= serial[j] != 0;
-        }
-        // Iteration 0 reads the initial values: slot by slot. Then chunks of iterations:
-        // each vector op over the chunk, then the serial ops. A block op's loop touches
-        // one slot per iteration, P apart; on the MLP loss (P = 640, 99 iterations)
-        // chunks of 32 ran 1.0x the interpreter, of 8 0.74x, of 128 0.38x.
-        scalar(r.start, r.start + P);
-        // One serial op that carries only itself, the other operand ready (a running sum
-        // or product): a reduction loop instead of op-by-op dispatch.
-        slot only = P;
-        bool carried_a = false;
-        if (std::count(serial.begin(), serial.end(), 1) == 1) {
-            const slot j = slot(std::find(serial.begin(), serial.end(), 1) - serial.begin());
-            const block_operand &oa = r.a[j], &ob = r.b[j];
-            auto self = [&](const block_operand& o) {
-                return o.kind == operand_kind::carried && o.source == j;
-            };
-            if (ops[r.start + j] != op::leaf && op_table[int(ops[r.start + j])].arity == 2 &&
-                self(oa) != self(ob)) {
-                only = j;
-                carried_a = self(oa);
-            }
-        }
-        const slot chunk = std::max<slot>(32, 2048 / P);
-        for (slot k0 = 1; k0 < K; k0 += chunk) {
-            const slot k1 = std::min(K, k0 + chunk);
-            for (slot j = 0; j < P; ++j) {
-                if (serial[j]) continue;
-                const slot t0 = r.start + k0 * P + j;
-                std::int64_t ba, sa, bb, sb;
-                operand_line(r, r.a[j], ba, sa);
-                operand_line(r, r.b[j], bb, sb);
-                looped |= loop_op(ops[t0], val + t0, P, val + ba + k0 * sa, sa, val + bb + k0 * sb,
-                                  sb, k1 - k0);
-            }
-            if (only < P) {
-                const block_operand& o = carried_a ? r.b[only] : r.a[only];
-                std::int64_t base, step;
-                operand_line(r, o, base, step);
-                recur_op(ops[r.start + only], val + r.start + k0 * P + only, P, carried_a,
-                         val + base + k0 * step, step, k1 - k0);
-            } else if (any)
-                for (slot k = k0; k < k1; ++k)
-                    for (slot j = 0; j < P; ++j)
-                        if (serial[j]) {
-                            const slot t = r.start + k * P + j;
-                            val[t] = eval(ops[t], val[a[t]], val[b[t]]);
-                        }
-            if (any) check(r.start + k0 * P, r.start + k1 * P);  // the serial ops' values
-        }
+        looped |= one_run<Check>(p, r, val, serial, finite);
         s = r.end();
     }
     scalar(s, p.n_slots());
@@ -226,6 +240,11 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
 bool forward_by_runs_finite(const program& p, const std::vector<run>& runs, const double* x,
                             double* val) {
     return by_runs<true>(p, runs, x, val);
+}
+
+void forward_run(const program& p, const run& r, double* val, std::vector<char>& scratch) {
+    bool finite = true;
+    one_run<false>(p, r, val, scratch, finite);
 }
 
 }  // namespace tapegrad

@@ -65,6 +65,10 @@ void forward_by_runs(const program& p, const std::vector<run>& runs, const doubl
 bool forward_by_runs_finite(const program& p, const std::vector<run>& runs, const double* x,
                             double* val);
 
+// Run r alone, as forward_by_runs evaluates it; val holds every slot before r.start.
+// scratch: the caller's, reused between calls. program::forward's elementwise loops.
+void forward_run(const program& p, const run& r, double* val, std::vector<char>& scratch);
+
 // Whether v[0, n) are all finite (neither infinite nor NaN).
 bool all_finite(const double* v, std::size_t n);
 

@@ -41,13 +41,14 @@ constexpr bool dispatch_codes_dense(const unsigned (&code)[N]) {
 // previous op's value kept in a register:
 // fc[i] = op << 2 | (a[i] == i - 1) | (b[i] == i - 1) << 1 says which operands are that
 // value, so a chain (z = z * y, sums) does not wait for a store to reach its load.
-// The sweep stops at the first leaf kind (fc < 8) without a bounds test per op:
-// program::finish puts one past the last op.
-inline void forward_sweep_carry(const program_view& p, double* val) {
+// The sweep starts at op slot `from` and stops at the first leaf kind (fc < 8) without
+// a bounds test per op: program::finish puts one past the last op, and a program's
+// by-runs codes one at each run it loops over. Returns the slot it stopped at.
+inline std::uint32_t forward_sweep_carry(const program_view& p, double* val, std::uint32_t from) {
     const std::uint16_t* const fc = p.fcode;
     const std::uint32_t *const a = p.a, *const b = p.b;
-    std::uint32_t i = p.first_op;
-    if (i >= p.n_slots) return;
+    std::uint32_t i = from;
+    if (i >= p.n_slots) return i;
     double prev = val[i - 1];
 #define TG_CARRY(name, x, y) prev = val[i] = kernel::name::forward(x, y);
 #define TG_CODE fc[i]
@@ -61,6 +62,11 @@ inline void forward_sweep_carry(const program_view& p, double* val) {
     H(int(op::name) << 2 | 3, fw_##name##_ab, TG_CARRY(name, prev, prev))
 #include "tapegrad/sweep_dispatch.inc"
 #undef TG_CARRY
+    return i;
+}
+
+inline void forward_sweep_carry(const program_view& p, double* val) {
+    forward_sweep_carry(p, val, p.first_op);
 }
 
 // Reverse sweep over [lo, hi), newest first: each node with a nonzero adjoint adds its
