@@ -5,6 +5,7 @@ the trace that made the program, on programs of 10^5 to 10^6 ops:
     python bench/structure_cost.py            # ~1 min on 2 noisy cores
     python bench/structure_cost.py --quick    # the smaller sizes only
     python bench/structure_cost.py --forward  # one-point forward: interpreter vs by runs
+    python bench/structure_cost.py --calls    # F(x), F.grad: before and after the loops
 
 Per workload: ops in the program, the trace time (``tg.trace``, median of 3), the
 detection time (``_core.find_runs`` alone: first call, then the median of 5), their
@@ -119,7 +120,7 @@ def forward(quick):
         F = make()
         program = F._programs[0]
         x = np.random.default_rng(0).uniform(0.1, 0.9, program.n_inputs)
-        loops = _core._forward_loops(program)
+        loops = _core._point_loops(program)
         want, _ = _core._forward_slots(program, x, "interpreter")
         for how in ("by_runs", "program"):
             got, _ = _core._forward_slots(program, x, how)
@@ -130,10 +131,36 @@ def forward(quick):
             t = _core._forward_slots(program, x, how, 20)[1]
             best[how] = min(best.get(how, t), t)
         t0 = best["interpreter"]
+        looped = sum(c for _, c, _ in loops)
         print(f"{name:30} {F.n_ops:8d} {1e6 * t0:10.1f}us {1e6 * best['by_runs']:8.1f}us "
               f"{t0 / best['by_runs']:8.2f}x {1e6 * best['program']:8.1f}us "
-              f"{t0 / best['program']:8.2f}x  {len(loops)} runs, {sum(c for _, c in loops)} slots")
+              f"{t0 / best['program']:8.2f}x  {len(loops)} runs, {looped} slots, "
+              f"{sum(r for _, _, r in loops)} in reverse too")
+
+
+def calls(quick):
+    """F(x) and F.grad(x) end to end: calls 2-31 (the interpreter) against calls 40-200
+    (the elementwise loops, where the program has them), medians, one process."""
+    import pickle
+    print(f"{'workload':30} {'call':>6} {'calls 2-31':>11} {'calls 40+':>10} {'ratio':>6}")
+    for name, make in workloads(quick):
+        F = make()
+        rng = np.random.default_rng(0)
+        args = [rng.uniform(0.1, 0.9, shape) if shape else 0.5 for shape in F._arg_shapes]
+        for what in ("F(x)", "grad"):
+            G = pickle.loads(pickle.dumps(F))  # a copy that has not looked for loops
+            call = G if what == "F(x)" else G.grad
+            ts = []
+            for _ in range(200):
+                t0 = time.perf_counter()
+                call(*args)
+                ts.append(time.perf_counter() - t0)
+            before, after = statistics.median(ts[1:31]), statistics.median(ts[39:])
+            print(f"{name:30} {what:>6} {1e6 * before:9.1f}us {1e6 * after:8.1f}us "
+                  f"{after / before:6.2f}")
 
 
 if __name__ == "__main__":
-    (forward if "--forward" in sys.argv[1:] else main)("--quick" in sys.argv[1:])
+    args = sys.argv[1:]
+    run = forward if "--forward" in args else calls if "--calls" in args else main
+    run("--quick" in args)

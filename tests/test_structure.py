@@ -393,19 +393,40 @@ def test_the_checker_rejects_what_it_should():
 # ---------------------------------------------------------------- forward by runs
 
 
+def bits_equal(want, got):
+    """Bit for bit, except that a NaN matches any NaN (which operand's payload x86 passes
+    on depends on the order the compiler puts a commutative op's operands in)."""
+    want, got = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    same = (want.view(np.uint64) == got.view(np.uint64)) | (np.isnan(want) & np.isnan(got))
+    return same.all(), np.flatnonzero(~same)
+
+
 def same_bits(F, x):
     """The interpreter's slot values, forward_by_runs' and those of the program's own
-    forward with its elementwise loops at x agree bit for bit (a NaN matches any NaN:
-    which operand's payload x86 passes on depends on the order the compiler puts a
-    commutative op's operands in)."""
+    forward with its elementwise loops at x agree bit for bit; so do the Jacobians of F
+    (its loops found) and of a copy that has not looked for them (the interpreter's)."""
+    import pickle
+
     from tapegrad import _core
+    fresh = pickle.loads(pickle.dumps(F))
     program = F._programs[0]
-    _core._forward_loops(program)
+    _core._point_loops(program)
     want, _ = _core._forward_slots(program, x, "interpreter")
     for how in ("by_runs", "program"):
         got, _ = _core._forward_slots(program, x, how)
-        same = (want.view(np.uint64) == got.view(np.uint64)) | (np.isnan(want) & np.isnan(got))
-        assert same.all(), (how, np.flatnonzero(~same))
+        ok, where = bits_equal(want, got)
+        assert ok, (how, where)
+    assert _core._point_loops(fresh._programs[0], look=False) is None
+    args, at = [], 0
+    for shape in F._arg_shapes:
+        n = int(np.prod(shape))
+        args.append(x[at:at + n].reshape(shape) if shape else float(x[at]))
+        at += n
+    want, got = fresh.jacobian(*args), F.jacobian(*args)
+    for w, g in zip(want if isinstance(want, tuple) else (want,),
+                    got if isinstance(got, tuple) else (got,)):
+        ok, where = bits_equal(w, g)
+        assert ok, ("jacobian", where)
 
 
 def euler(x, k):
@@ -445,7 +466,7 @@ def test_forward_by_runs_on_random_and_almost_periodic_programs(seed):
 
 def loops_of(F):
     from tapegrad import _core
-    return _core._forward_loops(F._programs[0])
+    return [(s, c) for s, c, _ in _core._point_loops(F._programs[0])]
 
 
 def test_elementwise_programs_loop_and_others_do_not():
@@ -486,19 +507,75 @@ def test_every_op_of_the_table_elementwise():
         same_bits(F, -x0)
 
 
+def reverse_flags(F):
+    from tapegrad import _core
+    return [rev for _, _, rev in _core._point_loops(F._programs[0])]
+
+
+# Each f below is one kind of elementwise run whose reverse loop must deliver every
+# contribution as the sweep does: x spans 30 orders of magnitude, so a sum in another
+# order differs in its last bits.
+REVERSE_CASES = {
+    # operand a the same slot in every iteration: x[0] gets 40 contributions, newest first
+    "invariant": (lambda x: np.sum(x[0] * x[1:]), [True]),
+    # the same stream twice (mul(a, a)), and pow's three forms
+    "same": (lambda x: np.sum(x[1:] * x[1:]), [True]),
+    "pow": (lambda x: np.sum(x[1:] ** 3) + np.sum(2.0 ** x[1:]) + np.sum(x[1:] ** x[:-1]),
+            None),
+    # the two streams meet (x[k] is a of one iteration and b of the next): interpreted
+    "meeting": (lambda x: np.sum(x[1:] * x[:-1]), [False]),
+    # a stride of -1 whose first operand is the slot just below the run (handed over in
+    # a register by the sweep), and a run whose last slot's only user follows it
+    "reversed": (lambda x: np.sum((x * 2.0)[::-1] + 1.0) * ((x * 3.0)[-1] * 5.0), None),
+    # the slot below the run is the last of a running sum (interpreted) and hands its
+    # only user's contribution over in a register; and an interpreted slot right after
+    # the run is the only user of its last slot
+    "below": (lambda x: np.sum(np.cumsum(x)[::-1] * 2.0), [True]),
+    # (as operand b of a mul, whose constant comes first, and as operand a of a sub)
+    "above_b": (lambda x: (lambda y: (y[-1] * 5.0) * np.sum(y[:-1]))(x * 2.0), None),
+    "above_a": (lambda x: (lambda y: (y[-1] - 5.0) * np.sum(y[:-1]))(x * 2.0), None),
+    # zero adjoints: a nonlinear rule skipped (log at 0 and below), a -0.0 seed
+    "zeros": (lambda x: np.sum(x[:20] * np.array([tg.log(v) for v in x[20:40]])) +
+              np.sum(-0.0 * np.array([tg.sqrt(v) for v in x[20:40]])), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REVERSE_CASES))
+def test_reverse_loops_deliver_as_the_sweep_does(name):
+    import pickle
+    f, flags = REVERSE_CASES[name]
+    rng = np.random.default_rng(2)
+    x = rng.choice([-1.0, 1.0], 41) * 10.0 ** rng.uniform(-15, 15, 41)
+    if name == "zeros":
+        x[:20] = 0.0
+        x[20:30] = -x[20:30]
+        x[30] = 0.0
+    F = tg.trace(f, np.ones(41))
+    G = pickle.loads(pickle.dumps(F))
+    if flags is not None:
+        assert reverse_flags(F) == flags
+    else:
+        assert any(reverse_flags(F))
+    with np.errstate(all="ignore"):
+        for point in (x, -x, np.abs(x)):
+            ok, where = bits_equal(G.grad(point), F.grad(point))
+            assert ok, where
+
+
 def test_calls_turn_to_the_loops_at_the_32nd_and_results_do_not_change():
     from tapegrad import _core
     F = tg.trace(rosenbrock_numpy, np.zeros(200))
     x = np.random.default_rng(3).normal(size=200)
     program = F._programs[0]
     first = [F.value_and_grad(x) for _ in range(40)]
-    assert _core._forward_loops(program, look=False) != []  # the calls looked
+    assert _core._point_loops(program, look=False) != []  # the calls looked
     G = tg.trace(rosenbrock_numpy, np.zeros(200))
     for _ in range(31):
         G(x)
-    assert _core._forward_loops(G._programs[0], look=False) is None  # not yet
+    assert _core._point_loops(G._programs[0], look=False) is None  # not yet
     G(x)
-    assert len(_core._forward_loops(G._programs[0], look=False)) == 7
+    assert [(c, r) for _, c, r in _core._point_loops(G._programs[0], look=False)] == [
+        (199, True)] * 7
     for v, g in first[1:]:
         assert v == first[0][0] and np.array_equal(g, first[0][1])
 

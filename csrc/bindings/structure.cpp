@@ -90,22 +90,23 @@ void register_structure(py::module_& m) {
         "looped over (forward_by_runs, 'by_runs'), or as calls compute it ('program': the "
         "interpreter, and from the program's 32nd call its elementwise loops if they pay).");
     m.def(
-        "_forward_loops",
+        "_point_loops",
         [](const Program& P, bool look) -> py::object {
-            std::optional<std::vector<std::pair<slot, slot>>> loops;
+            std::optional<std::vector<program::loop_info>> loops;
             {
                 py::gil_scoped_release unlocked;
-                loops = P.p->forward_loops(look);
+                loops = P.p->point_loops(look);
             }
             if (!loops) return py::none();
             py::list out;
-            for (const auto& [start, count] : *loops) out.append(py::make_tuple(start, count));
+            for (const auto& l : *loops) out.append(py::make_tuple(l.start, l.count, l.reverse));
             return std::move(out);
         },
         py::arg("program"), py::arg("look") = true,
-        "The runs (start, count) the program's one-point forward loops over (empty when too "
-        "little of the program is elementwise runs for loops to pay), looked for now if no "
-        "call has made it look yet; with look=False, None if none has.");
+        "The runs (start, count, reverse) the program's one-point forward loops over, and "
+        "whether its reverse does too (empty when too little of the program is elementwise "
+        "runs for loops to pay), looked for now if no call has made it look yet; with "
+        "look=False, None if none has.");
 }
 
 }  // namespace tapegrad::bind

@@ -89,10 +89,16 @@ public:
     void forward(const double* x, double* val) const;
     void forward_interpreted(const double* x, double* val) const;
     static constexpr std::uint64_t loops_after = 32;
-    // The runs (start, count) forward() loops over (empty: too few to pay), looked for
-    // now if no call has yet; without `look`, nothing if no call has.
-    std::optional<std::vector<std::pair<slot, slot>>> forward_loops(bool look) const;
+    // The runs forward() loops over (empty: too few to pay), and whether reverse() does
+    // too, looked for now if no call has yet; without `look`, nothing if no call has.
+    struct loop_info {
+        slot start, count;
+        bool reverse;
+    };
+    std::optional<std::vector<loop_info>> point_loops(bool look) const;
     // Reverse sweep seeded with seed[k] at output k; adds d/dinputs into grad[n_inputs].
+    // Once forward() has found its loops, it runs those it can (reverse_runnable) as
+    // loops too (reverse_run), bit for bit the sweep's adjoints.
     void reverse(const double* val, double* adj, const double* seed, double* grad) const;
     // Forward mode: t holds the inputs' tangents and the constants' 0s (n_slots()
     // doubles); fills in every op slot's tangent.

@@ -69,6 +69,14 @@ bool forward_by_runs_finite(const program& p, const std::vector<run>& runs, cons
 // scratch: the caller's, reused between calls. program::forward's elementwise loops.
 void forward_run(const program& p, const run& r, double* val, std::vector<char>& scratch);
 
+// Whether reverse_run can run r: an elementwise run (period 1) whose operands are
+// strided or invariant, the two never the same slot unless in every iteration.
+bool reverse_runnable(const program& p, const run& r);
+// reverse_sweep_first (sweep.hpp) over r's slots, bit for bit, as one loop over the
+// iterations (run_reverse.cpp); adj holds what the sweep above r left there, including
+// r's last slot's adjoint (no hand-over in a register).
+void reverse_run(const program& p, const run& r, const double* val, double* adj);
+
 // Whether v[0, n) are all finite (neither infinite nor NaN).
 bool all_finite(const double* v, std::size_t n);
 

@@ -169,9 +169,13 @@ inline void reverse_sweep(const op* o, const std::uint32_t* a, const std::uint32
 // adjoint), except pow's: skipping those spares e.g. the log in pow's d/dy for x ** 3.
 // finish() marks every contribution to a constant as first, so it is a plain store and
 // ops sharing a constant do not queue on its adjoint.
-// The sweep stops at the first leaf kind (rc < 64) below the ops: in a program, the last
-// input or constant, which exists below the first op.
-inline void reverse_sweep_first(const program_view& p, const double* val, double* adj) {
+// The sweep starts below slot `from` and stops at the first leaf kind (rc < 64): in a
+// program, the last input or constant, which exists below the first op, or where a
+// program's by-runs codes put one, the last slot of a run it loops over. Returns the
+// slot it stopped at. A slot handing its contribution over in a register must not stop
+// the sweep, nor may `from` - 1 expect one.
+inline std::uint32_t reverse_sweep_first(const program_view& p, const double* val, double* adj,
+                                         std::uint32_t from) {
     const std::uint16_t* const rc = p.rcode;
     const std::uint32_t *const a = p.a, *const b = p.b;
     const consts_in_range is_const = p.consts();
@@ -207,9 +211,9 @@ inline void reverse_sweep_first(const program_view& p, const double* val, double
             if (arity == 2) TG_ZERO(bi, fb)                        \
         }                                                          \
     }
-    if (p.n_slots <= p.first_op) return;
+    if (from <= p.first_op) return from;
     double carry = 0.0;
-    std::uint32_t i = p.n_slots;
+    std::uint32_t i = from;
     // One op's 32 codes: for gc = 0 and 1, modes (fa, fb) in 0..2 each, the code of
     // mode 3 (unused) ending the sweep.
 #define TG_RF(H, name, arity, fa, fb, gc)                                    \
@@ -241,6 +245,11 @@ inline void reverse_sweep_first(const program_view& p, const double* val, double
 #undef TG_RULE
 #undef TG_PUT
 #undef TG_ZERO
+    return i;
+}
+
+inline void reverse_sweep_first(const program_view& p, const double* val, double* adj) {
+    reverse_sweep_first(p, val, adj, p.n_slots);
 }
 
 // Forward mode at one point: t[i] for every op slot i from its operands' tangents, by
