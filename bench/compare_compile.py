@@ -197,7 +197,7 @@ def run(mode: str, opts, rep: H.Report) -> None:
     if cmd is None or shutil.which(cmd[0]) is None:
         rep.fail("no C++ compiler: F.compile() cannot be measured")
         return
-    rep.say(f"\ncompiler: {' '.join(cmd)}; flags: {' '.join(native.FLAGS)}")
+    rep.say(f"\ncompiler: {' '.join(cmd)}; flags: {' '.join(native.flags())}")
     workdir = tempfile.mkdtemp(prefix="tg-compile-bench-casadi-")
     cwd = os.getcwd()
     os.chdir(workdir)  # CasADi's generate() writes into the current directory
