@@ -530,8 +530,30 @@ public:
                 return "v[-" + std::to_string(r.period - o.source) + "]";
             return strided("V", o);
         };
+        // A target's contributions from its latest iteration come first: those with the
+        // smallest `first` of its residue class. When the first of them is a store, the
+        // first loop adds them up itself and stores the sum into the target (direct).
+        std::vector<std::int64_t> residues;
+        for (const site& c : plan.sites)
+            if (std::find(residues.begin(), residues.end(), c.first % s) == residues.end())
+                residues.push_back(c.first % s);
+        std::vector<bool> direct(plan.sites.size(), false);
+        std::vector<std::vector<std::size_t>> groups;  // per direct class, its sites
+        for (std::int64_t res : residues) {
+            std::int64_t lo = -1;
+            for (const site& c : plan.sites)
+                if (c.first % s == res) lo = lo < 0 ? c.first : std::min(lo, c.first);
+            std::vector<std::size_t> group;
+            for (std::size_t m = 0; m < plan.sites.size(); ++m)
+                if (plan.sites[m].first == lo) group.push_back(m);
+            if (plan.sites[group[0]].mode != 1) continue;
+            for (std::size_t m : group) direct[m] = true;
+            groups.push_back(group);
+        }
         for (slot j = 0; j < r.period; ++j)
             w.f(j == plan.jc ? "double g%u = G;\n" : "double g%u = 0.0;\n", j);
+        for (std::size_t m = 0; m < plan.sites.size(); ++m)
+            if (direct[m]) w.f("double q%zu;\n", m);
         w.put("double ignored;\n");
         auto site_of = [&](slot j, int pos) -> std::int64_t {
             for (std::size_t m = 0; m < plan.sites.size(); ++m)
@@ -546,7 +568,10 @@ public:
                 const block_operand& b = pos ? r.b[j] : r.a[j];
                 fm[pos] = (pc.modes[j] >> (2 * pos)) & 3u;
                 const std::int64_t m = site_of(j, pos);
-                if (m >= 0) {
+                if (m >= 0 && direct[std::size_t(m)]) {
+                    fm[pos] = plan.sites[std::size_t(m)].mode == 1 ? 1 : 3;
+                    where[pos] = "&q" + std::to_string(m);
+                } else if (m >= 0) {
                     fm[pos] = 3;
                     where[pos] =
                         "C + " + std::to_string(m * n) + " + (k - " + std::to_string(pc.k0) + ")";
@@ -567,6 +592,11 @@ public:
                 rr.x ? ("x" + js).c_str() : "unread", rr.y ? ("y" + js).c_str() : "unread",
                 rr.out ? ("o" + js).c_str() : "unread", j, where[0].c_str(), where[1].c_str());
         }
+        for (const std::vector<std::size_t>& group : groups) {
+            w.f("{\ndouble a = q%zu;\n", group[0]);
+            for (std::size_t q = 1; q < group.size(); ++q) w.f("a += q%zu;\n", group[q]);
+            w.f("AB[%" PRId64 " + k * %" PRId64 "] = a;\n}\n", plan.sites[group[0]].first, s);
+        }
         w.put("(void)ignored;\n}\n");
         // Each target slot first + k * s gets its contributions from the iterations
         // downward, so from the columns of the smallest `first` up (ties: block order).
@@ -577,23 +607,25 @@ public:
         });
         auto sum_into = [&](const std::string& target, const std::string& i, std::int64_t T) {
             std::string t = "double a = " + target + ";\n";
+            bool any = false;
             for (std::size_t m : order) {
                 const site& c = plan.sites[m];
-                if ((T - c.first) % s) continue;
+                if (direct[m] || (T - c.first) % s) continue;
                 const std::int64_t k = (T - c.first) / s;
                 if (k < pc.k0 || k >= pc.k1) continue;
                 const std::int64_t at = std::int64_t(m) * n + k - pc.k0;
                 t += std::string(c.mode == 1 ? "a = " : "a += ") + "C[" + std::to_string(at) + i +
                      "];\n";
+                any = true;
             }
-            return t + target + " = a;\n";
+            return any ? "{\n" + t + target + " = a;\n}\n" : std::string();
         };
-        std::vector<std::int64_t> residues;
-        for (const site& c : plan.sites)
-            if (std::find(residues.begin(), residues.end(), c.first % s) == residues.end())
-                residues.push_back(c.first % s);
         for (std::int64_t res : residues) {
             std::int64_t lo = -1, hi = -1;  // the firsts of this residue
+            bool left = false;              // contributions not added by the first loop
+            for (std::size_t m = 0; m < plan.sites.size(); ++m)
+                left = left || (plan.sites[m].first % s == res && !direct[m]);
+            if (!left) continue;
             for (const site& c : plan.sites)
                 if (c.first % s == res) {
                     lo = lo < 0 ? c.first : std::min(lo, c.first);
@@ -603,7 +635,7 @@ public:
             const std::int64_t mid0 = hi + pc.k0 * s, mid1 = lo + (pc.k1 - 1) * s;
             for (std::int64_t T = lo + pc.k0 * s; T <= hi + (pc.k1 - 1) * s; T += s) {
                 if (T >= mid0 && T <= mid1) continue;
-                w.put("{\n" + sum_into("AB[" + std::to_string(T) + "]", "", T) + "}\n");
+                w.put(sum_into("AB[" + std::to_string(T) + "]", "", T));
             }
             if (mid0 <= mid1) {
                 // in the loop, T stands for mid0 and i counts targets from there
