@@ -370,6 +370,8 @@ class Function:
         from it) depend on the order. Nothing else changes: every other op, and every
         adjoint's contributions, are as without it. A sum's adjoint is the same in every
         iteration, so the gradient changes only through values computed from the sum.
+        ``G.compile(...)`` on a compiled ``G`` returns ``G`` with the same
+        ``reassociate``, and raises ValueError with the other one.
 
         Examples:
             >>> import numpy as np, tapegrad as tg
