@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import glob
+import math
 import os
 import pickle
 import random
@@ -98,6 +99,10 @@ def agree(F, G, *args):
         assert_bits(flat(v), flat(w), "value_and_grad value")
         assert_bits(flat(g), flat(h), "value_and_grad gradient")
         assert_bits(flat(G.grad(*args)), flat(F.grad(*args)), "grad")
+        outs = tuple(np.full(np.shape(a), np.nan) for a in args)
+        got = G.grad(*args, out=outs[0] if len(outs) == 1 else outs)
+        assert all(a is b for a, b in zip(got if len(outs) > 1 else (got,), outs))
+        assert_bits(flat(outs), flat(F.grad(*args)), "grad(out=)")
     assert_bits(flat(G.jacobian(*args)), flat(F.jacobian(*args)), "jacobian")
 
 
@@ -144,7 +149,9 @@ def test_the_loops_are_in_the_source():
     assert stats["loops"] == 1 and stats["looped_ops"] == F.n_ops - 16
     assert source.count("for (std::int64_t k") == 2  # forward and reverse
     assert source.count("fw<") < 40 and source.count("rv<") < 40
-    assert "k-- > 1" in source  # the reverse loop runs its iterations downward
+    # the sum's adjoint is the same in every iteration, so the reverse loop's iterations
+    # do not wait for each other: they store their contributions in columns, summed after
+    assert "const double G = AR[" in source and "k-- > 1" not in source
 
 
 def test_the_micrograd_style_loss():
@@ -304,6 +311,129 @@ def test_a_loop_stores_only_the_values_read_later():
     loop = src[src.index("TG_NATIVE_LOOP fw_"):src.index("TG_NATIVE_LOOP rv_")]
     assert loop.count("] = t") == 2 and loop.count(" + k] = t") == 2, loop
     assert loop.count("] = c") == 1, loop
+
+
+# ---------------------------------------------------------------- contribution columns
+
+
+def three_contributions(x):
+    """Every x[j] gets contributions from iterations j, j - 1 and j - 2 (in that order in
+    the interpreter), of different magnitudes, so their order shows in the last bits."""
+    return sum(tg.sin(x[i]) * 0.3 + x[i + 1] * x[i + 1] * 1.7 + tg.exp(x[i + 2]) * 1e-3
+               for i in range(len(x) - 2))
+
+
+def source_of(G):
+    with open(G.native.source) as f:
+        return f.read()
+
+
+def test_contribution_columns_sum_in_the_interpreters_order():
+    F = tg.trace(three_contributions, np.zeros(60))
+    G = compiled(F)
+    assert "const double G = AR[" in source_of(G)  # the columns ran
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        agree(F, G, rng.uniform(-3.0, 3.0, 60))
+
+
+@pytest.mark.parametrize("zero", [0.0, -0.0])
+def test_a_zero_adjoint_skips_its_rules_in_columns(zero):
+    """A loop's sum whose adjoint is 0.0 or -0.0 (times a signed zero, and in the
+    Jacobian's rows of another output): rules are skipped, as in the interpreter, so
+    sqrt's d/dx at 0 (g / 0) leaks no NaN."""
+    def f(x):
+        s = sum(tg.sqrt(x[i]) + x[i + 1] * 2.0 for i in range(len(x) - 1))
+        return s * zero
+    F = tg.trace(f, np.ones(40))
+    G = compiled(F)
+    assert "const double G = AR[" in source_of(G)
+    x = np.linspace(0.0, 2.0, 40)
+    x[::3] = 0.0
+    agree(F, G, x)
+    assert not np.isnan(G.grad(x)).any()
+    V = tg.trace(lambda x: np.array([f(x) / zero if zero else f(x), x[0] * x[1]]), np.ones(40))
+    W = compiled(V)
+    agree(V, W, x)  # the Jacobian's second row seeds the sum with 0.0
+
+
+# ---------------------------------------------------------------- reassociate=True
+
+
+def gamma(m):
+    u = 2.0 ** -53
+    return m * u / (1 - m * u)
+
+
+def dot(x, y):
+    return sum(x[i] * y[i] for i in range(len(x)))
+
+
+@pytest.mark.parametrize("n", [40, 1000])
+def test_reassociated_sums_keep_the_documented_error_bound(n):
+    F = tg.trace(dot, np.zeros(n), np.zeros(n))
+    G = F.compile(reassociate=True)
+    assert G.native.reassociate and G.native.sums_reassociated == 1
+    assert "sums reassociated" in repr(G)
+    rng = np.random.default_rng(n)
+    differs = False
+    for case in range(30):
+        # large cancellation: big terms that cancel, and small ones that survive
+        big = rng.choice([-1.0, 1.0], n) * 10.0 ** rng.integers(8, 17, n)
+        x = np.where(rng.random(n) < 0.5, big, rng.normal(size=n))
+        if case % 2:
+            x[1::2] = -x[::2][: len(x[1::2])]
+        y = np.ones(n)
+        exact = math.fsum(x * y)
+        total = float(np.sum(np.abs(x * y)))
+        m = -(-n // 8) + 3 + 2  # in the loop, and its first and last iterations outside
+        got = float(G(x, y))
+        assert abs(got - exact) <= gamma(m) * total, (case, got, exact)
+        assert abs(float(F(x, y)) - exact) <= gamma(n) * total
+        differs = differs or float(F(x, y)) != got
+        # a sum's adjoint is the same in every iteration: the gradient is the interpreter's
+        assert_bits(flat(G.grad(x, y)), flat(F.grad(x, y)), "gradient")
+        assert_bits(flat(G(x, y)), flat(G(x, y)), "a second call")
+    assert differs  # the order really changed
+
+
+def test_reassociation_is_deterministic_and_survives_pickling():
+    F = tg.trace(dot, np.zeros(300), np.zeros(300))
+    G = F.compile(reassociate=True)
+    H = pickle.loads(pickle.dumps(G))
+    assert H.native.reassociate and "sums reassociated" in repr(H)
+    assert H.native.library == G.native.library  # the same library, from the cache
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=300) * 1e10, rng.normal(size=300)
+    assert_bits(flat(H(x, y)), flat(G(x, y)), "value after pickling")
+    D = F.compile()
+    assert not D.native.reassociate and D.native.library != G.native.library
+    assert "acc[" not in source_of(D) and "acc[" in source_of(G)
+    assert "sums reassociated" not in repr(D) and "sums reassociated" not in repr(pickle.loads(
+        pickle.dumps(D)))
+    assert_bits(flat(D(x, y)), flat(F(x, y)), "the default stays the interpreter's")
+    assert G.compile(reassociate=True) is G
+    with pytest.raises(ValueError, match="reassociate"):
+        G.compile()
+
+
+def test_reassociate_leaves_sums_whose_running_values_are_read():
+    def f(x):
+        s, outs = 0.0, []
+        for i in range(len(x)):
+            s = s + x[i] * x[i]
+            outs.append(s)
+        return np.array(outs)
+    F = tg.trace(f, np.zeros(50))
+    G = F.compile(reassociate=True)
+    assert G.native.sums_reassociated == 0
+    agree(F, G, np.random.default_rng(2).normal(size=50) * 1e8)
+    R = tg.trace(rosenbrock, np.zeros(200))
+    S = R.compile(reassociate=True)
+    assert S.native.sums_reassociated == 1
+    x = np.random.default_rng(3).uniform(-2, 2, 200)
+    assert_bits(flat(S.grad(x)), flat(R.grad(x)), "Rosenbrock's gradient")
+    assert abs(float(S(x)) - float(R(x))) <= gamma(200) * float(R(x))
 
 
 # ---------------------------------------------------------------- random programs

@@ -186,10 +186,45 @@ py::object shaped(const double* p, const std::vector<py_ssize>& shape) {
     return std::move(a);
 }
 
+// A caller's out= array for a result of `shape`: a writable, aligned, C-contiguous float64
+// array of exactly that shape whose memory overlaps none of `taken`'s ranges; else None.
+struct byte_range {
+    const char* lo;
+    const char* hi;
+};
+byte_range extent(const py::array& a) {
+    const char* lo = static_cast<const char*>(a.data());
+    const char* hi = lo;
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+        if (a.shape(d) == 0) return {lo, lo};
+        const py::ssize_t span = (a.shape(d) - 1) * a.strides(d);
+        (span < 0 ? lo : hi) += span;
+    }
+    return {lo, hi + a.itemsize()};
+}
+py::object out_array(py::handle h, const std::vector<py_ssize>& shape,
+                     std::vector<byte_range>& taken) {
+    if (!py::isinstance<py::array_t<double>>(h)) return py::none();
+    auto a = py::reinterpret_borrow<py::array>(h);
+    if (!(a.flags() & py::array::c_style) || !a.writeable() || !aligned(a.data()) ||
+        std::size_t(a.ndim()) != shape.size())
+        return py::none();
+    for (std::size_t d = 0; d < shape.size(); ++d)
+        if (a.shape(py::ssize_t(d)) != shape[d]) return py::none();
+    const byte_range r = extent(a);
+    for (const byte_range& t : taken)
+        if (r.lo < t.hi && t.lo < r.hi) return py::none();
+    taken.push_back(r);
+    return std::move(a);
+}
+
 // F(*args) / F.value_and_grad(*args) at one point, without leaving C++: arguments whose
 // shapes are exactly the traced point shapes. Anything else (batches, odd types, a failed
 // guard) returns None, and function.py takes the general path, which also explains errors.
-py::object call_point(const Program& P, PyObject* const* args, std::size_t n_args, int mode) {
+// grad_out (mode 2): the caller's gradient array (a tuple of them for several arguments),
+// filled and returned; any doubt about it returns None (the batch path decides).
+py::object call_point(const Program& P, PyObject* const* args, std::size_t n_args, int mode,
+                      PyObject* grad_out = nullptr) {
     const program& p = *P.p;
     // Anomaly mode takes the general path, which checks what the replay produced; so does
     // a gradient without an output to seed, which explains itself there.
@@ -235,10 +270,36 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
         at += std::size_t(arr.size());
     }
     if (at != p.n_inputs) return py::none();
+    // The caller's gradient arrays, checked as call_batch checks them.
+    std::vector<py::object> grad_outs;
+    if (grad_out) {
+        if (mode != 2) return py::none();
+        std::vector<byte_range> taken;
+        for (std::size_t k = 0; k < n_args; ++k)
+            if (!P.arg_shapes[k].empty())
+                taken.push_back(extent(py::reinterpret_borrow<py::array>(args[k])));
+        py::tuple gs;
+        if (n_args == 1) {
+            gs = py::make_tuple(py::handle(grad_out));
+        } else {
+            if (!PyTuple_Check(grad_out) || std::size_t(PyTuple_GET_SIZE(grad_out)) != n_args)
+                return py::none();
+            gs = py::reinterpret_borrow<py::tuple>(grad_out);
+        }
+        for (std::size_t k = 0; k < n_args; ++k) {
+            grad_outs.push_back(out_array(gs[k], P.arg_shapes[k], taken));
+            if (grad_outs.back().is_none()) return py::none();
+        }
+    }
     const std::size_t n = p.n_slots();
     double* val = scratch.get(0, n).data();
     double* adj = scratch.get(1, n).data();
-    std::vector<double>& grad = scratch.get(3, p.n_inputs);
+    std::vector<double>& grad_buffer = scratch.get(3, p.n_inputs);
+    // one argument's gradient goes straight into the caller's array
+    double* grad =
+        grad_outs.size() == 1
+            ? static_cast<double*>(py::reinterpret_borrow<py::array>(grad_outs[0]).mutable_data())
+            : grad_buffer.data();
     std::vector<double>& seed_buffer = scratch.get(5, p.outputs_.size());
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
@@ -249,9 +310,20 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
             double* seed = seed_buffer.data();
             std::fill_n(seed, p.outputs_.size(), 0.0);
             seed[0] = 1.0;
-            std::fill_n(grad.begin(), p.n_inputs, 0.0);
-            P.reverse(val, adj, seed, grad.data());
+            std::fill_n(grad, p.n_inputs, 0.0);
+            P.reverse(val, adj, seed, grad);
         }
+    }
+    if (grad_out) {
+        if (grad_outs.size() > 1) {
+            std::size_t at = 0;
+            for (const py::object& g : grad_outs) {
+                auto a = py::reinterpret_borrow<py::array>(g);
+                std::memcpy(a.mutable_data(), grad + at, sizeof(double) * std::size_t(a.size()));
+                at += std::size_t(a.size());
+            }
+        }
+        return py::reinterpret_borrow<py::object>(grad_out);
     }
     std::vector<double>& out = scratch.get(4, p.outputs_.size());
     for (std::size_t k = 0; k < p.outputs_.size(); ++k) out[k] = val[p.outputs_[k]];
@@ -261,7 +333,7 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
     py::tuple grads(n_args);
     at = 0;
     for (std::size_t k = 0; k < n_args; ++k) {
-        grads[k] = shaped(grad.data() + at, P.arg_shapes[k]);
+        grads[k] = shaped(grad + at, P.arg_shapes[k]);
         std::size_t size = 1;
         for (py_ssize d : P.arg_shapes[k]) size *= std::size_t(d);
         at += size;
@@ -297,37 +369,6 @@ struct batch_arg {
 // out_shape (and batch + each argument's shape). Anything else (a real broadcast, other
 // dtypes, a failed guard, anomaly mode, one point) returns None, and function.py takes
 // the general path, which also explains errors.
-// A caller's out= array for a result of `shape`: a writable, aligned, C-contiguous float64
-// array of exactly that shape whose memory overlaps none of `taken`'s ranges; else None.
-struct byte_range {
-    const char* lo;
-    const char* hi;
-};
-byte_range extent(const py::array& a) {
-    const char* lo = static_cast<const char*>(a.data());
-    const char* hi = lo;
-    for (py::ssize_t d = 0; d < a.ndim(); ++d) {
-        if (a.shape(d) == 0) return {lo, lo};
-        const py::ssize_t span = (a.shape(d) - 1) * a.strides(d);
-        (span < 0 ? lo : hi) += span;
-    }
-    return {lo, hi + a.itemsize()};
-}
-py::object out_array(py::handle h, const std::vector<py_ssize>& shape,
-                     std::vector<byte_range>& taken) {
-    if (!py::isinstance<py::array_t<double>>(h)) return py::none();
-    auto a = py::reinterpret_borrow<py::array>(h);
-    if (!(a.flags() & py::array::c_style) || !a.writeable() || !aligned(a.data()) ||
-        std::size_t(a.ndim()) != shape.size())
-        return py::none();
-    for (std::size_t d = 0; d < shape.size(); ++d)
-        if (a.shape(py::ssize_t(d)) != shape[d]) return py::none();
-    const byte_range r = extent(a);
-    for (const byte_range& t : taken)
-        if (r.lo < t.hi && t.lo < r.hi) return py::none();
-    taken.push_back(r);
-    return std::move(a);
-}
 
 py::object call_batch(const Program& P, const py::tuple& args, int mode, int threads,
                       const py::object& outs) {
@@ -859,7 +900,9 @@ PyObject* fast_method_call(PyObject* self, PyObject* const* args, std::size_t na
     if (fast) {
         PyObject* result = nullptr;
         const bool ok = with_python_errors([&] {
-            py::object r = out ? py::none() : call_point(*m->p, args, std::size_t(n), m->mode);
+            py::object r = !out || m->mode == 2
+                               ? call_point(*m->p, args, std::size_t(n), m->mode, out)
+                               : py::none();
             if (r.is_none()) {
                 py::tuple t(n);
                 for (Py_ssize_t k = 0; k < n; ++k) PyTuple_SET_ITEM(t.ptr(), k, Py_NewRef(args[k]));

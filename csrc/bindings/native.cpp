@@ -15,22 +15,24 @@ namespace tapegrad::bind {
 void register_native(py::module_& m) {
     m.def(
         "native_source",
-        [](const Program& P) {
+        [](const Program& P, bool reassociate) {
             std::string src;
             codegen_stats st;
             {
                 py::gil_scoped_release unlocked;
-                src = native_source(*P.p, &st);
+                src = native_source(*P.p, &st, reassociate);
             }
             py::dict stats;
             stats["loops"] = st.loops;
             stats["looped_ops"] = st.looped_ops;
             stats["straight_ops"] = st.straight_ops;
+            stats["sums_reassociated"] = st.sums_reassociated;
             return py::make_tuple(src, stats);
         },
-        py::arg("program"),
+        py::arg("program"), py::arg("reassociate") = false,
         "C++ source for the program's one-point forward and reverse sweeps (runs as loops), "
-        "and counts: (source, {'loops', 'looped_ops', 'straight_ops'}).");
+        "and counts: (source, {'loops', 'looped_ops', 'straight_ops', 'sums_reassociated'}). "
+        "reassociate: loops' sums are added in partial sums (F.compile(reassociate=True)).");
     m.def(
         "with_native",
         [](const Program& P, const std::string& path) {

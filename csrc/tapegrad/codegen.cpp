@@ -2,6 +2,7 @@
 // built library, loaded (dlopen; LoadLibrary on Windows).
 #include "tapegrad/codegen.hpp"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -104,8 +105,9 @@ struct piece {
 
 class generator {
 public:
-    explicit generator(const program& p)
-        : p_(p), v_(p.view()), is_const_(v_.consts()), uses_(p.n_slots(), 0) {
+    generator(const program& p, bool reassociate)
+        : p_(p), v_(p.view()), is_const_(v_.consts()), uses_(p.n_slots(), 0),
+          reassociate_(reassociate) {
         for (slot s = p.first_op(); s < p.n_slots(); ++s) {
             ++uses_[p.a_[s]];
             if (op_table[std::size_t(p.op_[s])].arity == 2) ++uses_[p.b_[s]];
@@ -329,18 +331,53 @@ public:
 
     // A loop's forward: B the slots before the run, R the run's own (R = V + start). The
     // values of this iteration (t) and the carried ones of the last (c) stay in locals.
+    // Whether reassociate=True sums the loop's recurrence in partial sums: a sum whose
+    // values before the last iteration nobody reads (and that has no column).
+    bool reassociable(std::size_t L, const piece& pc, slot* jc, int* cpos) const {
+        const run& r = *pc.r;
+        if (!reassociate_ || pc.k1 - pc.k0 < 2 * sum_lanes || !sum_recurrence(pc, jc, cpos))
+            return false;
+        if (columns_[L][*jc] >= 0) return false;
+        for (std::int64_t k = pc.k0; k + 1 < pc.k1; ++k)
+            if (observed(r.start + k * r.period + *jc)) return false;
+        return true;
+    }
+
+    // reassociate=True: a sum's terms go to a buffer, in blocks of sum_block iterations,
+    // and are added into sum_lanes partial sums, term i (from the loop's first) into sum
+    // i % sum_lanes, the first starting from the value carried in and the others from
+    // -0.0 (which added changes nothing); the partial sums are then added pairwise.
+    static constexpr std::int64_t sum_lanes = 8, sum_block = 256;
+
     std::string forward_loop(std::size_t L, const piece& pc) const {
         const run& r = *pc.r;
         writer w;
         w.f("TG_NATIVE_LOOP fw_%zu(const double* __restrict B, double* __restrict R) {\n", L);
+        slot jc = 0;
+        int cpos = 0;
+        const bool sum = reassociable(L, pc, &jc, &cpos);
         std::vector<bool> carried(r.period, false);
         for (slot j = 0; j < r.period; ++j)
             for (const block_operand* o : {&r.a[j], &r.b[j]})
                 if (o->kind == operand_kind::carried) carried[o->source] = true;
         const std::vector<std::int64_t>& col = columns_[L];
-        for (slot j = 0; j < r.period; ++j)
-            if (carried[j]) w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
-        w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
+        if (sum) {
+            w.f("double acc[%" PRId64 "] = {R[%" PRId64 "]", sum_lanes,
+                (pc.k0 - 1) * r.period + jc);
+            for (std::int64_t l = 1; l < sum_lanes; ++l) w.put(", -0.0");
+            w.f("};\ndouble u[%" PRId64 "];\n", sum_block);
+            w.f("for (std::int64_t b = %" PRId64 "; b < %" PRId64 "; b += %" PRId64 ") {\n", pc.k0,
+                pc.k1, sum_block);
+            w.f("const std::int64_t e = b + %" PRId64 " < %" PRId64 " ? b + %" PRId64 " : %" PRId64
+                ";\n",
+                sum_block, pc.k1, sum_block, pc.k1);
+            w.put("for (std::int64_t k = b; k < e; ++k) {\n");
+        } else {
+            for (slot j = 0; j < r.period; ++j)
+                if (carried[j])
+                    w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
+            w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
+        }
         bool slots = false;
         for (slot j = 0; j < r.period; ++j) slots = slots || store_in_loop(pc, j, col);
         if (slots) w.f("double* const r = R + k * %u;\n", r.period);
@@ -350,14 +387,38 @@ public:
             return strided("B", o);
         };
         for (slot j = 0; j < r.period; ++j) {
+            if (sum && j == jc) {  // the term (s - t is s + -t, exactly)
+                const std::string t = value(cpos ? r.a[j] : r.b[j]);
+                w.f("u[k - b] = %s%s;\n", p_.op_[r.start + j] == op::sub ? "-" : "", t.c_str());
+                continue;
+            }
             w.f("const double t%u = K::%s::forward(%s, %s);\n", j,
                 name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(), value(r.b[j]).c_str());
             if (col[j] >= 0) w.f("R[%" PRId64 " + k] = t%u;\n", col[j], j);
             if (store_in_loop(pc, j, col)) w.f("r[%u] = t%u;\n", j, j);
         }
         for (slot j = 0; j < r.period; ++j)
-            if (carried[j]) w.f("c%u = t%u;\n", j, j);
+            if (carried[j] && !sum) w.f("c%u = t%u;\n", j, j);
         w.put("}\n");
+        if (sum) {
+            w.f("std::int64_t i = 0;\n"
+                "for (; i + %" PRId64 " <= e - b; i += %" PRId64
+                ")\n"
+                "for (int l = 0; l < %" PRId64
+                "; ++l) acc[l] += u[i + l];\n"
+                "for (; i < e - b; ++i) acc[i %% %" PRId64 "] += u[i];\n}\n",
+                sum_lanes, sum_lanes, sum_lanes, sum_lanes);
+            std::vector<std::string> level;
+            for (std::int64_t l = 0; l < sum_lanes; ++l)
+                level.push_back("acc[" + std::to_string(l) + "]");
+            while (level.size() > 1) {
+                std::vector<std::string> next;
+                for (std::size_t q = 0; q < level.size(); q += 2)
+                    next.push_back("(" + level[q] + " + " + level[q + 1] + ")");
+                level = next;
+            }
+            w.f("const double c%u = %s;\n", jc, level[0].c_str());
+        }
         for (slot j = 0; j < r.period; ++j)
             if (carried[j] && col[j] < 0 && !store_in_loop(pc, j, col) &&
                 observed(r.start + (pc.k1 - 1) * r.period + j))
@@ -366,10 +427,233 @@ public:
         return w.s;
     }
 
+    // Contribution columns: a loop's reverse as two loops that vectorise, for a run whose
+    // one recurrence is an add (or a sub's x) reading its own last value, all of whose
+    // other block ops are local to their iteration, and whose contributions to slots
+    // before the run all go to strided operands of one positive stride. The recurrence's
+    // adjoint is then the same value G in every iteration (d/dx of add and of sub's x is
+    // g, exactly), so no iteration waits for another: the first loop runs each
+    // iteration's rules with G and stores its contributions to slots before the run in
+    // columns (one per operand that gets them); the second adds them up, each slot's in
+    // the order the interpreter adds them (iterations downward, block ops newest first).
+    // The columns live in the run's stretch of the adjoints, which nothing reads: only
+    // the recurrence's slots are not local, and their adjoints are all G.
+    struct site {
+        slot j;
+        int pos;
+        unsigned mode;  // 0 added, 1 stored (native_rules.hpp)
+        std::int64_t first;
+    };
+    struct column_plan {
+        bool ok = false;
+        slot jc = 0;  // the recurrence's block op
+        int cpos = 0;  // where it reads its last value
+        std::int64_t stride = 0;
+        std::vector<site> sites;  // in the interpreter's order: newest op first, a then b
+    };
+    // A target slot's contributions beyond this many at the ends of its stretch (where
+    // not every column has one) are written out one by one; a loop with more is not split.
+    static constexpr std::int64_t max_edge_targets = 64;
+
+    // Whether the loop's one recurrence is a sum: an add (or a sub's x) reading its own
+    // last value (block op *jc, operand *cpos), which nothing else reads before the last
+    // iteration. Its adjoint is then passed on unchanged, and its value is a running sum.
+    bool sum_recurrence(const piece& pc, slot* jc, int* cpos) const {
+        const run& r = *pc.r;
+        int carried = 0;
+        for (slot j = 0; j < r.period; ++j)
+            for (int pos = 0; pos < 2; ++pos) {
+                const block_operand& o = pos ? r.b[j] : r.a[j];
+                if (pos && op_table[std::size_t(p_.op_[r.start + j])].arity == 1) continue;
+                if (o.kind != operand_kind::carried) continue;
+                ++carried;
+                *jc = j;
+                *cpos = pos;
+                if (o.source != j) return false;
+            }
+        if (carried != 1) return false;
+        const op co = p_.op_[r.start + *jc];
+        if (!(co == op::add || (co == op::sub && *cpos == 0))) return false;
+        for (std::int64_t k = pc.k0; k + 1 < pc.k1; ++k)
+            if (uses_[r.start + k * r.period + *jc] != 1) return false;
+        return true;
+    }
+
+    column_plan plan_columns(const piece& pc) const {
+        const run& r = *pc.r;
+        column_plan plan;
+        if (pc.k1 - pc.k0 < 8 || !sum_recurrence(pc, &plan.jc, &plan.cpos)) return plan;
+        if (((pc.modes[plan.jc] >> (2 * plan.cpos)) & 3u) != 1) return plan;
+        for (slot j = 0; j < r.period; ++j)
+            if (j != plan.jc && !pc.local[j]) return plan;
+        for (slot j = r.period; j-- > 0;)
+            for (int pos = 0; pos < 2; ++pos) {
+                const unsigned m = (pc.modes[j] >> (2 * pos)) & 3u;
+                const block_operand& o = pos ? r.b[j] : r.a[j];
+                if (m == 2 || o.kind == operand_kind::same || o.kind == operand_kind::carried)
+                    continue;
+                if (o.kind != operand_kind::strided || o.stride <= 0) return plan;
+                if (plan.stride && plan.stride != o.stride) return plan;
+                plan.stride = o.stride;
+                plan.sites.push_back({j, pos, m, std::int64_t(o.first)});
+            }
+        if (plan.sites.empty() || plan.sites.size() > r.period) return plan;
+        std::int64_t lo = plan.sites[0].first, hi = lo;
+        for (const site& c : plan.sites) lo = std::min(lo, c.first), hi = std::max(hi, c.first);
+        if ((hi - lo) / plan.stride * 2 * std::int64_t(plan.sites.size()) > max_edge_targets)
+            return plan;
+        plan.ok = true;
+        return plan;
+    }
+
+    std::string reverse_columns(std::size_t L, const piece& pc, const column_plan& plan) const {
+        const run& r = *pc.r;
+        const std::int64_t n = pc.k1 - pc.k0, s = plan.stride;
+        writer w;
+        w.f("TG_NATIVE_LOOP rv_%zu(const double* __restrict V, double* __restrict AB, "
+            "double* __restrict AR) {\n",
+            L);
+        w.f("const double* const VR = V + %u;\n", r.start);
+        w.f("const double G = AR[%" PRId64 "];\n", (pc.k1 - 1) * r.period + plan.jc);
+        w.f("AR[%" PRId64 "] = G;\n", (pc.k0 - 1) * r.period + plan.jc);
+        w.f("double* const C = AR + %" PRId64 ";\n", pc.k0 * r.period);
+        w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
+        w.f("const double* const v = VR + k * %u;\n", r.period);
+        const std::vector<std::int64_t>& col = columns_[L];
+        auto own = [&](slot j) -> std::string {
+            if (col[j] >= 0) return "VR[" + std::to_string(col[j]) + " + k]";
+            return "v[" + std::to_string(j) + "]";
+        };
+        auto value = [&](const block_operand& o) -> std::string {
+            if (o.kind == operand_kind::same) return own(o.source);
+            if (o.kind == operand_kind::carried)
+                return "v[-" + std::to_string(r.period - o.source) + "]";
+            return strided("V", o);
+        };
+        // A target's contributions from its latest iteration come first: those with the
+        // smallest `first` of its residue class. When the first of them is a store, the
+        // first loop adds them up itself and stores the sum into the target (direct).
+        std::vector<std::int64_t> residues;
+        for (const site& c : plan.sites)
+            if (std::find(residues.begin(), residues.end(), c.first % s) == residues.end())
+                residues.push_back(c.first % s);
+        std::vector<bool> direct(plan.sites.size(), false);
+        std::vector<std::vector<std::size_t>> groups;  // per direct class, its sites
+        for (std::int64_t res : residues) {
+            std::int64_t lo = -1;
+            for (const site& c : plan.sites)
+                if (c.first % s == res) lo = lo < 0 ? c.first : std::min(lo, c.first);
+            std::vector<std::size_t> group;
+            for (std::size_t m = 0; m < plan.sites.size(); ++m)
+                if (plan.sites[m].first == lo) group.push_back(m);
+            if (plan.sites[group[0]].mode != 1) continue;
+            for (std::size_t m : group) direct[m] = true;
+            groups.push_back(group);
+        }
+        for (slot j = 0; j < r.period; ++j)
+            w.f(j == plan.jc ? "double g%u = G;\n" : "double g%u = 0.0;\n", j);
+        for (std::size_t m = 0; m < plan.sites.size(); ++m)
+            if (direct[m]) w.f("double q%zu;\n", m);
+        w.put("double ignored;\n");
+        auto site_of = [&](slot j, int pos) -> std::int64_t {
+            for (std::size_t m = 0; m < plan.sites.size(); ++m)
+                if (plan.sites[m].j == j && plan.sites[m].pos == pos) return std::int64_t(m);
+            return -1;
+        };
+        for (slot j = r.period; j-- > 0;) {
+            const op o = p_.op_[r.start + j];
+            unsigned fm[2];
+            std::string where[2];
+            for (int pos = 0; pos < 2; ++pos) {
+                const block_operand& b = pos ? r.b[j] : r.a[j];
+                fm[pos] = (pc.modes[j] >> (2 * pos)) & 3u;
+                const std::int64_t m = site_of(j, pos);
+                if (m >= 0 && direct[std::size_t(m)]) {
+                    fm[pos] = plan.sites[std::size_t(m)].mode == 1 ? 1 : 3;
+                    where[pos] = "&q" + std::to_string(m);
+                } else if (m >= 0) {
+                    fm[pos] = 3;
+                    where[pos] =
+                        "C + " + std::to_string(m * n) + " + (k - " + std::to_string(pc.k0) + ")";
+                } else if (b.kind == operand_kind::same) {
+                    where[pos] = "&g" + std::to_string(b.source);
+                } else {  // the recurrence's own (its adjoint is G), or dropped
+                    where[pos] = "&ignored";
+                }
+            }
+            // Values are read before the rule's zero-adjoint test: GCC vectorises a
+            // load it may make unconditional, not a masked load of an invariant.
+            const rule_reads rr = needs(slot(r.start + pc.k0 * r.period + j));
+            if (rr.x) w.f("const double x%u = %s;\n", j, value(r.a[j]).c_str());
+            if (rr.y) w.f("const double y%u = %s;\n", j, value(r.b[j]).c_str());
+            if (rr.out) w.f("const double o%u = %s;\n", j, own(j).c_str());
+            const std::string js = std::to_string(j);
+            w.f("rvp<K::%s, %u, %u>(%s, %s, %s, g%u, %s, %s);\n", name(o).c_str(), fm[0], fm[1],
+                rr.x ? ("x" + js).c_str() : "unread", rr.y ? ("y" + js).c_str() : "unread",
+                rr.out ? ("o" + js).c_str() : "unread", j, where[0].c_str(), where[1].c_str());
+        }
+        for (const std::vector<std::size_t>& group : groups) {
+            w.f("{\ndouble a = q%zu;\n", group[0]);
+            for (std::size_t q = 1; q < group.size(); ++q) w.f("a += q%zu;\n", group[q]);
+            w.f("AB[%" PRId64 " + k * %" PRId64 "] = a;\n}\n", plan.sites[group[0]].first, s);
+        }
+        w.put("(void)ignored;\n}\n");
+        // Each target slot first + k * s gets its contributions from the iterations
+        // downward, so from the columns of the smallest `first` up (ties: block order).
+        std::vector<std::size_t> order(plan.sites.size());
+        for (std::size_t m = 0; m < order.size(); ++m) order[m] = m;
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+            return plan.sites[x].first < plan.sites[y].first;
+        });
+        auto sum_into = [&](const std::string& target, const std::string& i, std::int64_t T) {
+            std::string t = "double a = " + target + ";\n";
+            bool any = false;
+            for (std::size_t m : order) {
+                const site& c = plan.sites[m];
+                if (direct[m] || (T - c.first) % s) continue;
+                const std::int64_t k = (T - c.first) / s;
+                if (k < pc.k0 || k >= pc.k1) continue;
+                const std::int64_t at = std::int64_t(m) * n + k - pc.k0;
+                t += std::string(c.mode == 1 ? "a = " : "a += ") + "C[" + std::to_string(at) + i +
+                     "];\n";
+                any = true;
+            }
+            return any ? "{\n" + t + target + " = a;\n}\n" : std::string();
+        };
+        for (std::int64_t res : residues) {
+            std::int64_t lo = -1, hi = -1;  // the firsts of this residue
+            bool left = false;              // contributions not added by the first loop
+            for (std::size_t m = 0; m < plan.sites.size(); ++m)
+                left = left || (plan.sites[m].first % s == res && !direct[m]);
+            if (!left) continue;
+            for (const site& c : plan.sites)
+                if (c.first % s == res) {
+                    lo = lo < 0 ? c.first : std::min(lo, c.first);
+                    hi = std::max(hi, c.first);
+                }
+            // targets hi + k0 s .. lo + (k1 - 1) s get a contribution from every column
+            const std::int64_t mid0 = hi + pc.k0 * s, mid1 = lo + (pc.k1 - 1) * s;
+            for (std::int64_t T = lo + pc.k0 * s; T <= hi + (pc.k1 - 1) * s; T += s) {
+                if (T >= mid0 && T <= mid1) continue;
+                w.put(sum_into("AB[" + std::to_string(T) + "]", "", T));
+            }
+            if (mid0 <= mid1) {
+                // in the loop, T stands for mid0 and i counts targets from there
+                w.f("for (std::int64_t i = 0; i < %" PRId64 "; ++i) {\n", (mid1 - mid0) / s + 1);
+                w.put(sum_into("AB[" + std::to_string(mid0) + " + i * " + std::to_string(s) + "]",
+                               " + i", mid0));
+                w.put("}\n");
+            }
+        }
+        w.put("}\n");
+        return w.s;
+    }
+
     // A loop's reverse, iterations downward, block ops newest first: AB the adjoints
     // before the run, AR the run's own (AR = A + start).
     std::string reverse_loop(std::size_t L, const piece& pc) const {
         const run& r = *pc.r;
+        if (const column_plan plan = plan_columns(pc); plan.ok) return reverse_columns(L, pc, plan);
         writer w;
         w.f("TG_NATIVE_LOOP rv_%zu(const double* __restrict V, double* __restrict AB, "
             "double* __restrict AR) {\n",
@@ -414,6 +698,15 @@ public:
         }
         w.put("}\n}\n");
         return w.s;
+    }
+
+    std::size_t sums_reassociated(const std::vector<piece>& pcs) const {
+        std::size_t n = 0;
+        slot jc;
+        int cpos;
+        for (std::size_t L = 0; L < pcs.size(); ++L)
+            n += pcs[L].r && reassociable(L, pcs[L], &jc, &cpos);
+        return n;
     }
 
     std::string loops(const std::vector<piece>& pcs) const {
@@ -491,6 +784,7 @@ private:
     program_view v_;
     consts_in_range is_const_;
     std::vector<std::uint32_t> uses_;  // per slot: operand references (outputs: ~0)
+    bool reassociate_;
     std::vector<bool> external_, internal_;            // observe()
     std::vector<std::vector<std::int64_t>> columns_;  // per piece: place_columns()
 };
@@ -503,16 +797,18 @@ void u32_array(writer& w, const char* name, const std::vector<slot>& xs) {
 
 }  // namespace
 
-std::string native_source(const program& p, codegen_stats* stats) {
+std::string native_source(const program& p, codegen_stats* stats, bool reassociate) {
     codegen_stats st;
-    generator g(p);
+    generator g(p, reassociate);
     const std::vector<run> runs = find_runs(p.view());
     const std::vector<piece> pcs = g.pieces(runs, st);
     g.observe(pcs);
+    st.sums_reassociated = g.sums_reassociated(pcs);
     const slot n_in = p.n_inputs, n_const = p.first_op() - p.n_inputs;
     writer w;
-    w.f("// Generated by tapegrad (F.compile()): %u inputs, %u constants, %u ops, %zu loops.\n",
-        n_in, n_const, p.n_slots() - p.first_op(), st.loops);
+    w.f("// Generated by tapegrad (F.compile()): %u inputs, %u constants, %u ops, %zu loops%s.\n",
+        n_in, n_const, p.n_slots() - p.first_op(), st.loops,
+        reassociate ? ", sums reassociated" : "");
     w.put(
         "#include \"tapegrad/native_rules.hpp\"\n"
         "namespace K = tapegrad::kernel;\n"

@@ -27,12 +27,17 @@ struct codegen_stats {
     std::size_t loops = 0;       // for loops emitted (per sweep)
     std::size_t looped_ops = 0;  // op slots run inside them
     std::size_t straight_ops = 0;
+    std::size_t sums_reassociated = 0;  // loops whose sum runs in partial sums
 };
 
 // FNV-1a over everything the sweeps read: inputs, ops, operands, constants' bits, outputs.
 std::uint64_t program_digest(const program& p);
 
-std::string native_source(const program& p, codegen_stats* stats = nullptr);
+// reassociate: a loop's sum recurrence (an add, or a sub's x, reading its own last value,
+// whose running values nobody reads) is added in partial sums (codegen.cpp); every other
+// value and every adjoint's order stay as above.
+std::string native_source(const program& p, codegen_stats* stats = nullptr,
+                          bool reassociate = false);
 
 // A library built from native_source(p), loaded; unloaded with the last reference.
 class native_code {

@@ -29,16 +29,21 @@ inline void fw(double* V, u32 i, u32 a, u32 b) {
 // adjoint). A nonlinear op with a zero adjoint skips its rule but still stores 0 where it
 // would have stored first. x, y, out: the values; g: the adjoint; da, db: where the
 // operands' adjoints live (the same place for x * x: dx goes first, as in the sweep).
+// 3: stored into a contribution column, to be added to the operand's adjoint later
+// (codegen.cpp); a skipped rule stores -0.0 there, which added changes no value
+// (x + -0.0 is x, for -0.0 too).
 template <class K, int FA, int FB>
 inline void rvp(double x, double y, double out, double g, double* da, double* db) {
     if (K::linear || g != 0.0) {
         if constexpr (FA == 0) *da += K::dx(x, y, out, g);
-        if constexpr (FA == 1) *da = K::dx(x, y, out, g);
+        if constexpr (FA == 1 || FA == 3) *da = K::dx(x, y, out, g);
         if constexpr (K::arity == 2 && FB == 0) *db += K::dy(x, y, out, g);
-        if constexpr (K::arity == 2 && FB == 1) *db = K::dy(x, y, out, g);
+        if constexpr (K::arity == 2 && (FB == 1 || FB == 3)) *db = K::dy(x, y, out, g);
     } else {
         if constexpr (FA == 1) *da = 0.0;
+        if constexpr (FA == 3) *da = -0.0;
         if constexpr (K::arity == 2 && FB == 1) *db = 0.0;
+        if constexpr (K::arity == 2 && FB == 3) *db = -0.0;
     }
 }
 

@@ -326,15 +326,16 @@ class Function:
         out = "scalar" if self._out_shape == () else "x".join(map(str, self._out_shape))
         native = ""
         if self._native is not None:
+            sums = ", sums reassociated" if self._native.reassociate else ""
             native = (f"; native: one point's value, grad, value_and_grad, jacobian "
-                      f"({self._native.loops} loops); interpreted: batches, jvp, vjp, hvp, "
+                      f"({self._native.loops} loops{sums}); interpreted: batches, jvp, vjp, hvp, "
                       "hessian, sparse, retraced branches")
         return (f"<tapegrad.Function {name}({args}) -> {out}: {self.n_nodes} nodes, "
                 f"{self.n_ops} ops, {self.n_guards} guards{native}>")
 
     # -- native code --------------------------------------------------------------------
 
-    def compile(self, *, fallback: bool = False) -> Function:
+    def compile(self, *, fallback: bool = False, reassociate: bool = False) -> Function:
         """A new Function whose one-point calls run native code generated for this
         program; this Function is left as it is (like ``jax.jit(f)`` or
         ``torch.compile(f)``, which return a compiled callable).
@@ -355,18 +356,41 @@ class Function:
         default) or warn (``tg.CompileWarning``) and return this Function, interpreted
         (True). See ``native`` for what was built.
 
+        ``reassociate=True`` (a library of its own in the cache) lets a loop add up a sum
+        in another order: a running sum ``s = s + t`` (or ``s - t``) over a loop's n
+        iterations whose running values nothing reads is added as 8 partial sums (term i
+        into sum i mod 8, the first starting from the value carried in), combined
+        pairwise: ``((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))``. Each term then
+        goes through at most ceil(n/8) + 3 roundings instead of up to n, so the sum's
+        error is at most ``gamma(ceil(n/8) + 3) * sum(|t|)`` with ``gamma(m) = m*u/(1 -
+        m*u)``, ``u = 2**-53`` (one more rounding for each term added outside the loop,
+        such as its first iteration), against ``gamma(n)`` in order. The order is fixed
+        by n, so results are deterministic and the same on every CPU; but they are not
+        the interpreter's bit for bit, since a sum's last bits (and whatever is computed
+        from it) depend on the order. Nothing else changes: every other op, and every
+        adjoint's contributions, are as without it. A sum's adjoint is the same in every
+        iteration, so the gradient changes only through values computed from the sum.
+        ``G.compile(...)`` on a compiled ``G`` returns ``G`` with the same
+        ``reassociate``, and raises ValueError with the other one.
+
         Examples:
             >>> import numpy as np, tapegrad as tg
             >>> F = tg.trace(lambda v: (v[1:] - v[:-1] ** 2).sum(), np.zeros(5))
             >>> G = F.compile()
             >>> bool(np.array_equal(G.grad(np.arange(5.0)), F.grad(np.arange(5.0))))
             True
+            >>> F.compile(reassociate=True).native.reassociate
+            True
         """
         if self._native is not None:
-            return self
+            if self._native.reassociate == reassociate:
+                return self
+            raise ValueError(f"compile(reassociate={reassociate}): this Function is compiled "
+                             f"with reassociate={self._native.reassociate}; compile the "
+                             "interpreted Function it came from")
         from . import native as _native
         try:
-            program, info = _native.build(self._programs[0])
+            program, info = _native.build(self._programs[0], reassociate=reassociate)
         except _native.CompileError as err:
             if not fallback:
                 raise
@@ -1005,7 +1029,9 @@ class Function:
                  self._retrace, self._cse, fn)
         # A compiled Function pickles its program and compiles again when loaded (from
         # the cache if the library is there); native code does not travel.
-        return (_restore_compiled if self._native is not None else _restore, (state,))
+        if self._native is None:
+            return (_restore, (state,))
+        return (_restore_compiled, (state, True) if self._native.reassociate else (state,))
 
 
 def _restore(state: tuple) -> Function:
@@ -1025,10 +1051,10 @@ def _restore(state: tuple) -> Function:
     return Function(fn, programs, arg_shapes, out_shape, bool(retrace), bool(cse))
 
 
-def _restore_compiled(state: tuple) -> Function:
-    """A compiled Function, unpickled: compiled again, or interpreted with a
-    CompileWarning where no compiler works."""
-    return _restore(state).compile(fallback=True)
+def _restore_compiled(state: tuple, reassociate: bool = False) -> Function:
+    """A compiled Function, unpickled: compiled again (as it was: reassociating sums or
+    not), or interpreted with a CompileWarning where no compiler works."""
+    return _restore(state).compile(fallback=True, reassociate=bool(reassociate))
 
 
 def trace(fn: Callable, *example_args: Any, retrace: bool = False, cse: bool = True) -> Function:

@@ -33,7 +33,26 @@ from typing import Any
 
 from . import _core
 
-FLAGS = ("-std=c++17", "-O2", "-fno-fast-math", "-ffp-contract=off", "-fPIC", "-shared")
+# -fno-trapping-math changes no value (nothing here reads the FP exception flags); it lets
+# GCC vectorise a loop whose rules skip a zero adjoint (a select instead of a branch).
+FLAGS = ("-std=c++17", "-O2", "-fno-fast-math", "-ffp-contract=off", "-fno-trapping-math",
+         "-fPIC", "-shared")
+
+
+# GCC at -O2 vectorises only loops it need not version or give an epilogue, and does not
+# unswitch a loop on a loop-invariant adjoint (a sum's: codegen.cpp's contribution
+# columns); neither option changes a value.
+GCC_FLAGS = ("-fvect-cost-model=dynamic", "-funswitch-loops")
+
+
+def flags(gcc: bool = True) -> tuple[str, ...]:
+    """FLAGS (with GCC_FLAGS for GCC), and the vector instructions of this CPU's lanes
+    (``_core.lanes()``): -mavx2 where it has AVX2. Never -mfma: a contraction would round
+    once where the interpreter rounds twice. The generated code calls no vectorised libm,
+    so its values are the same with or without; the flags are in the cache key, so a cache
+    shared with a machine without AVX2 never hands it AVX2 code."""
+    return (FLAGS + (GCC_FLAGS if gcc else ()) +
+            (("-mavx2",) if _core.lanes() == "avx2" else ()))
 # What the generated source includes (native_rules.hpp and what it includes in turn).
 HEADERS = ("native_rules.hpp", "ops.hpp", "ops.def", "ops_math.def", "special.hpp")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -86,6 +105,8 @@ class NativeCode:
     straight_ops: int
     seconds: float
     cached: bool
+    reassociate: bool = False  # compile(reassociate=True): loops' sums in partial sums
+    sums_reassociated: int = 0
 
 
 def include_dir() -> str:
@@ -147,7 +168,7 @@ def _key(source: str, cmd: list[str], exe: str, inc: str) -> str:
     st = os.stat(exe)
     h = hashlib.sha256()
     for part in (source, " ".join(cmd), exe, str(st.st_size), str(st.st_mtime_ns),
-                 " ".join(FLAGS), _HEADER_DIGEST[inc]):
+                 " ".join(flags(_is_gcc(cmd, exe))), _HEADER_DIGEST[inc]):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:40]
@@ -184,10 +205,10 @@ def _precompiled_headers(cmd: list[str], exe: str, inc: str, directory: str) -> 
     try:
         gch = os.path.join(tmp, "tapegrad", "native_rules.hpp.gch")
         os.makedirs(os.path.dirname(gch))
-        flags = [f for f in FLAGS if f != "-shared"]
+        pch_flags = [f for f in flags(True) if f != "-shared"]
         header = os.path.join(inc, "tapegrad", "native_rules.hpp")
-        done = subprocess.run([*cmd, *flags, "-x", "c++-header", "-I", inc, header, "-o", gch],
-                              capture_output=True, text=True)
+        done = subprocess.run([*cmd, *pch_flags, "-x", "c++-header", "-I", inc, header, "-o",
+                               gch], capture_output=True, text=True)
         if done.returncode != 0 or not os.path.isfile(gch):
             return None
         try:
@@ -201,8 +222,9 @@ def _precompiled_headers(cmd: list[str], exe: str, inc: str, directory: str) -> 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build(program: Any) -> tuple[Any, NativeCode]:
-    """A Program running native code for ``program``, and what was built (or found in the
+def build(program: Any, reassociate: bool = False) -> tuple[Any, NativeCode]:
+    """A Program running native code for ``program`` (``reassociate``: loops' sums added
+    in partial sums, see ``Function.compile``), and what was built (or found in the
     cache). Raises CompileError when no compiler is found or the build fails."""
     t0 = time.perf_counter()
     cmd = compiler()
@@ -212,7 +234,7 @@ def build(program: Any) -> tuple[Any, NativeCode]:
                            "F.compile(fallback=True) to run the interpreter instead")
     exe = _executable(cmd)
     inc = include_dir()
-    source, stats = _core.native_source(program)
+    source, stats = _core.native_source(program, reassociate)
     key = _key(source, cmd, exe, inc)
     directory = cache_dir()
     os.makedirs(directory, exist_ok=True)
@@ -227,24 +249,26 @@ def build(program: Any) -> tuple[Any, NativeCode]:
             cached = False
     if not cached:
         pch = _precompiled_headers(cmd, exe, inc, directory)
-        _compile(cmd, [pch, inc] if pch else [inc], source, source_path, library)
+        _compile(cmd, flags(_is_gcc(cmd, exe)), [pch, inc] if pch else [inc], source,
+                 source_path, library)
         try:
             native = _core.with_native(program, library)
         except (RuntimeError, ValueError) as err:
             raise CompileError(f"F.compile(): built {library} but cannot load it: {err}") from err
     info = NativeCode(library, source_path, stats["loops"], stats["looped_ops"],
-                      stats["straight_ops"], time.perf_counter() - t0, cached)
+                      stats["straight_ops"], time.perf_counter() - t0, cached,
+                      reassociate, stats["sums_reassociated"])
     return native, info
 
 
-def _compile(cmd: list[str], includes: list[str], source: str, source_path: str,
-             library: str) -> None:
+def _compile(cmd: list[str], fl: tuple[str, ...], includes: list[str], source: str,
+             source_path: str, library: str) -> None:
     directory = os.path.dirname(library)
     fd, tmp_src = tempfile.mkstemp(suffix=".cpp", dir=directory, prefix=".tg_")
     with os.fdopen(fd, "w") as f:
         f.write(source)
     tmp_lib = tmp_src[:-4] + os.path.splitext(library)[1]
-    args = [*cmd, *FLAGS, *(a for d in includes for a in ("-I", d)), tmp_src, "-o", tmp_lib]
+    args = [*cmd, *fl, *(a for d in includes for a in ("-I", d)), tmp_src, "-o", tmp_lib]
     try:
         try:
             done = subprocess.run(args, capture_output=True, text=True)
