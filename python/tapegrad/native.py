@@ -15,7 +15,8 @@ Where things live:
 - the cache: ``$TAPEGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tapegrad``, else
   ``~/.cache/tapegrad``; a library is ``tg_<hash>.so`` next to its source ``tg_<hash>.cpp``,
   the hash over the source, the compiler (its resolved path, size and mtime), the flags
-  and the headers the source includes. Delete the directory to clear it. With GCC it also
+  and the headers the source includes; the batch library is ``tgb_<hash>.so`` (or
+  ``tgb_<hash>.txt``, why there is none). Delete the directory to clear it. With GCC it also
   holds ``pch_<hash>/``, those headers precompiled (built by the first compile).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -34,6 +36,16 @@ from typing import Any
 from . import _core
 
 FLAGS = ("-std=c++17", "-O2", "-fno-fast-math", "-ffp-contract=off", "-fPIC", "-shared")
+# The batch code's: the lanes' own (CMakeLists.txt), plus -mavx2 where the lanes run AVX2,
+# so the loop takes the SIMD forms of the lanes' math calls. A sin and a cos of one value
+# would become one sincos call, which does not vectorise (hence no sin or cos builtins),
+# and code sinking moves calls into the branches of the reverse's selects, which then do
+# not vectorise either. GCC reports each loop it vectorised (-fopt-info-vec-optimized).
+BATCH_FLAGS = ("-std=c++17", "-O3", "-fno-fast-math", "-ffp-contract=off", "-fno-math-errno",
+               "-fno-trapping-math", "-fopenmp-simd", "-fno-builtin-sin", "-fno-builtin-cos",
+               "-fno-tree-sink", "-fPIC", "-shared", "-fopt-info-vec-optimized")
+# Bytes per vector of the lanes' loops, per lane set.
+_VECTOR_BYTES = {"avx2": 32, "baseline": 16}
 # What the generated source includes (native_rules.hpp and what it includes in turn).
 HEADERS = ("native_rules.hpp", "ops.hpp", "ops.def", "ops_math.def", "special.hpp")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -86,6 +98,9 @@ class NativeCode:
     straight_ops: int
     seconds: float
     cached: bool
+    # The batch library (plain batched values and gradients), or None and why not.
+    batch_library: str | None = None
+    batch_note: str = ""
 
 
 def include_dir() -> str:
@@ -137,7 +152,8 @@ def _executable(cmd: list[str]) -> str:
 _HEADER_DIGEST: dict[str, str] = {}
 
 
-def _key(source: str, cmd: list[str], exe: str, inc: str) -> str:
+def _key(source: str, cmd: list[str], exe: str, inc: str,
+         flags: tuple[str, ...] = FLAGS) -> str:
     if inc not in _HEADER_DIGEST:
         h = hashlib.sha256()
         for name in HEADERS:
@@ -147,7 +163,7 @@ def _key(source: str, cmd: list[str], exe: str, inc: str) -> str:
     st = os.stat(exe)
     h = hashlib.sha256()
     for part in (source, " ".join(cmd), exe, str(st.st_size), str(st.st_mtime_ns),
-                 " ".join(FLAGS), _HEADER_DIGEST[inc]):
+                 " ".join(flags), _HEADER_DIGEST[inc]):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:40]
@@ -220,31 +236,87 @@ def build(program: Any) -> tuple[Any, NativeCode]:
     library = os.path.join(directory, f"tg_{key}{suffix}")
     source_path = os.path.join(directory, f"tg_{key}.cpp")
     cached = os.path.isfile(library)
+    batch, note, batch_cached = _batch_library(program, cmd, exe, inc, directory, suffix)
     if cached:
         try:
-            native = _core.with_native(program, library)
+            _core.with_native(program, library)
         except (RuntimeError, ValueError):  # a damaged or foreign file: build it again
             cached = False
     if not cached:
         pch = _precompiled_headers(cmd, exe, inc, directory)
         _compile(cmd, [pch, inc] if pch else [inc], source, source_path, library)
         try:
-            native = _core.with_native(program, library)
+            _core.with_native(program, library)
         except (RuntimeError, ValueError) as err:
             raise CompileError(f"F.compile(): built {library} but cannot load it: {err}") from err
+    try:
+        native = _core.with_native(program, library, batch)
+    except (RuntimeError, ValueError) as err:
+        if batch is None or not batch_cached:
+            raise CompileError(f"F.compile(): built {batch} but cannot load it: {err}") from err
+        os.remove(batch)  # a damaged or foreign file: build it again
+        batch, note, batch_cached = _batch_library(program, cmd, exe, inc, directory, suffix)
+        try:
+            native = _core.with_native(program, library, batch)
+        except (RuntimeError, ValueError) as err2:
+            raise CompileError(f"F.compile(): built {batch} but cannot load it: {err2}") from err2
     info = NativeCode(library, source_path, stats["loops"], stats["looped_ops"],
-                      stats["straight_ops"], time.perf_counter() - t0, cached)
+                      stats["straight_ops"], time.perf_counter() - t0, cached and batch_cached,
+                      batch, note)
     return native, info
 
 
+def _batch_library(program: Any, cmd: list[str], exe: str, inc: str, directory: str,
+                   suffix: str) -> tuple[str | None, str, bool]:
+    """The batch library for ``program`` (built, or found in the cache) or None and why
+    not, and whether no compiler ran. A library is kept only where GCC reported every loop
+    of it vectorised with the lanes' vector width: a loop it did not vectorise would call
+    scalar libm where the lanes call SIMD forms, so the bits could differ."""
+    isa = _core.lanes()
+    if isa not in _VECTOR_BYTES:
+        return None, f"no batch code for lanes {isa!r}", True
+    if sys.platform == "win32" or not _is_gcc(cmd, exe):
+        return None, "batch code needs GCC (its vector function ABI and reports)", True
+    source, why = _core.native_batch_source(program, isa)
+    if source is None:
+        return None, why, True
+    flags = BATCH_FLAGS + (("-mavx2",) if isa == "avx2" else ())
+    key = _key(source, cmd, exe, inc, flags)
+    library = os.path.join(directory, f"tgb_{key}{suffix}")
+    refused = os.path.join(directory, f"tgb_{key}.txt")
+    if os.path.isfile(library):
+        return library, "", True
+    if os.path.isfile(refused):
+        with open(refused, encoding="utf-8") as f:
+            return None, f.read().strip(), True
+    report = _compile(cmd, [inc], source, os.path.join(directory, f"tgb_{key}.cpp"), library,
+                      flags)
+    lines = source.splitlines()
+    starts = [k + 1 for k, line in enumerate(lines) if "// tg simd loop" in line]
+    done = [(int(m.group(1)), int(m.group(2))) for m in
+            re.finditer(r":(\d+):\d+: optimized: loop vectorized using (\d+) byte vectors", report)]
+    ends = starts[1:] + [len(lines) + 1]
+    missed = [a for a, b in zip(starts, ends)
+              if not any(a <= line < b and width == _VECTOR_BYTES[isa] for line, width in done)]
+    if missed:
+        note = (f"the compiler did not vectorise the batch loop ({len(missed)} of "
+                f"{len(starts)}), so its math would not be the lanes'")
+        os.remove(library)
+        with open(refused, "w", encoding="utf-8") as f:
+            f.write(note + "\n")
+        return None, note, False
+    return library, "", False
+
+
 def _compile(cmd: list[str], includes: list[str], source: str, source_path: str,
-             library: str) -> None:
+             library: str, flags: tuple[str, ...] = FLAGS) -> str:
+    """Build library from source (kept at source_path); the compiler's messages."""
     directory = os.path.dirname(library)
     fd, tmp_src = tempfile.mkstemp(suffix=".cpp", dir=directory, prefix=".tg_")
     with os.fdopen(fd, "w") as f:
         f.write(source)
     tmp_lib = tmp_src[:-4] + os.path.splitext(library)[1]
-    args = [*cmd, *FLAGS, *(a for d in includes for a in ("-I", d)), tmp_src, "-o", tmp_lib]
+    args = [*cmd, *flags, *(a for d in includes for a in ("-I", d)), tmp_src, "-o", tmp_lib]
     try:
         try:
             done = subprocess.run(args, capture_output=True, text=True)
@@ -256,6 +328,7 @@ def _compile(cmd: list[str], includes: list[str], source: str, source_path: str,
                                f"  {shlex.join(args)}\n{tail}")
         os.replace(tmp_lib, library)  # atomic: a concurrent build writes the same bytes
         os.replace(tmp_src, source_path)
+        return done.stderr + done.stdout
     finally:
         for p in (tmp_src, tmp_lib):
             if os.path.exists(p):
