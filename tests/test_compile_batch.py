@@ -87,10 +87,13 @@ def op_points(names, n_points, seed):
 
 
 def every_op(names):
-    """The ops each on their own inputs: a vector function of them all, and a scalar one
-    (their weighted sum: weight 0 gives an op a zero adjoint, so 0 * inf must stay out)."""
+    """The ops each on their own inputs: a vector function of them all, and a scalar one:
+    a weighted sum of them, twice over (each input has two users). Weight 0 gives an op a
+    zero adjoint, so its rule is skipped (0 * inf must stay out), both where it would store
+    its input's first contribution and where it would add to one."""
     arity = dict(tg.ops())
     weights = [(0.0, 1.0, -2.5)[k % 3] for k in range(len(names))]
+    again = [(1.0, 0.0, 0.5)[k % 3] for k in range(len(names))]
 
     def outs(x):
         out, at = [], 0
@@ -101,8 +104,8 @@ def every_op(names):
 
     def total(x):
         s = 0.0
-        for w, o in zip(weights, outs(x)):
-            s = s + w * o
+        for w, u, o, p in zip(weights, again, outs(x), outs(x)):
+            s = s + w * o + u * p
         return s
     n = sum(arity[name] for name in names)
     return (tg.trace(outs, np.zeros(n), cse=False), tg.trace(total, np.zeros(n), cse=False))
