@@ -1085,8 +1085,8 @@ void register_function(py::module_& m) {
         .def(py::pickle(
             [](const Program& P) { return program_state(*P.p); },
             [](py::tuple st) {
-                return std::make_shared<Program>(
-                    Program{std::make_shared<const program>(program_from_state(st)), {}, {}, {}, {}});
+                return std::make_shared<Program>(Program{
+                    std::make_shared<const program>(program_from_state(st)), {}, {}, {}, {}});
             }));
 
     m.def(

@@ -48,7 +48,8 @@ std::string comparison(cmp c, slot x, slot y) {
         case cmp::ge: return a + " >= " + b;
         case cmp::eq: return a + " == " + b;
         case cmp::ne: return a + " != " + b;
-        case cmp::same: return a + " == " + b + " || (" + a + " != " + a + " && " + b + " != " + b + ")";
+        case cmp::same:
+            return a + " == " + b + " || (" + a + " != " + a + " && " + b + " != " + b + ")";
     }
     return "false";
 }
@@ -136,8 +137,7 @@ std::string native_batch_source(const program& p, const std::string& isa, std::s
         w.s += "#include <immintrin.h>\nextern \"C\" {\n";
         for (const auto& f : vm)
             w.f("__attribute__((simd(\"notinbranch\"), const, nothrow, leaf)) double %s(%s);\n",
-                f.name,
-                f.arity == 1 ? "double" : "double, double");
+                f.name, f.arity == 1 ? "double" : "double, double");
         w.s += "}\nnamespace { const void* tg_vm[" + std::to_string(2 * vm.size()) + "]; }\n";
         w.s +=
             "#define TG_HIDDEN extern \"C\" __attribute__((visibility(\"hidden\")))\n"
@@ -165,8 +165,9 @@ std::string native_batch_source(const program& p, const std::string& isa, std::s
             "std::memcpy(tg_vm, table, sizeof tg_vm);\nreturn 1;\n}\n",
             2 * vm.size());
     } else {
-        w.s += "TG_BATCH_EXPORT int tg_batch_init(const void* const*, std::size_t n) "
-               "{ return n == 0; }\n";
+        w.s +=
+            "TG_BATCH_EXPORT int tg_batch_init(const void* const*, std::size_t n) "
+            "{ return n == 0; }\n";
     }
     // The constants' bits in a table the compiler cannot read at compile time (an
     // exported variable may be interposed): it would fold, say, pow(x, 2.0) into x * x,
@@ -185,8 +186,7 @@ std::string native_batch_source(const program& p, const std::string& isa, std::s
         "double d;\nstd::memcpy(&d, &b, sizeof d);\nreturn d;\n}\n";
     auto prologue = [&](bool grad) {
         for (slot i = 0; i < n_in; ++i) w.f("const double* __restrict x%u = x[%u];\n", i, i);
-        for (std::size_t k = 0; k < n_out; ++k)
-            w.f("double* __restrict out%zu = y[%zu];\n", k, k);
+        for (std::size_t k = 0; k < n_out; ++k) w.f("double* __restrict out%zu = y[%zu];\n", k, k);
         if (grad)
             for (slot i = 0; i < n_in; ++i) w.f("double* __restrict g%u = g[%u];\n", i, i);
         if (!p.guards_.empty())

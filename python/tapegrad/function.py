@@ -355,7 +355,7 @@ class Function:
         ``threads=``): the batch code runs each point's forward and reverse in one SIMD
         loop over the points, with the lanes' vector math, so its results are the
         interpreted batch's bit for bit. A program gets no batch code, and its batches
-        stay interpreted, when it has more than 3000 ops, when the compiler is not GCC,
+        stay interpreted, when it has more than 1000 ops, when the compiler is not GCC,
         or when GCC does not vectorise the loop (ops such as ``lgamma`` or ``fmod``);
         ``repr(F)`` and ``native.batch_note`` say why. Interpreted (as before): ``jvp``,
         ``vjp``, ``hvp``, ``hessian``, sparse derivatives, a batch of one point, and

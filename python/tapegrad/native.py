@@ -21,6 +21,7 @@ Where things live:
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
@@ -39,11 +40,13 @@ FLAGS = ("-std=c++17", "-O2", "-fno-fast-math", "-ffp-contract=off", "-fPIC", "-
 # The batch code's: the lanes' own (CMakeLists.txt), plus -mavx2 where the lanes run AVX2,
 # so the loop takes the SIMD forms of the lanes' math calls. A sin and a cos of one value
 # would become one sincos call, which does not vectorise (hence no sin or cos builtins),
-# and code sinking moves calls into the branches of the reverse's selects, which then do
-# not vectorise either. GCC reports each loop it vectorised (-fopt-info-vec-optimized).
+# and code sinking (moving calls into the branches of the reverse's selects) and jump
+# threading (duplicating those branches) leave control flow the vectoriser cannot take
+# either. GCC reports each loop it vectorised (-fopt-info-vec-optimized).
 BATCH_FLAGS = ("-std=c++17", "-O3", "-fno-fast-math", "-ffp-contract=off", "-fno-math-errno",
                "-fno-trapping-math", "-fopenmp-simd", "-fno-builtin-sin", "-fno-builtin-cos",
-               "-fno-tree-sink", "-fPIC", "-shared", "-fopt-info-vec-optimized")
+               "-fno-tree-sink", "-fno-thread-jumps", "-fPIC", "-shared",
+               "-fopt-info-vec-optimized")
 # Bytes per vector of the lanes' loops, per lane set.
 _VECTOR_BYTES = {"avx2": 32, "baseline": 16}
 # What the generated source includes (native_rules.hpp and what it includes in turn).
@@ -236,19 +239,13 @@ def build(program: Any) -> tuple[Any, NativeCode]:
     library = os.path.join(directory, f"tg_{key}{suffix}")
     source_path = os.path.join(directory, f"tg_{key}.cpp")
     cached = os.path.isfile(library)
-    batch, note, batch_cached = _batch_library(program, cmd, exe, inc, directory, suffix)
-    if cached:
-        try:
-            _core.with_native(program, library)
-        except (RuntimeError, ValueError):  # a damaged or foreign file: build it again
-            cached = False
-    if not cached:
-        pch = _precompiled_headers(cmd, exe, inc, directory)
-        _compile(cmd, [pch, inc] if pch else [inc], source, source_path, library)
-        try:
-            _core.with_native(program, library)
-        except (RuntimeError, ValueError) as err:
-            raise CompileError(f"F.compile(): built {library} but cannot load it: {err}") from err
+    # The batch library builds on another thread meanwhile (the compiler runs outside the
+    # GIL), so the two compiles overlap where there are two cores.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_batch_library, program, cmd, exe, inc, directory, suffix)
+        cached = _one_point_library(program, cmd, exe, inc, directory, source, source_path,
+                                    library, cached)
+        batch, note, batch_cached = pending.result()
     try:
         native = _core.with_native(program, library, batch)
     except (RuntimeError, ValueError) as err:
@@ -264,6 +261,24 @@ def build(program: Any) -> tuple[Any, NativeCode]:
                       stats["straight_ops"], time.perf_counter() - t0, cached and batch_cached,
                       batch, note)
     return native, info
+
+
+def _one_point_library(program: Any, cmd: list[str], exe: str, inc: str, directory: str,
+                       source: str, source_path: str, library: str, cached: bool) -> bool:
+    """Build the one-point library unless the cache holds a good one; whether it did."""
+    if cached:
+        try:
+            _core.with_native(program, library)
+            return True
+        except (RuntimeError, ValueError):  # a damaged or foreign file: build it again
+            pass
+    pch = _precompiled_headers(cmd, exe, inc, directory)
+    _compile(cmd, [pch, inc] if pch else [inc], source, source_path, library)
+    try:
+        _core.with_native(program, library)
+    except (RuntimeError, ValueError) as err:
+        raise CompileError(f"F.compile(): built {library} but cannot load it: {err}") from err
+    return False
 
 
 def _batch_library(program: Any, cmd: list[str], exe: str, inc: str, directory: str,
@@ -289,8 +304,11 @@ def _batch_library(program: Any, cmd: list[str], exe: str, inc: str, directory: 
     if os.path.isfile(refused):
         with open(refused, encoding="utf-8") as f:
             return None, f.read().strip(), True
-    report = _compile(cmd, [inc], source, os.path.join(directory, f"tgb_{key}.cpp"), library,
-                      flags)
+    try:
+        report = _compile(cmd, [inc], source, os.path.join(directory, f"tgb_{key}.cpp"),
+                          library, flags)
+    except CompileError as err:  # the one-point code may still build: batches interpreted
+        return None, "the batch code did not build: " + str(err).splitlines()[-1].strip(), False
     lines = source.splitlines()
     starts = [k + 1 for k, line in enumerate(lines) if "// tg simd loop" in line]
     done = [(int(m.group(1)), int(m.group(2))) for m in
