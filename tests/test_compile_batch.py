@@ -243,3 +243,22 @@ def test_batches_run_the_library():
         same(g[0], F.grad(X, Y, Z)[0] + 1.0, "value_and_grad gradient")
         same(H.grad(X, Y, Z, threads=threads)[1], F.grad(X, Y, Z)[1], "grad")
     assert float(H(0.1, 0.2, 0.3)) == float(F(0.1, 0.2, 0.3))
+
+
+def test_compositions_the_compiler_could_rewrite():
+    # in one loop GCC sees f(-u) and -f(u) whole (an odd f, an even f) where the lanes
+    # run each op on values from memory; a rewrite would show where f is not exactly odd
+    unary = [name for name, arity in tg.ops() if arity == 1 and name not in NOT_VECTORISED]
+
+    def f(x):
+        s = 0.0
+        for k, name in enumerate(unary):
+            op, u = getattr(tg, name), x[k % 4]
+            s = s + op(-u) + (-op(u)) * 0.5 + op(0.0 - u) * 0.25
+        return s
+    F = tg.trace(f, np.zeros(4), cse=False)
+    G = compiled(F, _core.lanes() == "avx2" or None)
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.uniform(-3, 3, (40, 4)), rng.uniform(-0.99, 0.99, (40, 4)),
+                        rng.uniform(1, 50, (40, 4))])
+    agree(F, G, X)
