@@ -156,7 +156,7 @@ _HEADER_DIGEST: dict[str, str] = {}
 
 
 def _key(source: str, cmd: list[str], exe: str, inc: str,
-         flags: tuple[str, ...] = FLAGS) -> str:
+         compile_flags: tuple[str, ...] = FLAGS) -> str:
     if inc not in _HEADER_DIGEST:
         h = hashlib.sha256()
         for name in HEADERS:
@@ -166,7 +166,7 @@ def _key(source: str, cmd: list[str], exe: str, inc: str,
     st = os.stat(exe)
     h = hashlib.sha256()
     for part in (source, " ".join(cmd), exe, str(st.st_size), str(st.st_mtime_ns),
-                 " ".join(flags), _HEADER_DIGEST[inc]):
+                 " ".join(compile_flags), _HEADER_DIGEST[inc]):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:40]
