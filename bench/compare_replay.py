@@ -57,6 +57,7 @@ SIZES = {  # the workloads' sizes, and per mode: samples per row, warm-ups, seco
 MLP_POINTWISE = "tapegrad per-point program batched over 100 points, 1 thread"
 MLP_NATIVE = "tapegrad F.compile(), value_and_grad"
 MLP_JAX = "JAX jit(value_and_grad)"
+F3_NATIVE = "tapegrad F.compile(), F.grad, threads=1"
 
 
 def compile_cold(F):
@@ -217,6 +218,21 @@ def setup_f3(n: int, peers: dict, ctx: Context, wl: str, with_peers: bool = True
         cases[label] = Case(lambda threads=threads: t.grad(X, Y, Z, threads))
     if not with_peers:
         return cases
+    import tapegrad.native
+
+    if tapegrad.native.compiler() is None:
+        ctx.note("F3 / F.compile(): no C++ compiler found (not timed)")
+    else:
+        try:
+            G, compile_s = compile_cold(t.F)
+            ctx.setup.append([f"F3, {n} points", "tapegrad F.compile()",
+                              "C++ generation + compile (empty cache)", human(compile_s),
+                              "batch code" if G.native.batch_library else
+                              f"no batch code: {G.native.batch_note}"])
+            ctx.check(wl, F3_NATIVE, list(zip(G.grad(X, Y, Z, threads=1), ref)))
+            cases[F3_NATIVE] = Case(lambda: G.grad(X, Y, Z, threads=1))
+        except Exception as err:
+            ctx.note(f"F3 / F.compile(): {type(err).__name__}: {err}")
     if "jax" in peers:
         try:
             j = R.JaxF3(n)
@@ -418,6 +434,14 @@ def run(mode: str, opts, rep: H.Report) -> None:
                          f"{fmt(med(tgc.wall) / f3_n * 1e9)} ns/point",
                          f"JAX {fmt(med(jaxc.wall) / f3_n * 1e9)} ns/point",
                          f"{fmt(r)}× ({paired(tgc.wall, jaxc.wall)})", met(r <= F3_AIM), "—"])
+            nc = f3_cases.get(F3_NATIVE)
+            if nc:
+                r = med(nc.wall) / med(jaxc.wall)
+                rows.append([f"{label}, compiled (F.compile())",
+                             f"≤ {F3_AIM}× JAX jit(vmap(grad)) with 1 thread",
+                             f"{fmt(med(nc.wall) / f3_n * 1e9)} ns/point",
+                             f"JAX {fmt(med(jaxc.wall) / f3_n * 1e9)} ns/point",
+                             f"{fmt(r)}× ({paired(nc.wall, jaxc.wall)})", met(r <= F3_AIM), "—"])
     # Both of tapegrad's replays of the step count: the whole loss as one program, and one
     # point's program over the 100 points in SIMD lanes (tg.nn.compile_pointwise_loss).
     for label, mc in (("whole-loss program", mlp_cases.get("tapegrad F.value_and_grad")),

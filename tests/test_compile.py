@@ -537,7 +537,7 @@ def test_repr_says_what_is_native():
     F = tg.trace(rosenbrock, np.zeros(20))
     G = compiled(F)
     assert "native" not in repr(F)
-    assert "native: one point's value, grad" in repr(G) and "interpreted: batches" in repr(G)
+    assert "native: one point's value, grad" in repr(G) and "interpreted: jvp" in repr(G)
     assert G.compile() is G
 
 

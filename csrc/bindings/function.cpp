@@ -449,6 +449,7 @@ py::object call_batch(const Program& P, const py::tuple& args, int mode, int thr
         }
     }
     program::batch_io io;
+    io.native = P.native_block();
     io.in_base.reserve(p.n_inputs);
     io.in_stride.reserve(p.n_inputs);
     io.out_base.reserve(p.outputs_.size());
@@ -798,6 +799,7 @@ py::object batch(const Program& P, py::list args, py::array out, py::object grad
     const std::size_t n = std::size_t(out.ndim() == 2 ? out.shape(0) : 0);
     const std::size_t n_out = p.outputs_.size();
     program::batch_io io;
+    io.native = P.native_block();
     describe_columns(args, n, p.n_inputs, "argument", io.in_base, io.in_stride);
     describe_outputs(out, n, n_out, "out", io.out_base, io.out_stride);
     auto per_input = [&](py::object arrays, const char* what, std::vector<double*>& base,
@@ -1126,8 +1128,8 @@ void register_function(py::module_& m) {
         .def(py::pickle(
             [](const Program& P) { return program_state(*P.p); },
             [](py::tuple st) {
-                return std::make_shared<Program>(
-                    Program{std::make_shared<const program>(program_from_state(st)), {}, {}, {}});
+                return std::make_shared<Program>(Program{
+                    std::make_shared<const program>(program_from_state(st)), {}, {}, {}, {}});
             }));
 
     m.def(
@@ -1161,6 +1163,7 @@ void register_function(py::module_& m) {
                     }
             return std::make_shared<Program>(
                 Program{std::make_shared<const program>(compile(t->nodes, in, out, guards, cse)),
+                        {},
                         {},
                         {},
                         {}});

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tapegrad/codegen.hpp"
+#include "tapegrad/codegen_batch.hpp"
 #include "tapegrad/program.hpp"
 
 namespace tapegrad::bind {
@@ -24,6 +25,10 @@ struct Program {
     // F.compile()'s library: the one-point forward and reverse (values, gradients,
     // Jacobians) run its code instead of the interpreter's sweeps, bit for bit the same.
     std::shared_ptr<const native_code> native;
+    // Its batch library, if it has one: plain batched values and gradients run its code
+    // instead of the lanes, bit for bit the same (codegen_batch.hpp).
+    std::shared_ptr<const native_batch> batch;
+    const program::native_block* native_block() const { return batch ? &batch->fns : nullptr; }
 
     void forward(const double* x, double* val) const {
         native ? native->forward(x, val) : p->forward(x, val);

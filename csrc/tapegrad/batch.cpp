@@ -48,6 +48,24 @@ void scatter(const double* src, double* dst, std::ptrdiff_t stride, std::size_t 
 
 }  // namespace
 
+// Outputs and gradients of the points listed in failed[from, ...) set to NaN.
+void poison(const program::batch_io& io, const std::vector<std::size_t>& failed, std::size_t from,
+            std::size_t n_inputs) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto each = [nan](const std::vector<double*>& base, const std::vector<std::ptrdiff_t>& stride,
+                      std::ptrdiff_t q) {
+        for (std::size_t j = 0; j < base.size(); ++j) base[j][q * stride[j]] = nan;
+    };
+    for (std::size_t f = from; f < failed.size(); ++f) {
+        const std::ptrdiff_t q = std::ptrdiff_t(failed[f]);
+        each(io.out_base, io.out_stride, q);
+        each(io.grad_base, io.grad_stride, q);
+        each(io.tout_base, io.tout_stride, q);
+        each(io.hvp_base, io.hvp_stride, q);
+        if (io.hess_base) std::fill_n(io.hess_base + q * io.hess_stride, n_inputs * n_inputs, nan);
+    }
+}
+
 struct program::block_scratch {
     std::vector<double> v, adj, t, adjt;  // lane-major: slot s of lane l at [s * B + l]
 };
@@ -55,6 +73,13 @@ struct program::block_scratch {
 void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::size_t B,
                         block_scratch& s, const hessian_plan* plan,
                         std::vector<std::size_t>& failed) const {
+    // F.compile()'s batch code runs plain values and gradients (a single point runs the
+    // one-point sweeps, as below).
+    if (io.native && B > 1 && io.seed_base.empty() && io.tan_base.empty() && !plan &&
+        io.out_base.size() == outputs_.size() &&
+        (io.grad_base.empty() ? io.hvp_base.empty() && io.native->value
+                              : io.grad_base.size() == n_inputs && io.native->grad))
+        return run_native_block(io, p0, L, B, s, failed);
     const std::ptrdiff_t q0 = std::ptrdiff_t(p0);
     double* v = s.v.data();
     for (std::uint32_t i = 0; i < n_inputs; ++i)
@@ -70,7 +95,7 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
         k.forward(pv, v, B, LK);
 
     // Guards: a point whose comparison goes the other way gets NaN outputs and is listed.
-    std::size_t n_failed_before = failed.size();
+    const std::size_t n_failed_before = failed.size();
     if (!guards_.empty())
         for (std::size_t l = 0; l < L; ++l)
             for (const guard& g : guards_)
@@ -138,20 +163,63 @@ void program::run_block(const batch_io& io, std::size_t p0, std::size_t L, std::
         for (std::size_t i = 0; i < io.grad_base.size(); ++i)
             scatter(adj + i * B, io.grad_base[i] + q0 * io.grad_stride[i], io.grad_stride[i], L);
     }
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    auto poison = [nan](const std::vector<double*>& base, const std::vector<std::ptrdiff_t>& stride,
-                        std::ptrdiff_t q) {
-        for (std::size_t j = 0; j < base.size(); ++j) base[j][q * stride[j]] = nan;
-    };
-    for (std::size_t f = n_failed_before; f < failed.size(); ++f) {
-        const std::ptrdiff_t q = std::ptrdiff_t(failed[f]);
-        poison(io.out_base, io.out_stride, q);
-        poison(io.grad_base, io.grad_stride, q);
-        poison(io.tout_base, io.tout_stride, q);
-        poison(io.hvp_base, io.hvp_stride, q);
-        if (io.hess_base)
-            std::fill_n(io.hess_base + q * io.hess_stride, std::size_t(n_inputs) * n_inputs, nan);
+    poison(io, failed, n_failed_before, n_inputs);
+}
+
+// A block through F.compile()'s batch code: inputs read, and outputs and gradients
+// written, in place where they are contiguous and the block is whole vectors (the code
+// runs whole vectors of 8 as the lanes do), else through rows of scratch.
+void program::run_native_block(const batch_io& io, std::size_t p0, std::size_t L, std::size_t B,
+                               block_scratch& s, std::vector<std::size_t>& failed) const {
+    const std::ptrdiff_t q0 = std::ptrdiff_t(p0);
+    const std::size_t LK = std::min(B, whole_vectors(L));
+    const std::size_t n_out = outputs_.size();
+    const bool grad = !io.grad_base.empty();
+    const std::size_t rows = n_out + (grad ? n_inputs : 0) + 1;
+    if (s.t.size() < rows * B) s.t.resize(rows * B);
+    double* row = s.t.data();
+    thread_local std::vector<const double*> x;
+    thread_local std::vector<double*> y, g;
+    x.resize(n_inputs);
+    y.resize(n_out);
+    g.resize(grad ? n_inputs : 0);
+    for (std::uint32_t i = 0; i < n_inputs; ++i) {
+        const double* src = io.in_base[i] + q0 * io.in_stride[i];
+        if (io.in_stride[i] == 1 && L == LK) {
+            x[i] = src;
+        } else {
+            gather(src, io.in_stride[i], s.v.data() + std::size_t(i) * B, L);
+            x[i] = s.v.data() + std::size_t(i) * B;
+        }
     }
+    auto place = [&](double* dst, std::ptrdiff_t stride) {
+        if (stride == 1 && L == LK) return dst;
+        double* r = row;
+        row += B;
+        return r;
+    };
+    for (std::size_t o = 0; o < n_out; ++o)
+        y[o] = place(io.out_base[o] + q0 * io.out_stride[o], io.out_stride[o]);
+    for (std::size_t i = 0; i < g.size(); ++i)
+        g[i] = place(io.grad_base[i] + q0 * io.grad_stride[i], io.grad_stride[i]);
+    double* bad = guards_.empty() ? nullptr : row;
+    if (grad)
+        io.native->grad(x.data(), y.data(), g.data(), bad, LK, io.seed_output);
+    else
+        io.native->value(x.data(), y.data(), bad, LK);
+    const std::size_t n_failed_before = failed.size();
+    if (bad)
+        for (std::size_t l = 0; l < L; ++l)
+            if (bad[l] != 0.0) failed.push_back(p0 + l);
+    for (std::size_t o = 0; o < n_out; ++o) {
+        double* dst = io.out_base[o] + q0 * io.out_stride[o];
+        if (y[o] != dst) scatter(y[o], dst, io.out_stride[o], L);
+    }
+    for (std::size_t i = 0; i < g.size(); ++i) {
+        double* dst = io.grad_base[i] + q0 * io.grad_stride[i];
+        if (g[i] != dst) scatter(g[i], dst, io.grad_stride[i], L);
+    }
+    poison(io, failed, n_failed_before, n_inputs);
 }
 
 bool program::run_batch(const batch_io& io, std::size_t n_points, int threads,

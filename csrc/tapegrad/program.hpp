@@ -118,7 +118,17 @@ public:
     // with grad set, the gradient of output seed_output goes to
     // grad_base[i][p * grad_stride[i]]. Points whose guards fail are listed in `failed`
     // (their outputs are NaN). `stop` is polled between blocks; true aborts the call.
+    // F.compile()'s code for a block of n points (n a multiple of 8, codegen_batch.hpp):
+    // point l of input i at x[i][l], of output k at y[k][l], of the gradient of output
+    // `seed` by input i at g[i][l]; bad[l] = 1 where a guard fails (null without guards).
+    struct native_block {
+        void (*value)(const double* const* x, double* const* y, double* bad, std::size_t n);
+        void (*grad)(const double* const* x, double* const* y, double* const* g, double* bad,
+                     std::size_t n, std::size_t seed);
+    };
     struct batch_io {
+        // Plain values and gradients run this instead of the lanes, where set.
+        const native_block* native = nullptr;
         std::vector<const double*> in_base;
         std::vector<std::ptrdiff_t> in_stride;
         std::vector<double*> out_base;
@@ -181,6 +191,8 @@ private:
     void run_block(const batch_io& io, std::size_t p0, std::size_t n, std::size_t B,
                    block_scratch& s, const hessian_plan* plan,
                    std::vector<std::size_t>& failed) const;
+    void run_native_block(const batch_io& io, std::size_t p0, std::size_t n, std::size_t B,
+                          block_scratch& s, std::vector<std::size_t>& failed) const;
 };
 
 // Compile the nodes of `t` that the outputs (and guards) depend on into a program whose

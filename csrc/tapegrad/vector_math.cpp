@@ -123,4 +123,16 @@ const std::vector<function>& functions() {
     return table;
 }
 
+std::vector<simd_forms> simd_entries() {
+    std::vector<simd_forms> r;
+#ifdef TG_VECTOR_MATH
+    (void)functions();  // resolved first
+#define TG_VECTOR_MATH_FN(name, arity) \
+    r.push_back({reinterpret_cast<const void*>(b_##name), reinterpret_cast<const void*>(d_##name)});
+#include "tapegrad/vector_math.def"
+#undef TG_VECTOR_MATH_FN
+#endif
+    return r;
+}
+
 }  // namespace tapegrad::vector_math

@@ -16,4 +16,14 @@ struct function {
 // function is missing, or when TAPEGRAD_LIBMVEC=0 was set at load time.
 const std::vector<function>& functions();
 
+// The SIMD forms the lanes call, per row of vector_math.def in its order: the 2-lane
+// (SSE2) and 4-lane (AVX2) entry, as resolved at load time (libmvec's or the lane-by-lane
+// fallback). F.compile()'s batch code calls these same ones (codegen_batch.cpp). Empty
+// without vector math.
+struct simd_forms {
+    const void* b;
+    const void* d;
+};
+std::vector<simd_forms> simd_entries();
+
 }  // namespace tapegrad::vector_math

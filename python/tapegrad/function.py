@@ -326,9 +326,12 @@ class Function:
         out = "scalar" if self._out_shape == () else "x".join(map(str, self._out_shape))
         native = ""
         if self._native is not None:
-            sums = ", sums reassociated" if self._native.reassociate else ""
+            n = self._native
+            sums = ", sums reassociated" if n.reassociate else ""
+            batches = ("; native: batched value, grad, value_and_grad" if n.batch_library
+                       else f"; batches interpreted ({n.batch_note})")
             native = (f"; native: one point's value, grad, value_and_grad, jacobian "
-                      f"({self._native.loops} loops{sums}); interpreted: batches, jvp, vjp, hvp, "
+                      f"({n.loops} loops{sums}){batches}; interpreted: jvp, vjp, hvp, "
                       "hessian, sparse, retraced branches")
         return (f"<tapegrad.Function {name}({args}) -> {out}: {self.n_nodes} nodes, "
                 f"{self.n_ops} ops, {self.n_guards} guards{native}>")
@@ -349,8 +352,15 @@ class Function:
         as before.
 
         Native: ``F(x)``, ``F.grad``, ``F.value_and_grad`` and ``F.jacobian`` at one
-        point. Interpreted (as before): batches, ``jvp``, ``vjp``, ``hvp``, ``hessian``,
-        sparse derivatives, and programs added by ``retrace=True``.
+        point, and ``F(X)``, ``F.grad`` and ``F.value_and_grad`` on batches (any
+        ``threads=``): the batch code runs each point's forward and reverse in one SIMD
+        loop over the points, with the lanes' vector math, so its results are the
+        interpreted batch's bit for bit. A program gets no batch code, and its batches
+        stay interpreted, when it has more than 1000 ops, when the compiler is not GCC,
+        or when GCC does not vectorise the loop (ops such as ``lgamma`` or ``fmod``);
+        ``repr(F)`` and ``native.batch_note`` say why. Interpreted (as before): ``jvp``,
+        ``vjp``, ``hvp``, ``hessian``, sparse derivatives, a batch of one point, and
+        programs added by ``retrace=True``.
 
         ``fallback``: without a working compiler, raise ``tg.CompileError`` (False, the
         default) or warn (``tg.CompileWarning``) and return this Function, interpreted

@@ -15,14 +15,17 @@ Where things live:
 - the cache: ``$TAPEGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tapegrad``, else
   ``~/.cache/tapegrad``; a library is ``tg_<hash>.so`` next to its source ``tg_<hash>.cpp``,
   the hash over the source, the compiler (its resolved path, size and mtime), the flags
-  and the headers the source includes. Delete the directory to clear it. With GCC it also
+  and the headers the source includes; the batch library is ``tgb_<hash>.so`` (or
+  ``tgb_<hash>.txt``, why there is none). Delete the directory to clear it. With GCC it also
   holds ``pch_<hash>/``, those headers precompiled (built by the first compile).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -53,6 +56,20 @@ def flags(gcc: bool = True) -> tuple[str, ...]:
     shared with a machine without AVX2 never hands it AVX2 code."""
     return (FLAGS + (GCC_FLAGS if gcc else ()) +
             (("-mavx2",) if _core.lanes() == "avx2" else ()))
+
+
+# The batch code's: the lanes' own (CMakeLists.txt), plus -mavx2 where the lanes run AVX2,
+# so the loop takes the SIMD forms of the lanes' math calls. A sin and a cos of one value
+# would become one sincos call, which does not vectorise (hence no sin or cos builtins),
+# and code sinking (moving calls into the branches of the reverse's selects) and jump
+# threading (duplicating those branches) leave control flow the vectoriser cannot take
+# either. GCC reports each loop it vectorised (-fopt-info-vec-optimized).
+BATCH_FLAGS = ("-std=c++17", "-O3", "-fno-fast-math", "-ffp-contract=off", "-fno-math-errno",
+               "-fno-trapping-math", "-fopenmp-simd", "-fno-builtin-sin", "-fno-builtin-cos",
+               "-fno-tree-sink", "-fno-thread-jumps", "-fPIC", "-shared",
+               "-fopt-info-vec-optimized")
+# Bytes per vector of the lanes' loops, per lane set.
+_VECTOR_BYTES = {"avx2": 32, "baseline": 16}
 # What the generated source includes (native_rules.hpp and what it includes in turn).
 HEADERS = ("native_rules.hpp", "ops.hpp", "ops.def", "ops_math.def", "special.hpp")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -107,6 +124,9 @@ class NativeCode:
     cached: bool
     reassociate: bool = False  # compile(reassociate=True): loops' sums in partial sums
     sums_reassociated: int = 0
+    # The batch library (plain batched values and gradients), or None and why not.
+    batch_library: str | None = None
+    batch_note: str = ""
 
 
 def include_dir() -> str:
@@ -158,7 +178,8 @@ def _executable(cmd: list[str]) -> str:
 _HEADER_DIGEST: dict[str, str] = {}
 
 
-def _key(source: str, cmd: list[str], exe: str, inc: str) -> str:
+def _key(source: str, cmd: list[str], exe: str, inc: str,
+         compile_flags: tuple[str, ...]) -> str:
     if inc not in _HEADER_DIGEST:
         h = hashlib.sha256()
         for name in HEADERS:
@@ -168,7 +189,7 @@ def _key(source: str, cmd: list[str], exe: str, inc: str) -> str:
     st = os.stat(exe)
     h = hashlib.sha256()
     for part in (source, " ".join(cmd), exe, str(st.st_size), str(st.st_mtime_ns),
-                 " ".join(flags(_is_gcc(cmd, exe))), _HEADER_DIGEST[inc]):
+                 " ".join(compile_flags), _HEADER_DIGEST[inc]):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:40]
@@ -197,7 +218,7 @@ def _precompiled_headers(cmd: list[str], exe: str, inc: str, directory: str) -> 
     builds."""
     if sys.platform == "win32" or not _is_gcc(cmd, exe):
         return None
-    key = _key("precompiled headers", cmd, exe, inc)
+    key = _key("precompiled headers", cmd, exe, inc, flags(True))
     pch = os.path.join(directory, f"pch_{key}")
     if os.path.isdir(pch):
         return pch
@@ -235,40 +256,111 @@ def build(program: Any, reassociate: bool = False) -> tuple[Any, NativeCode]:
     exe = _executable(cmd)
     inc = include_dir()
     source, stats = _core.native_source(program, reassociate)
-    key = _key(source, cmd, exe, inc)
+    key = _key(source, cmd, exe, inc, flags(_is_gcc(cmd, exe)))
     directory = cache_dir()
     os.makedirs(directory, exist_ok=True)
     suffix = ".dll" if sys.platform == "win32" else ".so"
     library = os.path.join(directory, f"tg_{key}{suffix}")
     source_path = os.path.join(directory, f"tg_{key}.cpp")
     cached = os.path.isfile(library)
-    if cached:
+    # The batch library builds on another thread meanwhile (the compiler runs outside the
+    # GIL), so the two compiles overlap where there are two cores.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_batch_library, program, cmd, exe, inc, directory, suffix)
+        cached = _one_point_library(program, cmd, exe, inc, directory, source, source_path,
+                                    library, cached)
+        batch, note, batch_cached = pending.result()
+    try:
+        native = _core.with_native(program, library, batch)
+    except (RuntimeError, ValueError) as err:
+        if batch is None or not batch_cached:
+            raise CompileError(f"F.compile(): built {batch} but cannot load it: {err}") from err
+        os.remove(batch)  # a damaged or foreign file: build it again
+        batch, note, batch_cached = _batch_library(program, cmd, exe, inc, directory, suffix)
         try:
-            native = _core.with_native(program, library)
-        except (RuntimeError, ValueError):  # a damaged or foreign file: build it again
-            cached = False
-    if not cached:
-        pch = _precompiled_headers(cmd, exe, inc, directory)
-        _compile(cmd, flags(_is_gcc(cmd, exe)), [pch, inc] if pch else [inc], source,
-                 source_path, library)
-        try:
-            native = _core.with_native(program, library)
-        except (RuntimeError, ValueError) as err:
-            raise CompileError(f"F.compile(): built {library} but cannot load it: {err}") from err
+            native = _core.with_native(program, library, batch)
+        except (RuntimeError, ValueError) as err2:
+            raise CompileError(f"F.compile(): built {batch} but cannot load it: {err2}") from err2
     info = NativeCode(library, source_path, stats["loops"], stats["looped_ops"],
-                      stats["straight_ops"], time.perf_counter() - t0, cached,
-                      reassociate, stats["sums_reassociated"])
+                      stats["straight_ops"], time.perf_counter() - t0, cached and batch_cached,
+                      reassociate, stats["sums_reassociated"], batch, note)
     return native, info
 
 
-def _compile(cmd: list[str], fl: tuple[str, ...], includes: list[str], source: str,
-             source_path: str, library: str) -> None:
+def _one_point_library(program: Any, cmd: list[str], exe: str, inc: str, directory: str,
+                       source: str, source_path: str, library: str, cached: bool) -> bool:
+    """Build the one-point library unless the cache holds a good one; whether it did."""
+    if cached:
+        try:
+            _core.with_native(program, library)
+            return True
+        except (RuntimeError, ValueError):  # a damaged or foreign file: build it again
+            pass
+    pch = _precompiled_headers(cmd, exe, inc, directory)
+    _compile(cmd, [pch, inc] if pch else [inc], source, source_path, library,
+             flags(_is_gcc(cmd, exe)))
+    try:
+        _core.with_native(program, library)
+    except (RuntimeError, ValueError) as err:
+        raise CompileError(f"F.compile(): built {library} but cannot load it: {err}") from err
+    return False
+
+
+def _batch_library(program: Any, cmd: list[str], exe: str, inc: str, directory: str,
+                   suffix: str) -> tuple[str | None, str, bool]:
+    """The batch library for ``program`` (built, or found in the cache) or None and why
+    not, and whether no compiler ran. A library is kept only where GCC reported every loop
+    of it vectorised with the lanes' vector width: a loop it did not vectorise would call
+    scalar libm where the lanes call SIMD forms, so the bits could differ."""
+    isa = _core.lanes()
+    if isa not in _VECTOR_BYTES:
+        return None, f"no batch code for lanes {isa!r}", True
+    if sys.platform == "win32" or not _is_gcc(cmd, exe):
+        return None, "batch code needs GCC (its vector function ABI and reports)", True
+    source, why = _core.native_batch_source(program, isa)
+    if source is None:
+        return None, why, True
+    batch_flags = BATCH_FLAGS + (("-mavx2",) if isa == "avx2" else ())
+    key = _key(source, cmd, exe, inc, batch_flags)
+    library = os.path.join(directory, f"tgb_{key}{suffix}")
+    refused = os.path.join(directory, f"tgb_{key}.txt")
+    if os.path.isfile(library):
+        return library, "", True
+    if os.path.isfile(refused):
+        with open(refused, encoding="utf-8") as f:
+            return None, f.read().strip(), True
+    try:
+        report = _compile(cmd, [inc], source, os.path.join(directory, f"tgb_{key}.cpp"),
+                          library, batch_flags)
+    except CompileError as err:  # the one-point code may still build: batches interpreted
+        return None, "the batch code did not build: " + str(err).splitlines()[-1].strip(), False
+    lines = source.splitlines()
+    starts = [k + 1 for k, line in enumerate(lines) if "// tg simd loop" in line]
+    done = [(int(m.group(1)), int(m.group(2))) for m in
+            re.finditer(r":(\d+):\d+: optimized: loop vectorized using (\d+) byte vectors", report)]
+    ends = starts[1:] + [len(lines) + 1]
+    missed = [a for a, b in zip(starts, ends)
+              if not any(a <= line < b and width == _VECTOR_BYTES[isa] for line, width in done)]
+    if missed:
+        note = (f"the compiler did not vectorise the batch loop ({len(missed)} of "
+                f"{len(starts)}), so its math would not be the lanes'")
+        os.remove(library)
+        with open(refused, "w", encoding="utf-8") as f:
+            f.write(note + "\n")
+        return None, note, False
+    return library, "", False
+
+
+def _compile(cmd: list[str], includes: list[str], source: str, source_path: str,
+             library: str, compile_flags: tuple[str, ...]) -> str:
+    """Build library from source (kept at source_path); the compiler's messages."""
     directory = os.path.dirname(library)
     fd, tmp_src = tempfile.mkstemp(suffix=".cpp", dir=directory, prefix=".tg_")
     with os.fdopen(fd, "w") as f:
         f.write(source)
     tmp_lib = tmp_src[:-4] + os.path.splitext(library)[1]
-    args = [*cmd, *fl, *(a for d in includes for a in ("-I", d)), tmp_src, "-o", tmp_lib]
+    args = [*cmd, *compile_flags, *(a for d in includes for a in ("-I", d)), tmp_src, "-o",
+            tmp_lib]
     try:
         try:
             done = subprocess.run(args, capture_output=True, text=True)
@@ -280,6 +372,7 @@ def _compile(cmd: list[str], fl: tuple[str, ...], includes: list[str], source: s
                                f"  {shlex.join(args)}\n{tail}")
         os.replace(tmp_lib, library)  # atomic: a concurrent build writes the same bytes
         os.replace(tmp_src, source_path)
+        return done.stderr + done.stdout
     finally:
         for p in (tmp_src, tmp_lib):
             if os.path.exists(p):
