@@ -84,8 +84,11 @@ def flat(r):
 
 
 def compiled(F):
-    G = F.compile()
+    # one-point code only: batch code (tests/test_compile_batch.py) would add a compile at
+    # -O3 to every test here
+    G = F.compile(batch=False)
     assert G is not F and G.native is not None and F.native is None
+    assert G.native.batch_library is None and "batch=False" in G.native.batch_note
     return G
 
 
@@ -372,7 +375,7 @@ def dot(x, y):
 @pytest.mark.parametrize("n", [40, 1000])
 def test_reassociated_sums_keep_the_documented_error_bound(n):
     F = tg.trace(dot, np.zeros(n), np.zeros(n))
-    G = F.compile(reassociate=True)
+    G = F.compile(reassociate=True, batch=False)
     assert G.native.reassociate and G.native.sums_reassociated == 1
     assert "sums reassociated" in repr(G)
     rng = np.random.default_rng(n)
@@ -399,22 +402,22 @@ def test_reassociated_sums_keep_the_documented_error_bound(n):
 
 def test_reassociation_is_deterministic_and_survives_pickling():
     F = tg.trace(dot, np.zeros(300), np.zeros(300))
-    G = F.compile(reassociate=True)
+    G = F.compile(reassociate=True, batch=False)
     H = pickle.loads(pickle.dumps(G))
     assert H.native.reassociate and "sums reassociated" in repr(H)
     assert H.native.library == G.native.library  # the same library, from the cache
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=300) * 1e10, rng.normal(size=300)
     assert_bits(flat(H(x, y)), flat(G(x, y)), "value after pickling")
-    D = F.compile()
+    D = F.compile(batch=False)
     assert not D.native.reassociate and D.native.library != G.native.library
     assert "acc[" not in source_of(D) and "acc[" in source_of(G)
     assert "sums reassociated" not in repr(D) and "sums reassociated" not in repr(pickle.loads(
         pickle.dumps(D)))
     assert_bits(flat(D(x, y)), flat(F(x, y)), "the default stays the interpreter's")
-    assert G.compile(reassociate=True) is G
+    assert G.compile(reassociate=True, batch=False) is G
     with pytest.raises(ValueError, match="reassociate"):
-        G.compile()
+        G.compile(batch=False)
 
 
 def test_reassociate_leaves_sums_whose_running_values_are_read():
@@ -425,11 +428,11 @@ def test_reassociate_leaves_sums_whose_running_values_are_read():
             outs.append(s)
         return np.array(outs)
     F = tg.trace(f, np.zeros(50))
-    G = F.compile(reassociate=True)
+    G = F.compile(reassociate=True, batch=False)
     assert G.native.sums_reassociated == 0
     agree(F, G, np.random.default_rng(2).normal(size=50) * 1e8)
     R = tg.trace(rosenbrock, np.zeros(200))
-    S = R.compile(reassociate=True)
+    S = R.compile(reassociate=True, batch=False)
     assert S.native.sums_reassociated == 1
     x = np.random.default_rng(3).uniform(-2, 2, 200)
     assert_bits(flat(S.grad(x)), flat(R.grad(x)), "Rosenbrock's gradient")
@@ -538,7 +541,10 @@ def test_repr_says_what_is_native():
     G = compiled(F)
     assert "native" not in repr(F)
     assert "native: one point's value, grad" in repr(G) and "interpreted: jvp" in repr(G)
-    assert G.compile() is G
+    assert "batches interpreted (not asked for: compile(batch=False))" in repr(G)
+    assert G.compile(batch=False) is G
+    with pytest.raises(ValueError, match="batch=False"):
+        G.compile()
 
 
 def test_threads_share_a_compiled_function():
@@ -608,6 +614,7 @@ def test_pickling_compiles_again():
     G = compiled(F)
     H = pickle.loads(pickle.dumps(G))
     assert H.native is not None and H.native.cached
+    assert not H.native.batch_asked and H.native.batch_library is None  # as G was compiled
     x = np.random.default_rng(1).normal(size=30)
     assert_bits(H.grad(x), F.grad(x), "unpickled")
     assert pickle.loads(pickle.dumps(F)).native is None

@@ -127,6 +127,7 @@ class NativeCode:
     # The batch library (plain batched values and gradients), or None and why not.
     batch_library: str | None = None
     batch_note: str = ""
+    batch_asked: bool = True  # compile(batch=...)
 
 
 def include_dir() -> str:
@@ -243,10 +244,12 @@ def _precompiled_headers(cmd: list[str], exe: str, inc: str, directory: str) -> 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build(program: Any, reassociate: bool = False) -> tuple[Any, NativeCode]:
+def build(program: Any, reassociate: bool = False,
+          batch: bool = True) -> tuple[Any, NativeCode]:
     """A Program running native code for ``program`` (``reassociate``: loops' sums added
-    in partial sums, see ``Function.compile``), and what was built (or found in the
-    cache). Raises CompileError when no compiler is found or the build fails."""
+    in partial sums; ``batch``: batch code too; see ``Function.compile``), and what was
+    built (or found in the cache). Raises CompileError when no compiler is found or the
+    build fails."""
     t0 = time.perf_counter()
     cmd = compiler()
     if cmd is None:
@@ -266,24 +269,27 @@ def build(program: Any, reassociate: bool = False) -> tuple[Any, NativeCode]:
     # The batch library builds on another thread meanwhile (the compiler runs outside the
     # GIL), so the two compiles overlap where there are two cores.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(_batch_library, program, cmd, exe, inc, directory, suffix)
+        pending = (pool.submit(_batch_library, program, cmd, exe, inc, directory, suffix)
+                   if batch else None)
         cached = _one_point_library(program, cmd, exe, inc, directory, source, source_path,
                                     library, cached)
-        batch, note, batch_cached = pending.result()
+        batch_library, note, batch_cached = (
+            pending.result() if pending else (None, "not asked for: compile(batch=False)", True))
+    built = batch_library
     try:
-        native = _core.with_native(program, library, batch)
+        native = _core.with_native(program, library, built)
     except (RuntimeError, ValueError) as err:
-        if batch is None or not batch_cached:
-            raise CompileError(f"F.compile(): built {batch} but cannot load it: {err}") from err
-        os.remove(batch)  # a damaged or foreign file: build it again
-        batch, note, batch_cached = _batch_library(program, cmd, exe, inc, directory, suffix)
+        if built is None or not batch_cached:
+            raise CompileError(f"F.compile(): built {built} but cannot load it: {err}") from err
+        os.remove(built)  # a damaged or foreign file: build it again
+        built, note, batch_cached = _batch_library(program, cmd, exe, inc, directory, suffix)
         try:
-            native = _core.with_native(program, library, batch)
+            native = _core.with_native(program, library, built)
         except (RuntimeError, ValueError) as err2:
-            raise CompileError(f"F.compile(): built {batch} but cannot load it: {err2}") from err2
+            raise CompileError(f"F.compile(): built {built} but cannot load it: {err2}") from err2
     info = NativeCode(library, source_path, stats["loops"], stats["looped_ops"],
                       stats["straight_ops"], time.perf_counter() - t0, cached and batch_cached,
-                      reassociate, stats["sums_reassociated"], batch, note)
+                      reassociate, stats["sums_reassociated"], built, note, batch)
     return native, info
 
 
