@@ -11,15 +11,7 @@
 #include <vector>
 
 #include "tapegrad/structure.hpp"
-
-#ifdef _WIN32
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
-#else
-#include <dlfcn.h>
-#endif
+#include "tapegrad/shared_library.hpp"
 
 namespace tapegrad {
 
@@ -857,40 +849,23 @@ std::string native_source(const program& p, codegen_stats* stats, bool reassocia
 
 // ------------------------------------------------------------------ loading
 
-namespace {
-#ifdef _WIN32
-void* open_library(const std::string& path) { return (void*)LoadLibraryA(path.c_str()); }
-void* symbol(void* h, const char* name) {
-    return reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(h), name));
-}
-void close_library(void* h) { FreeLibrary(static_cast<HMODULE>(h)); }
-std::string load_error() { return "error " + std::to_string(GetLastError()); }
-#else
-void* open_library(const std::string& path) { return dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL); }
-void* symbol(void* h, const char* name) { return dlsym(h, name); }
-void close_library(void* h) { dlclose(h); }
-std::string load_error() {
-    const char* e = dlerror();
-    return e ? e : "unknown error";
-}
-#endif
-}  // namespace
-
 native_code::native_code(const std::string& path, const program& p) : path_(path) {
-    handle_ = open_library(path);
+    handle_ = shared_library::open(path);
     if (!handle_)
-        throw std::runtime_error("native code: cannot load " + path + ": " + load_error());
-    const auto* digest = static_cast<const std::uint64_t*>(symbol(handle_, "tg_digest"));
-    void* f = symbol(handle_, "tg_forward");
-    void* r = symbol(handle_, "tg_reverse");
+        throw std::runtime_error("native code: cannot load " + path + ": " +
+                                 shared_library::error());
+    const auto* digest =
+        static_cast<const std::uint64_t*>(shared_library::symbol(handle_, "tg_digest"));
+    void* f = shared_library::symbol(handle_, "tg_forward");
+    void* r = shared_library::symbol(handle_, "tg_reverse");
     if (!digest || !f || !r) {
-        close_library(handle_);
+        shared_library::close(handle_);
         throw std::runtime_error("native code: " + path +
                                  " lacks tg_digest, tg_forward or tg_reverse (not made by "
                                  "tapegrad's native_source)");
     }
     if (*digest != program_digest(p)) {
-        close_library(handle_);
+        shared_library::close(handle_);
         throw std::invalid_argument("native code: " + path +
                                     " was generated from another program (digest differs)");
     }
@@ -898,6 +873,6 @@ native_code::native_code(const std::string& path, const program& p) : path_(path
     reverse = reinterpret_cast<reverse_fn>(r);
 }
 
-native_code::~native_code() { close_library(handle_); }
+native_code::~native_code() { shared_library::close(handle_); }
 
 }  // namespace tapegrad

@@ -9,17 +9,9 @@
 #include <vector>
 
 #include "tapegrad/codegen.hpp"
+#include "tapegrad/shared_library.hpp"
 #include "tapegrad/lanes.hpp"
 #include "tapegrad/vector_math.hpp"
-
-#ifdef _WIN32
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
-#else
-#include <dlfcn.h>
-#endif
 
 namespace tapegrad {
 
@@ -224,38 +216,21 @@ std::string native_batch_source(const program& p, const std::string& isa, std::s
 
 // ------------------------------------------------------------------ loading
 
-namespace {
-#ifdef _WIN32
-void* open_library(const std::string& path) { return (void*)LoadLibraryA(path.c_str()); }
-void* symbol(void* h, const char* name) {
-    return reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(h), name));
-}
-void close_library(void* h) { FreeLibrary(static_cast<HMODULE>(h)); }
-std::string load_error() { return "error " + std::to_string(GetLastError()); }
-#else
-void* open_library(const std::string& path) { return dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL); }
-void* symbol(void* h, const char* name) { return dlsym(h, name); }
-void close_library(void* h) { dlclose(h); }
-std::string load_error() {
-    const char* e = dlerror();
-    return e ? e : "unknown error";
-}
-#endif
-}  // namespace
-
 native_batch::native_batch(const std::string& path, const program& p) : path_(path) {
-    handle_ = open_library(path);
+    handle_ = shared_library::open(path);
     if (!handle_)
-        throw std::runtime_error("native batch code: cannot load " + path + ": " + load_error());
+        throw std::runtime_error("native batch code: cannot load " + path + ": " +
+                                 shared_library::error());
     auto fail = [&](auto&& error) {
-        close_library(handle_);
+        shared_library::close(handle_);
         throw error;
     };
-    const auto* digest = static_cast<const std::uint64_t*>(symbol(handle_, "tg_batch_digest"));
-    const auto* isa = static_cast<const char*>(symbol(handle_, "tg_batch_isa"));
-    void* init = symbol(handle_, "tg_batch_init");
-    void* value = symbol(handle_, "tg_batch_value");
-    void* grad = symbol(handle_, "tg_batch_grad");
+    const auto* digest =
+        static_cast<const std::uint64_t*>(shared_library::symbol(handle_, "tg_batch_digest"));
+    const auto* isa = static_cast<const char*>(shared_library::symbol(handle_, "tg_batch_isa"));
+    void* init = shared_library::symbol(handle_, "tg_batch_init");
+    void* value = shared_library::symbol(handle_, "tg_batch_value");
+    void* grad = shared_library::symbol(handle_, "tg_batch_grad");
     if (!digest || !isa || !init || !value || !grad)
         fail(std::runtime_error("native batch code: " + path +
                                 " lacks a tg_batch_ symbol (not made by native_batch_source)"));
@@ -278,6 +253,6 @@ native_batch::native_batch(const std::string& path, const program& p) : path_(pa
     fns.grad = reinterpret_cast<decltype(fns.grad)>(grad);
 }
 
-native_batch::~native_batch() { close_library(handle_); }
+native_batch::~native_batch() { shared_library::close(handle_); }
 
 }  // namespace tapegrad
