@@ -4,8 +4,12 @@ ASAN_LIB := $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-nam
 # libstdc++ is preloaded too: python itself does not link it, and ASan's __cxa_throw
 # interceptor must find it at start-up. The browser tests are left out: chromium must not
 # get libasan preloaded, and the page runs no C++.
+# Under the sanitizers' instrumentation GCC vectorises some of the lanes' loops and not
+# others, so their math would be libmvec's in some ops and scalar libm's in others, while
+# F.compile()'s batch code (tests/test_compile_batch.py) always takes the SIMD forms; with
+# TAPEGRAD_LIBMVEC=0 both compute scalar libm lane by lane and agree bit for bit again.
 ASAN_ENV := PYTHONPATH=build/asan-site LD_PRELOAD="$(ASAN_LIB)" ASAN_OPTIONS=detect_leaks=0 \
-  UBSAN_OPTIONS=print_stacktrace=1
+  UBSAN_OPTIONS=print_stacktrace=1 TAPEGRAD_LIBMVEC=0
 
 .PHONY: dev test lint bench compare asan cpptest cpptest-asan ci
 dev:      ## editable install with a persistent build dir
