@@ -306,6 +306,20 @@ public:
         return buf;
     }
 
+    // In a reverse loop over piece L (iteration k's values at v = VR + k * period): block
+    // op j's value, from its column or its slot, and an operand's.
+    std::string reverse_own(std::size_t L, slot j) const {
+        const std::int64_t c = columns_[L][j];
+        if (c >= 0) return "VR[" + std::to_string(c) + " + k]";
+        return "v[" + std::to_string(j) + "]";
+    }
+    std::string reverse_value(std::size_t L, const run& r, const block_operand& o) const {
+        if (o.kind == operand_kind::same) return reverse_own(L, o.source);
+        if (o.kind == operand_kind::carried)
+            return "v[-" + std::to_string(r.period - o.source) + "]";
+        return strided("V", o);
+    }
+
     // Whether a loop stores block op j's value at its slot in every iteration: it has no
     // column and some iteration's is read, other than the last one of a carried value
     // (stored after the loop).
@@ -511,17 +525,8 @@ public:
         w.f("double* const C = AR + %" PRId64 ";\n", pc.k0 * r.period);
         w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
         w.f("const double* const v = VR + k * %u;\n", r.period);
-        const std::vector<std::int64_t>& col = columns_[L];
-        auto own = [&](slot j) -> std::string {
-            if (col[j] >= 0) return "VR[" + std::to_string(col[j]) + " + k]";
-            return "v[" + std::to_string(j) + "]";
-        };
-        auto value = [&](const block_operand& o) -> std::string {
-            if (o.kind == operand_kind::same) return own(o.source);
-            if (o.kind == operand_kind::carried)
-                return "v[-" + std::to_string(r.period - o.source) + "]";
-            return strided("V", o);
-        };
+        auto own = [&](slot j) { return reverse_own(L, j); };
+        auto value = [&](const block_operand& o) { return reverse_value(L, r, o); };
         // A target's contributions from its latest iteration come first: those with the
         // smallest `first` of its residue class. When the first of them is a store, the
         // first loop adds them up itself and stores the sum into the target (direct).
@@ -654,17 +659,8 @@ public:
         w.f("for (std::int64_t k = %" PRId64 "; k-- > %" PRId64 ";) {\n", pc.k1, pc.k0);
         w.f("const double* const v = VR + k * %u;\ndouble* const r = AR + k * %u;\n", r.period,
             r.period);
-        const std::vector<std::int64_t>& col = columns_[L];
-        auto own = [&](slot j) -> std::string {
-            if (col[j] >= 0) return "VR[" + std::to_string(col[j]) + " + k]";
-            return "v[" + std::to_string(j) + "]";
-        };
-        auto value = [&](const block_operand& o) -> std::string {
-            if (o.kind == operand_kind::same) return own(o.source);
-            if (o.kind == operand_kind::carried)
-                return "v[-" + std::to_string(r.period - o.source) + "]";
-            return strided("V", o);
-        };
+        auto own = [&](slot j) { return reverse_own(L, j); };
+        auto value = [&](const block_operand& o) { return reverse_value(L, r, o); };
         // A local adjoint's first contribution is a store (its last user is in this
         // iteration), so its 0.0 is never read; it only keeps the compiler quiet.
         for (slot j = 0; j < r.period; ++j)

@@ -67,7 +67,7 @@ void program::finish() {
 struct program::loops {
     std::vector<run> runs;
     std::vector<std::uint16_t> fcode;
-    std::vector<run> backward;
+    std::vector<const run*> backward;  // into runs
     std::vector<std::uint16_t> rcode;
 };
 
@@ -114,9 +114,10 @@ const program::loops* program::look_for_loops() const {
     l->fcode = fcode_;
     for (const run& r : l->runs) l->fcode[r.start] = 0;
     for (const run& r : l->runs)
-        if (reverse_runnable(*this, r)) l->backward.push_back(r);
+        if (reverse_runnable(*this, r)) l->backward.push_back(&r);
     l->rcode = rcode_;
-    for (const run& r : l->backward) {
+    for (const run* rp : l->backward) {
+        const run& r = *rp;
         // rcode: op << 5 | gc << 4 | (mode for b) << 2 | (mode for a), mode 2 a hand-over
         // to the slot below in a register; a store instead, where that slot is a run's
         // last (its loop reads adjoints from memory) or below a run's first (its loop
@@ -128,7 +129,7 @@ const program::loops* program::look_for_loops() const {
         }
         if (r.start > first_op_) l->rcode[r.start - 1] &= std::uint16_t(~16u);
     }
-    for (const run& r : l->backward) l->rcode[r.end() - 1] = 0;
+    for (const run* r : l->backward) l->rcode[r->end() - 1] = 0;
     st.found = std::move(l);
     st.ready.store(st.found.get(), std::memory_order_release);
     return st.found.get();
@@ -156,7 +157,7 @@ std::optional<std::vector<program::loop_info>> program::point_loops(bool look) c
     if (const loops* l = look_for_loops()) {
         auto b = l->backward.begin();
         for (const run& r : l->runs) {
-            const bool reverse = b != l->backward.end() && b->start == r.start;
+            const bool reverse = b != l->backward.end() && *b == &r;
             out.push_back({r.start, r.count, reverse});
             b += reverse;
         }
@@ -223,8 +224,8 @@ void program::reverse_one(const double* val, double* adj) const {
     slot hi = n_slots();
     for (auto r = l->backward.rbegin(); r != l->backward.rend(); ++r) {
         reverse_sweep_first(v, val, adj, hi);  // stops at r's last slot
-        reverse_run(*this, *r, val, adj);
-        hi = r->start;
+        reverse_run(*this, **r, val, adj);
+        hi = (*r)->start;
     }
     reverse_sweep_first(v, val, adj, hi);
 }
