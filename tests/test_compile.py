@@ -150,7 +150,10 @@ def test_the_loops_are_in_the_source():
     F = tg.trace(rosenbrock, np.zeros(500))
     source, stats = _core.native_source(F._programs[0])
     assert stats["loops"] == 1 and stats["looped_ops"] == F.n_ops - 16
-    assert source.count("for (std::int64_t k") == 2  # forward and reverse
+    # forward, reverse, and the gradient's reverse (rg_), which computes the values its
+    # rules read again, so that the gradient's forward runs no loop at all
+    assert source.count("for (std::int64_t k") == 3
+    assert "TG_NATIVE_LOOP rg_" in source and "TG_NATIVE_LOOP fg_" not in source
     assert source.count("fw<") < 40 and source.count("rv<") < 40
     # the sum's adjoint is the same in every iteration, so the reverse loop's iterations
     # do not wait for each other: they store their contributions in columns, summed after
@@ -270,8 +273,10 @@ def test_a_guard_reads_a_value_no_rule_reads():
     bad = good.copy()
     bad[17] = -2.0  # t < 1.5 there: after the good call, a stale t would pass the guard
     for H in (F, G):
+        H.grad(good)  # (the one-point calls share their scratch: it now holds good's t)
         with pytest.raises(tg.TraceError, match="another branch"):
             H.grad(bad)
+        H(good)
         with pytest.raises(tg.TraceError, match="another branch"):
             H(bad)
 
@@ -297,7 +302,9 @@ def test_a_loop_with_columns_and_values_at_their_slots():
         G = compiled(F)
         with open(G.native.source) as f:
             src = f.read()
-        assert src.count(" + k] = t") == (3 if n == 8 else 0) and "r[2] = t2" in src, src
+        start = src.index("TG_NATIVE_LOOP fw_")
+        fw = src[start:src.index("TG_NATIVE_LOOP", start + 1)]  # the forward loop
+        assert fw.count(" + k] = t") == (3 if n == 8 else 0) and "r[2] = t2" in fw, src
         rng = np.random.default_rng(8)
         for _ in range(3):
             agree(F, G, rng.uniform(-2.0, 2.0, n))
@@ -314,6 +321,89 @@ def test_a_loop_stores_only_the_values_read_later():
     loop = src[src.index("TG_NATIVE_LOOP fw_"):src.index("TG_NATIVE_LOOP rv_")]
     assert loop.count("] = t") == 2 and loop.count(" + k] = t") == 2, loop
     assert loop.count("] = c") == 1, loop
+
+
+# ---------------------------------------------------------------- a gradient alone
+
+
+def section(src, name):
+    """The generated function `name` (up to the next top-level definition)."""
+    start = src.index(name)
+    ends = [i for i in (src.find("\nTG_NATIVE", start), src.find("\nstatic const", start))
+            if i >= 0]
+    return src[start:min(ends) if ends else len(src)]
+
+
+def test_the_gradients_forward_leaves_out_what_no_rule_reads():
+    # Rosenbrock: the running sum and the terms feed the output alone, and the two values
+    # the rules read are computed again by the reverse loop (rg_), so the gradient's
+    # forward runs no loop: it writes the inputs, the constants and the straight ops
+    F = tg.trace(rosenbrock, np.zeros(50))
+    G = compiled(F)
+    with open(G.native.source) as f:
+        src = f.read()
+    forward = section(src, "void tg_forward(")
+    gradient = section(src, "void tg_forward_gradient(")
+    assert "fw_" in forward and "fw_" not in gradient and "fg_" not in gradient, gradient
+    assert "rg_" in section(src, "void tg_reverse_gradient(")
+    assert "rg_" not in section(src, "void tg_reverse(")
+    rng = np.random.default_rng(50)
+    for x in (rng.uniform(-2.0, 2.0, 50), np.ones(50)):
+        agree(F, G, x)
+
+
+def product_chain(x):
+    # the gradient needs every running product (mul's rules read them): nothing to leave
+    # out, and the loop's values are carried, so its reverse cannot compute them again
+    p = x[0]
+    for i in range(1, len(x)):
+        p = p * tg.sin(x[i])
+    return p
+
+
+def test_a_gradient_whose_values_are_carried_keeps_its_forward_loop():
+    F = tg.trace(product_chain, np.full(40, 0.5))
+    G = compiled(F)
+    with open(G.native.source) as f:
+        src = f.read()
+    assert "fg_" in section(src, "void tg_forward_gradient(") and "rg_" not in src
+    agree(F, G, np.random.default_rng(40).uniform(-2.0, 2.0, 40))
+
+
+@pytest.mark.parametrize("special", [np.inf, -np.inf, np.nan, -0.0, 0.0])
+def test_a_gradient_alone_at_special_points(special):
+    # zero and non-finite adjoints and values through the recomputed loop, and gradients
+    # of -0.0 (the interpreter's 0.0 + adjoint makes them +0.0)
+    F = tg.trace(rosenbrock, np.zeros(30))
+    G = compiled(F)
+    x = np.random.default_rng(30).uniform(-1.0, 1.0, 30)
+    for at in (0, 1, 14, 28, 29):
+        y = x.copy()
+        y[at] = special
+        agree(F, G, y)
+    H = tg.trace(lambda a, b: a * b + b * 0.0, 1.0, 1.0)
+    K = compiled(H)
+    for a, b in ((1.0, -0.0), (-0.0, -0.0), (np.inf, 0.0), (-0.0, np.nan)):
+        agree(H, K, a, b)
+
+
+def test_the_point_is_read_where_it_is_and_never_kept():
+    # one float64 C-order argument is read in place: a write to it between calls shows,
+    # and other layouts and dtypes are converted first, as before
+    F = tg.trace(rosenbrock, np.zeros(20))
+    G = compiled(F)
+    x = np.random.default_rng(20).uniform(-1.0, 1.0, 20)
+    g = np.empty(20)
+    for _ in range(2):
+        assert_bits(G.grad(x, out=g), F.grad(x), "in place")
+        assert_bits(G(x), F(x), "value in place")
+        x[7] += 0.25
+    wide = np.zeros(40)
+    wide[::2] = x
+    for y in (wide[::2], x.astype(np.float32), np.arange(20), x[::-1].copy()[::-1]):
+        assert_bits(G.grad(y), F.grad(np.asarray(y, dtype=float)), f"{y.dtype} {y.strides}")
+    with pytest.raises(ValueError, match="overlap"):
+        G.grad(x, out=x)
 
 
 # ---------------------------------------------------------------- contribution columns

@@ -223,6 +223,9 @@ py::object out_array(py::handle h, const std::vector<py_ssize>& shape,
 // guard) returns None, and function.py takes the general path, which also explains errors.
 // grad_out (mode 2): the caller's gradient array (a tuple of them for several arguments),
 // filled and returned; any doubt about it returns None (the batch path decides).
+// Programs of more slots than this run their one-point sweeps without the GIL.
+constexpr std::size_t nogil_slots = 20000;
+
 py::object call_point(const Program& P, PyObject* const* args, std::size_t n_args, int mode,
                       PyObject* grad_out = nullptr) {
     const program& p = *P.p;
@@ -232,6 +235,7 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
         return py::none();
     scratch_lease scratch;
     std::vector<double>& x = scratch.get(2, p.n_inputs);
+    const double* x_in = x.data();  // the point: x, or the one argument's own data
     std::size_t at = 0;
     for (std::size_t k = 0; k < n_args; ++k) {
         PyObject* a = args[k];
@@ -253,7 +257,7 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
         for (std::size_t d = 0; d < shape.size(); ++d)
             if (arr.shape(py::ssize_t(d)) != shape[d]) return py::none();
         const double* src;
-        py::array_t<double> c;  // a converted copy, when the array is not float64 C-order
+        py::object converted;  // a copy, when the array is not float64 C-order (no array: null)
         if (py::isinstance<py::array_t<double>>(arr) && (arr.flags() & py::array::c_style) &&
             aligned(arr.data())) {
             src = static_cast<const double*>(arr.data());
@@ -262,60 +266,71 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
             // and lose its gradients; the general path names it.
             const char kind = arr.dtype().kind();
             if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f') return py::none();
-            c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
+            auto c = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
             if (!c) throw py::error_already_set();
             src = c.data();
+            converted = std::move(c);
         }
-        std::memcpy(x.data() + at, src, sizeof(double) * std::size_t(arr.size()));
+        // One float64 argument is read where it is, unless the sweeps run without the GIL
+        // (where another thread could write it meanwhile).
+        if (n_args == 1 && !converted && p.n_slots() <= nogil_slots)
+            x_in = src;
+        else
+            std::memcpy(x.data() + at, src, sizeof(double) * std::size_t(arr.size()));
         at += std::size_t(arr.size());
     }
     if (at != p.n_inputs) return py::none();
-    // The caller's gradient arrays, checked as call_batch checks them.
-    std::vector<py::object> grad_outs;
+    // The caller's gradient arrays, checked as call_batch checks them: one argument's
+    // gradient goes straight into its array, several arguments' are copied there.
+    double* grad = scratch.get(3, p.n_inputs).data();
+    std::vector<py::object> grad_outs;  // several arguments'
     if (grad_out) {
         if (mode != 2) return py::none();
-        std::vector<byte_range> taken;
+        thread_local std::vector<byte_range> taken;  // (no Python code runs while in use)
+        taken.clear();
         for (std::size_t k = 0; k < n_args; ++k)
             if (!P.arg_shapes[k].empty())
                 taken.push_back(extent(py::reinterpret_borrow<py::array>(args[k])));
-        py::tuple gs;
         if (n_args == 1) {
-            gs = py::make_tuple(py::handle(grad_out));
+            const py::object a = out_array(grad_out, P.arg_shapes[0], taken);
+            if (a.is_none()) return py::none();
+            grad = static_cast<double*>(py::reinterpret_borrow<py::array>(a).mutable_data());
         } else {
             if (!PyTuple_Check(grad_out) || std::size_t(PyTuple_GET_SIZE(grad_out)) != n_args)
                 return py::none();
-            gs = py::reinterpret_borrow<py::tuple>(grad_out);
-        }
-        for (std::size_t k = 0; k < n_args; ++k) {
-            grad_outs.push_back(out_array(gs[k], P.arg_shapes[k], taken));
-            if (grad_outs.back().is_none()) return py::none();
+            for (std::size_t k = 0; k < n_args; ++k) {
+                grad_outs.push_back(
+                    out_array(PyTuple_GET_ITEM(grad_out, py_ssize(k)), P.arg_shapes[k], taken));
+                if (grad_outs.back().is_none()) return py::none();
+            }
         }
     }
     const std::size_t n = p.n_slots();
     double* val = scratch.get(0, n).data();
     double* adj = scratch.get(1, n).data();
-    std::vector<double>& grad_buffer = scratch.get(3, p.n_inputs);
-    // one argument's gradient goes straight into the caller's array
-    double* grad =
-        grad_outs.size() == 1
-            ? static_cast<double*>(py::reinterpret_borrow<py::array>(grad_outs[0]).mutable_data())
-            : grad_buffer.data();
     std::vector<double>& seed_buffer = scratch.get(5, p.outputs_.size());
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
-        if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
-        P.forward(x.data(), val);
+        if (n > nogil_slots) nogil = std::make_unique<py::gil_scoped_release>();
+        if (mode == 2)
+            P.forward_gradient(x_in, val);
+        else
+            P.forward(x_in, val);
         if (p.failing_guard(val) >= 0) return py::none();
         if (mode) {
             double* seed = seed_buffer.data();
             std::fill_n(seed, p.outputs_.size(), 0.0);
             seed[0] = 1.0;
-            std::fill_n(grad, p.n_inputs, 0.0);
-            P.reverse(val, adj, seed, grad);
+            if (mode == 2) {
+                P.reverse_gradient(val, adj, seed, grad);
+            } else {
+                std::fill_n(grad, p.n_inputs, 0.0);
+                P.reverse(val, adj, seed, grad);
+            }
         }
     }
     if (grad_out) {
-        if (grad_outs.size() > 1) {
+        if (!grad_outs.empty()) {
             std::size_t at = 0;
             for (const py::object& g : grad_outs) {
                 auto a = py::reinterpret_borrow<py::array>(g);
@@ -519,7 +534,7 @@ py::object call_batch(const Program& P, const py::tuple& args, int mode, int thr
     }
     std::vector<std::size_t> failed;
     bool finished;
-    if (n * p.n_slots() <= 20000) {  // a few microseconds: releasing the GIL costs more
+    if (n * p.n_slots() <= nogil_slots) {  // a few microseconds: releasing the GIL costs more
         finished = p.run_batch(io, n, 1, failed, [] { return PyErr_CheckSignals() != 0; });
     } else {
         py::gil_scoped_release nogil;
@@ -565,7 +580,7 @@ py::object point(const Program& P, c_doubles x, int mode) {
     long failed;
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
-        if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        if (n > nogil_slots) nogil = std::make_unique<py::gil_scoped_release>();
         P.forward(x.data(), val);
         failed = p.failing_guard(val);
         for (std::size_t k = 0; k < m_out; ++k) out[k] = val[p.outputs_[k]];
@@ -605,7 +620,7 @@ py::object point_tangent(const Program& P, c_doubles x, c_doubles tx, bool hvp) 
     long failed;
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
-        if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        if (n > nogil_slots) nogil = std::make_unique<py::gil_scoped_release>();
         p.forward(x.data(), val);
         failed = p.failing_guard(val);
         double* t = tb.data();
@@ -654,7 +669,8 @@ py::object point_sweeps(const Program& P, c_doubles x, py::object tangents, py::
     long failed;
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
-        if (n * (1 + n_tan + n_seed) > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        if (n * (1 + n_tan + n_seed) > nogil_slots)
+            nogil = std::make_unique<py::gil_scoped_release>();
         p.forward(x.data(), val);
         failed = p.failing_guard(val);
         for (std::size_t k = 0; k < m_out; ++k) out[k] = val[p.outputs_[k]];
@@ -712,7 +728,7 @@ py::object hessian_columns(const Program& P, c_doubles x, HessianPlan& H) {
     long failed;
     {
         std::unique_ptr<py::gil_scoped_release> nogil;
-        if (n > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+        if (n > nogil_slots) nogil = std::make_unique<py::gil_scoped_release>();
         std::unique_lock<std::mutex> kept(H.busy, std::try_to_lock);
         std::vector<double> own_t, own_adjt;
         if (kept && H.t.size() != n) H.t.assign(n, 0.0), H.adjt.assign(n, 0.0);
@@ -770,7 +786,7 @@ py::object hessian_entries(const Program& P, c_doubles x, HessianPlan& H) {
         bool ok;
         {
             std::unique_ptr<py::gil_scoped_release> nogil;
-            if (r->n_ops > 20000) nogil = std::make_unique<py::gil_scoped_release>();
+            if (r->n_ops > nogil_slots) nogil = std::make_unique<py::gil_scoped_release>();
             const std::size_t n = r->prog.n_slots();
             std::unique_lock<std::mutex> kept(H.replay_busy, std::try_to_lock);
             if (kept) {

@@ -33,6 +33,17 @@ struct Program {
     void forward(const double* x, double* val) const {
         native ? native->forward(x, val) : p->forward(x, val);
     }
+    // The sweeps of a gradient alone: val holds what reverse_gradient() and the guards
+    // read (all of it, in the interpreter), not necessarily the outputs' values; grad is
+    // set to what reverse() would add to zeros.
+    void forward_gradient(const double* x, double* val) const {
+        native ? native->forward_gradient(x, val) : p->forward(x, val);
+    }
+    void reverse_gradient(const double* val, double* adj, const double* seed, double* grad) const {
+        if (native) return native->reverse_gradient(val, adj, seed, grad);
+        std::fill_n(grad, p->n_inputs, 0.0);
+        p->reverse(val, adj, seed, grad);
+    }
     void reverse(const double* val, double* adj, const double* seed, double* grad) const {
         native ? native->reverse(val, adj, seed, grad) : p->reverse(val, adj, seed, grad);
     }

@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string_view>
 #include <vector>
@@ -355,13 +356,67 @@ public:
     // -0.0 (which added changes nothing); the partial sums are then added pairwise.
     static constexpr std::int64_t sum_lanes = 8, sum_block = 256;
 
-    std::string forward_loop(std::size_t L, const piece& pc) const {
+    // The block ops a loop computes for the gradient alone: those with a live value
+    // (liveness()) in some iteration, and what they read within the loop, from this
+    // iteration or the last.
+    std::vector<bool> needed_ops(const piece& pc) const {
         const run& r = *pc.r;
+        std::vector<bool> need(r.period, false);
+        for (std::int64_t k = pc.k0; k < pc.k1; ++k)
+            for (slot j = 0; j < r.period; ++j)
+                if (live_[r.start + k * r.period + j]) need[j] = true;
+        for (bool grew = true; grew;) {
+            grew = false;
+            for (slot j = 0; j < r.period; ++j) {
+                if (!need[j]) continue;
+                const int n_operands = op_table[std::size_t(p_.op_[r.start + j])].arity;
+                for (int pos = 0; pos < n_operands; ++pos) {
+                    const block_operand& o = pos ? r.b[j] : r.a[j];
+                    if ((o.kind == operand_kind::same || o.kind == operand_kind::carried) &&
+                        !need[o.source])
+                        need[o.source] = grew = true;
+                }
+            }
+        }
+        return need;
+    }
+
+    // Whether the gradient's reverse of loop L computes again the values its rules read
+    // (rg_L), so that tg_forward_gradient need not run the loop at all: a loop with
+    // contribution columns whose needed values are read by its own rules alone and are
+    // computed within their iteration (nothing carried).
+    bool rematerialised(const piece& pc) const {
+        const run& r = *pc.r;
+        if (!plan_columns(pc).ok) return false;
+        const std::vector<bool> need = needed_ops(pc);
+        for (slot j = 0; j < r.period; ++j) {
+            if (!need[j]) continue;
+            const int n_operands = op_table[std::size_t(p_.op_[r.start + j])].arity;
+            for (int pos = 0; pos < n_operands; ++pos)
+                if ((pos ? r.b[j] : r.a[j]).kind == operand_kind::carried) return false;
+            for (std::int64_t k = pc.k0; k < pc.k1; ++k)
+                if (external_[r.start + k * r.period + j]) return false;
+        }
+        return true;
+    }
+
+    // gradient: tg_forward_gradient's loop (fg_L), which computes only needed_ops() and
+    // stores those where fw_L does; empty if it need not run.
+    std::string forward_loop(std::size_t L, const piece& pc, bool gradient) const {
+        const run& r = *pc.r;
+        std::vector<bool> need(r.period, true);
+        if (gradient) {
+            if (rematerialised(pc)) return std::string();
+            need = needed_ops(pc);
+            if (std::find(need.begin(), need.end(), true) == need.end()) return std::string();
+        }
         writer w;
-        w.f("TG_NATIVE_LOOP fw_%zu(const double* __restrict B, double* __restrict R) {\n", L);
+        w.f("TG_NATIVE_LOOP %s_%zu(const double* __restrict B, double* __restrict R) {\n",
+            gradient ? "fg" : "fw", L);
         slot jc = 0;
         int cpos = 0;
-        const bool sum = reassociable(L, pc, &jc, &cpos);
+        bool sum = reassociable(L, pc, &jc, &cpos);
+        sum = sum && need[jc];
         std::vector<bool> carried(r.period, false);
         for (slot j = 0; j < r.period; ++j)
             for (const block_operand* o : {&r.a[j], &r.b[j]})
@@ -380,12 +435,12 @@ public:
             w.put("for (std::int64_t k = b; k < e; ++k) {\n");
         } else {
             for (slot j = 0; j < r.period; ++j)
-                if (carried[j])
+                if (carried[j] && need[j])
                     w.f("double c%u = R[%" PRId64 "];\n", j, (pc.k0 - 1) * r.period + j);
             w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
         }
         bool slots = false;
-        for (slot j = 0; j < r.period; ++j) slots = slots || store_in_loop(pc, j, col);
+        for (slot j = 0; j < r.period; ++j) slots = slots || (need[j] && store_in_loop(pc, j, col));
         if (slots) w.f("double* const r = R + k * %u;\n", r.period);
         auto value = [&](const block_operand& o) -> std::string {
             if (o.kind == operand_kind::same) return "t" + std::to_string(o.source);
@@ -393,6 +448,7 @@ public:
             return strided("B", o);
         };
         for (slot j = 0; j < r.period; ++j) {
+            if (!need[j]) continue;
             if (sum && j == jc) {  // the term (s - t is s + -t, exactly)
                 const std::string t = value(cpos ? r.a[j] : r.b[j]);
                 w.f("u[k - b] = %s%s;\n", p_.op_[r.start + j] == op::sub ? "-" : "", t.c_str());
@@ -404,7 +460,7 @@ public:
             if (store_in_loop(pc, j, col)) w.f("r[%u] = t%u;\n", j, j);
         }
         for (slot j = 0; j < r.period; ++j)
-            if (carried[j] && !sum) w.f("c%u = t%u;\n", j, j);
+            if (carried[j] && need[j] && !sum) w.f("c%u = t%u;\n", j, j);
         w.put("}\n");
         if (sum) {
             w.f("std::int64_t i = 0;\n"
@@ -426,7 +482,7 @@ public:
             w.f("const double c%u = %s;\n", jc, level[0].c_str());
         }
         for (slot j = 0; j < r.period; ++j)
-            if (carried[j] && col[j] < 0 && !store_in_loop(pc, j, col) &&
+            if (carried[j] && need[j] && col[j] < 0 && !store_in_loop(pc, j, col) &&
                 observed(r.start + (pc.k1 - 1) * r.period + j))
                 w.f("R[%" PRId64 "] = c%u;\n", (pc.k1 - 1) * r.period + j, j);
         w.put("}\n");
@@ -512,21 +568,49 @@ public:
         return plan;
     }
 
-    std::string reverse_columns(std::size_t L, const piece& pc, const column_plan& plan) const {
+    // remat: the gradient's (rg_L, rematerialised()): each iteration first computes
+    // needed_ops() again, and the rules read those values, not V.
+    std::string reverse_columns(std::size_t L, const piece& pc, const column_plan& plan,
+                                bool remat) const {
         const run& r = *pc.r;
         const std::int64_t n = pc.k1 - pc.k0, s = plan.stride;
         writer w;
-        w.f("TG_NATIVE_LOOP rv_%zu(const double* __restrict V, double* __restrict AB, "
+        w.f("TG_NATIVE_LOOP %s_%zu(const double* __restrict V, double* __restrict AB, "
             "double* __restrict AR) {\n",
-            L);
+            remat ? "rg" : "rv", L);
         w.f("const double* const VR = V + %u;\n", r.start);
         w.f("const double G = AR[%" PRId64 "];\n", (pc.k1 - 1) * r.period + plan.jc);
         w.f("AR[%" PRId64 "] = G;\n", (pc.k0 - 1) * r.period + plan.jc);
         w.f("double* const C = AR + %" PRId64 ";\n", pc.k0 * r.period);
+        // An operand that is the same in every iteration is read before the loop: GCC then
+        // unswitches the loop on a rule's zero-adjoint test of an invariant adjoint (100 *
+        // G, say) instead of blending both outcomes in every iteration.
+        for (slot j = 0; j < r.period; ++j) {
+            const rule_reads rr = needs(slot(r.start + pc.k0 * r.period + j));
+            if (rr.x && r.a[j].kind == operand_kind::invariant)
+                w.f("const double x%u = %s;\n", j, strided("V", r.a[j]).c_str());
+            if (rr.y && r.b[j].kind == operand_kind::invariant)
+                w.f("const double y%u = %s;\n", j, strided("V", r.b[j]).c_str());
+        }
         w.f("for (std::int64_t k = %" PRId64 "; k < %" PRId64 "; ++k) {\n", pc.k0, pc.k1);
-        w.f("const double* const v = VR + k * %u;\n", r.period);
-        auto own = [&](slot j) { return reverse_own(L, j); };
-        auto value = [&](const block_operand& o) { return reverse_value(L, r, o); };
+        std::function<std::string(slot)> own = [&](slot j) { return reverse_own(L, j); };
+        std::function<std::string(const block_operand&)> value = [&](const block_operand& o) {
+            return reverse_value(L, r, o);
+        };
+        if (remat) {
+            own = [](slot j) { return "t" + std::to_string(j); };
+            value = [&](const block_operand& o) {
+                return o.kind == operand_kind::same ? own(o.source) : strided("V", o);
+            };
+            const std::vector<bool> need = needed_ops(pc);
+            for (slot j = 0; j < r.period; ++j)
+                if (need[j])
+                    w.f("const double t%u = K::%s::forward(%s, %s);\n", j,
+                        name(p_.op_[r.start + j]).c_str(), value(r.a[j]).c_str(),
+                        value(r.b[j]).c_str());
+        } else {
+            w.f("const double* const v = VR + k * %u;\n", r.period);
+        }
         // A target's contributions from its latest iteration come first: those with the
         // smallest `first` of its residue class. When the first of them is a store, the
         // first loop adds them up itself and stores the sum into the target (direct).
@@ -581,8 +665,10 @@ public:
             // Values are read before the rule's zero-adjoint test: GCC vectorises a
             // load it may make unconditional, not a masked load of an invariant.
             const rule_reads rr = needs(slot(r.start + pc.k0 * r.period + j));
-            if (rr.x) w.f("const double x%u = %s;\n", j, value(r.a[j]).c_str());
-            if (rr.y) w.f("const double y%u = %s;\n", j, value(r.b[j]).c_str());
+            if (rr.x && r.a[j].kind != operand_kind::invariant)
+                w.f("const double x%u = %s;\n", j, value(r.a[j]).c_str());
+            if (rr.y && r.b[j].kind != operand_kind::invariant)
+                w.f("const double y%u = %s;\n", j, value(r.b[j]).c_str());
             if (rr.out) w.f("const double o%u = %s;\n", j, own(j).c_str());
             const std::string js = std::to_string(j);
             w.f("rvp<K::%s, %u, %u>(%s, %s, %s, g%u, %s, %s);\n", name(o).c_str(), fm[0], fm[1],
@@ -650,7 +736,11 @@ public:
     // before the run, AR the run's own (AR = A + start).
     std::string reverse_loop(std::size_t L, const piece& pc) const {
         const run& r = *pc.r;
-        if (const column_plan plan = plan_columns(pc); plan.ok) return reverse_columns(L, pc, plan);
+        if (const column_plan plan = plan_columns(pc); plan.ok) {
+            std::string code = reverse_columns(L, pc, plan, false);
+            if (rematerialised(pc)) code += reverse_columns(L, pc, plan, true);
+            return code;
+        }
         writer w;
         w.f("TG_NATIVE_LOOP rv_%zu(const double* __restrict V, double* __restrict AB, "
             "double* __restrict AR) {\n",
@@ -697,11 +787,38 @@ public:
         return n;
     }
 
-    std::string loops(const std::vector<piece>& pcs) const {
+    std::string loops(const std::vector<piece>& pcs) {
         std::string s;
-        for (std::size_t L = 0; L < pcs.size(); ++L)
-            if (pcs[L].r) s += forward_loop(L, pcs[L]) + reverse_loop(L, pcs[L]);
+        gradient_loop_.assign(pcs.size(), false);
+        remat_.assign(pcs.size(), false);
+        for (std::size_t L = 0; L < pcs.size(); ++L) {
+            if (!pcs[L].r) continue;
+            const std::string fg = forward_loop(L, pcs[L], true);
+            gradient_loop_[L] = !fg.empty();
+            remat_[L] = rematerialised(pcs[L]);
+            s += forward_loop(L, pcs[L], false) + fg + reverse_loop(L, pcs[L]);
+        }
         return s;
+    }
+
+    // Which values the gradient needs: those a reverse rule reads (needs()) or a guard,
+    // and what computing them reads, back to the inputs. tg_forward_gradient computes
+    // these alone (an output's value, a sum that only it reads, are left out).
+    void liveness() {
+        const slot n = p_.n_slots();
+        live_.assign(n, false);
+        for (const guard& g : p_.guards_) live_[g.lhs] = live_[g.rhs] = true;
+        for (slot s = p_.first_op(); s < n; ++s) {
+            const rule_reads rr = needs(s);
+            if (rr.x) live_[p_.a_[s]] = true;
+            if (rr.y) live_[p_.b_[s]] = true;
+            if (rr.out) live_[s] = true;
+        }
+        for (slot s = n; s-- > p_.first_op();) {
+            if (!live_[s]) continue;
+            live_[p_.a_[s]] = true;
+            if (op_table[std::size_t(p_.op_[s])].arity == 2) live_[p_.b_[s]] = true;
+        }
     }
 
     // Straight-line code goes into functions of at most this many ops: compilers take
@@ -711,15 +828,17 @@ public:
 
     // The forward sweep: definitions of its straight-line chunks (into defs), and the
     // body of tg_forward, which calls them and the loops in slot order.
-    std::string forward(const std::vector<piece>& pcs, std::string& defs) const {
+    // gradient: tg_forward_gradient's (the live values alone: liveness()).
+    std::string forward(const std::vector<piece>& pcs, std::string& defs, bool gradient) const {
         writer body, chunk;
         std::size_t n_chunk = 0, chunks = 0;
+        const char* prefix = gradient ? "sg" : "sf";
         auto flush = [&] {
             if (!n_chunk) return;
             writer d;
-            d.f("TG_NATIVE_LOOP sf_%zu(double* __restrict V) {\n", chunks);
+            d.f("TG_NATIVE_LOOP %s_%zu(double* __restrict V) {\n", prefix, chunks);
             defs += d.s + chunk.s + "}\n";
-            body.f("sf_%zu(V);\n", chunks++);
+            body.f("%s_%zu(V);\n", prefix, chunks++);
             chunk.s.clear();
             n_chunk = 0;
         };
@@ -727,9 +846,11 @@ public:
             const piece& pc = pcs[L];
             if (pc.r) {
                 flush();
-                body.f("fw_%zu(V, V + %u);\n", L, pc.r->start);
+                if (!gradient || gradient_loop_[L])
+                    body.f("%s_%zu(V, V + %u);\n", gradient ? "fg" : "fw", L, pc.r->start);
                 continue;
             }
+            if (gradient && !live_[pc.s]) continue;
             chunk.f("fw<K::%s>(V, %u, %u, %u);\n", name(p_.op_[pc.s]).c_str(), pc.s, p_.a_[pc.s],
                     p_.b_[pc.s]);
             if (++n_chunk == chunk_ops) flush();
@@ -738,8 +859,11 @@ public:
         return body.s;
     }
 
-    std::string reverse(const std::vector<piece>& pcs, std::string& defs) const {
-        writer body, chunk;
+    // The bodies of tg_reverse and of tg_reverse_gradient (which calls rg_L for the
+    // rematerialised loops), with the definitions of their shared straight-line chunks.
+    std::pair<std::string, std::string> reverse(const std::vector<piece>& pcs,
+                                                std::string& defs) const {
+        writer body, gradient, chunk;
         std::size_t n_chunk = 0, chunks = 0;
         auto flush = [&] {
             if (!n_chunk) return;
@@ -747,7 +871,8 @@ public:
             d.f("TG_NATIVE_LOOP sr_%zu(const double* __restrict V, double* __restrict A) {\n",
                 chunks);
             defs += d.s + chunk.s + "}\n";
-            body.f("sr_%zu(V, A);\n", chunks++);
+            body.f("sr_%zu(V, A);\n", chunks);
+            gradient.f("sr_%zu(V, A);\n", chunks++);
             chunk.s.clear();
             n_chunk = 0;
         };
@@ -756,6 +881,7 @@ public:
             if (pc.r) {
                 flush();
                 body.f("rv_%zu(V, A, A + %u);\n", L, pc.r->start);
+                gradient.f("%s_%zu(V, A, A + %u);\n", remat_[L] ? "rg" : "rv", L, pc.r->start);
                 continue;
             }
             const unsigned m = modes(pc.s);
@@ -764,7 +890,7 @@ public:
             if (++n_chunk == chunk_ops) flush();
         }
         flush();
-        return body.s;
+        return {body.s, gradient.s};
     }
 
 private:
@@ -775,6 +901,9 @@ private:
     bool reassociate_;
     std::vector<bool> external_, internal_;            // observe()
     std::vector<std::vector<std::int64_t>> columns_;  // per piece: place_columns()
+    std::vector<bool> live_;                           // per slot: liveness()
+    std::vector<bool> gradient_loop_;                  // per piece: loops() made fg_L
+    std::vector<bool> remat_;                          // per piece: loops() made rg_L
 };
 
 void u32_array(writer& w, const char* name, const std::vector<slot>& xs) {
@@ -792,6 +921,7 @@ std::string native_source(const program& p, codegen_stats* stats, bool reassocia
     const std::vector<piece> pcs = g.pieces(runs, st);
     g.observe(pcs);
     st.sums_reassociated = g.sums_reassociated(pcs);
+    g.liveness();
     const slot n_in = p.n_inputs, n_const = p.first_op() - p.n_inputs;
     writer w;
     w.f("// Generated by tapegrad (F.compile()): %u inputs, %u constants, %u ops, %zu loops%s.\n",
@@ -809,36 +939,44 @@ std::string native_source(const program& p, codegen_stats* stats, bool reassocia
         program_digest(p));
     w.put(g.loops(pcs));
     std::string defs;
-    const std::string forward_body = g.forward(pcs, defs);
-    const std::string reverse_body = g.reverse(pcs, defs);
+    const std::string forward_body = g.forward(pcs, defs, false);
+    const std::string gradient_body = g.forward(pcs, defs, true);
+    const auto [reverse_body, reverse_gradient_body] = g.reverse(pcs, defs);
     w.put(defs);
-    w.put("TG_NATIVE_EXPORT void tg_forward(const double* __restrict x, double* __restrict V) {\n");
-    if (n_in) w.f("std::memcpy(V, x, %u * sizeof(double));\n", n_in);
     if (n_const) {
-        w.put("static const std::uint64_t bits[] = {");
+        w.put("static const std::uint64_t constant_bits[] = {");
         for (slot c = 0; c < n_const; ++c) {
             std::uint64_t b;
             std::memcpy(&b, &p.init_[n_in + c], sizeof b);
             w.f(c % 6 ? " 0x%" PRIx64 "ull," : "\n0x%" PRIx64 "ull,", b);
         }
-        w.f("};\nstd::memcpy(V + %u, bits, sizeof bits);\n", n_in);
+        w.put("};\n");
     }
-    w.put(forward_body);
-    w.put("}\n");
-    w.put(
-        "TG_NATIVE_EXPORT void tg_reverse(const double* __restrict V, double* __restrict A,\n"
-        "                                 const double* seed, double* grad) {\n");
-    if (!p.zero_slots().empty()) {
-        u32_array(w, "zero", p.zero_slots());
-        w.put("for (u32 z : zero) A[z] = 0.0;\n");
+    for (const char* name : {"tg_forward", "tg_forward_gradient"}) {
+        w.f("TG_NATIVE_EXPORT void %s(const double* __restrict x, double* __restrict V) {\n", name);
+        if (n_in) w.f("std::memcpy(V, x, %u * sizeof(double));\n", n_in);
+        if (n_const) w.f("std::memcpy(V + %u, constant_bits, sizeof constant_bits);\n", n_in);
+        w.put(name == std::string_view("tg_forward") ? forward_body : gradient_body);
+        w.put("}\n");
     }
-    if (!p.outputs_.empty()) {
-        u32_array(w, "outputs", p.outputs_);
-        w.f("for (u32 k = 0; k < %zuu; ++k) A[outputs[k]] += seed[k];\n", p.outputs_.size());
+    if (!p.zero_slots().empty()) u32_array(w, "zero", p.zero_slots());
+    if (!p.outputs_.empty()) u32_array(w, "outputs", p.outputs_);
+    for (const char* name : {"tg_reverse", "tg_reverse_gradient"}) {
+        w.f("TG_NATIVE_EXPORT void %s(const double* __restrict V, double* __restrict A,\n"
+            "                         const double* seed, double* grad) {\n",
+            name);
+        if (!p.zero_slots().empty()) w.put("for (u32 z : zero) A[z] = 0.0;\n");
+        if (!p.outputs_.empty())
+            w.f("for (u32 k = 0; k < %zuu; ++k) A[outputs[k]] += seed[k];\n", p.outputs_.size());
+        const bool gradient = name != std::string_view("tg_reverse");
+        w.put(gradient ? reverse_gradient_body : reverse_body);
+        // tg_reverse adds the inputs' adjoints to grad; tg_reverse_gradient stores them,
+        // as 0.0 + A[i] would be (a -0.0 adjoint becomes +0.0)
+        if (n_in)
+            w.f("for (u32 i = 0; i < %uu; ++i) grad[i] %s A[i]%s;\n", n_in,
+                gradient ? "=" : "+=", gradient ? " + 0.0" : "");
+        w.put("}\n");
     }
-    w.put(reverse_body);
-    if (n_in) w.f("for (u32 i = 0; i < %uu; ++i) grad[i] += A[i];\n", n_in);
-    w.put("}\n");
     if (stats) *stats = st;
     return std::move(w.s);
 }
@@ -853,12 +991,15 @@ native_code::native_code(const std::string& path, const program& p) : path_(path
     const auto* digest =
         static_cast<const std::uint64_t*>(shared_library::symbol(handle_, "tg_digest"));
     void* f = shared_library::symbol(handle_, "tg_forward");
+    void* fg = shared_library::symbol(handle_, "tg_forward_gradient");
     void* r = shared_library::symbol(handle_, "tg_reverse");
-    if (!digest || !f || !r) {
+    void* rg = shared_library::symbol(handle_, "tg_reverse_gradient");
+    if (!digest || !f || !fg || !r || !rg) {
         shared_library::close(handle_);
         throw std::runtime_error("native code: " + path +
-                                 " lacks tg_digest, tg_forward or tg_reverse (not made by "
-                                 "tapegrad's native_source)");
+                                 " lacks tg_digest or a sweep (tg_forward, "
+                                 "tg_forward_gradient, tg_reverse, tg_reverse_gradient): not "
+                                 "made by tapegrad's native_source");
     }
     if (*digest != program_digest(p)) {
         shared_library::close(handle_);
@@ -866,6 +1007,8 @@ native_code::native_code(const std::string& path, const program& p) : path_(path
                                     " was generated from another program (digest differs)");
     }
     forward = reinterpret_cast<forward_fn>(f);
+    forward_gradient = reinterpret_cast<forward_fn>(fg);
+    reverse_gradient = reinterpret_cast<reverse_fn>(rg);
     reverse = reinterpret_cast<reverse_fn>(r);
 }
 

@@ -3,6 +3,13 @@
 //
 // The source defines, with C linkage,
 //   tg_forward(x, val)                 what program::forward does,
+//   tg_forward_gradient(x, val)        the same for the values the gradient needs alone:
+//                                      those tg_reverse's rules and the guards read, and
+//                                      what they are computed from (not the outputs'),
+//   tg_reverse_gradient(...)           tg_reverse after tg_forward_gradient, storing into
+//                                      grad what tg_reverse adds to it (zeros): a loop
+//                                      whose values only its own rules read computes them
+//                                      again in its reverse, and tg_forward_gradient skips it,
 //   tg_reverse(val, adj, seed, grad)   what program::reverse does,
 //   tg_digest                          program_digest() of the program it was made from,
 // each op slot one call of native_rules.hpp on the kernels of ops.hpp, in slot order
@@ -52,7 +59,9 @@ public:
     native_code& operator=(const native_code&) = delete;
 
     forward_fn forward = nullptr;
+    forward_fn forward_gradient = nullptr;  // val good for reverse_gradient and the guards alone
     reverse_fn reverse = nullptr;
+    reverse_fn reverse_gradient = nullptr;
     const std::string& path() const { return path_; }
 
 private:
