@@ -404,6 +404,14 @@ def test_the_point_is_read_where_it_is_and_never_kept():
         assert_bits(G.grad(y), F.grad(np.asarray(y, dtype=float)), f"{y.dtype} {y.strides}")
     with pytest.raises(ValueError, match="overlap"):
         G.grad(x, out=x)
+    # each call's gradient is an array of its own, which the next call leaves alone
+    for H in (F, G):
+        first, (_, second) = H.grad(x), H.value_and_grad(-x)
+        keep = first.copy()
+        third = H.grad(x + 1.0)
+        assert first is not second and first is not third and second is not third
+        assert_bits(first, keep, "an earlier result")
+        assert_bits(second, F.grad(-x), "value_and_grad's")
 
 
 # ---------------------------------------------------------------- contribution columns

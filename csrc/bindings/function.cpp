@@ -305,6 +305,13 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
             }
         }
     }
+    // One array argument's gradient, returned in a new array: the sweeps write it there.
+    py::object fresh;
+    if (!grad_out && mode && n_args == 1 && !P.arg_shapes[0].empty()) {
+        py::array_t<double> a(P.arg_shapes[0]);
+        grad = a.mutable_data();
+        fresh = std::move(a);
+    }
     const std::size_t n = p.n_slots();
     double* val = scratch.get(0, n).data();
     double* adj = scratch.get(1, n).data();
@@ -348,7 +355,7 @@ py::object call_point(const Program& P, PyObject* const* args, std::size_t n_arg
     py::tuple grads(n_args);
     at = 0;
     for (std::size_t k = 0; k < n_args; ++k) {
-        grads[k] = shaped(grad + at, P.arg_shapes[k]);
+        grads[k] = fresh ? fresh : shaped(grad + at, P.arg_shapes[k]);
         std::size_t size = 1;
         for (py_ssize d : P.arg_shapes[k]) size *= std::size_t(d);
         at += size;
