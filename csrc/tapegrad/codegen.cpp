@@ -390,6 +390,11 @@ public:
         if (!plan_columns(pc).ok) return false;
         const std::vector<bool> need = needed_ops(pc);
         for (slot j = 0; j < r.period; ++j) {
+            // (a sum's rules read neither operand, so its carried one is never read)
+            const rule_reads rr = needs(slot(r.start + pc.k0 * r.period + j));
+            if ((rr.x && r.a[j].kind == operand_kind::carried) ||
+                (rr.y && r.b[j].kind == operand_kind::carried))
+                return false;
             if (!need[j]) continue;
             const int n_operands = op_table[std::size_t(p_.op_[r.start + j])].arity;
             for (int pos = 0; pos < n_operands; ++pos)

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "tapegrad/codegen.hpp"
+#include "tapegrad/codegen_batch.hpp"
 #include "tapegrad/program.hpp"
 
 using namespace tapegrad;
@@ -39,6 +40,39 @@ program dot_loop(slot n, double c) {
     p.outputs_ = {s};
     p.finish();
     return p;
+}
+
+// s = s + sin(x[i]) * x[i + 1] for i < n, and s (or s * s, squared): s starts as input 0,
+// x[i] is input 1 + i. The products' rules read the sines; no rule reads a running sum or
+// a product, unless the output is squared: then its rule reads the last sum, which needs
+// them all.
+program sum_loop(slot n, bool squared) {
+    program p;
+    p.n_inputs = n + 2;
+    p.set_first_op(n + 2);
+    for (slot s = 0; s < p.n_inputs; ++s) p.op_.push_back(op::leaf);
+    p.init_.assign(p.first_op(), 0.0);
+    p.a_.assign(p.first_op(), 0);
+    p.b_.assign(p.first_op(), 0);
+    auto push = [&](op o, slot x, slot y) {
+        p.op_.push_back(o);
+        p.a_.push_back(x);
+        p.b_.push_back(y);
+        return slot(p.op_.size() - 1);
+    };
+    slot s = 0;
+    for (slot i = 0; i < n; ++i)
+        s = push(op::add, s, push(op::mul, push(op::sin, 1 + i, 0), 2 + i));
+    p.outputs_ = {squared ? push(op::mul, s, s) : s};
+    p.finish();
+    return p;
+}
+
+// The text of generated function `name`, up to the next one.
+std::string function_text(const std::string& src, const std::string& name) {
+    const std::size_t at = src.find(name);
+    REQUIRE(at != std::string::npos);
+    return src.substr(at, src.find("\nTG_NATIVE", at) - at);
 }
 
 std::size_t count(const std::string& text, const std::string& what) {
@@ -77,4 +111,40 @@ TEST_CASE("the digest follows everything the sweeps read") {
 TEST_CASE("a library that is missing does not load") {
     const program p = dot_loop(3, 1.0);
     CHECK_THROWS_AS(native_code("/nonexistent/tg.so", p), std::runtime_error);
+}
+
+TEST_CASE("a gradient's sweeps leave out what no rule reads") {
+    const std::string src = native_source(sum_loop(40, false));
+    // the gradient's forward runs no loop: the reverse loop computes the sines again
+    // (not the products), and only the plain forward computes the sum
+    CHECK(function_text(src, "void tg_forward(").find("fw_") != std::string::npos);
+    const std::string forward = function_text(src, "void tg_forward_gradient(");
+    CHECK(forward.find("fw_") == std::string::npos);
+    CHECK(forward.find("fg_") == std::string::npos);
+    const std::string rg = function_text(src, "TG_NATIVE_LOOP rg_");
+    CHECK(rg.find("K::sin::forward") != std::string::npos);
+    CHECK(rg.find("K::mul::forward") == std::string::npos);
+    CHECK(function_text(src, "void tg_reverse_gradient(").find("rg_") != std::string::npos);
+    CHECK(function_text(src, "void tg_reverse(").find("rg_") == std::string::npos);
+    CHECK(function_text(src, "void tg_reverse_gradient(").find("grad[i] = A[i] + 0.0;") !=
+          std::string::npos);
+    CHECK(function_text(src, "void tg_reverse(").find("grad[i] += A[i];") != std::string::npos);
+
+    // squared, the last sum is read, and with it every term: the gradient's forward runs
+    // the whole loop, and no reverse loop computes anything again
+    const std::string all = native_source(sum_loop(40, true));
+    CHECK(function_text(all, "TG_NATIVE_LOOP fg_").find("K::mul::forward") != std::string::npos);
+    CHECK(all.find("TG_NATIVE_LOOP rg_") == std::string::npos);
+}
+
+TEST_CASE("batch code: one simd loop over the points, none for a program too large") {
+    std::string why;
+    const std::string src = native_batch_source(sum_loop(10, true), "baseline", &why);
+    CHECK(why.empty());
+    for (const char* name : {"tg_batch_value", "tg_batch_grad", "tg_batch_digest", "tg_batch_isa",
+                             "tg_batch_init", "omp simd"})
+        CHECK_MESSAGE(src.find(name) != std::string::npos, name);
+    const program big = sum_loop(slot(native_batch_max_ops), true);
+    CHECK(native_batch_source(big, "baseline", &why).empty());
+    CHECK(why.find("ops") != std::string::npos);
 }
