@@ -97,10 +97,11 @@ def batched(rep: H.Report, cfg: dict, peers: dict) -> None:
 def one_point(rep: H.Report, cfg: dict) -> None:
     V = tg.trace(lambda v: v[0] * v[1] + tg.sin(v[0]), np.array([1.0, 2.0]))
     G = tg.trace(lambda a, b: a * b + tg.sin(a), 1.0, 2.0)
-    x, a, b = np.array([1.0, 2.0]), np.ones(2), np.ones(2)
+    x, a, b, g = np.array([1.0, 2.0]), np.ones(2), np.ones(2), np.empty(2)
     cases = {
         "np.add on 2 elements": H.Case(lambda: np.add(a, b)),
         "F.grad(x), x a 2-vector": H.Case(lambda: V.grad(x)),
+        "F.grad(x, out=g)": H.Case(lambda: V.grad(x, out=g)),
         "G.grad(1.0, 2.0)": H.Case(lambda: G.grad(1.0, 2.0)),
         "G(1.0, 2.0)": H.Case(lambda: G(1.0, 2.0)),
     }
