@@ -98,6 +98,11 @@ def _default_threads() -> int:
 _MAX_THREADS = 2**31 - 1  # the C++ side takes an int; a batch never uses more than its blocks
 
 
+def _declined(*args: Any, **kwargs: Any) -> None:
+    """What a fast path calls when it declines a call: None, for the caller's general path."""
+    return None
+
+
 def _threads(threads: Any, where: str = "threads") -> int:
     """``threads=`` as the replay takes it: None is every core this process may use; an int
     >= 1 is that many threads at most (a batch uses no more threads than it has blocks)."""
@@ -242,6 +247,9 @@ class Function:
                                       functools.partial(Function.grad, self))
         self.value_and_grad = _core.fast_method(programs[0], self._grad_mode,
                                                 functools.partial(Function.value_and_grad, self))
+        # F(...) is looked up on the class, so __call__ stays a method; without keywords
+        # it runs the same C callable, which returns None (_declined) where it cannot.
+        self._value = _core.fast_method(programs[0], 0, _declined)
         self._native: Any = None  # native.NativeCode once compile() built programs[0]'s
 
     # -- insight ------------------------------------------------------------------------
@@ -438,6 +446,10 @@ class Function:
         ``out``: an array to write the values into and return, instead of a new one (numpy's
         ufunc ``out=``): a writable, C-contiguous float64 array of the result's shape that
         overlaps no input."""
+        if threads is None and out is None:
+            r = self._value(*args)
+            return r if r is not None else self._checked(args, self._run(args, Mode.VALUE,
+                                                                         None))[0]
         n = 0 if threads is None else _threads(threads)
         if out is not None:
             r = self._fast(args, 0, n, out)
