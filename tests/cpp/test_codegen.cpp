@@ -4,6 +4,7 @@
 // needs a compiler at run time.)
 #include <doctest/doctest.h>
 
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -15,31 +16,43 @@ using namespace tapegrad;
 
 namespace {
 
-// s = c * s + x[i] * x[i + 1] for i < n; s starts as input 0, x[i] is input 1 + i.
-program dot_loop(slot n, double c) {
+// A program laid out by hand: its inputs, then its constants, then the ops push() appends.
+struct by_hand {
     program p;
-    p.n_inputs = n + 2;
-    p.set_first_op(n + 3);
-    for (slot s = 0; s < p.n_inputs; ++s) p.op_.push_back(op::leaf);
-    p.op_.push_back(op::constant);
-    p.init_.assign(p.first_op(), 0.0);
-    p.init_[n + 2] = c;
-    p.a_.assign(p.first_op(), 0);
-    p.b_.assign(p.first_op(), 0);
-    auto push = [&](op o, slot x, slot y) {
+    by_hand(slot n_inputs, std::initializer_list<double> constants) {
+        p.n_inputs = n_inputs;
+        p.set_first_op(n_inputs + slot(constants.size()));
+        p.op_.assign(n_inputs, op::leaf);
+        p.init_.assign(n_inputs, 0.0);
+        for (const double c : constants) {
+            p.op_.push_back(op::constant);
+            p.init_.push_back(c);
+        }
+        p.a_.assign(p.first_op(), 0);
+        p.b_.assign(p.first_op(), 0);
+    }
+    slot push(op o, slot x, slot y) {
         p.op_.push_back(o);
         p.a_.push_back(x);
         p.b_.push_back(y);
         return slot(p.op_.size() - 1);
-    };
+    }
+    program done(slot output) {
+        p.outputs_ = {output};
+        p.finish();
+        return std::move(p);
+    }
+};
+
+// s = c * s + x[i] * x[i + 1] for i < n; s starts as input 0, x[i] is input 1 + i.
+program dot_loop(slot n, double c) {
+    by_hand h(n + 2, {c});
     slot s = 0;
     for (slot i = 0; i < n; ++i) {
-        const slot m = push(op::mul, 1 + i, 2 + i);
-        s = push(op::add, push(op::mul, n + 2, s), m);
+        const slot m = h.push(op::mul, 1 + i, 2 + i);
+        s = h.push(op::add, h.push(op::mul, n + 2, s), m);
     }
-    p.outputs_ = {s};
-    p.finish();
-    return p;
+    return h.done(s);
 }
 
 // s = s + sin(x[i]) * x[i + 1] for i < n, and s (or s * s, squared): s starts as input 0,
@@ -47,25 +60,11 @@ program dot_loop(slot n, double c) {
 // a product, unless the output is squared: then its rule reads the last sum, which needs
 // them all.
 program sum_loop(slot n, bool squared) {
-    program p;
-    p.n_inputs = n + 2;
-    p.set_first_op(n + 2);
-    for (slot s = 0; s < p.n_inputs; ++s) p.op_.push_back(op::leaf);
-    p.init_.assign(p.first_op(), 0.0);
-    p.a_.assign(p.first_op(), 0);
-    p.b_.assign(p.first_op(), 0);
-    auto push = [&](op o, slot x, slot y) {
-        p.op_.push_back(o);
-        p.a_.push_back(x);
-        p.b_.push_back(y);
-        return slot(p.op_.size() - 1);
-    };
+    by_hand h(n + 2, {});
     slot s = 0;
     for (slot i = 0; i < n; ++i)
-        s = push(op::add, s, push(op::mul, push(op::sin, 1 + i, 0), 2 + i));
-    p.outputs_ = {squared ? push(op::mul, s, s) : s};
-    p.finish();
-    return p;
+        s = h.push(op::add, s, h.push(op::mul, h.push(op::sin, 1 + i, 0), 2 + i));
+    return h.done(squared ? h.push(op::mul, s, s) : s);
 }
 
 // The text of generated function `name`, up to the next one.
